@@ -1,0 +1,36 @@
+"""calframe: calibration of CCD/CMOS detector frames and camera RAW files.
+
+Every frame is an :class:`astropy.nddata.CCDData` with a unit, an uncertainty
+and a mask; every output is a multi-extension FITS that says how it was made.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("calframe")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+from .errors import (
+    CalframeError,
+    CalframeWarning,
+    FrameReadError,
+    IncompatibleFramesError,
+    MissingMetadataError,
+    OutputExistsError,
+    UnsupportedFormatError,
+)
+from .provenance import Provenance, get_provenance
+
+__all__ = [
+    "CalframeError",
+    "CalframeWarning",
+    "FrameReadError",
+    "IncompatibleFramesError",
+    "MissingMetadataError",
+    "OutputExistsError",
+    "Provenance",
+    "UnsupportedFormatError",
+    "__version__",
+    "get_provenance",
+]

@@ -1,0 +1,71 @@
+"""Exceptions and warnings raised by calframe.
+
+Every error that calframe raises for bad input is a :class:`CalframeError`.
+Each one also subclasses the builtin exception it refines (``ValueError`` for
+bad values, ``TypeError`` for wrong types), so ``except ValueError`` keeps
+working for callers who do not know calframe.
+
+Messages name the file or parameter, say what was found, and say how to fix
+it.  The command line prints them without a traceback.
+"""
+
+from __future__ import annotations
+
+from astropy.utils.exceptions import AstropyUserWarning
+
+__all__ = [
+    "CalframeError",
+    "CalframeWarning",
+    "FrameReadError",
+    "IncompatibleFramesError",
+    "MissingMetadataError",
+    "OutputExistsError",
+    "UnsupportedFormatError",
+]
+
+
+class CalframeError(Exception):
+    """Base class of every error calframe raises for bad input or settings."""
+
+
+class FrameReadError(CalframeError, ValueError):
+    """A file could not be read as a frame (truncated, empty, not an image...).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file that failed.
+    problem : str
+        What is wrong with it.
+    fix : str, optional
+        How the user can fix it.
+    """
+
+    def __init__(self, path, problem: str, fix: str | None = None):
+        self.path = str(path)
+        self.problem = problem
+        self.fix = fix
+        message = f"{self.path}: {problem}"
+        if fix:
+            message += f"; {fix}"
+        super().__init__(message)
+
+
+class UnsupportedFormatError(FrameReadError):
+    """The file is of a kind calframe does not read (or refuses on purpose)."""
+
+
+class MissingMetadataError(CalframeError, ValueError):
+    """A value that a step needs (exposure time, frame type...) is missing."""
+
+
+class IncompatibleFramesError(CalframeError, ValueError):
+    """Frames that must match (shape, unit, CFA pattern...) do not."""
+
+
+class OutputExistsError(CalframeError, FileExistsError):
+    """An output file exists and overwriting was not requested."""
+
+
+class CalframeWarning(AstropyUserWarning):
+    """Base class of the warnings calframe emits."""
