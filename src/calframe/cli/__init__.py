@@ -52,7 +52,9 @@ def _register() -> None:
         importlib.import_module(f"{__name__}._{name}")
 
 
-_COMMANDS: list[str] = []
+# Sub-command modules, one per line (cli/_<name>.py).
+_COMMANDS: list[str] = [
+]
 
 
 def main(argv: list[str] | None = None) -> int:
