@@ -20,6 +20,7 @@ __all__ = [
     "IncompatibleFramesError",
     "MissingMetadataError",
     "OutputExistsError",
+    "UncertaintyUnknownWarning",
     "UnsupportedFormatError",
 ]
 
@@ -69,3 +70,11 @@ class OutputExistsError(CalframeError, FileExistsError):
 
 class CalframeWarning(AstropyUserWarning):
     """Base class of the warnings calframe emits."""
+
+
+class UncertaintyUnknownWarning(CalframeWarning):
+    """A frame was read without an uncertainty: gain or read noise is unknown.
+
+    Emitted once per process by :func:`calframe.read_frame`; pass ``gain=`` and
+    ``read_noise=`` (or write EGAIN / RDNOISE in the header) to get one.
+    """
