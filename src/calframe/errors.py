@@ -16,8 +16,10 @@ from astropy.utils.exceptions import AstropyUserWarning
 __all__ = [
     "CalframeError",
     "CalframeWarning",
+    "ChecksumMismatchWarning",
     "FrameReadError",
     "IncompatibleFramesError",
+    "InputOverwriteError",
     "MissingMetadataError",
     "OutputExistsError",
     "UncertaintyUnknownWarning",
@@ -78,3 +80,11 @@ class UncertaintyUnknownWarning(CalframeWarning):
     Emitted once per process by :func:`calframe.read_frame`; pass ``gain=`` and
     ``read_noise=`` (or write EGAIN / RDNOISE in the header) to get one.
     """
+
+
+class InputOverwriteError(CalframeError, ValueError):
+    """An output path names one of the files the frame was made from."""
+
+
+class ChecksumMismatchWarning(CalframeWarning):
+    """A FITS file's CHECKSUM or DATASUM does not match its bytes."""
