@@ -16,12 +16,15 @@ from astropy.utils.exceptions import AstropyUserWarning
 __all__ = [
     "CalframeError",
     "CalframeWarning",
+    "CalibrationWarning",
     "ChecksumMismatchWarning",
     "FrameReadError",
     "IncompatibleFramesError",
     "InputOverwriteError",
     "MissingMetadataError",
+    "NegativePixelsWarning",
     "OutputExistsError",
+    "TemperatureMismatchWarning",
     "UncertaintyUnknownWarning",
     "UnsupportedFormatError",
 ]
@@ -88,3 +91,15 @@ class InputOverwriteError(CalframeError, ValueError):
 
 class ChecksumMismatchWarning(CalframeWarning):
     """A FITS file's CHECKSUM or DATASUM does not match its bytes."""
+
+
+class CalibrationWarning(CalframeWarning):
+    """Calibration went ahead, but something about the inputs is suspicious."""
+
+
+class TemperatureMismatchWarning(CalibrationWarning):
+    """A dark was taken at a sensor temperature (CCD-TEMP) unlike the frame's."""
+
+
+class NegativePixelsWarning(CalibrationWarning):
+    """Many calibrated pixels are negative (bias or dark likely over-subtracted)."""
