@@ -1,0 +1,45 @@
+"""``calframe inventory``: what is in these folders, and what calibrates what."""
+
+from __future__ import annotations
+
+import click
+
+from . import cli
+
+
+def _progress_from(ctx: click.Context) -> None:
+    from .._progress import enable_progress
+
+    obj = ctx.find_root().obj or {}
+    enable_progress(not obj.get("quiet", False))
+
+
+@cli.command("inventory")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--no-recursive", is_flag=True, help="Do not walk sub-folders.")
+@click.option("--exptime-tolerance", type=float, default=0.01, show_default=True,
+              help="Relative exposure difference allowed within a dark group.")
+@click.option("--temperature-tolerance", type=float, default=2.0, show_default=True,
+              help="Temperature difference (deg C) allowed within a group.")
+@click.option("--table", "table_path", type=click.Path(dir_okay=False),
+              help="Also write the frame table (ECSV, or CSV by the name's ending).")
+@click.pass_context
+def inventory_command(ctx: click.Context, paths: tuple[str, ...], no_recursive: bool,
+                      exptime_tolerance: float, temperature_tolerance: float,
+                      table_path: str | None) -> int:
+    """List every frame under PATHS with its type, exposure, ISO/gain, temperature,
+    filter, binning, shape and CFA; the groups; which lights have matching
+    calibration frames; and the problems found."""
+    from .._progress import progress
+    from ..inventory import Tolerances, take_inventory
+
+    _progress_from(ctx)
+    tol = Tolerances(exptime_rel=exptime_tolerance, temperature=temperature_tolerance)
+    inv = take_inventory(list(paths), recursive=not no_recursive, tolerances=tol,
+                         progress=progress)
+    click.echo(inv.summary())
+    if table_path:
+        fmt = "ascii.csv" if table_path.lower().endswith(".csv") else "ascii.ecsv"
+        inv.frames.write(table_path, format=fmt, overwrite=True)
+        click.echo(f"frame table written to {table_path}")
+    return 0
