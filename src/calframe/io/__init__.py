@@ -1,0 +1,12 @@
+"""Reading frames: FITS, camera RAW, EDF and TIFF into :class:`~astropy.nddata.CCDData`.
+
+:func:`read_frame` reads one frame of any supported file; :func:`iter_frames`
+yields every frame of a multi-frame file (EDF, multi-page TIFF, FITS with
+several image HDUs).  Every frame comes back in the same form: float32 data in
+ADU, a mask, an uncertainty from the detector model when gain and read noise
+are known, the normalised keywords of :mod:`calframe.metadata`, and provenance.
+"""
+
+from ._read import detect_format, frame_count, iter_frames, read_frame
+
+__all__ = ["detect_format", "frame_count", "iter_frames", "read_frame"]

@@ -1,0 +1,45 @@
+"""What each format reader hands to :func:`calframe.read_frame` to finish."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.io import fits
+
+
+@dataclass
+class Loaded:
+    """A frame as read from one file, before masks, noise model and provenance.
+
+    ``data`` are physical values (BZERO/BSCALE applied) in the requested
+    float dtype; ``masks`` holds named boolean masks found by the reader
+    (e.g. 'gap' for detector gap markers, 'blank' for FITS BLANK pixels).
+    """
+
+    data: np.ndarray
+    header: fits.Header
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+    #: level at and above which a pixel is saturated (data units), or None
+    saturation: float | np.ndarray | None = None
+    #: black/bias level that carries no photon noise (data units)
+    pedestal: float | np.ndarray | None = None
+    #: stored uncertainty (standard deviation, data units), e.g. a calframe MEF
+    uncertainty: np.ndarray | None = None
+    #: stored mask, e.g. a calframe MEF
+    mask: np.ndarray | None = None
+    unit: str | None = None
+    #: the file has PROVENANCE / NCOMBINE / REJECTED extensions
+    has_extras: bool = False
+    #: the frame's own path part of the provenance (e.g. 'hdu': 1)
+    location: dict = field(default_factory=dict)
+    #: default value for the row order when the header has none
+    row_order: str | None = None
+
+
+def integer_full_scale(dtype: np.dtype, bzero: float = 0.0, bscale: float = 1.0) -> float | None:
+    """The largest physical value an integer array of ``dtype`` can hold."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu":
+        return None
+    return float(np.iinfo(dtype).max) * bscale + bzero

@@ -1,0 +1,404 @@
+"""``read_frame`` and ``iter_frames``: one entry point for every supported format."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.nddata import CCDData, StdDevUncertainty
+
+from .. import metadata
+from .._detector import detector_sigma, warn_uncertainty_unknown
+from ..errors import FrameReadError, MissingMetadataError, UnsupportedFormatError
+from ..provenance import InputRecord, get_provenance
+from ._common import Loaded
+
+__all__ = ["detect_format", "iter_frames", "read_frame"]
+
+log = logging.getLogger(__name__)
+
+#: File name endings of camera RAW formats that LibRaw reads.
+RAW_SUFFIXES = frozenset({
+    ".3fr", ".ari", ".arw", ".bay", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf",
+    ".fff", ".iiq", ".k25", ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf",
+    ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f",
+})
+FITS_SUFFIXES = frozenset({".fits", ".fit", ".fts", ".fz"})
+EDF_SUFFIXES = frozenset({".edf"})
+TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
+
+_FITS_MAGIC = b"SIMPLE  ="
+
+
+def _suffix(path: Path) -> str:
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2") and len(suffixes) > 1:
+        return suffixes[-2]
+    return suffixes[-1] if suffixes else ""
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The format of a file: 'fits', 'raw', 'edf' or 'tiff'.
+
+    The name's ending decides, checked against the first bytes for FITS;
+    files with another ending are recognised from their first bytes.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    FrameReadError
+        If the file is empty, or its bytes contradict its name.
+    UnsupportedFormatError
+        If the format is not one calframe reads.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if p.is_dir():
+        raise IsADirectoryError(f"{path}: is a folder, not a frame; pass a file "
+                                "(calframe.inventory scans folders)")
+    size = p.stat().st_size
+    if size == 0:
+        raise FrameReadError(path, "the file is empty (0 bytes)",
+                             "copy or download it again, or remove it from the input")
+    with open(p, "rb") as handle:
+        head = handle.read(64)
+    compressed = head[:2] == b"\x1f\x8b" or head[:3] == b"BZh"
+    suffix = _suffix(p)
+    if suffix in FITS_SUFFIXES:
+        if not compressed and not head.startswith(_FITS_MAGIC):
+            raise FrameReadError(path, "named as FITS but does not start with 'SIMPLE  ='"
+                                 f" (starts with {head[:16]!r})",
+                                 "it is not a FITS file; check what wrote it")
+        return "fits"
+    if suffix in RAW_SUFFIXES:
+        return "raw"
+    if suffix in EDF_SUFFIXES:
+        return "edf"
+    if suffix in TIFF_SUFFIXES:
+        return "tiff"
+    if head.startswith(_FITS_MAGIC):
+        return "fits"
+    if head.lstrip().startswith(b"{") and b"=" in head:
+        return "edf"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"
+    raise UnsupportedFormatError(
+        path, f"not a format calframe reads (name ending {suffix or 'none'!r}, "
+        f"first bytes {head[:8]!r})",
+        "calframe reads FITS, camera RAW (via LibRaw), EDF and TIFF")
+
+
+def _loader(kind: str):
+    if kind == "fits":
+        from ._fits import load_fits
+        return load_fits
+    if kind == "raw":
+        from ._raw import load_raw
+        return load_raw
+    if kind == "edf":
+        from ._edf import load_edf
+        return load_edf
+    from ._tiff import load_tiff
+    return load_tiff
+
+
+def _parse_unit(value, path) -> u.UnitBase:
+    if isinstance(value, u.UnitBase):
+        return value
+    text = str(value).strip()
+    if text.lower() in ("adu", "count", "counts", "dn", "adus"):
+        return u.adu
+    if text.lower() in ("e", "e-", "electron", "electrons"):
+        return u.electron
+    try:
+        return u.Unit(text)
+    except ValueError as err:
+        raise FrameReadError(path, f"unit {text!r} (BUNIT) is not understood",
+                             "you can pass in a valid `unit` argument explicitly") from err
+
+
+def _bad_pixel_mask(bad_pixel_mask, shape, path) -> np.ndarray:
+    if isinstance(bad_pixel_mask, str | os.PathLike):
+        kind = detect_format(bad_pixel_mask)
+        values = _loader(kind)(bad_pixel_mask).data
+        bpm = np.asarray(values) != 0
+        where = f"bad_pixel_mask={os.fspath(bad_pixel_mask)!r}"
+    else:
+        bpm = np.asarray(bad_pixel_mask)
+        if bpm.dtype != bool:
+            bpm = bpm != 0
+        where = "bad_pixel_mask"
+    if bpm.shape != tuple(shape):
+        raise ValueError(f"{where} has shape {bpm.shape} but {path} has shape {tuple(shape)}; "
+                         "pass a mask of the frame's shape")
+    return bpm
+
+
+def _json_value(value):
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, np.ndarray):
+        return f"array{list(value.shape)}"
+    return str(value)
+
+
+def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
+               frame: int | None = None, unit: str | u.UnitBase | None = None,
+               gain: float | None = None, read_noise: float | None = None,
+               saturation: float | None = None,
+               bad_pixel_mask: np.ndarray | str | os.PathLike | None = None,
+               subtract_black: bool = False, pedestal: float | None = None,
+               frametype: str | None = None, require_exposure: bool = False,
+               dtype: type | np.dtype = np.float32) -> CCDData:
+    """Read one frame of a FITS, camera RAW, EDF or TIFF file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.  Its format comes from the name's ending (checked against
+        the first bytes) or, for other names, from the first bytes.
+    hdu : int or str, optional
+        FITS only: the image HDU to read (default: the first image HDU with
+        two or more axes).
+    frame : int, optional
+        EDF and multi-page TIFF: the frame to read (default 0).
+    unit : str or astropy unit, optional
+        The data unit (default: BUNIT of a FITS header, else ``adu``).
+    gain, read_noise : float, optional
+        Gain in e-/ADU and read noise in e-; they override the header
+        (EGAIN / GAIN / RDNOISE and aliases, see :mod:`calframe.metadata`)
+        and are written to EGAIN / RDNOISE.
+    saturation : float, optional
+        Level (in the file's ADU, before any black subtraction) at and above
+        which pixels are masked as saturated.  Default: RAW white level, FITS
+        SATURATE, else the full scale of an integer file (65535 for 16 bits).
+    bad_pixel_mask : array or path, optional
+        Known bad pixels (True or non-zero = bad), same shape as the frame.
+    subtract_black : bool, optional
+        Subtract the black level per CFA position (camera RAW).  By default the
+        black level is only recorded (BLKLEV0..3, BLKLEVEL); a bias removes it.
+    pedestal : float, optional
+        Level (ADU) that carries no photon noise, for the noise model.
+        Default: the black level of a RAW, else 0.
+    frametype : str, optional
+        Frame type to record (FTSOURCE = 'user') instead of inferring it.
+    require_exposure : bool, optional
+        Raise :class:`~calframe.MissingMetadataError` when no exposure time
+        is found.
+    dtype : numpy dtype, optional
+        ``float32`` (default) or ``float64``.
+
+    Returns
+    -------
+    astropy.nddata.CCDData
+        Data as read (ADU), mask (saturated, non-finite, detector gaps, BLANK,
+        bad pixels), uncertainty from the detector model when gain and read
+        noise are known (else None, with a warning once per process), meta
+        with the normalised keywords of :mod:`calframe.metadata` and the
+        numbers of masked pixels (NSATUR, NNONFIN, NGAPPIX, NBADPIX), and
+        provenance with this file and a 'read' step.
+
+    Raises
+    ------
+    FrameReadError
+        Empty, truncated or unreadable file, or a file whose bytes do not
+        match its name.
+    UnsupportedFormatError
+        A format or RAW kind calframe does not read (X-Trans, non-Bayer).
+    MissingMetadataError
+        ``require_exposure=True`` and no exposure time; ``subtract_black``
+        without a known black level.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "bias_001.fits"
+    >>> data = np.full((4, 6), 1000, dtype=np.uint16)
+    >>> fits.PrimaryHDU(data, header=fits.Header({"EGAIN": 2.0, "RDNOISE": 4.0})).writeto(path)
+    >>> ccd = read_frame(path)
+    >>> ccd.data.dtype, ccd.unit, ccd.meta["FRAMETYP"], ccd.meta["FTSOURCE"]
+    (dtype('float32'), Unit("adu"), 'bias', 'filename')
+    >>> round(float(ccd.uncertainty.array[0, 0]), 4)  # sqrt(1000 / 2 + (4 / 2)**2)
+    22.4499
+    """
+    kind = detect_format(path)
+    options = {"hdu": hdu, "frame": frame}
+    loaded = _load(kind, path, options, dtype)
+    return _finish(loaded, path, kind, hdu=hdu, frame=frame, unit=unit, gain=gain,
+                   read_noise=read_noise, saturation=saturation,
+                   bad_pixel_mask=bad_pixel_mask, subtract_black=subtract_black,
+                   pedestal=pedestal, frametype=frametype,
+                   require_exposure=require_exposure, dtype=dtype)
+
+
+def _load(kind, path, options, dtype) -> Loaded:
+    loader = _loader(kind)
+    if kind == "fits":
+        if options.get("frame") not in (None, 0):
+            raise ValueError(f"frame={options['frame']!r}: FITS frames are chosen with hdu=")
+        return loader(path, hdu=options.get("hdu"), dtype=dtype)
+    if options.get("hdu") is not None:
+        raise ValueError(f"hdu={options['hdu']!r} applies to FITS only, and {path} is {kind}")
+    if kind == "raw":
+        if options.get("frame") not in (None, 0):
+            raise ValueError(f"frame={options['frame']!r}: a camera RAW holds one frame")
+        return loader(path, dtype=dtype)
+    return loader(path, frame=options.get("frame") or 0, dtype=dtype)
+
+
+def frame_count(path: str | os.PathLike) -> int:
+    """How many frames a file holds (EDF and TIFF frames, FITS image HDUs)."""
+    kind = detect_format(path)
+    if kind == "edf":
+        from ._edf import edf_frame_count
+        return edf_frame_count(path)
+    if kind == "tiff":
+        from ._tiff import tiff_frame_count
+        return tiff_frame_count(path)
+    if kind == "fits":
+        from ._fits import image_hdus
+        return len(image_hdus(path))
+    return 1
+
+
+def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
+    """Yield every frame of a file: EDF and TIFF frames, FITS image HDUs.
+
+    Keyword arguments are those of :func:`read_frame` (except ``frame`` and
+    ``hdu``).  A single-frame file yields one frame.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "two.fits"
+    >>> hdus = [fits.PrimaryHDU(np.zeros((2, 2), np.float32)),
+    ...         fits.ImageHDU(np.ones((2, 2), np.float32))]
+    >>> fits.HDUList(hdus).writeto(path)
+    >>> [float(f.data.sum()) for f in iter_frames(path, gain=1.0, read_noise=1.0)]
+    [0.0, 4.0]
+    """
+    for key in ("frame", "hdu"):
+        if key in kwargs:
+            raise TypeError(f"iter_frames() got {key}=; it yields every frame")
+    kind = detect_format(path)
+    if kind == "fits":
+        from ._fits import image_hdus
+        for index in image_hdus(path):
+            yield read_frame(path, hdu=index, **kwargs)
+        return
+    for index in range(frame_count(path)):
+        yield read_frame(path, frame=index, **kwargs)
+
+
+def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, saturation,
+            bad_pixel_mask, subtract_black, pedestal, frametype, require_exposure,
+            dtype) -> CCDData:
+    meta = metadata.normalize_header(loaded.header, path=path, frametype=frametype)
+    if loaded.row_order and "ROWORDER" not in meta:
+        meta["ROWORDER"] = (loaded.row_order, "order of the rows")
+    if require_exposure:
+        metadata.require_exposure(meta, path=path)
+    data = loaded.data
+    the_unit = _parse_unit(unit if unit is not None else (loaded.unit or "adu"), path)
+
+    # --- masks (levels in the file's ADU, before any black subtraction)
+    mask = np.zeros(data.shape, dtype=bool) if loaded.mask is None else loaded.mask.copy()
+    nonfinite = ~np.isfinite(data)
+    if nonfinite.any():
+        mask |= nonfinite
+    meta["NNONFIN"] = (int(nonfinite.sum()), "non-finite pixels (masked)")
+    level = saturation if saturation is not None else loaded.saturation
+    if level is not None:
+        saturated = data >= np.asarray(level, dtype=data.dtype)
+        mask |= saturated
+        meta["NSATUR"] = (int(saturated.sum()), "saturated pixels (masked)")
+        if np.ndim(level) == 0:
+            meta["SATURATE"] = (float(level), "[adu] saturation level as read")
+    gaps = loaded.masks.get("gap")
+    if gaps is not None:
+        mask |= gaps
+        meta["NGAPPIX"] = (int(gaps.sum()), "detector gap / bad marker pixels (masked)")
+    blank = loaded.masks.get("blank")
+    if blank is not None:
+        mask |= blank
+        meta["NBLANK"] = (int(blank.sum()), "FITS BLANK pixels (masked)")
+    if bad_pixel_mask is not None:
+        bpm = _bad_pixel_mask(bad_pixel_mask, data.shape, path)
+        mask |= bpm
+        meta["NBADPIX"] = (int(bpm.sum()), "known bad pixels (masked)")
+
+    # --- black level
+    ped = pedestal if pedestal is not None else loaded.pedestal
+    if subtract_black:
+        if loaded.pedestal is None and pedestal is None:
+            raise MissingMetadataError(
+                f"{path}: subtract_black=True but no black level is known for this {kind} "
+                "file; pass pedestal= or subtract a master bias instead")
+        data -= np.asarray(ped, dtype=data.dtype)
+        ped = 0.0
+        meta["BLKSUB"] = (True, "black level subtracted when read")
+
+    # --- uncertainty
+    g = gain if gain is not None else meta.get("EGAIN")
+    rn = read_noise if read_noise is not None else meta.get("RDNOISE")
+    if gain is not None:
+        meta["EGAIN"] = (float(gain), "[e-/ADU] gain (given when read)")
+    if read_noise is not None:
+        meta["RDNOISE"] = (float(read_noise), "[e-] read noise (given when read)")
+    uncertainty = None
+    source = "none"
+    if loaded.uncertainty is not None:
+        uncertainty = loaded.uncertainty
+        source = "file"
+    elif the_unit == u.electron and rn is not None:
+        uncertainty = detector_sigma(data, gain=1.0, read_noise=float(rn),
+                                     pedestal=0.0 if ped is None else ped, dtype=data.dtype)
+        source = "detector model"
+    elif the_unit == u.adu and g is not None and rn is not None:
+        uncertainty = detector_sigma(data, gain=float(g), read_noise=float(rn),
+                                     pedestal=0.0 if ped is None else ped, dtype=data.dtype)
+        source = "detector model"
+    else:
+        missing = " and ".join(name for name, v in (("gain", g), ("read noise", rn))
+                               if v is None) or f"a noise model for unit {the_unit}"
+        warn_uncertainty_unknown(path, missing, stacklevel=4)
+    meta["UNCSRC"] = (source, "where the uncertainty came from")
+
+    ccd = CCDData(data, unit=the_unit, meta=meta, mask=mask,
+                  uncertainty=None if uncertainty is None
+                  else StdDevUncertainty(uncertainty, copy=False))
+    if loaded.has_extras:
+        from ._fits import attach_fits_extras
+        attach_fits_extras(ccd, path)
+    prov = get_provenance(ccd)
+    ftype = meta["FRAMETYP"]
+    exptime = meta.get("EXPTIME")
+    prov.add_input(InputRecord.from_file(
+        path, role=ftype, frametype=ftype,
+        exptime=None if exptime is None else float(exptime),
+        date_obs=str(meta.get("DATE-OBS", "")), shape=data.shape))
+    parameters = {"format": kind, **{k: _json_value(v) for k, v in loaded.location.items()},
+                  "unit": the_unit.to_string(), "dtype": np.dtype(dtype).name,
+                  "uncertainty": source, "subtract_black": bool(subtract_black)}
+    for name, value in (("gain", gain), ("read_noise", read_noise),
+                        ("saturation", saturation), ("bad_pixel_mask", bad_pixel_mask),
+                        ("pedestal", pedestal), ("frametype", frametype)):
+        if value is not None:
+            parameters[name] = _json_value(value)
+    prov.add_step("read", **parameters)
+    log.debug("read %s (%s, %s, %s)", path, kind, data.shape, ftype)
+    return ccd
