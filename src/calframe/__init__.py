@@ -18,8 +18,10 @@ from .errors import (
     IncompatibleFramesError,
     MissingMetadataError,
     OutputExistsError,
+    UncertaintyUnknownWarning,
     UnsupportedFormatError,
 )
+from .io import iter_frames, read_frame
 from .provenance import Provenance, get_provenance
 
 __all__ = [
@@ -30,7 +32,10 @@ __all__ = [
     "MissingMetadataError",
     "OutputExistsError",
     "Provenance",
+    "UncertaintyUnknownWarning",
     "UnsupportedFormatError",
     "__version__",
     "get_provenance",
+    "iter_frames",
+    "read_frame",
 ]
