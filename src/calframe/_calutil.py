@@ -1,0 +1,217 @@
+"""Shared helpers of masters, calibrate and cosmetic (private).
+
+One parser for the frame-like arguments (path or CCDData), FITS section
+strings, exposure/temperature look-ups and CFA channel slices.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+
+from ._arith import Plane
+from .errors import IncompatibleFramesError, MissingMetadataError
+from .provenance import InputRecord, Provenance, get_provenance
+
+__all__ = [
+    "as_frame",
+    "cfa_groups",
+    "exposure_of",
+    "header_of",
+    "parse_section",
+    "plane_to_ccd",
+    "temperature_of",
+]
+
+FrameLike = CCDData | str | os.PathLike
+
+
+def _read(path) -> CCDData:
+    try:
+        from .io import read_frame
+    except ImportError:  # the reader module is not available in this tree
+        return CCDData.read(path, unit="adu")
+    return read_frame(path)
+
+
+def as_frame(value, *, role: str, prov: Provenance | None = None) -> CCDData:
+    """Return ``value`` as a CCDData, reading it if it is a path.
+
+    When ``prov`` is given, the frame's own provenance is merged into it and,
+    for a path, an input row (path as given) is added with ``role``.
+    """
+    if isinstance(value, CCDData):
+        ccd = value
+        path = None
+    elif isinstance(value, str | os.PathLike):
+        path = value
+        ccd = _read(path)
+    else:
+        raise TypeError(
+            f"{role}: expected a CCDData or a path to a frame, got "
+            f"{type(value).__name__}; read arrays into CCDData(data, unit='adu') first")
+    if prov is not None:
+        prov.extend(get_provenance(ccd))
+        if path is not None:
+            meta = ccd.meta
+            prov.add_input(InputRecord.from_file(
+                path, role=role, frametype=str(meta.get("FRAMETYP", "")),
+                exptime=_float_or_none(meta.get("EXPTIME")),
+                date_obs=str(meta.get("DATE-OBS", "")), shape=ccd.shape))
+    return ccd
+
+
+def _float_or_none(value) -> float | None:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def exposure_of(ccd: CCDData, *, name: str, required: bool = True) -> float | None:
+    """EXPTIME (seconds) of a frame."""
+    value = _float_or_none(ccd.meta.get("EXPTIME"))
+    if value is None and required:
+        raise MissingMetadataError(
+            f"{name}: no exposure time (EXPTIME) in its header; set "
+            f"{name}.meta['EXPTIME'] in seconds, or use dark_scale=None")
+    return value
+
+
+def temperature_of(ccd: CCDData) -> float | None:
+    """CCD-TEMP (deg C) of a frame, or None."""
+    return _float_or_none(ccd.meta.get("CCD-TEMP"))
+
+
+_SECTION = re.compile(r"^\s*\[\s*([^,\]]+)\s*,\s*([^,\]]+)\s*\]\s*$")
+
+
+def _axis_slice(text: str, n: int, what: str) -> slice:
+    text = text.strip()
+    if text == "*":
+        return slice(0, n)
+    try:
+        if ":" in text:
+            lo, hi = (int(v) for v in text.split(":"))
+        else:
+            lo = hi = int(text)
+    except ValueError as err:
+        raise ValueError(f"{what}: cannot read '{text}' as 'start:stop' (1-based)") from err
+    if lo > hi:
+        raise ValueError(f"{what}: reversed range '{text}' is not supported; "
+                         "write it as low:high")
+    if lo < 1 or hi > n:
+        raise ValueError(f"{what}: range '{text}' is outside the frame (1..{n})")
+    return slice(lo - 1, hi)
+
+
+def parse_section(section, shape: tuple[int, int], *, what: str) -> tuple[slice, slice]:
+    """A FITS section ``'[x1:x2,y1:y2]'`` (1-based, inclusive, x first) or a
+    pair of numpy slices ``(rows, cols)`` as numpy ``(rows, cols)`` slices.
+
+    Examples
+    --------
+    >>> parse_section("[1:10,5:8]", (100, 50), what="trim")
+    (slice(4, 8, None), slice(0, 10, None))
+    >>> parse_section((slice(0, 4), slice(None)), (100, 50), what="trim")
+    (slice(0, 4, None), slice(0, 50, None))
+    """
+    if isinstance(section, str):
+        match = _SECTION.match(section)
+        if match is None:
+            raise ValueError(f"{what}: '{section}' is not a FITS section like "
+                             "'[x1:x2,y1:y2]' (1-based, x first)")
+        cols = _axis_slice(match.group(1), shape[1], what)
+        rows = _axis_slice(match.group(2), shape[0], what)
+        return rows, cols
+    if (isinstance(section, Sequence) and len(section) == 2
+            and all(isinstance(s, slice) for s in section)):
+        rows = slice(*section[0].indices(shape[0])[:2])
+        cols = slice(*section[1].indices(shape[1])[:2])
+        return rows, cols
+    raise TypeError(f"{what}: expected a FITS section string '[x1:x2,y1:y2]' or a "
+                    f"(rows, cols) pair of slices, got {section!r}")
+
+
+def cfa_pattern(meta) -> str | None:
+    """The BAYERPAT of a header, upper case, or None for a mono frame."""
+    pat = meta.get("BAYERPAT")
+    if pat is None:
+        return None
+    pat = str(pat).strip().upper()
+    if len(pat) != 4 or set(pat) - set("RGB"):
+        raise IncompatibleFramesError(
+            f"BAYERPAT '{pat}' is not a 2x2 CFA pattern such as 'RGGB'; "
+            "fix the header keyword or remove it for a mono frame")
+    return pat
+
+
+def cfa_groups(meta, shape: tuple[int, int], *, by_colour: bool = True
+               ) -> list[list[tuple[slice, slice]]]:
+    """Pixel groups of a CFA mosaic: one list of 2x2-strided slices per colour.
+
+    A mono frame (no BAYERPAT) gives one group covering the whole frame.
+    With ``by_colour`` the two green sites form one group (R, G, B); without,
+    each of the four sites of the 2x2 cell is its own group.
+
+    Examples
+    --------
+    >>> from astropy.io import fits
+    >>> groups = cfa_groups(fits.Header({"BAYERPAT": "RGGB"}), (4, 4))
+    >>> [len(g) for g in groups]
+    [1, 2, 1]
+    >>> groups[0]
+    [(slice(0, None, 2), slice(0, None, 2))]
+    """
+    pat = cfa_pattern(meta)
+    if pat is None:
+        return [[(slice(None), slice(None))]]
+    try:
+        from . import bayer
+    except ImportError:
+        bayer = None
+    letters = None
+    if bayer is not None and hasattr(bayer, "cfa_letters"):
+        letters = bayer.cfa_letters(meta, shape)
+    if letters is None:
+        xoff = int(meta.get("XBAYROFF", 0) or 0)
+        yoff = int(meta.get("YBAYROFF", 0) or 0)
+        bottom_up = str(meta.get("ROWORDER", "TOP-DOWN")).strip().upper() == "BOTTOM-UP"
+        letters = {}
+        for y in (0, 1):
+            yy = (shape[0] - 1 - y) if bottom_up else y
+            for x in (0, 1):
+                letters[(y, x)] = pat[((yy + yoff) % 2) * 2 + (x + xoff) % 2]
+    groups: dict[str, list[tuple[slice, slice]]] = {}
+    for (y, x), letter in sorted(letters.items()):
+        key = letter if by_colour else f"{letter}{y}{x}"
+        groups.setdefault(key, []).append((slice(y, None, 2), slice(x, None, 2)))
+    order = sorted(groups, key=lambda k: ("RGB".index(k[0]), k))
+    return [groups[k] for k in order]
+
+
+def header_of(meta) -> fits.Header:
+    """A copy of ``meta`` as a FITS header (dicts are converted key by key)."""
+    if isinstance(meta, fits.Header):
+        return meta.copy()
+    header = fits.Header()
+    for key, value in (meta or {}).items():
+        header[key] = value
+    return header
+
+
+def plane_to_ccd(plane: Plane, *, unit, meta, dtype=np.float32) -> CCDData:
+    """A CCDData from a :class:`Plane` (std uncertainty, bool mask)."""
+    unc = None
+    if plane.var is not None:
+        unc = StdDevUncertainty(np.sqrt(np.maximum(plane.var, 0)).astype(np.float32))
+    header = header_of(meta)
+    return CCDData(plane.data.astype(dtype, copy=False), unit=u.Unit(unit),
+                   uncertainty=unc, mask=plane.mask.copy(), meta=header)

@@ -1,0 +1,591 @@
+"""Calibration of a frame with master bias, dark and flat.
+
+:func:`calibrate` applies, in this order: overscan subtraction, trim, bias,
+dark (scaled), flat, gain, cosmetic correction and cosmic-ray removal.  Every
+step propagates the variance of the frame *and of the masters* (first order,
+independent errors), ORs the masks, and records itself in the provenance.
+
+A pixel that is masked or not finite in a master is masked in the output and
+left uncorrected by that master; it never changes any other pixel.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from astropy import units as u
+from astropy.nddata import CCDData
+from scipy import ndimage
+
+from ._arith import Plane, divide, multiply, subtract
+from ._calutil import (
+    as_frame,
+    cfa_groups,
+    exposure_of,
+    header_of,
+    parse_section,
+    plane_to_ccd,
+    temperature_of,
+)
+from .cosmetic import Cosmetic, correct_bad_pixels, find_bad_pixels, remove_cosmic_rays
+from .errors import (
+    IncompatibleFramesError,
+    NegativePixelsWarning,
+    TemperatureMismatchWarning,
+)
+from .provenance import Provenance, get_provenance, set_provenance
+
+__all__ = ["DarkScaleFit", "calibrate", "dark_includes_bias", "fit_dark_scale"]
+
+log = logging.getLogger(__name__)
+
+#: Largest |CCD-TEMP(frame) - CCD-TEMP(dark)| (deg C) accepted without a warning.
+TEMPERATURE_TOLERANCE = 2.0
+#: Fraction of negative calibrated pixels above which a warning is emitted.
+NEGATIVE_FRACTION = 0.2
+
+
+def dark_includes_bias(dark: CCDData) -> bool:
+    """True if a master dark still contains the bias.
+
+    Read from ``BIASSUB`` in the header (written by
+    :func:`calframe.make_master_dark`) or, failing that, from the
+    ``make_master_dark`` step of its provenance.  A dark that says nothing is
+    taken to be bias-subtracted (dark current only).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.nddata import CCDData
+    >>> d = CCDData(np.zeros((2, 2)), unit="adu", meta={"BIASSUB": False})
+    >>> dark_includes_bias(d)
+    True
+    """
+    value = dark.meta.get("BIASSUB")
+    if value is not None:
+        if isinstance(value, str):
+            return value.strip().upper() in ("F", "FALSE", "N", "NO", "0")
+        return not bool(value)
+    for step in reversed(get_provenance(dark).steps):
+        if step.step == "make_master_dark":
+            return not step.parameters.get("bias_subtracted", True)
+    return False
+
+
+class DarkScaleFit:
+    """Result of :func:`fit_dark_scale`: the scale, its error and the data used.
+
+    Attributes
+    ----------
+    scale : float
+        Factor k minimising the noise of ``light - k * dark``.
+    error : float
+        Its standard error from the residual scatter.
+    npix : int
+        Pixels used after clipping.
+    """
+
+    def __init__(self, scale: float, error: float, npix: int):
+        self.scale = float(scale)
+        self.error = float(error)
+        self.npix = int(npix)
+
+    def __repr__(self) -> str:
+        return f"DarkScaleFit(scale={self.scale:.6g}, error={self.error:.2g}, npix={self.npix})"
+
+
+def _highpass(plane: np.ndarray, good: np.ndarray) -> np.ndarray:
+    # A linear filter (value minus the mean of its 8 neighbours), so that the
+    # residual of the light is exactly k times the dark's plus filtered noise;
+    # a median filter would make the two filters' errors correlate with k.
+    filled = np.where(good, plane, np.median(plane[good]) if good.any() else 0)
+    box = ndimage.uniform_filter(filled, size=3, mode="reflect")
+    return filled - (9.0 * box - filled) / 8.0
+
+
+def fit_dark_scale(light, dark, *, meta=None, clip: float = 5.0,
+                   iterations: int = 5) -> DarkScaleFit:
+    """Fit the dark-current scale k that minimises the noise of ``light - k dark``.
+
+    This is the dark optimisation of Siril (``calibrate -opt``) and
+    PixInsight (ImageCalibration "optimize dark frames"): both search the
+    factor that minimises a noise estimate of the calibrated frame.  Here the
+    noise is the variance of the high-pass residual (each value minus the
+    mean of its 8 same-site neighbours), so smooth sky or nebulosity does not
+    pull the fit; that variance is quadratic in k, so its minimum is the clipped least
+    squares solution ``k = sum(h_L h_D) / sum(h_D**2)``, iterated with
+    ``clip``-sigma rejection of stars and cosmic rays.
+
+    Parameters
+    ----------
+    light : CCDData or ndarray
+        The frame with the bias removed (and nothing else).
+    dark : CCDData or ndarray
+        The dark current (bias-free master dark, any exposure).
+    meta : header, optional
+        CFA keywords when arrays are passed (default: ``light.meta``).
+    clip : float
+        Rejection threshold in robust sigma.
+    iterations : int
+        Clipping iterations.
+
+    Returns
+    -------
+    DarkScaleFit
+
+    Raises
+    ------
+    ValueError
+        If the dark has no structure to fit (too few usable pixels).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> current = rng.gamma(0.5, 20.0, (128, 128))
+    >>> light = 1.7 * current + rng.normal(0, 3, current.shape) + 100.0
+    >>> fit = fit_dark_scale(light, current)
+    >>> abs(fit.scale - 1.7) < 0.01
+    True
+    """
+    lmask = dmask = None
+    if isinstance(light, CCDData):
+        meta = light.meta if meta is None else meta
+        lmask = light.mask
+        light = light.data
+    if isinstance(dark, CCDData):
+        dmask = dark.mask
+        dark = dark.data
+    light = np.asarray(light, dtype=np.float64)
+    dark = np.asarray(dark, dtype=np.float64)
+    if light.shape != dark.shape:
+        raise IncompatibleFramesError(
+            f"fit_dark_scale: light shape {light.shape} differs from dark shape "
+            f"{dark.shape}; trim both to the same area")
+    good = np.isfinite(light) & np.isfinite(dark)
+    for m in (lmask, dmask):
+        if m is not None:
+            good &= ~np.asarray(m, bool)
+    hl = np.empty_like(light)
+    hd = np.empty_like(dark)
+    groups = cfa_groups(meta if meta is not None else {}, light.shape, by_colour=False)
+    for group in groups:
+        for sl in group:
+            hl[sl] = _highpass(light[sl], good[sl])
+            hd[sl] = _highpass(dark[sl], good[sl])
+    use = good.copy()
+    scale = 0.0
+    for _ in range(max(1, iterations)):
+        den = float(np.sum(hd[use] ** 2))
+        if use.sum() < 10 or den <= 0:
+            raise ValueError("fit_dark_scale: the dark has no usable structure to fit "
+                             "(too few pixels or a flat dark); use dark_scale='exposure'")
+        scale = float(np.sum(hl[use] * hd[use]) / den)
+        resid = hl - scale * hd
+        med = np.median(resid[use])
+        sigma = 1.482602218505602 * np.median(np.abs(resid[use] - med))
+        new_use = good & (np.abs(resid - med) <= clip * sigma)
+        if np.array_equal(new_use, use):
+            break
+        use = new_use
+    resid = (hl - scale * hd)[use]
+    den = float(np.sum(hd[use] ** 2))
+    error = float(np.std(resid) / np.sqrt(den)) if den > 0 else float("inf")
+    return DarkScaleFit(scale, error, int(use.sum()))
+
+
+def _unit(ccd: CCDData) -> u.UnitBase:
+    return ccd.unit if ccd.unit is not None else u.adu
+
+
+def _prepare_master(value, *, role: str, prov: Provenance, raw_shape, shape, rows_cols):
+    if value is None:
+        return None
+    ccd = as_frame(value, role=role, prov=prov)
+    if ccd.shape == shape:
+        return ccd
+    if rows_cols is not None and ccd.shape == raw_shape:
+        rows, cols = rows_cols
+        return ccd[rows, cols]
+    raise IncompatibleFramesError(
+        f"{role}: shape {ccd.shape} does not match the frame ({shape} after trim, "
+        f"{raw_shape} before); use masters made from frames of the same detector area")
+
+
+def _overscan_plane(plane: Plane, section, *, shape) -> tuple[Plane, str]:
+    rows, cols = parse_section(section, shape, what="overscan")
+    region = plane.data[rows, cols].astype(np.float64)
+    nrow, ncol = region.shape
+    if ncol <= nrow:  # a band of columns: one value per row
+        if nrow != shape[0]:
+            raise ValueError(f"overscan: the column band {section!r} must span all "
+                             f"{shape[0]} rows (it spans {nrow})")
+        level = np.median(region, axis=1)
+        spread = np.std(region, axis=1)
+        value = level[:, None]
+        var = (np.pi / 2) * spread**2 / ncol
+        var = var[:, None]
+        kind = "rows"
+    else:  # a band of rows: one value per column
+        if ncol != shape[1]:
+            raise ValueError(f"overscan: the row band {section!r} must span all "
+                             f"{shape[1]} columns (it spans {ncol})")
+        level = np.median(region, axis=0)
+        spread = np.std(region, axis=0)
+        value = level[None, :]
+        var = ((np.pi / 2) * spread**2 / nrow)[None, :]
+        kind = "columns"
+    data = (plane.data - value).astype(plane.data.dtype)
+    pvar = None if plane.var is None else (plane.var + var).astype(plane.var.dtype)
+    return Plane(data, pvar, plane.mask.copy()), kind
+
+
+def _estimate_variance(raw: np.ndarray, offset: np.ndarray | float, gain: float,
+                       rdnoise_e: float) -> np.ndarray:
+    """Detector-model variance in adu**2: Poisson on (raw - offset) plus read noise."""
+    signal = np.maximum(np.nan_to_num(raw - offset), 0)
+    return (signal / gain + (rdnoise_e / gain) ** 2).astype(np.float32)
+
+
+def _as_gain(gain, light: CCDData, unit) -> tuple[float, u.UnitBase]:
+    """Gain factor and the unit after multiplying by it."""
+    if isinstance(gain, str):
+        if gain.upper() not in ("EGAIN", "HEADER"):
+            raise ValueError(f"gain: '{gain}' is not understood; give a number in "
+                             "e-/adu, a Quantity, or 'EGAIN' to use the header value")
+        if light.meta.get("EGAIN") is None:
+            from .errors import MissingMetadataError
+
+            raise MissingMetadataError("gain='EGAIN' but the frame has no EGAIN keyword; "
+                                       "pass the gain in e-/adu as a number")
+        gain = float(light.meta["EGAIN"])
+    if isinstance(gain, u.Quantity):
+        factor = float(gain.value)
+        gain_unit = gain.unit
+    else:
+        factor = float(gain)
+        gain_unit = u.electron / u.adu
+    if not factor > 0:
+        raise ValueError(f"gain: {factor} must be positive (e-/adu)")
+    new_unit = u.Unit(unit * gain_unit)
+    return factor, new_unit
+
+
+def _check_unit(role: str, ccd: CCDData, expected) -> None:
+    if _unit(ccd) != expected:
+        raise u.UnitsError(
+            f"{role}: unit '{_unit(ccd)}' does not match the frame's '{expected}'; "
+            "calibrate with masters in the frame's unit (apply the gain after)")
+
+
+def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
+              dark_scale: str | float | None = "exposure",
+              cosmetic: Cosmetic | np.ndarray | bool | None = None,
+              overscan: str | Sequence[slice] | None = None,
+              trim: str | Sequence[slice] | None = None,
+              temperature_tolerance: float = TEMPERATURE_TOLERANCE) -> CCDData:
+    """Calibrate one frame: overscan, trim, bias, dark, flat, gain, cosmetics.
+
+    Every argument accepts a :class:`~astropy.nddata.CCDData` or a path.
+
+    Parameters
+    ----------
+    frame : CCDData or path
+        The raw frame (light, or a flat/dark to be calibrated).
+    bias : CCDData or path, optional
+        Master bias (same unit as the frame).
+    dark : CCDData or path, optional
+        Master dark: dark current of exposure EXPTIME (from
+        :func:`~calframe.make_master_dark` with a bias), a rate in adu/s
+        (``per_second=True``), or a dark that still contains the bias
+        (``BIASSUB = F``); the bias is never subtracted twice.
+    flat : CCDData or path, optional
+        Master flat, divided as given (no renormalisation).  A normalised
+        (dimensionless) flat keeps the frame's unit; an un-normalised flat in
+        adu gives a dimensionless ratio, and a flat rate in adu/s divides the
+        frame's rate (``frame / EXPTIME``), as in beamline normalisation.
+    gain : float, Quantity or 'EGAIN', optional
+        Convert to electrons (e-/adu; ``'EGAIN'`` reads the header).
+    dark_scale : 'exposure', 'optimize', float or None
+        ``'exposure'`` scales the dark current by t_frame / t_dark;
+        ``'optimize'`` fits the factor that minimises the noise
+        (:func:`fit_dark_scale`); a number is used as given; None subtracts
+        the dark as it is.
+    cosmetic : Cosmetic, ndarray of bool or True, optional
+        Bad-pixel correction: a :class:`~calframe.cosmetic.Cosmetic` settings
+        object (hot pixels found in ``dark``, cold ones in ``flat``, optional
+        cosmic rays), a bad-pixel map, or True for ``Cosmetic()``.
+    overscan : str or (slice, slice), optional
+        Overscan region (FITS section ``'[x1:x2,y1:y2]'`` or numpy slices);
+        its median per row (a column band) or per column (a row band) is
+        subtracted.
+    trim : str or (slice, slice), optional
+        Region to keep.  Masters of the untrimmed shape are trimmed alike.
+    temperature_tolerance : float
+        Largest CCD-TEMP difference (deg C) between frame and dark without a
+        :class:`~calframe.errors.TemperatureMismatchWarning`.
+
+    Returns
+    -------
+    CCDData
+        float32 data, StdDevUncertainty (None if the frame's is unknown and
+        cannot be estimated from EGAIN/RDNOISE), bool mask, provenance.
+
+    Raises
+    ------
+    IncompatibleFramesError
+        Shapes differ, or a dark containing bias would need scaling without
+        a bias to separate it.
+    astropy.units.UnitsError
+        A master's unit does not match the frame's.
+    MissingMetadataError
+        Exposure times needed for scaling are missing.
+
+    Warns
+    -----
+    TemperatureMismatchWarning
+        Frame and dark temperatures differ by more than the tolerance.
+    NegativePixelsWarning
+        More than 20% of the calibrated pixels are negative.
+
+    Notes
+    -----
+    When the frame has no uncertainty but its header gives EGAIN (e-/adu)
+    and RDNOISE (e-), the variance is estimated from the detector model,
+    ``(raw - offset) / g + (RN / g)**2`` in adu**2, where the offset is the
+    master bias (or the overscan level, or a bias-including dark).  Without
+    them the output has no uncertainty (the masters' alone would understate
+    it).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.nddata import CCDData, StdDevUncertainty
+    >>> light = CCDData(np.full((4, 4), 1100.0, dtype="f4"), unit="adu",
+    ...                 uncertainty=StdDevUncertainty(np.full((4, 4), 10.0)),
+    ...                 meta={"EXPTIME": 60.0})
+    >>> bias = CCDData(np.full((4, 4), 100.0, dtype="f4"), unit="adu")
+    >>> dark = CCDData(np.full((4, 4), 20.0, dtype="f4"), unit="adu",
+    ...                meta={"EXPTIME": 120.0})
+    >>> flat = CCDData(np.full((4, 4), 0.5, dtype="f4"), unit="")
+    >>> out = calibrate(light, bias=bias, dark=dark, flat=flat)
+    >>> float(out.data[0, 0])  # (1100 - 100 - 20 * 60/120) / 0.5
+    1980.0
+    >>> float(out.uncertainty.array[0, 0])
+    20.0
+    """
+    prov = Provenance()
+    light = as_frame(frame, role="light", prov=prov)
+    raw_shape = light.shape
+    unit = _unit(light)
+    plane = Plane.from_ccd(light)
+    raw_data = plane.data.copy()
+    params: dict = {}
+    calstat = ""
+
+    # 1. overscan and trim
+    overscan_used = False
+    if overscan is not None:
+        plane, kind = _overscan_plane(plane, overscan, shape=raw_shape)
+        overscan_used = True
+        params["overscan"] = overscan if isinstance(overscan, str) else str(overscan)
+        params["overscan_per"] = kind
+        calstat += "O"
+    rows_cols = None
+    if trim is not None:
+        rows_cols = parse_section(trim, raw_shape, what="trim")
+        rows, cols = rows_cols
+        plane = Plane(plane.data[rows, cols], None if plane.var is None
+                      else plane.var[rows, cols], plane.mask[rows, cols])
+        raw_data = raw_data[rows, cols]
+        params["trim"] = trim if isinstance(trim, str) else str(trim)
+        calstat += "T"
+    shape = plane.data.shape
+    meta = header_of(light.meta)
+
+    master_kw = dict(prov=prov, raw_shape=raw_shape, shape=shape, rows_cols=rows_cols)
+    bias_ccd = _prepare_master(bias, role="bias", **master_kw)
+    dark_ccd = _prepare_master(dark, role="dark", **master_kw)
+    flat_ccd = _prepare_master(flat, role="flat", **master_kw)
+
+    # 2. uncertainty of the frame when unknown
+    if plane.var is None:
+        g = meta.get("EGAIN")
+        rn = meta.get("RDNOISE")
+        offset = None
+        if bias_ccd is not None:
+            offset = np.nan_to_num(np.asarray(bias_ccd.data, np.float32))
+        elif dark_ccd is not None and dark_includes_bias(dark_ccd):
+            offset = np.nan_to_num(np.asarray(dark_ccd.data, np.float32))
+        elif overscan_used:
+            offset = 0.0
+        if g is not None and rn is not None and offset is not None and unit == u.adu:
+            plane.var = _estimate_variance(raw_data if not overscan_used else plane.data,
+                                           0.0 if overscan_used else offset,
+                                           float(g), float(rn))
+            params["uncertainty"] = "estimated from EGAIN and RDNOISE"
+            log.info("calibrate: uncertainty estimated from EGAIN=%s, RDNOISE=%s", g, rn)
+        else:
+            params["uncertainty"] = "unknown"
+            log.info("calibrate: the frame has no uncertainty and EGAIN/RDNOISE/offset "
+                     "are not all known; the output has no uncertainty")
+
+    # 3. bias and dark
+    bias_plane = None
+    if bias_ccd is not None:
+        _check_unit("bias", bias_ccd, unit)
+        bias_plane = Plane.from_ccd(bias_ccd)
+    bias_coefficient = 1.0
+    if dark_ccd is not None:
+        dark_unit = _unit(dark_ccd)
+        is_rate = dark_unit != unit and (dark_unit * u.s) == unit
+        if not is_rate:
+            _check_unit("dark", dark_ccd, unit)
+        with_bias = dark_includes_bias(dark_ccd)
+        dark_plane = Plane.from_ccd(dark_ccd)
+        t_frame = t_dark = None
+        if isinstance(dark_scale, str) and dark_scale not in ("exposure", "optimize"):
+            raise ValueError(f"dark_scale: '{dark_scale}' is not one of 'exposure', "
+                             "'optimize', a number, or None")
+        if dark_scale is None:
+            if is_rate:
+                raise ValueError("dark_scale=None with a dark-current rate (adu/s): a "
+                                 "rate must be scaled; use dark_scale='exposure'")
+            k = 1.0
+        elif dark_scale == "exposure":
+            t_frame = exposure_of(light, name="frame")
+            t_dark = 1.0 if is_rate else exposure_of(dark_ccd, name="dark")
+            if not t_dark > 0:
+                raise ValueError(f"dark: EXPTIME={t_dark} must be positive to scale it")
+            k = t_frame / t_dark
+        elif dark_scale == "optimize":
+            if with_bias and bias_plane is None:
+                raise IncompatibleFramesError(
+                    "dark_scale='optimize': the dark includes the bias (BIASSUB=F) and no "
+                    "bias was given; pass bias= so the dark current can be separated")
+            current = dark_plane
+            if with_bias:
+                current = subtract(dark_plane, bias_plane)
+            target = plane if bias_plane is None else subtract(plane, bias_plane)
+            fit = fit_dark_scale(
+                np.where(target.mask, np.nan, target.data),
+                np.where(current.mask, np.nan, current.data), meta=meta)
+            k = fit.scale
+            params["dark_scale_error"] = fit.error
+            log.info("calibrate: optimised dark scale %.5f +- %.5f", fit.scale, fit.error)
+        else:
+            k = float(dark_scale)
+        if with_bias and abs(k - 1.0) > 1e-6:
+            if bias_plane is None:
+                raise IncompatibleFramesError(
+                    f"dark: it includes the bias (BIASSUB=F) and would be scaled by {k:.4g} "
+                    "(different exposure); pass bias= as well, give a dark of the frame's "
+                    "exposure, or use dark_scale=None")
+            # frame - bias - k (dark - bias) = frame - k dark - (1 - k) bias
+            bias_coefficient = 1.0 - k
+        elif with_bias:
+            bias_coefficient = 0.0  # the dark removes the bias
+        t_light, t_dk = temperature_of(light), temperature_of(dark_ccd)
+        if t_light is not None and t_dk is not None and \
+                abs(t_light - t_dk) > temperature_tolerance:
+            warnings.warn(
+                f"dark: CCD-TEMP {t_dk:g} C differs from the frame's {t_light:g} C by more "
+                f"than {temperature_tolerance:g} C; dark current depends steeply on "
+                "temperature, use a dark taken at the frame's temperature",
+                TemperatureMismatchWarning, stacklevel=2)
+        plane = subtract(plane, dark_plane, k)
+        params["dark_scale"] = k
+        params["dark_scale_mode"] = dark_scale if isinstance(dark_scale, str | None) \
+            else "given"
+        params["dark_includes_bias"] = with_bias
+        meta["DARKSCAL"] = (k, "factor applied to the master dark")
+        calstat += "D"
+    if bias_plane is not None:
+        if bias_coefficient != 0.0:
+            plane = subtract(plane, bias_plane, bias_coefficient)
+        else:
+            # the bias is contained in the dark: mask its bad pixels only
+            plane.mask |= ~bias_plane.valid()
+        params["bias_coefficient"] = bias_coefficient
+        calstat += "B"
+    calstat = "".join(sorted(calstat, key="OTBD".index))
+
+    # 4. flat
+    out_unit = unit
+    if flat_ccd is not None:
+        flat_unit = _unit(flat_ccd)
+        ratio_unit = u.Unit(unit / flat_unit)
+        if ratio_unit.physical_type == "time":
+            t_frame = exposure_of(light, name="frame")
+            plane = multiply(plane, 1.0 / t_frame)
+            ratio_unit = u.Unit(ratio_unit / u.s)
+            params["flat_rate"] = True
+        flat_plane = Plane.from_ccd(flat_ccd)
+        plane = divide(plane, flat_plane)
+        out_unit = ratio_unit.decompose() if ratio_unit.physical_type == \
+            "dimensionless" else ratio_unit
+        params["flat"] = True
+        calstat += "F"
+
+    # 5. gain
+    if gain is not None:
+        factor, out_unit = _as_gain(gain, light, out_unit)
+        plane = multiply(plane, factor)
+        params["gain"] = factor
+        meta["GAINCORR"] = (factor, "gain applied (e-/adu)")
+        calstat += "G"
+
+    out = plane_to_ccd(plane, unit=out_unit, meta=meta)
+
+    # 6. cosmetic correction and cosmic rays
+    if cosmetic is not None and cosmetic is not False:
+        if cosmetic is True:
+            cosmetic = Cosmetic()
+        if isinstance(cosmetic, np.ndarray):
+            cosmetic = Cosmetic(bad_pixels=cosmetic)
+        if not isinstance(cosmetic, Cosmetic):
+            raise TypeError(f"cosmetic: expected a Cosmetic, a bool ndarray or True, got "
+                            f"{type(cosmetic).__name__}")
+        bad = np.zeros(shape, bool)
+        if cosmetic.bad_pixels is not None:
+            mapped = np.asarray(cosmetic.bad_pixels, bool)
+            if mapped.shape == raw_shape and rows_cols is not None:
+                mapped = mapped[rows_cols[0], rows_cols[1]]
+            if mapped.shape != shape:
+                raise IncompatibleFramesError(
+                    f"cosmetic: bad-pixel map shape {mapped.shape} does not match the "
+                    f"frame {shape}")
+            bad |= mapped
+        if cosmetic.hot_sigma is not None and dark_ccd is not None:
+            bad |= find_bad_pixels(dark_ccd, hot_sigma=cosmetic.hot_sigma, box=cosmetic.box)
+        if cosmetic.cold_sigma is not None and flat_ccd is not None:
+            bad |= find_bad_pixels(flat_ccd, hot_sigma=None, cold_sigma=cosmetic.cold_sigma,
+                                   box=cosmetic.box)
+        if bad.any():
+            out = correct_bad_pixels(out, bad, unmask=cosmetic.unmask)
+        else:
+            out.meta["COSMCORR"] = (0, "pixels replaced by a same-colour neighbour median")
+        params["cosmetic_corrected"] = int(out.meta["COSMCORR"])
+        calstat += "C"
+        if cosmetic.cosmic_rays is not None:
+            out = remove_cosmic_rays(out, cosmetic.cosmic_rays)
+            params["cosmic_rays"] = int(out.meta["NCOSMIC"])
+            calstat += "R"
+
+    # 7. checks, keywords, provenance
+    valid = ~out.mask & np.isfinite(out.data)
+    if valid.any():
+        negative = float(np.mean(out.data[valid] < 0))
+        if negative > NEGATIVE_FRACTION:
+            warnings.warn(
+                f"calibrate: {100 * negative:.0f}% of the calibrated pixels are negative; "
+                "the bias or dark was probably over-subtracted (wrong master, exposure or "
+                "a dark that includes the bias)", NegativePixelsWarning, stacklevel=2)
+    out.meta["CALSTAT"] = (calstat, "O=overscan T=trim B=bias D=dark F=flat G=gain C/R")
+    out.meta["HISTORY"] = f"calframe calibrate: steps {calstat or 'none'}"
+    prov.add_step("calibrate", **params)
+    set_provenance(out, prov)
+    return out
