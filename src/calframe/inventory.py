@@ -763,7 +763,10 @@ def _match_problems(groups: Table, matches: Table, tol: Tolerances) -> list[Prob
     lights = [g for g in groups if g["frametype"] == "light"]
     for g in groups:
         if g["frametype"] in CALIBRATION_TYPES and int(g["group"]) not in used and lights:
-            reason = _why_unused(g, lights, tol)
+            reason, serious = _why_unused(g, lights, tol)
+            if not serious:  # e.g. a dark library with more exposures than needed
+                log.info("%s: not used (%s)", g["name"], reason)
+                continue
             problems.append(Problem(str(g["name"]),
                                     f"{g['nframes']} {g['frametype']} frame(s) match no "
                                     f"lights ({reason})",
@@ -772,21 +775,25 @@ def _match_problems(groups: Table, matches: Table, tol: Tolerances) -> list[Prob
     return problems
 
 
-def _why_unused(g, lights, tol: Tolerances) -> str:
+def _why_unused(g, lights, tol: Tolerances) -> tuple[str, bool]:
+    """Why a calibration group calibrates nothing, and whether that looks like a mistake."""
     shapes = sorted({str(lt["shape"]) for lt in lights})
     if str(g["shape"]) not in shapes:
-        return f"shape {g['shape']}, lights are {', '.join(shapes)}"
+        return f"shape {g['shape']}, lights are {', '.join(shapes)}", True
+    binnings = sorted({str(lt["binning"]) for lt in lights})
+    if str(g["binning"]) not in binnings:
+        return f"binning {g['binning']}, lights are {', '.join(binnings)}", True
     temps = sorted({float(lt["temperature"]) for lt in lights
                     if math.isfinite(lt["temperature"])})
     if math.isfinite(g["temperature"]) and temps and all(
             abs(g["temperature"] - t) > tol.temperature for t in temps):
         return (f"temperature {g['temperature']:g} C, lights at "
-                f"{', '.join(f'{t:g}' for t in temps)} C")
+                f"{', '.join(f'{t:g}' for t in temps)} C"), True
+    if g["frametype"] == "flat":
+        filters = sorted({str(lt["filter"]) for lt in lights})
+        return f"filter {g['filter'] or '-'}, lights use {', '.join(filters) or '-'}", True
     if g["frametype"] in ("dark", "darkflat"):
         exps = sorted({float(lt["exptime"]) for lt in lights})
         return (f"exposure {g['exptime']:g} s, lights at "
-                f"{', '.join(f'{t:g}' for t in exps)} s, and no bias to scale a dark")
-    if g["frametype"] == "flat":
-        filters = sorted({str(lt["filter"]) for lt in lights})
-        return f"filter {g['filter'] or '-'}, lights use {', '.join(filters) or '-'}"
-    return "another exposure, binning, ISO or gain"
+                f"{', '.join(f'{t:g}' for t in exps)} s"), False
+    return "another ISO or gain", True
