@@ -20,8 +20,10 @@ __all__ = [
     "ChecksumMismatchWarning",
     "FrameReadError",
     "IncompatibleFramesError",
+    "InvalidSettingsError",
     "InputOverwriteError",
     "MissingMetadataError",
+    "NoFramesError",
     "NegativePixelsWarning",
     "OutputExistsError",
     "TemperatureMismatchWarning",
@@ -103,3 +105,11 @@ class TemperatureMismatchWarning(CalibrationWarning):
 
 class NegativePixelsWarning(CalibrationWarning):
     """Many calibrated pixels are negative (bias or dark likely over-subtracted)."""
+
+
+class InvalidSettingsError(CalframeError, ValueError):
+    """A settings object or keyword argument has a value that cannot be used."""
+
+
+class NoFramesError(CalframeError, ValueError):
+    """A step that needs frames (e.g. a combine) was given none."""
