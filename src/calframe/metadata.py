@@ -566,7 +566,8 @@ def mapping_to_header(mapping: Mapping) -> fits.Header:
         elif re.fullmatch(r"[A-Za-z0-9_\-]{1,8}", key) and key.upper() not in header:
             card_key = key.upper()
         else:
-            clean = re.sub(r"[^A-Za-z0-9_\-]+", "_", key).strip("_")
+            clean = re.sub(r"[^A-Za-z0-9_\- ]+", "_", key)
+            clean = re.sub(r" +", " ", clean).strip("_ ")
             if not clean:
                 skipped.append(key)
                 continue
