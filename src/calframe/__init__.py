@@ -21,14 +21,15 @@ from .errors import (
     UncertaintyUnknownWarning,
     UnsupportedFormatError,
 )
-from .io import iter_frames, read_frame
-from .provenance import Provenance, get_provenance
+from .io import iter_frames, read_frame, read_provenance, write_frame
+from .provenance import InputRecord, Provenance, get_provenance, set_provenance
 
 __all__ = [
     "CalframeError",
     "CalframeWarning",
     "FrameReadError",
     "IncompatibleFramesError",
+    "InputRecord",
     "MissingMetadataError",
     "OutputExistsError",
     "Provenance",
@@ -38,4 +39,7 @@ __all__ = [
     "get_provenance",
     "iter_frames",
     "read_frame",
+    "read_provenance",
+    "set_provenance",
+    "write_frame",
 ]

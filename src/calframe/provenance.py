@@ -3,7 +3,23 @@
 A :class:`Provenance` holds one :class:`InputRecord` per input file and one
 :class:`StepRecord` per processing step.  It travels with a frame in memory
 (see :func:`get_provenance` / :func:`set_provenance`), is extended by every
-calframe step, and is written as the ``PROVENANCE`` table of every output.
+calframe step, and is written as the ``PROVENANCE`` table of every output
+(see :func:`calframe.write_frame` and the file-layout page of the
+documentation).
+
+Every step that makes a new frame follows the same pattern::
+
+    prov = Provenance()
+    for frame in inputs:
+        prov.extend(get_provenance(frame))
+    prov.add_input(InputRecord.from_file(path, role="dark", frametype="dark"))
+    prov.add_step("combine", method="median", nframes=len(inputs))
+    set_provenance(output, prov)
+
+Records read back from a calframe file carry ``origin``: the file in whose
+table they first appeared.  This is how a calibrated light tells its own
+steps from the steps that made its masters (``CALSTAT`` counts only the
+former), and how ``calframe provenance`` draws the tree.
 """
 
 from __future__ import annotations
@@ -11,13 +27,19 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
-from dataclasses import asdict, dataclass, field
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
 __all__ = [
+    "CALSTAT_LETTERS",
+    "InputCheck",
     "InputRecord",
     "Provenance",
     "StepRecord",
@@ -25,9 +47,13 @@ __all__ = [
     "set_provenance",
     "sha256_file",
     "software_versions",
+    "verify_inputs",
 ]
 
 _ATTRIBUTE = "_calframe_provenance"
+
+#: Layout version of the ``PROVENANCE`` table (keyword ``PROVVERS``).
+TABLE_VERSION = 1
 
 
 def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 22) -> str:
@@ -48,23 +74,36 @@ def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+_VERSIONS_CACHE: dict[str, str] | None = None
+
+
 def software_versions() -> dict[str, str]:
-    """Versions of calframe and the libraries whose behaviour shapes an output."""
-    from importlib.metadata import PackageNotFoundError, version
+    """Versions of calframe and the libraries whose behaviour shapes an output.
 
-    versions: dict[str, str] = {}
-    for name in ("calframe", "astropy", "numpy", "scipy", "photutils", "ccdproc", "rawpy"):
+    Examples
+    --------
+    >>> sorted(k for k in software_versions() if k in ("calframe", "numpy"))
+    ['calframe', 'numpy']
+    """
+    global _VERSIONS_CACHE
+    if _VERSIONS_CACHE is None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        versions: dict[str, str] = {}
+        for name in ("calframe", "astropy", "numpy", "scipy", "photutils", "ccdproc",
+                     "rawpy"):
+            try:
+                versions[name] = version(name)
+            except PackageNotFoundError:
+                continue
         try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            continue
-    try:
-        import rawpy
+            import rawpy
 
-        versions["LibRaw"] = ".".join(str(v) for v in rawpy.libraw_version)
-    except ImportError:
-        pass
-    return versions
+            versions["LibRaw"] = ".".join(str(v) for v in rawpy.libraw_version)
+        except ImportError:  # pragma: no cover - rawpy is a dependency
+            pass
+        _VERSIONS_CACHE = versions
+    return dict(_VERSIONS_CACHE)
 
 
 def _utc_now() -> str:
@@ -76,7 +115,9 @@ class InputRecord:
     """One input file of an output.
 
     ``path`` is as given or relative to the output; never an absolute machine
-    path unless the user asks for one.
+    path unless the user asks for one.  ``origin`` is empty for the frame's
+    own inputs and names the calframe file whose table the record was read
+    from otherwise (e.g. the raw biases behind a master bias).
     """
 
     path: str
@@ -86,30 +127,61 @@ class InputRecord:
     exptime: float | None = None
     date_obs: str = ""
     shape: tuple[int, ...] = ()
+    origin: str = ""
 
     @classmethod
     def from_file(cls, path, *, role: str = "", frametype: str = "",
                   exptime: float | None = None, date_obs: str = "",
                   shape: tuple[int, ...] = ()) -> InputRecord:
-        """Describe ``path``, hashing its bytes."""
-        return cls(path=str(path), sha256=sha256_file(path), role=role,
-                   frametype=frametype, exptime=exptime, date_obs=date_obs,
+        """Describe ``path``, hashing its bytes.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "bias_001.fits"
+        >>> _ = p.write_bytes(b"abc")
+        >>> rec = InputRecord.from_file(p, role="bias", frametype="bias", shape=(4, 5))
+        >>> rec.sha256[:8], rec.shape
+        ('ba7816bf', (4, 5))
+        """
+        return cls(path=os.fspath(path), sha256=sha256_file(path), role=role,
+                   frametype=frametype,
+                   exptime=None if exptime is None else float(exptime),
+                   date_obs=str(date_obs or ""),
                    shape=tuple(int(n) for n in shape))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> InputRecord:
+        """Inverse of :func:`dataclasses.asdict` (unknown keys are ignored)."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in values.items() if k in known}
+        kwargs["shape"] = tuple(int(n) for n in kwargs.get("shape", ()))
+        return cls(**kwargs)
 
 
 @dataclass
 class StepRecord:
-    """One processing step: its name, its parameters and the software used."""
+    """One processing step: its name, its parameters and the software used.
+
+    ``origin`` is empty for steps made on this frame and names the calframe
+    file whose table the record was read from otherwise.
+    """
 
     step: str
     parameters: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=software_versions)
     time: str = field(default_factory=_utc_now)
+    origin: str = ""
 
     def parameters_json(self) -> str:
         """The parameters as compact, sorted JSON (non-JSON values as text)."""
-        return json.dumps(self.parameters, sort_keys=True, default=_json_default,
-                          separators=(",", ":"))
+        return _to_json(self.parameters)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> StepRecord:
+        """Inverse of :func:`dataclasses.asdict` (unknown keys are ignored)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def _json_default(value):
@@ -124,7 +196,141 @@ def _json_default(value):
         pass
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
     return str(value)
+
+
+def _clean_json(value):
+    """Non-finite floats are not JSON: store them as strings ('nan', 'inf')."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def _to_json(value) -> str:
+    plain = json.loads(json.dumps(value, default=_json_default))
+    return json.dumps(_clean_json(plain), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=True, allow_nan=False)
+
+
+# --- CALSTAT -----------------------------------------------------------------
+
+#: Letters of the ``CALSTAT`` keyword, in the order written, with the pattern
+#: of step names (searched, case-insensitive) that set each letter.
+CALSTAT_LETTERS: dict[str, str] = {
+    "O": r"overscan",
+    "B": r"(subtract|remove|apply)_?(master_?)?bias|bias_?(subtract|correct|remov)",
+    "D": r"(subtract|remove|apply)_?(master_?)?dark|dark_?(subtract|correct|remov)",
+    "F": r"flat_?(correct|field|divi)|divide_?(by_?)?(master_?)?flat"
+         r"|apply_?(master_?)?flat",
+    "G": r"gain_?correct|apply_?gain|to_?electron",
+    "C": r"cosmetic|bad_?pixel",
+    "R": r"cosmic",
+    "M": r"demosaic|debayer",
+    "W": r"distortion|undistort",
+    "A": r"register|align",
+}
+
+_CALSTAT_PARAMETERS = {"B": ("bias", "master_bias"), "D": ("dark", "master_dark"),
+                       "F": ("flat", "master_flat")}
+
+
+def _step_letters(step: StepRecord) -> set[str]:
+    letters = {letter for letter, pattern in CALSTAT_LETTERS.items()
+               if re.search(pattern, step.step, flags=re.IGNORECASE)}
+    if re.match(r"calibrat", step.step, flags=re.IGNORECASE):
+        for letter, keys in _CALSTAT_PARAMETERS.items():
+            if any(step.parameters.get(k) not in (None, False, "", 0) for k in keys):
+                letters.add(letter)
+    explicit = step.parameters.get("calstat")
+    if isinstance(explicit, str):
+        letters.update(c for c in explicit.upper() if c in CALSTAT_LETTERS)
+    return letters
+
+
+# --- text encoding of table cells --------------------------------------------
+
+_SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
+
+
+def _encode_text(text: str) -> str:
+    """FITS table strings are ASCII: percent-encode anything else (and '%')."""
+    return quote(str(text), safe=_SAFE)
+
+
+def _decode_text(text) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("ascii", errors="replace")
+    return unquote(str(text).rstrip())
+
+
+# --- paths ---------------------------------------------------------------------
+
+def _portable(path: str) -> str:
+    return path.replace(os.sep, "/") if os.sep != "/" else path
+
+
+def path_for_output(path: str, out_dir: str | os.PathLike, *,
+                    absolute_paths: bool = False) -> str:
+    """How an input path is written in the table of a file in ``out_dir``.
+
+    Relative paths are taken relative to the current directory (as the user
+    gave them) and rewritten relative to ``out_dir``; absolute paths only
+    when ``absolute_paths`` is true.
+
+    Examples
+    --------
+    >>> path_for_output("night1/bias/b1.fits", "night1/masters")
+    '../bias/b1.fits'
+    """
+    if not path:
+        return path
+    full = os.path.abspath(path)
+    if absolute_paths:
+        return full
+    try:
+        rel = os.path.relpath(full, os.path.abspath(out_dir))
+    except ValueError:  # different drives (Windows)
+        rel = path if not os.path.isabs(path) else os.path.basename(path)
+    return _portable(rel)
+
+
+def path_from_file(stored: str, file_dir: str | os.PathLike) -> str:
+    """Inverse of :func:`path_for_output`: a stored path as seen from here.
+
+    Examples
+    --------
+    >>> path_from_file("../bias/b1.fits", "night1/masters")
+    'night1/bias/b1.fits'
+    """
+    if not stored or os.path.isabs(stored):
+        return stored
+    return _portable(os.path.normpath(os.path.join(os.fspath(file_dir), stored)))
+
+
+# --- the record ------------------------------------------------------------------
+
+_COLUMNS = (
+    # name, kind ('text', 'float'), comment
+    ("KIND", "text", "input (a file read) or step (processing)"),
+    ("PATH", "text", "input file, relative to this file's folder"),
+    ("SHA256", "text", "SHA-256 of the input file's bytes"),
+    ("ROLE", "text", "use: bias, dark, flat, light, master..."),
+    ("FRAMETYP", "text", "frame type of the input"),
+    ("EXPTIME", "float", "exposure time of the input [s]"),
+    ("DATE_OBS", "text", "DATE-OBS of the input"),
+    ("SHAPE", "text", "input array shape, numpy order, JSON"),
+    ("STEP", "text", "name of the processing step"),
+    ("PARAMS", "text", "parameters of the step, JSON"),
+    ("VERSIONS", "text", "software versions used by the step, JSON"),
+    ("TIME", "text", "UTC time of the step"),
+    ("ORIGIN", "text", "file that first recorded the row (empty: this)"),
+)
 
 
 @dataclass
@@ -137,6 +343,9 @@ class Provenance:
     >>> prov.add_step("combine", method="median", nframes=3)
     >>> prov.steps[0].step
     'combine'
+    >>> prov.add_step("subtract_bias")
+    >>> prov.calstat()
+    'B'
     """
 
     inputs: list[InputRecord] = field(default_factory=list)
@@ -151,7 +360,7 @@ class Provenance:
         self.inputs.append(record)
 
     def add_step(self, step: str, **parameters) -> None:
-        """Record a processing step with its parameters."""
+        """Record a processing step with its parameters (plain JSON values)."""
         self.steps.append(StepRecord(step=step, parameters=parameters))
 
     def extend(self, other: Provenance) -> None:
@@ -167,10 +376,256 @@ class Provenance:
         """A deep copy."""
         return copy.deepcopy(self)
 
+    # -- plain forms ---------------------------------------------------------
     def to_dict(self) -> dict[str, list[dict[str, Any]]]:
         """Plain-Python form (for JSON)."""
         return {"inputs": [asdict(r) for r in self.inputs],
                 "steps": [asdict(s) for s in self.steps]}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Provenance:
+        """Inverse of :meth:`to_dict`.
+
+        Examples
+        --------
+        >>> prov = Provenance()
+        >>> prov.add_step("read", path="a.fits")
+        >>> Provenance.from_dict(prov.to_dict()) == prov
+        True
+        """
+        return cls(inputs=[InputRecord.from_dict(r) for r in values.get("inputs", [])],
+                   steps=[StepRecord.from_dict(s) for s in values.get("steps", [])])
+
+    # -- summaries -----------------------------------------------------------
+    def own_steps(self, frametype: str | None = None) -> list[StepRecord]:
+        """Steps applied to this frame or to the frames it was combined from.
+
+        Steps that came with a master are left out: those whose ``origin`` is
+        an input used with role ``'master'``, or, when ``frametype`` (the
+        frame's own type) is given, an input of another calibration type
+        (a master dark used on a light, a master bias used on a flat...).
+        """
+        calibration = {"bias", "dark", "flat", "darkflat"}
+        masters = set()
+        for r in self.inputs:
+            kind = (r.frametype or r.role).lower()
+            if r.role == "master" or (frametype and kind in calibration
+                                      and kind != frametype.lower()):
+                masters.add(_norm(r.path))
+        return [s for s in self.steps if not s.origin or _norm(s.origin) not in masters]
+
+    def calstat(self, frametype: str | None = None) -> str:
+        """Letters of the corrections applied (``CALSTAT``), e.g. ``'BDF'``.
+
+        A step of :meth:`own_steps` sets a letter when its name matches the
+        pattern of :data:`CALSTAT_LETTERS`, when it is a ``calibrate...``
+        step whose ``bias`` / ``dark`` / ``flat`` (or ``master_*``) parameter
+        is set, or when it passes ``calstat="..."`` among its parameters.
+        """
+        letters: set[str] = set()
+        for step in self.own_steps(frametype):
+            letters |= _step_letters(step)
+        return "".join(c for c in CALSTAT_LETTERS if c in letters)
+
+    def history_lines(self, *, width: int = 72) -> list[str]:
+        """One plain-words line per step, for the FITS ``HISTORY`` cards.
+
+        Examples
+        --------
+        >>> prov = Provenance()
+        >>> prov.add_step("combine", method="median", nframes=3)
+        >>> prov.history_lines()[0].split(" ", 2)[2]
+        'combine: method=median, nframes=3'
+        """
+        lines = []
+        for step in self.steps:
+            words = ", ".join(f"{k}={_short(v)}" for k, v in step.parameters.items())
+            text = f"calframe {step.time} {step.step}"
+            if words:
+                text += f": {words}"
+            if step.origin:
+                text += f" (in {os.path.basename(step.origin)})"
+            text = text.encode("ascii", "replace").decode("ascii")
+            if len(text) > width:
+                text = text[:width - 3] + "..."
+            lines.append(text)
+        return lines
+
+    # -- FITS table ----------------------------------------------------------
+    def to_fits_table(self, *, out_dir: str | os.PathLike = ".",
+                      absolute_paths: bool = False):
+        """The ``PROVENANCE`` binary table HDU of a file written in ``out_dir``.
+
+        One row per input (``KIND='input'``) then one per step
+        (``KIND='step'``); unused cells are empty (``EXPTIME`` NaN).  Text is
+        ASCII: other characters (and ``%``) are percent-encoded as UTF-8.
+
+        Examples
+        --------
+        >>> prov = Provenance()
+        >>> prov.add_step("combine", method="median")
+        >>> hdu = prov.to_fits_table()
+        >>> hdu.name, len(hdu.data), hdu.data["KIND"][0]
+        ('PROVENANCE', 1, 'step')
+        """
+        import numpy as np
+        from astropy.io import fits
+
+        rows: list[dict[str, Any]] = []
+        for r in self.inputs:
+            rows.append({
+                "KIND": "input",
+                "PATH": path_for_output(r.path, out_dir, absolute_paths=absolute_paths),
+                "SHA256": r.sha256, "ROLE": r.role, "FRAMETYP": r.frametype,
+                "EXPTIME": np.nan if r.exptime is None else float(r.exptime),
+                "DATE_OBS": r.date_obs, "SHAPE": _to_json(list(r.shape)),
+                "ORIGIN": path_for_output(r.origin, out_dir,
+                                          absolute_paths=absolute_paths),
+            })
+        for s in self.steps:
+            rows.append({
+                "KIND": "step", "STEP": s.step, "PARAMS": s.parameters_json(),
+                "VERSIONS": _to_json(s.versions), "TIME": s.time, "EXPTIME": np.nan,
+                "ORIGIN": path_for_output(s.origin, out_dir,
+                                          absolute_paths=absolute_paths),
+            })
+        columns = []
+        for name, kind, _comment in _COLUMNS:
+            if kind == "float":
+                values = np.array([row.get(name, np.nan) for row in rows], dtype=">f8")
+                columns.append(fits.Column(name=name, format="D", unit="s", array=values))
+            else:
+                texts = [_encode_text(row.get(name, "")) for row in rows]
+                width = max([1, *(len(t) for t in texts)])
+                values = np.array(texts, dtype=f"S{width}")
+                columns.append(fits.Column(name=name, format=f"{width}A", array=values))
+        hdu = fits.BinTableHDU.from_columns(columns, name="PROVENANCE")
+        for i, (_name, _kind, comment) in enumerate(_COLUMNS, start=1):
+            hdu.header.comments[f"TTYPE{i}"] = comment[:47]
+        hdu.header["PROVVERS"] = (TABLE_VERSION, "layout version of this table")
+        hdu.header["NINPUTS"] = (len(self.inputs), "number of input rows")
+        hdu.header["NSTEPS"] = (len(self.steps), "number of step rows")
+        return hdu
+
+    @classmethod
+    def from_fits_table(cls, hdu, *, file_path: str | os.PathLike | None = None
+                        ) -> Provenance:
+        """Read a ``PROVENANCE`` table written by :meth:`to_fits_table`.
+
+        ``file_path`` is the file the table was read from: stored relative
+        paths are rewritten relative to the current directory, and records
+        of the file itself get it as their ``origin``.
+        """
+        data = hdu.data
+        names = [] if data is None else [n.upper() for n in data.columns.names]
+        file_dir = os.path.dirname(os.fspath(file_path)) if file_path else ""
+        this = _portable(os.fspath(file_path)) if file_path else ""
+        prov = cls()
+        if data is None or len(data) == 0:
+            return prov
+
+        def cell(row, name, default=""):
+            return _decode_text(row[name]) if name in names else default
+
+        for row in data:
+            kind = cell(row, "KIND")
+            origin = path_from_file(cell(row, "ORIGIN"), file_dir) or this
+            if kind == "input":
+                exptime = float(row["EXPTIME"]) if "EXPTIME" in names else math.nan
+                shape_text = cell(row, "SHAPE") or "[]"
+                prov.inputs.append(InputRecord(
+                    path=path_from_file(cell(row, "PATH"), file_dir),
+                    sha256=cell(row, "SHA256"), role=cell(row, "ROLE"),
+                    frametype=cell(row, "FRAMETYP"),
+                    exptime=None if math.isnan(exptime) else exptime,
+                    date_obs=cell(row, "DATE_OBS"),
+                    shape=tuple(int(n) for n in json.loads(shape_text)),
+                    origin=origin))
+            elif kind == "step":
+                prov.steps.append(StepRecord(
+                    step=cell(row, "STEP"),
+                    parameters=json.loads(cell(row, "PARAMS") or "{}"),
+                    versions=json.loads(cell(row, "VERSIONS") or "{}"),
+                    time=cell(row, "TIME"), origin=origin))
+        return prov
+
+    # -- W3C PROV --------------------------------------------------------------
+    def to_prov_document(self, *, output: str | None = None,
+                         output_sha256: str | None = None):
+        """The record as a W3C PROV document (:class:`prov.model.ProvDocument`).
+
+        Inputs are entities identified by their SHA-256, steps are
+        activities that used the inputs, and ``output`` (a file name) is an
+        entity generated by the last step and derived from every input.
+        Serialise with ``doc.serialize(format="json")``.
+
+        Examples
+        --------
+        >>> prov = Provenance()
+        >>> prov.inputs.append(InputRecord("b1.fits", "ab" * 32, role="bias"))
+        >>> prov.add_step("combine", method="median")
+        >>> doc = prov.to_prov_document(output="master_bias.fits")
+        >>> import json
+        >>> [e[:22] for e in sorted(json.loads(doc.serialize(format="json"))["entity"])]
+        ['calframe:output-master', 'sha256:abababababababa']
+        """
+        from prov.model import ProvDocument
+
+        doc = ProvDocument()
+        doc.add_namespace("calframe", "urn:calframe:")
+        doc.add_namespace("sha256", "urn:sha256:")
+        agent = doc.agent("calframe:software",
+                          {"prov:type": "prov:SoftwareAgent",
+                           "calframe:version": software_versions().get("calframe", "")})
+        entities = {}
+        for r in self.inputs:
+            key = f"sha256:{r.sha256 or 'unknown'}"
+            if key in entities:
+                continue
+            attrs = {"prov:label": r.path, "calframe:role": r.role,
+                     "calframe:frametype": r.frametype,
+                     "calframe:date_obs": r.date_obs,
+                     "calframe:shape": _to_json(list(r.shape))}
+            if r.exptime is not None:
+                attrs["calframe:exptime"] = float(r.exptime)
+            entities[key] = doc.entity(key, attrs)
+        activities = []
+        for i, s in enumerate(self.steps, start=1):
+            act = doc.activity(f"calframe:step{i}-{s.step}", s.time or None, None,
+                               {"prov:label": s.step,
+                                "calframe:parameters": s.parameters_json(),
+                                "calframe:versions": _to_json(s.versions)})
+            doc.wasAssociatedWith(act, agent)
+            activities.append(act)
+        for act in activities:
+            for ent in entities.values():
+                doc.used(act, ent)
+        if output is not None:
+            key = (f"sha256:{output_sha256}" if output_sha256
+                   else f"calframe:output-{_prov_name(output)}")
+            out = doc.entity(key, {"prov:label": os.path.basename(os.fspath(output))})
+            if activities:
+                doc.wasGeneratedBy(out, activities[-1])
+            for ent in entities.values():
+                doc.wasDerivedFrom(out, ent)
+        return doc
+
+    def to_prov_json(self, **kwargs) -> str:
+        """:meth:`to_prov_document` serialised as PROV-JSON text."""
+        return self.to_prov_document(**kwargs).serialize(format="json", indent=1)
+
+
+def _prov_name(text) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(os.fspath(text)))
+
+
+def _short(value, limit: int = 24) -> str:
+    text = value if isinstance(value, str) else _to_json(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _norm(path: str) -> str:
+    return os.path.normcase(os.path.abspath(path)) if path else ""
 
 
 def get_provenance(ccd) -> Provenance:
@@ -191,3 +646,41 @@ def get_provenance(ccd) -> Provenance:
 def set_provenance(ccd, prov: Provenance) -> None:
     """Attach ``prov`` to a frame (replacing any it had)."""
     setattr(ccd, _ATTRIBUTE, prov)
+
+
+# --- checking the inputs of a file ---------------------------------------------
+
+@dataclass
+class InputCheck:
+    """Result of re-hashing one input: ``status`` is 'ok', 'changed' or 'missing'."""
+
+    record: InputRecord
+    status: str
+    sha256: str = ""
+
+
+def verify_inputs(records: Iterable[InputRecord]) -> list[InputCheck]:
+    """Re-hash every input file that is present and compare with its record.
+
+    Paths are taken as they are in memory (as read back by
+    :func:`calframe.io.attach_extras`, i.e. relative to the current folder).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "flat.fits"
+    >>> _ = p.write_bytes(b"abc")
+    >>> rec = InputRecord.from_file(p)
+    >>> _ = p.write_bytes(b"abd")
+    >>> [c.status for c in verify_inputs([rec])]
+    ['changed']
+    """
+    checks = []
+    for record in records:
+        if not record.path or not os.path.isfile(record.path):
+            checks.append(InputCheck(record, "missing"))
+            continue
+        digest = sha256_file(record.path)
+        checks.append(InputCheck(record, "ok" if digest == record.sha256 else "changed",
+                                 digest))
+    return checks

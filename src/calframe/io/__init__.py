@@ -7,6 +7,8 @@ ADU, a mask, an uncertainty from the detector model when gain and read noise
 are known, the normalised keywords of :mod:`calframe.metadata`, and provenance.
 """
 
+from ._mef import attach_extras, read_provenance, write_frame
 from ._read import detect_format, frame_count, iter_frames, read_frame
 
-__all__ = ["detect_format", "frame_count", "iter_frames", "read_frame"]
+__all__ = ["attach_extras", "detect_format", "frame_count", "iter_frames", "read_frame",
+           "read_provenance", "write_frame"]

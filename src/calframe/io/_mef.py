@@ -1,0 +1,525 @@
+"""The calframe output file: a multi-extension FITS with provenance.
+
+Layout (see the file-layout page of the documentation):
+
+``PRIMARY``
+    the science array (2-D, or a (3, ny, nx) colour cube) with ``BUNIT``,
+    the frame's FITS-legal header keywords, ``HISTORY`` lines in plain words
+    and the summary keywords ``CALSTAT``, ``NCOMBINE``, ``EXPTIME``,
+    ``DATE``, ``CREATOR``, ``CALFVERS``.
+``MASK``
+    uint8, 1 = do not use (astropy's convention, read back as bool).
+``UNCERT``
+    the uncertainty, same unit as the data, ``UTYPE`` naming its kind.
+``NCOMBINE``, ``REJECTED``
+    int16 per-pixel counts of a combined frame (when it carries them).
+``PROVENANCE``
+    binary table, one row per input file and one per processing step.
+
+Every HDU has ``CHECKSUM`` / ``DATASUM``.  ``astropy.nddata.CCDData.read``
+reads the data, unit, uncertainty and mask of such a file unchanged;
+:func:`attach_extras` restores the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import numbers
+import os
+import re
+import secrets
+import unicodedata
+import warnings
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import (
+    CCDData,
+    InverseVariance,
+    StdDevUncertainty,
+    VarianceUncertainty,
+)
+
+from ..errors import (
+    ChecksumMismatchWarning,
+    IncompatibleFramesError,
+    InputOverwriteError,
+    OutputExistsError,
+)
+from ..provenance import Provenance, get_provenance, set_provenance, software_versions
+
+__all__ = ["attach_extras", "read_provenance", "write_frame"]
+
+log = logging.getLogger(__name__)
+
+_UNCERTAINTY_NAMES = {StdDevUncertainty: "StdDevUncertainty",
+                      VarianceUncertainty: "VarianceUncertainty",
+                      InverseVariance: "InverseVariance"}
+
+# Keywords that describe the data layout or that the writer sets itself: never
+# copied from the frame's meta.
+_RESERVED = frozenset({
+    "SIMPLE", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "XTENSION", "GROUPS",
+    "BZERO", "BSCALE", "BLANK", "CHECKSUM", "DATASUM", "BUNIT", "EXTNAME", "EXTVER",
+    "EXTLEVEL", "TFIELDS", "THEAP", "END", "UTYPE", "DATE", "CREATOR", "CALFVERS",
+    "CALSTAT",
+})
+_RESERVED_PATTERN = re.compile(r"NAXIS\d+|T(TYPE|FORM|UNIT|NULL|SCAL|ZERO|DISP|DIM)\d+")
+_KEYWORD = re.compile(r"[A-Z0-9_-]{1,8}")
+_COMMENTARY = ("HISTORY", "COMMENT", "")
+_HISTORY_PREFIX = "calframe "
+_COUNT_EXTENSIONS = (("ncombine", "NCOMBINE", "frames that contributed to the pixel"),
+                     ("rejected", "REJECTED", "values rejected at the pixel"))
+
+
+# --- writing ---------------------------------------------------------------------
+
+def write_frame(ccd: CCDData, path: str | os.PathLike, *, overwrite: bool = False,
+                checksum: bool = True, absolute_paths: bool = False) -> Path:
+    """Write a frame as a calframe multi-extension FITS file, atomically.
+
+    The science array goes in the primary HDU so that
+    :meth:`astropy.nddata.CCDData.read` gives back data, unit, uncertainty
+    (``UNCERT``) and mask (``MASK``) unchanged.  Per-pixel counts
+    (``ccd.ncombine`` / ``ccd.rejected`` when the frame carries them) go in
+    ``NCOMBINE`` / ``REJECTED`` images and the frame's provenance in the
+    ``PROVENANCE`` table.  Header keywords that are not FITS-legal (long or
+    lower-case names, non-ASCII or over-long text, objects, NaN) are left out.
+
+    The file is written to a hidden temporary file in the destination folder,
+    flushed to disk and renamed over ``path``, so an interrupted write leaves
+    either no file or the previous one.
+
+    Parameters
+    ----------
+    ccd : `~astropy.nddata.CCDData`
+        The frame.
+    path : str or path-like
+        Destination; missing folders are created.
+    overwrite : bool, optional
+        Replace an existing file.
+    checksum : bool, optional
+        Write ``CHECKSUM`` / ``DATASUM`` in every HDU.
+    absolute_paths : bool, optional
+        Write input paths as absolute paths instead of relative to the
+        output's folder.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``overwrite`` is false.
+    InputOverwriteError
+        ``path`` is one of the files the frame was made from.
+    IncompatibleFramesError
+        The mask, uncertainty or count arrays do not match the data.
+    TypeError
+        ``ccd`` is not a CCDData.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> from astropy.nddata import CCDData, StdDevUncertainty
+    >>> ccd = CCDData(np.ones((4, 5), np.float32), unit="adu",
+    ...               uncertainty=StdDevUncertainty(np.full((4, 5), 0.5, np.float32)),
+    ...               mask=np.zeros((4, 5), bool))
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "frame.fits"
+    >>> write_frame(ccd, out).name
+    'frame.fits'
+    >>> back = CCDData.read(out)
+    >>> back.unit, float(back.uncertainty.array[0, 0]), bool(back.mask.any())
+    (Unit("adu"), 0.5, False)
+    """
+    if not isinstance(ccd, CCDData):
+        raise TypeError(f"write_frame needs an astropy CCDData, got {type(ccd).__name__}; "
+                        "wrap arrays with CCDData(data, unit=...)")
+    path = Path(path)
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: is a folder; give a file name to write to")
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: file exists; pass overwrite=True (or "
+                                "--overwrite) to replace it, or choose another name")
+    prov = get_provenance(ccd)
+    _refuse_inputs(path, prov)
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    hdulist = _build_hdulist(ccd, prov, folder, absolute_paths=absolute_paths)
+    _atomic_write(hdulist, path, overwrite=overwrite, checksum=checksum)
+    log.info("wrote %s (%d HDUs)", path, len(hdulist))
+    return path
+
+
+def _refuse_inputs(path: Path, prov: Provenance) -> None:
+    target = _same_file_key(path)
+    for record in prov.inputs:
+        if not record.path:
+            continue
+        candidate = Path(record.path)
+        same = _same_file_key(candidate) == target
+        if not same and path.exists() and candidate.exists():
+            with contextlib.suppress(OSError):
+                same = os.path.samefile(path, candidate)
+        if same:
+            raise InputOverwriteError(
+                f"{path}: is an input of this frame (role {record.role or 'input'!r}, "
+                "listed in its provenance); inputs are never overwritten, write the "
+                "result under another name")
+
+
+def _same_file_key(path: Path) -> str:
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _build_hdulist(ccd: CCDData, prov: Provenance, folder: Path, *,
+                   absolute_paths: bool) -> fits.HDUList:
+    data = np.asarray(ccd.data)
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    header = _fits_safe_header(ccd.meta, drop_history=bool(prov.steps))
+    if ccd.wcs is not None:
+        header.extend(ccd.wcs.to_header(relax=True), useblanks=False, update=True)
+    unit = ccd.unit
+    if unit is not None and unit is not u.dimensionless_unscaled:
+        header["BUNIT"] = (unit.to_string(), "physical unit of the data")
+    _summary_keywords(header, ccd, prov)
+    hdus: list[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU] = [
+        fits.PrimaryHDU(data, header)]
+
+    if ccd.mask is not None:
+        mask = np.asarray(ccd.mask)
+        if mask.shape != data.shape:
+            raise IncompatibleFramesError(
+                f"mask: shape {mask.shape} does not match the data {data.shape}; "
+                "give a mask of the data's shape (or None)")
+        mhdr = fits.Header([("COMMENT", "1 = do not use this pixel, 0 = good")])
+        hdus.append(fits.ImageHDU(mask.astype(np.uint8), mhdr, name="MASK"))
+
+    if ccd.uncertainty is not None:
+        hdus.append(_uncertainty_hdu(ccd, data.shape))
+
+    for attribute, name, meaning in _COUNT_EXTENSIONS:
+        counts = getattr(ccd, attribute, None)
+        if counts is None:
+            continue
+        counts = np.asarray(counts)
+        if counts.shape != data.shape:
+            raise IncompatibleFramesError(
+                f"{attribute}: per-pixel counts of shape {counts.shape} do not match the "
+                f"data {data.shape}; counts must have the data's shape")
+        if counts.size and (counts.min() < 0 or counts.max() > np.iinfo(np.int16).max):
+            raise IncompatibleFramesError(
+                f"{attribute}: counts from {counts.min()} to {counts.max()} do not fit "
+                "int16 (0..32767)")
+        chdr = fits.Header([("COMMENT", f"per-pixel number of {meaning}")])
+        hdus.append(fits.ImageHDU(counts.astype(np.int16), chdr, name=name))
+
+    hdus.append(prov.to_fits_table(out_dir=folder, absolute_paths=absolute_paths))
+    return fits.HDUList(hdus)
+
+
+def _uncertainty_hdu(ccd: CCDData, shape) -> fits.ImageHDU:
+    unc = ccd.uncertainty
+    kind = _UNCERTAINTY_NAMES.get(type(unc))
+    if kind is None:
+        raise IncompatibleFramesError(
+            f"uncertainty: {type(unc).__name__} cannot be written; use a "
+            "StdDevUncertainty, VarianceUncertainty or InverseVariance")
+    array = np.asarray(unc.array)
+    if array.shape != tuple(shape):
+        raise IncompatibleFramesError(
+            f"uncertainty: shape {array.shape} does not match the data {tuple(shape)}; "
+            "give an uncertainty of the data's shape (or None)")
+    own_unit = getattr(unc, "_unit", None)
+    if own_unit is not None and ccd.unit is not None:
+        expected = {"StdDevUncertainty": ccd.unit, "VarianceUncertainty": ccd.unit ** 2,
+                    "InverseVariance": ccd.unit ** -2}[kind]
+        if own_unit != expected:
+            try:
+                array = (array * own_unit).to_value(expected).astype(array.dtype,
+                                                                      copy=False)
+            except u.UnitConversionError as err:
+                raise IncompatibleFramesError(
+                    f"uncertainty: unit {own_unit} cannot be converted to {expected} "
+                    "(the unit of the data); give the uncertainty in the data's unit"
+                ) from err
+    uhdr = fits.Header()
+    uhdr["UTYPE"] = (kind, "kind of uncertainty (astropy class name)")
+    if ccd.unit is not None and kind == "StdDevUncertainty":
+        uhdr["BUNIT"] = (ccd.unit.to_string(), "physical unit of the uncertainty")
+    return fits.ImageHDU(array, uhdr, name="UNCERT")
+
+
+def _summary_keywords(header: fits.Header, ccd: CCDData, prov: Provenance) -> None:
+    version = software_versions().get("calframe", "0")
+    meta = ccd.meta if isinstance(ccd.meta, Mapping) else {}
+    frametype = meta.get("FRAMETYP")
+    letters = set(prov.calstat(frametype if isinstance(frametype, str) else None))
+    old = meta.get("CALSTAT")
+    if isinstance(old, str):
+        letters |= set(old.upper())
+    from ..provenance import CALSTAT_LETTERS
+
+    header["CALSTAT"] = ("".join(c for c in CALSTAT_LETTERS if c in letters),
+                         "applied: B bias D dark F flat (see docs)")
+    ncombine = getattr(ccd, "ncombine", None)
+    if "NCOMBINE" not in header and ncombine is not None and np.size(ncombine):
+        header["NCOMBINE"] = (int(np.max(ncombine)), "number of frames combined")
+    header["DATE"] = (datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                      "UTC date this file was written")
+    header["CREATOR"] = (f"calframe {version}"[:68], "software that wrote this file")
+    header["CALFVERS"] = (version[:68], "calframe version")
+    for line in prov.history_lines():
+        header.add_history(line)
+    if prov.inputs or prov.steps:
+        header.add_history(f"{_HISTORY_PREFIX}record: {len(prov.inputs)} input files, "
+                           f"{len(prov.steps)} steps, in the PROVENANCE table")
+
+
+def _atomic_write(hdulist: fits.HDUList, path: Path, *, overwrite: bool,
+                  checksum: bool) -> None:
+    folder = path.parent
+    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            hdulist.writeto(handle, checksum=checksum, output_verify="exception")
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists() and not overwrite:
+            raise OutputExistsError(f"{path}: file appeared while writing; pass "
+                                    "overwrite=True to replace it")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows cannot open folders
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse
+        pass
+    finally:
+        os.close(fd)
+
+
+# --- header sanitising ------------------------------------------------------------
+
+def _fits_safe_header(meta, *, drop_history: bool) -> fits.Header:
+    """A new header with the FITS-legal keywords of ``meta`` (dropped ones logged)."""
+    header = fits.Header()
+    dropped: list[str] = []
+    for key, value, comment in _iter_meta(meta, dropped):
+        key = str(key).strip().upper()
+        if key in _COMMENTARY:
+            text = _ascii(value)
+            if key == "HISTORY" and drop_history and text.startswith(_HISTORY_PREFIX):
+                continue
+            header.append((key, text), bottom=True)
+            continue
+        if not _KEYWORD.fullmatch(key):
+            dropped.append(key)
+            continue
+        if key in _RESERVED or _RESERVED_PATTERN.fullmatch(key):
+            continue
+        value, unit_comment = _fits_value(value)
+        if value is _DROP:
+            dropped.append(key)
+            continue
+        comment = _ascii(comment or unit_comment)
+        header[key] = _fitting_card(key, value, comment)
+    if dropped:
+        log.info("left out %d header keywords that are not FITS-legal: %s", len(dropped),
+                 ", ".join(sorted(set(dropped))[:20]))
+    return header
+
+
+def _iter_meta(meta, dropped):
+    if meta is None:
+        return
+    if isinstance(meta, fits.Header):
+        for card in meta.cards:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    key, value, comment = card.keyword, card.value, card.comment
+                except (ValueError, fits.VerifyError):
+                    dropped.append(str(card.keyword))
+                    continue
+            if caught:
+                dropped.append(str(key))
+                continue
+            yield key, value, comment
+        return
+    for key, value in dict(meta).items():
+        comment = ""
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
+            value, comment = value
+        if str(key).upper() in _COMMENTARY and isinstance(value, (list, tuple)):
+            for item in value:
+                yield key, item, ""
+            continue
+        yield key, value, comment
+
+
+_DROP = object()
+
+
+def _fits_value(value):
+    """(FITS value, comment) for a Python value, or (_DROP, '')."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value), ""
+    if isinstance(value, numbers.Integral):
+        value = int(value)
+        return (value, "") if abs(value) < 2 ** 63 else (_DROP, "")
+    if isinstance(value, numbers.Real):
+        value = float(value)
+        return (value, "") if math.isfinite(value) else (_DROP, "")
+    if isinstance(value, str):
+        return _ascii(value), ""
+    if isinstance(value, u.Quantity) and value.isscalar:
+        number, _ = _fits_value(value.value)
+        return (number, f"[{value.unit.to_string()}]") if number is not _DROP \
+            else (_DROP, "")
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")[:19], ""
+    return _DROP, ""
+
+
+def _ascii(text) -> str:
+    if text is None:
+        return ""
+    text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
+    return "".join(c for c in text if " " <= c <= "~")
+
+
+def _fitting_card(key: str, value, comment: str):
+    """Shorten a string value, then the comment, so the card fits 80 characters."""
+    if isinstance(value, str):
+        value = value[:68]
+        while len(fits.Card(key, value).image) > 80:
+            value = value[:-1]
+    if not comment:
+        return value
+    used = len(fits.Card(key, value).image.rstrip())
+    room = 80 - used - 3
+    return (value, comment[:room]) if room >= 1 else value
+
+
+# --- reading back -----------------------------------------------------------------
+
+def attach_extras(ccd: CCDData, hdulist: fits.HDUList, *,
+                  path: str | os.PathLike | None = None,
+                  verify_checksum: bool = True) -> CCDData:
+    """Attach what :func:`write_frame` adds beyond CCDData to a frame read back.
+
+    Restores the provenance (from ``PROVENANCE``) and the per-pixel counts
+    (``ccd.ncombine`` / ``ccd.rejected`` from ``NCOMBINE`` / ``REJECTED``,
+    int16), and checks ``CHECKSUM`` / ``DATASUM`` of every HDU that has them.
+
+    Parameters
+    ----------
+    ccd : `~astropy.nddata.CCDData`
+        The frame read from ``hdulist`` (modified in place and returned).
+    hdulist : `~astropy.io.fits.HDUList`
+        The open file.
+    path : str or path-like, optional
+        The file's path as the user gave it (default: ``hdulist.filename()``);
+        stored input paths, relative to the file's folder, are rewritten
+        relative to the current folder.
+    verify_checksum : bool, optional
+        Check the checksums.
+
+    Returns
+    -------
+    `~astropy.nddata.CCDData`
+        ``ccd``.
+
+    Warns
+    -----
+    ChecksumMismatchWarning
+        A checksum does not match the bytes (the file changed after writing).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> from astropy.io import fits
+    >>> from astropy.nddata import CCDData
+    >>> from calframe.provenance import get_provenance
+    >>> ccd = CCDData(np.zeros((3, 3), np.float32), unit="adu")
+    >>> ccd.ncombine = np.full((3, 3), 5, np.int16)
+    >>> get_provenance(ccd).add_step("combine", method="median")
+    >>> out = write_frame(ccd, pathlib.Path(tempfile.mkdtemp()) / "m.fits")
+    >>> with fits.open(out) as hdul:
+    ...     back = attach_extras(CCDData.read(out), hdul)
+    >>> int(back.ncombine[0, 0]), get_provenance(back).steps[0].step
+    (5, 'combine')
+    """
+    where = path if path is not None else (hdulist.filename() or "<memory>")
+    if verify_checksum:
+        _verify_checksums(hdulist, where)
+    for attribute, name, _meaning in _COUNT_EXTENSIONS:
+        if name in hdulist and hdulist[name].data is not None:
+            setattr(ccd, attribute, np.array(hdulist[name].data, dtype=np.int16))
+    if "PROVENANCE" in hdulist:
+        file_path = path if path is not None else hdulist.filename()
+        set_provenance(ccd, Provenance.from_fits_table(hdulist["PROVENANCE"],
+                                                       file_path=file_path))
+    return ccd
+
+
+def _verify_checksums(hdulist: fits.HDUList, where) -> None:
+    bad = []
+    for index, hdu in enumerate(hdulist):
+        name = hdu.name or str(index)
+        if "DATASUM" in hdu.header and hdu.verify_datasum() == 0:
+            bad.append(f"{name} (data)")
+        elif "CHECKSUM" in hdu.header and hdu.verify_checksum() == 0:
+            bad.append(f"{name} (header)")
+    if bad:
+        warnings.warn(f"{where}: checksum mismatch in {', '.join(bad)}: the file was "
+                      "modified or damaged after it was written; re-create it or check "
+                      "its origin before trusting it",
+                      ChecksumMismatchWarning, stacklevel=3)
+
+
+def read_provenance(path: str | os.PathLike, *, verify_checksum: bool = True
+                    ) -> Provenance:
+    """The provenance recorded in a calframe file (empty if it has none).
+
+    Stored input paths are rewritten relative to the current folder.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> from astropy.nddata import CCDData
+    >>> from calframe.provenance import get_provenance
+    >>> ccd = CCDData(np.zeros((2, 2), np.float32), unit="adu")
+    >>> get_provenance(ccd).add_step("subtract_bias")
+    >>> out = write_frame(ccd, pathlib.Path(tempfile.mkdtemp()) / "c.fits")
+    >>> read_provenance(out).calstat()
+    'B'
+    """
+    with fits.open(path) as hdulist:
+        if verify_checksum:
+            _verify_checksums(hdulist, path)
+        if "PROVENANCE" not in hdulist:
+            return Provenance()
+        return Provenance.from_fits_table(hdulist["PROVENANCE"], file_path=path)
