@@ -42,8 +42,10 @@ __all__ = [
     "InputCheck",
     "InputRecord",
     "Provenance",
+    "ProvenanceNode",
     "StepRecord",
     "get_provenance",
+    "provenance_tree",
     "set_provenance",
     "sha256_file",
     "software_versions",
@@ -578,9 +580,11 @@ class Provenance:
                           {"prov:type": "prov:SoftwareAgent",
                            "calframe:version": software_versions().get("calframe", "")})
         entities = {}
+        by_origin: dict[str, list] = {}
         for r in self.inputs:
             key = f"sha256:{r.sha256 or 'unknown'}"
             if key in entities:
+                by_origin.setdefault(r.origin, []).append(entities[key])
                 continue
             attrs = {"prov:label": r.path, "calframe:role": r.role,
                      "calframe:frametype": r.frametype,
@@ -589,6 +593,7 @@ class Provenance:
             if r.exptime is not None:
                 attrs["calframe:exptime"] = float(r.exptime)
             entities[key] = doc.entity(key, attrs)
+            by_origin.setdefault(r.origin, []).append(entities[key])
         activities = []
         for i, s in enumerate(self.steps, start=1):
             act = doc.activity(f"calframe:step{i}-{s.step}", s.time or None, None,
@@ -597,8 +602,9 @@ class Provenance:
                                 "calframe:versions": _to_json(s.versions)})
             doc.wasAssociatedWith(act, agent)
             activities.append(act)
-        for act in activities:
-            for ent in entities.values():
+        for act, step in zip(activities, self.steps, strict=True):
+            # A step used the inputs recorded with it (same origin file).
+            for ent in by_origin.get(step.origin, []):
                 doc.used(act, ent)
         if output is not None:
             key = (f"sha256:{output_sha256}" if output_sha256
@@ -620,7 +626,11 @@ def _prov_name(text) -> str:
 
 
 def _short(value, limit: int = 24) -> str:
-    text = value if isinstance(value, str) else _to_json(value)
+    if isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(json.loads(_to_json(value)), ensure_ascii=False,
+                          separators=(",", ":"))
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -684,3 +694,178 @@ def verify_inputs(records: Iterable[InputRecord]) -> list[InputCheck]:
         checks.append(InputCheck(record, "ok" if digest == record.sha256 else "changed",
                                  digest))
     return checks
+
+
+# --- the tree of files behind an output ------------------------------------------
+
+_FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fits.gz", ".fit.gz", ".fz")
+
+
+@dataclass
+class ProvenanceNode:
+    """One calframe file in the tree of :func:`provenance_tree`.
+
+    ``inputs`` and ``steps`` are the file's own records; ``inherited`` maps
+    the file each other record came from to those records (kept for files
+    that are not found); ``children`` maps the index of an input to the
+    node of that input when it is itself a calframe file found on disk;
+    ``checks`` maps the index of an input to its check when verifying.
+    """
+
+    path: str
+    sha256: str
+    calstat: str
+    inputs: list[InputRecord]
+    steps: list[StepRecord]
+    inherited: dict[str, Provenance] = field(default_factory=dict)
+    children: dict[int, ProvenanceNode] = field(default_factory=dict)
+    checks: dict[int, InputCheck] = field(default_factory=dict)
+
+    def iter_checks(self):
+        """Every check of this node and of the nodes below it."""
+        yield from self.checks.values()
+        for child in self.children.values():
+            yield from child.iter_checks()
+
+    def render(self) -> str:
+        """The tree as text, one record per line."""
+        lines = [f"{self.path}  sha256 {self.sha256[:16]}  CALSTAT {self.calstat or '-'}"]
+        self._render_body(lines, "")
+        return "\n".join(lines)
+
+    def _render_body(self, lines: list[str], indent: str) -> None:
+        sections = [("steps", self.steps), ("inputs", self.inputs)]
+        sections += [(f"recorded from {origin} (not found beside it)", prov)
+                     for origin, prov in self.inherited.items()]
+        sections = [(title, items) for title, items in sections
+                    if not isinstance(items, list) or items]
+        for k, (title, items) in enumerate(sections):
+            last = k == len(sections) - 1
+            lines.append(f"{indent}{'└── ' if last else '├── '}{title}")
+            sub = indent + ("    " if last else "│   ")
+            if isinstance(items, Provenance):
+                rows = [_step_line(s) for s in items.steps] + \
+                       [_input_line(r, None) for r in items.inputs]
+                for i, row in enumerate(rows):
+                    lines.append(f"{sub}{'└── ' if i == len(rows) - 1 else '├── '}{row}")
+                continue
+            for i, item in enumerate(items):
+                end = i == len(items) - 1
+                branch = "└── " if end else "├── "
+                if isinstance(item, StepRecord):
+                    lines.append(f"{sub}{branch}{_step_line(item)}")
+                    continue
+                lines.append(f"{sub}{branch}{_input_line(item, self.checks.get(i))}")
+                child = self.children.get(i)
+                if child is not None:
+                    child_indent = sub + ("    " if end else "│   ")
+                    lines.append(f"{child_indent}└── {child.path}  CALSTAT "
+                                 f"{child.calstat or '-'}")
+                    child._render_body(lines, child_indent + "    ")
+
+
+def _step_line(step: StepRecord) -> str:
+    words = ", ".join(f"{k}={_short(v, 40)}" for k, v in step.parameters.items())
+    return f"{step.time}  {step.step}" + (f"  {words}" if words else "")
+
+
+def _input_line(record: InputRecord, check: InputCheck | None) -> str:
+    parts = [record.path or "?", f"[{record.role or '-'}]"]
+    if record.frametype and record.frametype != record.role:
+        parts.append(record.frametype)
+    if record.exptime is not None:
+        parts.append(f"EXPTIME {record.exptime:g} s")
+    if record.date_obs:
+        parts.append(record.date_obs)
+    if record.shape:
+        parts.append("x".join(str(n) for n in record.shape))
+    parts.append(f"sha256 {record.sha256[:16]}")
+    if check is not None:
+        parts.append({"ok": "ok", "changed": "CHANGED", "missing": "missing"}[check.status])
+    return "  ".join(parts)
+
+
+def provenance_tree(path: str | os.PathLike, *, verify: bool = False,
+                    follow: bool = True) -> ProvenanceNode:
+    """How a calframe file was made, following the calframe files it used.
+
+    Inputs that are calframe files (masters...) are opened where the record
+    says they are, or beside ``path`` when they are not there, and their own
+    records are shown below them, recursively.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`calframe.write_frame`.
+    verify : bool, optional
+        Re-hash every input that is present (see :func:`verify_inputs`).
+    follow : bool, optional
+        Follow inputs that are calframe files.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> from astropy.nddata import CCDData
+    >>> from calframe import write_frame
+    >>> ccd = CCDData(np.zeros((2, 2), np.float32), unit="adu")
+    >>> get_provenance(ccd).add_step("combine", method="median")
+    >>> out = write_frame(ccd, pathlib.Path(tempfile.mkdtemp()) / "m.fits")
+    >>> print(provenance_tree(out).render().splitlines()[-1][-22:])
+    combine  method=median
+    """
+    return _tree(os.fspath(path), verify=verify, follow=follow, seen=set())
+
+
+def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> ProvenanceNode:
+    from .io._mef import read_provenance
+
+    seen = seen | {_norm(path)}
+    prov = read_provenance(path)
+    this = _norm(path)
+    own_inputs = [r for r in prov.inputs if not r.origin or _norm(r.origin) == this]
+    own_steps = [s for s in prov.steps if not s.origin or _norm(s.origin) == this]
+    inherited: dict[str, Provenance] = {}
+    for r in prov.inputs:
+        if r not in own_inputs:
+            inherited.setdefault(r.origin, Provenance()).inputs.append(r)
+    for s in prov.steps:
+        if s not in own_steps:
+            inherited.setdefault(s.origin, Provenance()).steps.append(s)
+    node = ProvenanceNode(path=path, sha256=sha256_file(path), calstat=prov.calstat(),
+                          inputs=own_inputs, steps=own_steps)
+    for i, record in enumerate(own_inputs):
+        located = _locate(record, path)
+        if verify:
+            check = verify_inputs([InputRecord(**{**asdict(record), "path": located})])[0]
+            check.record = record
+            node.checks[i] = check
+        if follow and located and _norm(located) not in seen \
+                and located.lower().endswith(_FITS_SUFFIXES) and _has_provenance(located):
+            child = _tree(located, verify=verify, follow=follow, seen=seen)
+            node.children[i] = child
+            inherited.pop(record.path, None)
+            for origin in list(inherited):
+                if _norm(origin) == _norm(record.path) or _norm(origin) == _norm(located):
+                    del inherited[origin]
+    node.inherited = inherited
+    return node
+
+
+def _locate(record: InputRecord, owner: str) -> str:
+    """Where an input is: at its recorded path, else beside ``owner``."""
+    if record.path and os.path.isfile(record.path):
+        return record.path
+    beside = os.path.join(os.path.dirname(owner), os.path.basename(record.path or ""))
+    if record.path and os.path.isfile(beside):
+        return _portable(beside)
+    return ""
+
+
+def _has_provenance(path: str) -> bool:
+    from astropy.io import fits
+
+    try:
+        with fits.open(path) as hdulist:
+            return "PROVENANCE" in hdulist
+    except (OSError, ValueError):
+        return False
