@@ -1,0 +1,455 @@
+"""read_frame / iter_frames on synthetic files written here with a known content."""
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+from numpy.testing import assert_allclose, assert_array_equal
+
+import calframe._detector as detector
+from calframe import get_provenance, iter_frames, read_frame
+from calframe.errors import (
+    FrameReadError,
+    MissingMetadataError,
+    UncertaintyUnknownWarning,
+    UnsupportedFormatError,
+)
+from calframe.io import detect_format, frame_count
+
+NOISE = {"gain": 2.0, "read_noise": 4.0}
+
+
+@pytest.fixture(autouse=True)
+def _no_once_state():
+    """Each test starts as if no 'uncertainty unknown' warning had been given."""
+    detector._reset_warning()
+    yield
+    detector._reset_warning()
+
+
+def _values(shape=(20, 30), seed=1, low=0, high=60000):
+    return np.random.default_rng(seed).integers(low, high, size=shape)
+
+
+# ---------------------------------------------------------------- FITS round trips
+
+def test_uint16_bzero_round_trip(tmp_path):
+    truth = _values().astype(np.uint16)
+    path = tmp_path / "light.fits"
+    fits.PrimaryHDU(truth).writeto(path)
+    assert fits.getheader(path)["BZERO"] == 32768
+    ccd = read_frame(path, **NOISE)
+    assert ccd.data.dtype == np.float32
+    assert_array_equal(ccd.data, truth.astype(np.float32))
+    assert ccd.unit == u.adu
+    assert "BZERO" not in ccd.meta and "BSCALE" not in ccd.meta
+    assert ccd.meta["FRAMETYP"] == "light" and ccd.meta["FTSOURCE"] == "filename"
+
+
+def test_float64_on_request(tmp_path):
+    truth = np.random.default_rng(2).normal(100, 5, (8, 9))
+    path = tmp_path / "f.fits"
+    fits.PrimaryHDU(truth).writeto(path)
+    ccd = read_frame(path, dtype=np.float64, **NOISE)
+    assert ccd.data.dtype == np.float64
+    assert_array_equal(ccd.data, truth)
+
+
+def test_float32_and_non_finite_masked(tmp_path):
+    truth = np.random.default_rng(3).normal(1000, 10, (10, 12)).astype(np.float32)
+    truth[2, 3] = np.nan
+    truth[5, 5] = np.inf
+    path = tmp_path / "f32.fits"
+    fits.PrimaryHDU(truth).writeto(path)
+    ccd = read_frame(path, **NOISE)
+    assert_array_equal(ccd.data, truth)
+    assert ccd.mask[2, 3] and ccd.mask[5, 5] and ccd.mask.sum() == 2
+    assert ccd.meta["NNONFIN"] == 2
+
+
+def test_tile_compressed_is_lossless_for_integers(tmp_path):
+    truth = _values(seed=4).astype(np.uint16)
+    path = tmp_path / "c.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(truth, compression_type="RICE_1")]
+                 ).writeto(path)
+    ccd = read_frame(path, **NOISE)
+    assert_array_equal(ccd.data, truth.astype(np.float32))
+    assert get_provenance(ccd).steps[-1].parameters["hdu"] == 1
+
+
+def test_big_endian_int16_with_negative_values(tmp_path):
+    truth = _values(seed=5, low=-30000, high=30000).astype(">i2")
+    path = tmp_path / "be.fits"
+    fits.PrimaryHDU(truth).writeto(path)
+    ccd = read_frame(path, **NOISE)
+    assert ccd.data.dtype == np.dtype(np.float32)  # native order
+    assert_array_equal(ccd.data, truth.astype(np.float32))
+
+
+def test_bscale_bzero_and_blank(tmp_path):
+    stored = _values(seed=6, low=-1000, high=1000).astype(np.int16)
+    stored[1, 1] = -32768
+    hdu = fits.PrimaryHDU(stored)
+    hdu.header["BSCALE"] = 0.5
+    hdu.header["BZERO"] = 100.0
+    hdu.header["BLANK"] = -32768
+    path = tmp_path / "scaled.fits"
+    # Write the stored integers as they are (no rescaling by astropy).
+    fits.HDUList([hdu]).writeto(path, output_verify="silentfix")
+    with fits.open(path, do_not_scale_image_data=True) as check:
+        assert_array_equal(check[0].data, stored)
+    ccd = read_frame(path, **NOISE)
+    good = np.ones(stored.shape, bool)
+    good[1, 1] = False
+    assert_allclose(ccd.data[good], stored[good] * 0.5 + 100.0, rtol=0, atol=0)
+    assert ccd.mask[1, 1] and ccd.meta["NBLANK"] == 1
+
+
+def test_multi_hdu_default_and_hdu_choice(tmp_path):
+    a = np.full((4, 5), 1.0, np.float32)
+    b = np.full((6, 7), 2.0, np.float32)
+    table = fits.BinTableHDU.from_columns([fits.Column(name="x", format="E", array=[1.0])])
+    path = tmp_path / "multi.fits"
+    fits.HDUList([fits.PrimaryHDU(), table, fits.ImageHDU(a, name="SCI"),
+                  fits.ImageHDU(b, name="OTHER")]).writeto(path)
+    assert read_frame(path, **NOISE).shape == (4, 5)          # first image HDU
+    assert read_frame(path, hdu=3, **NOISE).shape == (6, 7)
+    assert read_frame(path, hdu="OTHER", **NOISE).shape == (6, 7)
+    assert frame_count(path) == 2
+    assert [f.shape for f in iter_frames(path, **NOISE)] == [(4, 5), (6, 7)]
+    with pytest.raises(FrameReadError, match=r"multi\.fits: hdu='NOPE' not found"):
+        read_frame(path, hdu="NOPE")
+    with pytest.raises(UnsupportedFormatError, match=r"hdu=1 is not an image"):
+        read_frame(path, hdu=1)
+    with pytest.raises(ValueError, match=r"frame=2: FITS frames are chosen with hdu="):
+        read_frame(path, frame=2)
+    with pytest.raises(TypeError, match=r"iter_frames\(\) got hdu="):
+        next(iter_frames(path, hdu=1))
+
+
+def test_reads_back_a_ccddata_mef_with_uncertainty_and_mask(tmp_path):
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    sigma = np.full((3, 4), 0.25, np.float32)
+    mask = np.zeros((3, 4), bool)
+    mask[0, 1] = True
+    ccd = CCDData(data, unit="electron", uncertainty=StdDevUncertainty(sigma), mask=mask,
+                  meta={"IMAGETYP": "flat", "EXPTIME": 2.0})
+    path = tmp_path / "master.fits"
+    ccd.write(path, hdu_mask="MASK", hdu_uncertainty="UNCERT")
+    back = read_frame(path)
+    assert back.unit == u.electron
+    assert_array_equal(back.data, data)
+    assert_array_equal(back.uncertainty.array, sigma)
+    assert isinstance(back.uncertainty, StdDevUncertainty)
+    assert_array_equal(back.mask, mask)
+    assert back.meta["UNCSRC"] == "file" and back.meta["FRAMETYP"] == "flat"
+
+
+# ---------------------------------------------------------------- masks
+
+def test_saturation_full_scale_header_and_argument(tmp_path):
+    truth = np.full((5, 5), 1000, np.uint16)
+    truth[0, 0] = 65535
+    truth[1, 1] = 50000
+    path = tmp_path / "s.fits"
+    fits.PrimaryHDU(truth).writeto(path)
+    ccd = read_frame(path, **NOISE)
+    assert ccd.mask.sum() == 1 and ccd.mask[0, 0] and ccd.meta["NSATUR"] == 1
+    ccd = read_frame(path, saturation=40000, **NOISE)
+    assert ccd.mask.sum() == 2 and ccd.mask[1, 1]
+    header = fits.Header({"SATURATE": 45000})
+    path2 = tmp_path / "s2.fits"
+    fits.PrimaryHDU(truth, header=header).writeto(path2)
+    ccd = read_frame(path2, **NOISE)
+    assert ccd.mask.sum() == 2 and ccd.meta["SATURATE"] == 45000
+
+
+def test_bad_pixel_mask_array_and_path(tmp_path):
+    path = tmp_path / "x.fits"
+    fits.PrimaryHDU(np.full((4, 6), 10, np.float32)).writeto(path)
+    bpm = np.zeros((4, 6), np.uint8)
+    bpm[2, 3] = 1
+    ccd = read_frame(path, bad_pixel_mask=bpm, **NOISE)
+    assert_array_equal(ccd.mask, bpm.astype(bool))
+    assert ccd.meta["NBADPIX"] == 1
+    bpm_path = tmp_path / "bpm.fits"
+    fits.PrimaryHDU(bpm).writeto(bpm_path)
+    ccd = read_frame(path, bad_pixel_mask=bpm_path, **NOISE)
+    assert_array_equal(ccd.mask, bpm.astype(bool))
+    assert get_provenance(ccd).steps[-1].parameters["bad_pixel_mask"] == str(bpm_path)
+    with pytest.raises(ValueError, match=r"bad_pixel_mask has shape \(3, 3\) but .*x\.fits"):
+        read_frame(path, bad_pixel_mask=np.zeros((3, 3), bool), **NOISE)
+
+
+# ---------------------------------------------------------------- noise model
+
+def test_uncertainty_formula_and_sources(tmp_path):
+    data = np.array([[100.0, 1100.0], [5100.0, 50.0]], np.float32)
+    path = tmp_path / "n.fits"
+    fits.PrimaryHDU(data, header=fits.Header([("GAIN", 2.0, "e-/ADU"),
+                                               ("RDNOISE", 6.0, "e-")])).writeto(path)
+    ccd = read_frame(path)
+    expected = np.sqrt(np.maximum(data, 0) / 2.0 + (6.0 / 2.0) ** 2)
+    assert_allclose(ccd.uncertainty.array, expected, rtol=1e-6)
+    assert ccd.meta["EGAIN"] == 2.0 and ccd.meta["UNCSRC"] == "detector model"
+    # Arguments override the header, and a pedestal carries no photon noise.
+    ccd = read_frame(path, gain=4.0, read_noise=2.0, pedestal=100.0)
+    expected = np.sqrt(np.maximum(data - 100.0, 0) / 4.0 + (2.0 / 4.0) ** 2)
+    assert_allclose(ccd.uncertainty.array, expected, rtol=1e-6)
+    assert ccd.meta["EGAIN"] == 4.0 and ccd.meta["RDNOISE"] == 2.0
+
+
+@pytest.mark.slow
+def test_detector_model_uncertainty_matches_the_scatter(tmp_path):
+    """Pulls of simulated frames about the truth have unit standard deviation."""
+    gain, read_noise, pedestal = 1.7, 5.0, 500.0
+    truth_e = np.linspace(0, 20000, 64 * 64).reshape(64, 64)
+    pulls = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        electrons = rng.poisson(truth_e) + rng.normal(0, read_noise, truth_e.shape)
+        adu = electrons / gain + pedestal
+        path = tmp_path / f"sim{seed}.fits"
+        fits.PrimaryHDU(adu.astype(np.float32)).writeto(path)
+        ccd = read_frame(path, gain=gain, read_noise=read_noise, pedestal=pedestal)
+        pulls.append((ccd.data - (truth_e / gain + pedestal)) / ccd.uncertainty.array)
+    pulls = np.concatenate([p.ravel() for p in pulls])
+    # 81920 pulls: the standard error of their std is about 0.0025.
+    assert_allclose(np.std(pulls), 1.0, atol=0.01)
+    assert_allclose(np.mean(pulls), 0.0, atol=0.01)
+
+
+def test_unknown_uncertainty_warns_once(tmp_path):
+    path = tmp_path / "plain.fits"
+    fits.PrimaryHDU(np.ones((3, 3), np.float32)).writeto(path)
+    with pytest.warns(UncertaintyUnknownWarning, match=r"plain\.fits: gain and read noise "
+                      r"unknown.*pass gain= and read_noise="):
+        ccd = read_frame(path)
+    assert ccd.uncertainty is None and ccd.meta["UNCSRC"] == "none"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_frame(path).uncertainty is None   # no second warning
+
+
+# ---------------------------------------------------------------- provenance and metadata
+
+def test_provenance_input_row_and_read_step(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Darks").mkdir()
+    header = fits.Header({"EXPTIME": 30.0, "DATE-OBS": "2024-01-02T03:04:05"})
+    fits.PrimaryHDU(np.zeros((4, 5), np.uint16), header=header).writeto("Darks/a.fits")
+    ccd = read_frame("Darks/a.fits", saturation=60000, **NOISE)
+    prov = get_provenance(ccd)
+    assert len(prov.inputs) == 1
+    record = prov.inputs[0]
+    assert record.path == "Darks/a.fits"     # as given, not made absolute
+    assert (record.role, record.frametype, record.exptime) == ("dark", "dark", 30.0)
+    assert record.date_obs == "2024-01-02T03:04:05" and record.shape == (4, 5)
+    assert len(record.sha256) == 64
+    step = prov.steps[-1]
+    assert step.step == "read"
+    params = json.loads(step.parameters_json())
+    assert params == {"format": "fits", "hdu": 0, "unit": "adu", "dtype": "float32",
+                      "uncertainty": "detector model", "subtract_black": False,
+                      "gain": 2.0, "read_noise": 4.0, "saturation": 60000}
+    assert ccd.meta["FTSOURCE"] == "folder"
+
+
+def test_user_frametype_and_require_exposure(tmp_path):
+    path = tmp_path / "img.fits"
+    fits.PrimaryHDU(np.zeros((2, 2), np.float32)).writeto(path)
+    ccd = read_frame(path, frametype="flat", **NOISE)
+    assert (ccd.meta["FRAMETYP"], ccd.meta["FTSOURCE"]) == ("flat", "user")
+    with pytest.raises(MissingMetadataError, match=r"img\.fits: no exposure time found"):
+        read_frame(path, require_exposure=True, **NOISE)
+
+
+def test_unit_from_bunit_argument_and_bad_bunit(tmp_path):
+    path = tmp_path / "b.fits"
+    fits.PrimaryHDU(np.zeros((2, 2), np.float32), header=fits.Header({"BUNIT": "ADU"})
+                    ).writeto(path)
+    assert read_frame(path, **NOISE).unit == u.adu
+    assert read_frame(path, unit="electron", read_noise=3.0).unit == u.electron
+    bad = tmp_path / "bad.fits"
+    fits.PrimaryHDU(np.zeros((2, 2), np.float32), header=fits.Header({"BUNIT": "furlongs"})
+                    ).writeto(bad)
+    with pytest.raises(FrameReadError, match=r"unit 'furlongs' \(BUNIT\) is not understood"):
+        read_frame(bad, **NOISE)
+
+
+def test_subtract_black_without_black_level_raises(tmp_path):
+    path = tmp_path / "k.fits"
+    fits.PrimaryHDU(np.zeros((2, 2), np.float32)).writeto(path)
+    with pytest.raises(MissingMetadataError, match=r"subtract_black=True but no black level"):
+        read_frame(path, subtract_black=True, **NOISE)
+    ccd = read_frame(path, subtract_black=True, pedestal=10.0, **NOISE)
+    assert_array_equal(ccd.data, -10.0)
+    assert ccd.meta["BLKSUB"] is True
+
+
+# ---------------------------------------------------------------- errors
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.fits"
+    path.write_bytes(b"")
+    with pytest.raises(FrameReadError, match=r"empty\.fits: the file is empty \(0 bytes\); "
+                       r"copy or download it again"):
+        read_frame(path)
+
+
+def test_text_file_named_fits(tmp_path):
+    path = tmp_path / "notes.fits"
+    path.write_text("observing log\n")
+    with pytest.raises(FrameReadError, match=r"notes\.fits: named as FITS but does not start "
+                       r"with 'SIMPLE  ='.*it is not a FITS file"):
+        read_frame(path)
+
+
+@pytest.mark.parametrize("keep", [2880 + 5000, 1000])
+def test_truncated_fits(tmp_path, keep):
+    full = tmp_path / "full.fits"
+    fits.PrimaryHDU(np.zeros((100, 100), np.uint16)).writeto(full)
+    path = tmp_path / "cut.fits"
+    path.write_bytes(full.read_bytes()[:keep])
+    with pytest.raises(FrameReadError, match=r"cut\.fits: .*(truncated|not a readable FITS)"):
+        read_frame(path)
+
+
+def test_fits_without_image(tmp_path):
+    path = tmp_path / "table.fits"
+    table = fits.BinTableHDU.from_columns([fits.Column(name="a", format="E", array=[1.0])])
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(path)
+    with pytest.raises(UnsupportedFormatError, match=r"table\.fits: no image HDU.*"
+                       r"BinTableHDU"):
+        read_frame(path)
+
+
+def test_unsupported_file_kind(tmp_path):
+    path = tmp_path / "photo.xyz"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(UnsupportedFormatError, match=r"photo\.xyz: not a format calframe "
+                       r"reads.*calframe reads FITS, camera RAW"):
+        read_frame(path)
+    with pytest.raises(FileNotFoundError, match=r"missing\.fits: no such file"):
+        read_frame(tmp_path / "missing.fits")
+    with pytest.raises(IsADirectoryError, match=r"is a folder"):
+        read_frame(tmp_path)
+
+
+def test_detect_format_by_content(tmp_path):
+    fits_path = tmp_path / "no_suffix"
+    fits.PrimaryHDU(np.zeros((2, 2), np.float32)).writeto(fits_path, output_verify="ignore")
+    assert detect_format(fits_path) == "fits"
+
+
+# ---------------------------------------------------------------- EDF
+
+def _write_edf(path, frames, headers):
+    import fabio.edfimage
+
+    image = fabio.edfimage.EdfImage(data=frames[0], header=headers[0])
+    for data, header in zip(frames[1:], headers[1:], strict=True):
+        image.append_frame(data=data, header=header)
+    image.write(str(path))
+
+
+def test_edf_single_frame_gaps_and_count_time(tmp_path):
+    data = _values((12, 10), seed=7, low=0, high=5000).astype(np.int32)
+    data[:, 4] = -1        # a detector gap column
+    data[3, 7] = -2        # a bad pixel
+    path = tmp_path / "pilatus_like.edf"
+    _write_edf(path, [data], [{"count_time": "20", "title": "CCD Image"}])
+    ccd = read_frame(path, **NOISE)
+    assert_array_equal(ccd.data, data.astype(np.float32))
+    assert ccd.mask.sum() == 13 and ccd.meta["NGAPPIX"] == 13
+    assert ccd.meta["EXPTIME"] == 20.0 and ccd.meta["EXPSRC"] == "count_time"
+    assert ccd.meta["ROWORDER"] == "TOP-DOWN"
+
+
+def test_edf_multi_frame(tmp_path):
+    frames = [np.full((6, 8), 100 * (i + 1), np.uint16) for i in range(3)]
+    headers = [{"count_time": str(0.5 * (i + 1))} for i in range(3)]
+    path = tmp_path / "scan.edf"
+    _write_edf(path, frames, headers)
+    assert frame_count(path) == 3
+    read = list(iter_frames(path, **NOISE))
+    assert [float(f.data[0, 0]) for f in read] == [100.0, 200.0, 300.0]
+    assert [f.meta["EXPTIME"] for f in read] == [0.5, 1.0, 1.5]
+    assert read_frame(path, frame=2, **NOISE).meta["EDFFRAME"] == 2
+    with pytest.raises(ValueError, match=r"frame=3: .*scan\.edf has 3 frame"):
+        read_frame(path, frame=3, **NOISE)
+    with pytest.raises(ValueError, match=r"hdu=1 applies to FITS only"):
+        read_frame(path, hdu=1, **NOISE)
+
+
+# ---------------------------------------------------------------- TIFF
+
+def test_tiff_mono_stack_and_rgb(tmp_path):
+    import tifffile
+
+    mono = _values((9, 11), seed=8).astype(np.uint16)
+    path = tmp_path / "mono.tif"
+    tifffile.imwrite(path, mono)
+    ccd = read_frame(path, **NOISE)
+    assert_array_equal(ccd.data, mono.astype(np.float32))
+    assert ccd.meta["ROWORDER"] == "TOP-DOWN"
+
+    stack = np.stack([mono, mono + 1, mono + 2])
+    path = tmp_path / "stack.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    assert frame_count(path) == 3
+    assert_array_equal(read_frame(path, frame=2, **NOISE).data, (mono + 2).astype(np.float32))
+
+    rgb = np.random.default_rng(9).integers(0, 255, (7, 5, 3)).astype(np.uint8)
+    path = tmp_path / "rgb.tiff"
+    tifffile.imwrite(path, rgb, photometric="rgb")
+    ccd = read_frame(path, **NOISE)
+    assert ccd.shape == (3, 7, 5)
+    assert_array_equal(ccd.data[1], rgb[..., 1].astype(np.float32))
+    assert ccd.meta["COLORSP"] == "RGB"
+    assert ccd.mask.sum() == (rgb == 255).sum()   # 8-bit full scale is saturated
+
+
+# ---------------------------------------------------------------- camera RAW refusals
+
+def test_raw_garbage_is_refused(tmp_path):
+    path = tmp_path / "IMG_0001.CR2"
+    path.write_bytes(b"not a raw file at all" * 10)
+    with pytest.raises((UnsupportedFormatError, FrameReadError), match=r"IMG_0001\.CR2: "):
+        read_frame(path)
+
+
+class _FakeRaw:
+    """Stands in for rawpy.RawPy to exercise the refusal rules."""
+
+    def __init__(self, pattern, desc=b"RGBG", raw_type="Flat"):
+        import rawpy
+
+        self.raw_pattern = pattern
+        self.color_desc = desc
+        self.raw_type = getattr(rawpy.RawType, raw_type)
+        self.raw_colors_visible = np.tile(pattern, (3, 3)) if pattern is not None else None
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize(("fake", "message"), [
+    (_FakeRaw(np.arange(36, dtype=np.uint8).reshape(6, 6) % 3),
+     r"not a 2x2 Bayer pattern \(LibRaw pattern \(6, 6\), e\.g\. Fuji X-Trans"),
+    (_FakeRaw(None, raw_type="Stack"), r"already demosaiced or linear"),
+    (_FakeRaw(np.array([[0, 1], [2, 3]], np.uint8), desc=b"CMYG"),
+     r"CFA colours are 'CMYG', not a red/green/blue Bayer pattern"),
+])
+def test_non_bayer_raw_is_refused(tmp_path, monkeypatch, fake, message):
+    import rawpy
+
+    monkeypatch.setattr(rawpy, "imread", lambda _path: fake)
+    path = tmp_path / "DSCF0001.RAF"
+    path.write_bytes(b"x")
+    with pytest.raises(UnsupportedFormatError, match=r"DSCF0001\.RAF: .*" + message):
+        read_frame(path)
