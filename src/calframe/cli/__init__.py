@@ -55,6 +55,9 @@ def _register() -> None:
 # Sub-command modules, one per line (cli/_<name>.py).
 _COMMANDS: list[str] = [
     "inventory",
+    "master",
+    "calibrate",
+    "run",
     "provenance",
 ]
 

@@ -1,0 +1,68 @@
+"""``calframe calibrate``: apply masters to lights."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from . import cli
+
+
+@cli.command("calibrate")
+@click.argument("lights", nargs=-1, required=True, type=click.Path(exists=True,
+                                                                   dir_okay=False))
+@click.option("--bias", type=click.Path(exists=True, dir_okay=False), help="Master bias.")
+@click.option("--dark", type=click.Path(exists=True, dir_okay=False), help="Master dark.")
+@click.option("--flat", type=click.Path(exists=True, dir_okay=False), help="Master flat.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Output folder (one FITS per light, same name).")
+@click.option("--gain", type=float, default=None, help="Gain in e-/ADU (output in e-).")
+@click.option("--dark-scale", type=click.Choice(["exposure", "optimize", "none"]),
+              default="exposure", show_default=True,
+              help="How the dark is scaled to each light.")
+@click.option("--cosmetic", is_flag=True, help="Correct hot and cold pixels.")
+@click.option("--demosaic", default=None, help="Demosaic CFA lights (e.g. bilinear).")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.pass_context
+def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, flat,
+                      output: str, gain, dark_scale: str, cosmetic: bool, demosaic,
+                      overwrite: bool) -> int:
+    """Calibrate LIGHTS with the given masters; write one FITS per light to OUTPUT.
+
+    A light that cannot be calibrated is reported and skipped; the exit code
+    is 1 when any light failed."""
+    from .._progress import enable_progress, progress
+    from ..calibrate import calibrate
+    from ..errors import CalframeError
+    from ..io import write_frame
+
+    quiet = (ctx.find_root().obj or {}).get("quiet", False)
+    enable_progress(not quiet)
+    os.makedirs(output, exist_ok=True)
+    names: set[str] = set()
+    failed = 0
+    for light in progress(lights, desc="calibrating lights", total=len(lights)):
+        stem = os.path.splitext(os.path.basename(light))[0]
+        name, n = stem, 2
+        while name in names:
+            name, n = f"{stem}_{n}", n + 1
+        names.add(name)
+        target = os.path.join(output, f"{name}.fits")
+        try:
+            ccd = calibrate(light, bias=bias, dark=dark, flat=flat, gain=gain,
+                            dark_scale=None if dark_scale == "none" else dark_scale,
+                            cosmetic=True if cosmetic else None)
+            if demosaic and ccd.meta.get("BAYERPAT"):
+                from ..demosaic import demosaic as do_demosaic
+
+                ccd = do_demosaic(ccd, method=demosaic)
+            write_frame(ccd, target, overwrite=overwrite)
+        except (CalframeError, OSError) as err:
+            failed += 1
+            click.echo(f"problem: {light}: not calibrated ({err})", err=True)
+            continue
+        if not quiet:
+            click.echo(f"{light} -> {target}")
+    click.echo(f"{len(lights) - failed} of {len(lights)} lights calibrated into {output}")
+    return 1 if failed else 0

@@ -1,0 +1,96 @@
+"""``calframe run``: a whole folder of frames to calibrated FITS and a report."""
+
+from __future__ import annotations
+
+import click
+
+from . import cli
+
+
+@cli.command("run")
+@click.argument("paths", nargs=-1, type=click.Path(exists=True))
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="Output folder (masters/, lights/, report.html).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="TOML file with the settings (options given here override it).")
+@click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
+@click.option("--strict", is_flag=True, default=None,
+              help="Stop at the first problem instead of going on with the good frames.")
+@click.option("--method", type=click.Choice(["median", "mean"]), default=None,
+              help="Combine method of the masters.")
+@click.option("--reject", "rejection", default=None,
+              type=click.Choice(["none", "sigma", "minmax", "percentile"]),
+              help="Rejection of the masters.")
+@click.option("--low", type=float, default=None, help="Lower rejection limit.")
+@click.option("--high", type=float, default=None, help="Upper rejection limit.")
+@click.option("--gain", type=float, default=None, help="Gain in e-/ADU (output in e-).")
+@click.option("--dark-scale", type=click.Choice(["exposure", "optimize", "none"]),
+              default=None, help="How the dark is scaled to each light.")
+@click.option("--cosmetic/--no-cosmetic", default=None,
+              help="Correct hot and cold pixels.")
+@click.option("--demosaic", default=None, help="Demosaic CFA lights (e.g. bilinear).")
+@click.option("--distortion", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Distortion model to correct every light with.")
+@click.option("--memory-limit", default=None, help="Memory for combining (e.g. 1GiB).")
+@click.option("--type", "frame_types", multiple=True, metavar="GLOB=TYPE",
+              help="Frame type for files whose headers do not say (repeatable).")
+@click.option("--no-report", is_flag=True, default=None, help="Do not write report.html.")
+@click.pass_context
+def run_command(ctx: click.Context, paths, output, config_path, dry_run, strict, method,
+                rejection, low, high, gain, dark_scale, cosmetic, demosaic, distortion,
+                memory_limit, frame_types, no_report) -> int:
+    """Inventory PATHS, build the masters each group needs, calibrate every light,
+    and write OUTPUT/report.html.  A rerun redoes only what changed."""
+    from .._progress import enable_progress, progress
+    from ..pipeline import PipelineConfig, load_config, make_plan, run_pipeline
+
+    quiet = (ctx.find_root().obj or {}).get("quiet", False)
+    enable_progress(not quiet)
+    config = load_config(config_path) if config_path else PipelineConfig()
+    changes = {}
+    if paths:
+        changes["inputs"] = list(paths)
+    if output:
+        changes["output"] = output
+    for key, value in (("strict", strict), ("memory_limit", memory_limit)):
+        if value is not None:
+            changes[key] = value
+    if no_report:
+        changes["report"] = False
+    for key, value in (("method", method), ("rejection", rejection), ("low", low),
+                       ("high", high)):
+        if value is not None:
+            changes[f"master__{key}"] = value
+    for key, value in (("gain", gain), ("dark_scale", dark_scale), ("cosmetic", cosmetic),
+                       ("demosaic", demosaic), ("distortion", distortion)):
+        if value is not None:
+            changes[f"calibrate__{key}"] = value
+    if frame_types:
+        types = dict(config.frame_types)
+        for item in frame_types:
+            if "=" not in item:
+                raise click.BadParameter(f"{item!r} is not GLOB=TYPE (e.g. '*data.edf=light')",
+                                         param_hint="--type")
+            glob, ftype = item.rsplit("=", 1)
+            types[glob] = ftype
+        changes["frame_types"] = types
+    config = config.replace(**changes)
+    if not config.inputs:
+        raise click.UsageError("give at least one folder or file of frames (or inputs in "
+                               "the config)")
+    if not output and not config_path:
+        raise click.UsageError("give the output folder with -o/--output")
+
+    plan = make_plan(config, progress=progress)
+    if dry_run:
+        click.echo(plan.describe())
+        return 0
+    if not quiet:
+        click.echo(plan.describe())
+
+    def on_problem(problem) -> None:
+        click.echo(f"problem: {problem}", err=True)
+
+    result = run_pipeline(plan, progress=progress, on_problem=on_problem)
+    click.echo(result.summary())
+    return 0 if result.ok else 1

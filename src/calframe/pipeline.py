@@ -1,0 +1,902 @@
+"""A whole night or experiment, from folders of frames to calibrated FITS and a report.
+
+:func:`make_plan` takes an inventory of the input folders (see
+:mod:`calframe.inventory`), groups the frames and decides which masters to
+build and which lights to calibrate with which masters.  :func:`run_pipeline`
+carries the plan out:
+
+1. every frame that a task uses is read once, checked (all-NaN, saturated,
+   missing exposure...) and measured for the quality table; bad frames become
+   :class:`~calframe.inventory.Problem` records and are left out;
+2. one master bias, dark and flat per group (:func:`calframe.make_master_bias`
+   and friends, memory bounded by ``memory_limit``);
+3. every light calibrated (:func:`calframe.calibrate`), optionally
+   demosaiced and corrected for distortion;
+4. ``report.html`` (:func:`calframe.report.write_report`).
+
+Resuming
+--------
+Each output carries a ``PIPEHASH`` header keyword: the SHA-256 of its task's
+kind, parameters, the SHA-256 of every input file and the hashes of the
+masters it uses.  A rerun skips an output whose hash is unchanged and redoes
+it otherwise (changed input, changed setting, changed master).  Outputs are
+written atomically by :func:`calframe.write_frame`, so an interrupted run
+leaves no partial file; temporary files left by a killed run are removed at
+the start of the next.
+
+Configuration
+-------------
+A TOML file can set everything the command line can::
+
+    inputs = ["night1"]
+    output = "calibrated"
+    memory_limit = "1GiB"
+    strict = false
+
+    [master]
+    method = "median"          # median | mean
+    rejection = "sigma"        # none | sigma | minmax | percentile
+    low = 3.0
+    high = 3.0
+
+    [calibrate]
+    gain = 1.5                 # e-/ADU, or leave out to stay in ADU
+    dark_scale = "exposure"    # exposure | optimize | none
+    cosmetic = false
+    demosaic = "bilinear"      # or leave out
+    distortion = "model.fits"  # a calframe distortion model, or leave out
+
+    [tolerances]
+    exptime_rel = 0.01
+    temperature = 2.0
+
+    [frame_types]              # types for files whose headers do not say
+    "*/data.edf" = "light"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import json
+import logging
+import math
+import os
+import tomllib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.table import Table
+
+from .errors import CalframeError
+from .inventory import Inventory, Problem, Tolerances, take_inventory
+
+__all__ = [
+    "CalibrationSettings",
+    "MasterSettings",
+    "PipelineConfig",
+    "PipelineProblemError",
+    "Plan",
+    "RunResult",
+    "Task",
+    "load_config",
+    "make_plan",
+    "run_pipeline",
+]
+
+log = logging.getLogger(__name__)
+
+#: Header keyword holding an output's task hash.
+HASH_KEYWORD = "PIPEHASH"
+
+_REJECTIONS = ("none", "sigma", "minmax", "percentile")
+_METHODS = ("median", "mean")
+_DARK_SCALES = ("exposure", "optimize", "none")
+
+
+class PipelineProblemError(CalframeError, ValueError):
+    """A problem with the inputs, raised when the run is strict."""
+
+    def __init__(self, problem: Problem):
+        self.problem = problem
+        super().__init__(f"{problem} (stopped because the run is strict)")
+
+
+@dataclass
+class MasterSettings:
+    """How masters are combined.
+
+    Parameters
+    ----------
+    method : {'median', 'mean'}
+        Combine method.
+    rejection : {'none', 'sigma', 'minmax', 'percentile'}
+        Rejection before combining: sigma clipping at ``low``/``high``
+        sigma, min/max rejection of ``low``/``high`` frames, or percentile
+        clipping at ``low``/``high``.
+    low, high : float
+        Rejection limits (see ``rejection``).
+    """
+
+    method: str = "median"
+    rejection: str = "sigma"
+    low: float = 3.0
+    high: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.method not in _METHODS:
+            raise ValueError(f"master method={self.method!r} is not known; use one of "
+                             f"{', '.join(_METHODS)}")
+        if self.rejection not in _REJECTIONS:
+            raise ValueError(f"master rejection={self.rejection!r} is not known; use one "
+                             f"of {', '.join(_REJECTIONS)}")
+
+    def rejection_object(self):
+        """The calframe rejection settings object (None for no rejection)."""
+        from .combine import MinMaxClip, PercentileClip, SigmaClip
+
+        if self.rejection == "none":
+            return None
+        if self.rejection == "sigma":
+            return SigmaClip(low=self.low, high=self.high)
+        if self.rejection == "minmax":
+            return MinMaxClip(nlow=int(self.low), nhigh=int(self.high))
+        return PercentileClip(low=self.low, high=self.high)
+
+
+@dataclass
+class CalibrationSettings:
+    """How lights are calibrated.
+
+    Parameters
+    ----------
+    gain : float, optional
+        Gain in e-/ADU; when given, calibrated lights are in electrons.
+    dark_scale : {'exposure', 'optimize', 'none'}
+        How a master dark is scaled to a light.
+    cosmetic : bool
+        Correct hot and cold pixels found in the master dark and flat.
+    demosaic : str, optional
+        Demosaic CFA lights with this method (e.g. 'bilinear').
+    distortion : str, optional
+        A distortion model file (:meth:`calframe.DistortionModel.to_fits`)
+        to correct every light with.
+    """
+
+    gain: float | None = None
+    dark_scale: str = "exposure"
+    cosmetic: bool = False
+    demosaic: str | None = None
+    distortion: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dark_scale not in _DARK_SCALES:
+            raise ValueError(f"dark_scale={self.dark_scale!r} is not known; use one of "
+                             f"{', '.join(_DARK_SCALES)}")
+        if self.gain is not None and not (self.gain > 0):
+            raise ValueError(f"gain={self.gain!r} must be positive (e-/ADU)")
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a run needs; what the TOML file and the command line set.
+
+    Examples
+    --------
+    >>> cfg = PipelineConfig.from_dict({"inputs": ["night"], "output": "out",
+    ...                                 "master": {"method": "mean"}})
+    >>> cfg.master.method, cfg.calibrate.dark_scale
+    ('mean', 'exposure')
+    """
+
+    inputs: list[str] = field(default_factory=list)
+    output: str = "calibrated"
+    master: MasterSettings = field(default_factory=MasterSettings)
+    calibrate: CalibrationSettings = field(default_factory=CalibrationSettings)
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    frame_types: dict[str, str] = field(default_factory=dict)
+    memory_limit: str = "1GiB"
+    strict: bool = False
+    recursive: bool = True
+    report: bool = True
+    outlier_sigma: float = 5.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> PipelineConfig:
+        """Build from a plain dictionary (e.g. parsed TOML); unknown keys are errors."""
+        data = dict(data)
+        sections = {"master": MasterSettings, "calibrate": CalibrationSettings,
+                    "tolerances": Tolerances}
+        kwargs: dict[str, Any] = {}
+        top = {f.name for f in dataclasses.fields(cls)}
+        for key, value in data.items():
+            if key not in top:
+                raise ValueError(f"{source}: unknown setting {key!r}; known settings are "
+                                 f"{', '.join(sorted(top))}")
+            if key in sections:
+                if not isinstance(value, dict):
+                    raise ValueError(f"{source}: [{key}] must be a table of settings")
+                known = {f.name for f in dataclasses.fields(sections[key])}
+                for sub in value:
+                    if sub not in known:
+                        raise ValueError(f"{source}: unknown setting {key}.{sub}; known "
+                                         f"settings are {', '.join(sorted(known))}")
+                kwargs[key] = sections[key](**value)
+            elif key == "inputs":
+                kwargs[key] = [str(v) for v in ([value] if isinstance(value, str)
+                                                else value)]
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form (JSON and TOML friendly)."""
+        out = dataclasses.asdict(self)
+        return {k: v for k, v in out.items()}
+
+    def replace(self, **changes) -> PipelineConfig:
+        """A copy with top-level settings or ``section__name`` settings changed."""
+        top, nested = {}, {}
+        for key, value in changes.items():
+            if "__" in key:
+                section, name = key.split("__", 1)
+                nested.setdefault(section, {})[name] = value
+            else:
+                top[key] = value
+        for section, values in nested.items():
+            top[section] = dataclasses.replace(getattr(self, section), **values)
+        return dataclasses.replace(self, **top)
+
+
+def load_config(path: str | os.PathLike) -> PipelineConfig:
+    """Read a TOML configuration file.
+
+    Relative ``inputs``, ``output`` and ``calibrate.distortion`` paths are
+    taken relative to the folder of the file.
+
+    Raises
+    ------
+    ValueError
+        When the file is not valid TOML or has unknown settings.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML ({err}); fix the syntax") from err
+    base = path.parent
+
+    def rebase(p: str) -> str:
+        return p if os.path.isabs(p) or str(base) in ("", ".") else str(base / p)
+
+    if "inputs" in data:
+        inputs = data["inputs"]
+        data["inputs"] = [rebase(p) for p in ([inputs] if isinstance(inputs, str)
+                                                else inputs)]
+    if "output" in data:
+        data["output"] = rebase(data["output"])
+    if isinstance(data.get("calibrate"), dict) and data["calibrate"].get("distortion"):
+        data["calibrate"]["distortion"] = rebase(data["calibrate"]["distortion"])
+    return PipelineConfig.from_dict(data, source=str(path))
+
+
+# --------------------------------------------------------------------------
+# the plan
+
+
+@dataclass
+class Task:
+    """One output of a run.
+
+    Attributes
+    ----------
+    name : str
+        Unique name (the output's file stem).
+    kind : {'bias', 'dark', 'flat', 'light'}
+    output : str
+        Output path relative to the output folder.
+    inputs : list of str
+        Input frame paths.
+    group : int
+        Inventory group of the inputs.
+    uses : dict
+        Role ('bias', 'dark', 'flat') -> name of the master task used.
+    parameters : dict
+        The settings that shape the output (part of its hash).
+    """
+
+    name: str
+    kind: str
+    output: str
+    inputs: list[str]
+    group: int
+    uses: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """What a run will do: the inventory, the tasks in order and the problems."""
+
+    config: PipelineConfig
+    inventory: Inventory
+    tasks: list[Task]
+    problems: list[Problem] = field(default_factory=list)
+
+    def task(self, name: str) -> Task:
+        """The task called ``name``."""
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def describe(self) -> str:
+        """The plan in words, one line per output."""
+        masters = [t for t in self.tasks if t.kind != "light"]
+        lights = [t for t in self.tasks if t.kind == "light"]
+        lines = [f"plan: {len(masters)} masters, {len(lights)} calibrated lights -> "
+                 f"{self.config.output}"]
+        for t in masters:
+            uses = ", ".join(f"{r}={n}" for r, n in t.uses.items())
+            lines.append(f"  master {t.kind:<5} {t.output}  from {len(t.inputs)} frames"
+                         + (f"  using {uses}" if uses else ""))
+        by_uses: dict[tuple, list[Task]] = {}
+        for t in lights:
+            by_uses.setdefault(tuple(sorted(t.uses.items())), []).append(t)
+        for uses, tasks in by_uses.items():
+            text = ", ".join(f"{r}={n}" for r, n in uses) or "no masters"
+            lines.append(f"  calibrate {len(tasks)} light(s) with {text}")
+            for t in tasks:
+                lines.append(f"    {t.inputs[0]} -> {t.output}")
+        c = self.config.calibrate
+        steps = [f"dark scale {c.dark_scale}"]
+        if c.gain:
+            steps.append(f"gain {c.gain:g} e-/ADU")
+        if c.cosmetic:
+            steps.append("cosmetic correction")
+        if c.demosaic:
+            steps.append(f"demosaic {c.demosaic}")
+        if c.distortion:
+            steps.append(f"distortion correction with {c.distortion}")
+        lines.append("  light steps: " + ", ".join(steps))
+        m = self.config.master
+        lines.append(f"  masters: {m.method}, rejection {m.rejection} ({m.low:g}, "
+                     f"{m.high:g}), memory limit {self.config.memory_limit}")
+        if self.problems:
+            lines.append(f"problems ({len(self.problems)}):")
+            lines.extend(f"  {p}" for p in self.problems)
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form."""
+        return {"config": self.config.to_dict(),
+                "tasks": [dataclasses.asdict(t) for t in self.tasks],
+                "problems": [dataclasses.asdict(p) for p in self.problems]}
+
+
+def _apply_frame_types(inv: Inventory, patterns: dict[str, str], tol: Tolerances) -> None:
+    """Set the type of frames matching user patterns, then regroup."""
+    from .inventory import group_frames, match_calibration
+    from .metadata import parse_frame_type
+
+    if not patterns:
+        return
+    changed = False
+    for i, path in enumerate(inv.frames["path"]):
+        for pattern, ftype in patterns.items():
+            if fnmatch.fnmatch(str(path), pattern) or fnmatch.fnmatch(
+                    os.path.basename(str(path)), pattern):
+                parsed = parse_frame_type(ftype)
+                if parsed is None:
+                    raise ValueError(f"frame_types: {ftype!r} (for {pattern!r}) is not a "
+                                     "frame type; use bias, dark, flat, darkflat or light")
+                inv.frames["frametype"][i] = parsed
+                inv.frames["ftsource"][i] = "user"
+                if inv.frames["problem"][i] == "frame type unknown":
+                    inv.frames["problem"][i] = ""
+                changed = True
+                break
+    if changed:
+        inv.problems[:] = [p for p in inv.problems if not (
+            "frame type unknown" in p.what and p.path in set(
+                inv.frames["path"][inv.frames["ftsource"] == "user"]))]
+        inv.problems[:] = [p for p in inv.problems if "match no lights" not in p.what
+                           and "lights have" not in p.what]
+        inv.groups = group_frames(inv.frames, tolerances=tol)
+        inv.matches = match_calibration(inv.groups, tolerances=tol)
+        from .inventory import _match_problems
+
+        inv.problems.extend(_match_problems(inv.groups, inv.matches, tol))
+
+
+def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
+    """Take the inventory of ``config.inputs`` and decide every output.
+
+    Only masters that some light (or flat) uses are planned.  Nothing is
+    written.
+
+    Raises
+    ------
+    ValueError
+        When ``config.inputs`` is empty.
+    PipelineProblemError
+        When the config is strict and the inventory found a problem.
+    """
+    if not config.inputs:
+        raise ValueError("no inputs: give at least one folder or file of frames")
+    inv = take_inventory(config.inputs, recursive=config.recursive,
+                         tolerances=config.tolerances, exclude=[config.output],
+                         progress=progress)
+    _apply_frame_types(inv, config.frame_types, config.tolerances)
+    problems = list(inv.problems)
+    if config.strict and problems:
+        raise PipelineProblemError(problems[0])
+
+    names = {int(g["group"]): str(g["name"]) for g in inv.groups}
+    matches = {int(m["group"]): m for m in inv.matches}
+    master_params = dataclasses.asdict(config.master)
+    tasks: dict[str, Task] = {}
+
+    def master_task(group: int, *, role_for: str | None = None) -> str:
+        name = names[group]
+        if name in tasks:
+            return name
+        row = inv.group_row(group)
+        kind = "dark" if row["frametype"] == "darkflat" else str(row["frametype"])
+        uses: dict[str, str] = {}
+        m = matches.get(group)
+        if kind in ("dark",):
+            bias = _bias_for(inv, group)
+            if bias is not None:
+                uses["bias"] = master_task(bias)
+        elif kind == "flat" and m is not None:
+            if m["bias"] >= 0:
+                uses["bias"] = master_task(int(m["bias"]))
+            if m["dark"] >= 0:
+                uses["dark"] = master_task(int(m["dark"]))
+        params = dict(master_params)
+        if kind == "flat" and m is not None and m["dark"] >= 0:
+            params["dark_scaled"] = bool(m["dark_scaled"])
+        tasks[name] = Task(name=name, kind=kind, output=f"masters/{name}.fits",
+                           inputs=inv.members(group), group=group, uses=uses,
+                           parameters=params)
+        return name
+
+    light_tasks: list[Task] = []
+    stems: set[str] = set()
+    cal_params = dataclasses.asdict(config.calibrate)
+    for m in inv.matches:
+        if m["frametype"] != "light":
+            continue
+        uses = {}
+        for role in ("bias", "dark", "flat"):
+            if m[role] >= 0:
+                uses[role] = master_task(int(m[role]))
+        for path in inv.members(int(m["group"])):
+            stem = _stem(path)
+            unique, n = stem, 2
+            while unique in stems:
+                unique, n = f"{stem}_{n}", n + 1
+            stems.add(unique)
+            light_tasks.append(Task(name=unique, kind="light",
+                                    output=f"lights/{unique}.fits", inputs=[path],
+                                    group=int(m["group"]), uses=uses,
+                                    parameters=dict(cal_params)))
+    order = {"bias": 0, "dark": 1, "flat": 2}
+    masters = sorted(tasks.values(), key=lambda t: (order[t.kind], t.name))
+    return Plan(config=config, inventory=inv, tasks=masters + light_tasks,
+                problems=problems)
+
+
+def _bias_for(inv: Inventory, group: int) -> int | None:
+    from .inventory import _compatible
+
+    row = inv.group_row(group)
+    tol = Tolerances()
+    biases = [b for b in inv.groups if b["frametype"] == "bias"
+              and _compatible(b, row, tol)]
+    if not biases:
+        return None
+    return int(max(biases, key=lambda b: b["nframes"])["group"])
+
+
+def _stem(path: str) -> str:
+    name = os.path.basename(path)
+    for suffix in sorted((".fits.fz", ".fits.gz", ".fit.gz"), key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return os.path.splitext(name)[0]
+
+
+# --------------------------------------------------------------------------
+# running
+
+
+@dataclass
+class RunResult:
+    """What a run did.
+
+    Attributes
+    ----------
+    plan : Plan
+    made, skipped : list of str
+        Output paths written, and up-to-date outputs left as they were.
+    failed : list of str
+        Outputs that could not be made.
+    problems : list of Problem
+        Every problem, from the inventory and from the run.
+    quality : `~astropy.table.Table`
+        Per-frame statistics and outlier flags.
+    report : str or None
+        Path of ``report.html``.
+    """
+
+    plan: Plan
+    made: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    quality: Table | None = None
+    report: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every planned output exists."""
+        return not self.failed
+
+    def summary(self) -> str:
+        """A few lines: counts, failed outputs, problems."""
+        lines = [f"{len(self.made)} outputs made, {len(self.skipped)} up to date, "
+                 f"{len(self.failed)} failed, {len(self.problems)} problems"]
+        lines.extend(f"  failed: {f}" for f in self.failed)
+        if self.report:
+            lines.append(f"report: {self.report}")
+        return "\n".join(lines)
+
+
+class _Runner:
+    def __init__(self, plan: Plan, progress, on_problem):
+        self.plan = plan
+        self.config = plan.config
+        self.out = Path(self.config.output)
+        self.progress = progress or (lambda it, **kw: it)
+        self.on_problem = on_problem
+        self.result = RunResult(plan=plan, problems=list(plan.problems))
+        self.hashes: dict[str, str] = {}   # input path -> sha256
+        self.keys: dict[str, str] = {}     # task name -> task hash
+        self.excluded: dict[str, str] = {}  # input path -> reason
+        self.quality_rows: list[dict] = []
+
+    # -- problems -------------------------------------------------------
+    def problem(self, path: str, what: str, fix: str = "") -> None:
+        p = Problem(str(path), what, fix)
+        self.result.problems.append(p)
+        log.warning("%s", p)
+        if self.on_problem is not None:
+            self.on_problem(p)
+        if self.config.strict:
+            raise PipelineProblemError(p)
+
+    # -- hashing --------------------------------------------------------
+    def sha(self, path: str) -> str:
+        if path not in self.hashes:
+            from .provenance import sha256_file
+
+            self.hashes[path] = sha256_file(path)
+        return self.hashes[path]
+
+    def key(self, task: Task, inputs: list[str]) -> str:
+        payload = {"kind": task.kind, "parameters": task.parameters,
+                   "inputs": [self.sha(p) for p in inputs],
+                   "uses": {r: self.keys.get(n, "missing") for r, n in task.uses.items()},
+                   "version": _calframe_version()}
+        text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    # -- checks ---------------------------------------------------------
+    def check_frames(self) -> None:
+        """Read every input once: quality statistics and bad-frame problems."""
+        from .io import read_frame
+
+        paths: list[tuple[str, str, int]] = []
+        seen = set()
+        for t in self.plan.tasks:
+            for p in t.inputs:
+                if p not in seen:
+                    seen.add(p)
+                    paths.append((p, t.kind, t.group))
+        frames = self.plan.inventory.frames
+        exptimes = {str(p): float(e) for p, e in zip(frames["path"], frames["exptime"],
+                                                     strict=True)}
+        for path, kind, group in self.progress(paths, desc="checking frames",
+                                               total=len(paths)):
+            row = {"path": path, "frametype": kind, "group": group,
+                   "median": np.nan, "sigma": np.nan, "masked": np.nan,
+                   "tail": np.nan, "outlier": "", "excluded": ""}
+            self.quality_rows.append(row)
+            try:
+                self.sha(path)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    ccd = read_frame(path)
+            except (CalframeError, OSError, ValueError) as err:
+                self.exclude(row, "cannot be read", str(err).splitlines()[0],
+                             "copy the file again or remove it from the folder")
+                continue
+            stats = _frame_stats(ccd)
+            row.update(stats)
+            del ccd
+            if stats["finite"] == 0:
+                self.exclude(row, "all pixels are NaN or masked", "",
+                             "remove the frame; it holds no data")
+            elif kind == "flat" and stats["saturated"] > 0.5:
+                self.exclude(row, f"saturated flat ({100 * stats['saturated']:.0f}% of "
+                             "pixels at the white level)", "",
+                             "take flats at about half the full well")
+            elif kind in ("dark", "flat") and not math.isfinite(exptimes.get(path, np.nan)):
+                self.exclude(row, f"{kind} without an exposure time (no EXPTIME)", "",
+                             "add EXPTIME to the header or remove the frame")
+        self.flag_outliers()
+
+    def exclude(self, row: dict, what: str, detail: str, fix: str) -> None:
+        row["excluded"] = what
+        self.excluded[row["path"]] = what
+        self.problem(row["path"], what + (f" ({detail})" if detail else ""), fix)
+
+    def flag_outliers(self) -> None:
+        k = self.config.outlier_sigma
+        groups: dict[int, list[dict]] = {}
+        for row in self.quality_rows:
+            if not row["excluded"]:
+                groups.setdefault(row["group"], []).append(row)
+        for rows in groups.values():
+            if len(rows) < 3:
+                continue
+            for stat in ("median", "sigma", "tail"):
+                values = np.array([r[stat] for r in rows], dtype=float)
+                centre = np.nanmedian(values)
+                spread = 1.4826 * np.nanmedian(np.abs(values - centre))
+                floor = 1e-3 * abs(centre) + 1e-12
+                spread = max(spread, floor)
+                for r, v in zip(rows, values, strict=True):
+                    z = (v - centre) / spread
+                    if math.isfinite(z) and abs(z) > k:
+                        note = f"{stat} {z:+.1f} sigma"
+                        r["outlier"] = f"{r['outlier']}; {note}" if r["outlier"] else note
+
+    # -- outputs --------------------------------------------------------
+    def up_to_date(self, path: Path, key: str) -> bool:
+        if not path.exists():
+            return False
+        from astropy.io import fits
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return fits.getheader(path).get(HASH_KEYWORD) == key
+        except (OSError, ValueError):
+            return False
+
+    def write(self, ccd, path: Path, key: str) -> None:
+        from .io import write_frame
+
+        ccd.meta[HASH_KEYWORD] = (key, "calframe run: hash of inputs and settings")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_frame(ccd, path, overwrite=True)
+
+    def run_master(self, task: Task) -> None:
+        from .masters import make_master_bias, make_master_dark, make_master_flat
+
+        inputs = [p for p in task.inputs if p not in self.excluded]
+        path = self.out / task.output
+        missing = [r for r, n in task.uses.items() if n in self.failed_names]
+        if missing or not inputs:
+            why = (f"its {', '.join(missing)} master could not be made" if missing
+                   else "no usable input frames")
+            self.fail(task, why, "see the problems above")
+            return
+        key = self.key(task, inputs)
+        self.keys[task.name] = key
+        if self.up_to_date(path, key):
+            self.result.skipped.append(str(path))
+            log.info("up to date: %s", path)
+            return
+        m = self.config.master
+        options = {"method": m.method, "rejection": m.rejection_object(),
+                   "memory_limit": self.config.memory_limit}
+        try:
+            masters = {r: self.out / self.plan.task(n).output for r, n in task.uses.items()}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=Warning)
+                if task.kind == "bias":
+                    ccd = make_master_bias(inputs, **options)
+                elif task.kind == "dark":
+                    ccd = make_master_dark(inputs, bias=_str(masters.get("bias")), **options)
+                else:
+                    ccd = make_master_flat(inputs, bias=_str(masters.get("bias")),
+                                           dark=_str(masters.get("dark")), **options)
+            self.write(ccd, path, key)
+        except (CalframeError, OSError, ValueError) as err:
+            self.fail(task, f"could not be made ({str(err).splitlines()[0]})",
+                      "check the input frames listed for this master")
+            return
+        self.result.made.append(str(path))
+        log.info("made %s from %d frames", path, len(inputs))
+
+    @property
+    def failed_names(self) -> set[str]:
+        return self._failed
+
+    _failed: set[str]
+
+    def fail(self, task: Task, what: str, fix: str) -> None:
+        self._failed.add(task.name)
+        self.result.failed.append(str(self.out / task.output))
+        self.problem(str(self.out / task.output), what, fix)
+
+    def run_light(self, task: Task, distortion_model) -> None:
+        from .calibrate import calibrate
+
+        path = self.out / task.output
+        source = task.inputs[0]
+        if source in self.excluded:
+            self.fail(task, f"not calibrated: the light {self.excluded[source]}",
+                      "see the problem listed for the input")
+            return
+        missing = [r for r, n in task.uses.items() if n in self.failed_names]
+        if missing:
+            self.fail(task, f"not calibrated: its {', '.join(missing)} master could not "
+                      "be made", "see the problems above")
+            return
+        key = self.key(task, task.inputs)
+        self.keys[task.name] = key
+        if self.up_to_date(path, key):
+            self.result.skipped.append(str(path))
+            return
+        c = self.config.calibrate
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=Warning)
+                # masters by path, so that provenance names them and their hash
+                masters = {r: str(self.out / self.plan.task(n).output)
+                           for r, n in task.uses.items()}
+                ccd = calibrate(
+                    source, bias=masters.get("bias"), dark=masters.get("dark"),
+                    flat=masters.get("flat"), gain=c.gain,
+                    dark_scale=None if c.dark_scale == "none" else c.dark_scale,
+                    cosmetic=True if c.cosmetic else None)
+                if c.demosaic and ccd.meta.get("BAYERPAT"):
+                    from .demosaic import demosaic
+
+                    ccd = demosaic(ccd, method=c.demosaic)
+                if distortion_model is not None:
+                    from .distortion import correct_distortion
+
+                    ccd = correct_distortion(ccd, distortion_model)
+            self.write(ccd, path, key)
+        except (CalframeError, OSError, ValueError) as err:
+            self.fail(task, f"not calibrated ({str(err).splitlines()[0]})",
+                      "check the light and the masters it uses")
+            return
+        self.result.made.append(str(path))
+
+    def run(self) -> RunResult:
+        self._failed = set()
+        self.out.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(self.out)
+        self.check_frames()
+        masters = [t for t in self.plan.tasks if t.kind != "light"]
+        lights = [t for t in self.plan.tasks if t.kind == "light"]
+        for task in self.progress(masters, desc="masters", total=len(masters),
+                                  unit="master"):
+            self.run_master(task)
+        model = None
+        if self.config.calibrate.distortion:
+            from .distortion import DistortionModel
+
+            model = DistortionModel.from_fits(self.config.calibrate.distortion)
+        for task in self.progress(lights, desc="calibrating lights", total=len(lights)):
+            self.run_light(task, model)
+        self.result.quality = _quality_table(self.quality_rows)
+        if self.config.report:
+            from .report import write_report
+
+            self.result.report = str(write_report(self.result))
+        return self.result
+
+
+def _str(path) -> str | None:
+    return None if path is None else str(path)
+
+
+def _calframe_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove temporary files a killed run left behind (never a finished output)."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if _is_temporary(name):
+                try:
+                    os.remove(os.path.join(root, name))
+                    log.info("removed %s left by an interrupted run", name)
+                except OSError:
+                    pass
+
+
+def _is_temporary(name: str) -> bool:
+    return name.startswith(".") and (".tmp" in name or name.endswith(".part"))
+
+
+def _frame_stats(ccd) -> dict[str, float]:
+    data = np.asarray(ccd.data, dtype=np.float32)
+    mask = ~np.isfinite(data)
+    saturated = 0.0
+    if ccd.mask is not None:
+        mask = mask | np.asarray(ccd.mask, dtype=bool)
+        sat = ccd.meta.get("SATURATE")
+        if sat is not None:
+            try:
+                saturated = float(np.mean(data >= float(sat)))
+            except (TypeError, ValueError):
+                saturated = 0.0
+        else:
+            saturated = float(np.mean(np.asarray(ccd.mask, dtype=bool)))
+    good = data[~mask]
+    finite = good.size
+    if finite == 0:
+        return {"median": np.nan, "sigma": np.nan, "masked": 1.0, "tail": np.nan,
+                "finite": 0, "saturated": saturated}
+    sample = good if good.size <= 1_000_000 else good[:: good.size // 1_000_000 + 1]
+    med = float(np.median(sample))
+    sigma = float(1.4826 * np.median(np.abs(sample - med)))
+    tail = float(np.mean(sample > med + 10 * max(sigma, 1e-12)))
+    return {"median": med, "sigma": sigma, "masked": float(mask.mean()), "tail": tail,
+            "finite": int(finite), "saturated": saturated}
+
+
+def _quality_table(rows: list[dict]) -> Table:
+    names = ["path", "frametype", "group", "median", "sigma", "masked", "tail",
+             "outlier", "excluded"]
+    dtypes = ["U256", "U12", int, float, float, float, float, "U200", "U200"]
+    return Table(rows=[[r[n] for n in names] for r in rows] if rows else None,
+                 names=names, dtype=dtypes)
+
+
+def run_pipeline(config: PipelineConfig | Plan, *, progress=None,
+                 on_problem=None) -> RunResult:
+    """Carry out a run: check the inputs, build masters, calibrate lights, report.
+
+    Parameters
+    ----------
+    config : PipelineConfig or Plan
+        What to do (a plan from :func:`make_plan`, or the config to plan from).
+    progress : callable, optional
+        ``progress(iterable, desc=..., total=..., unit=...)`` wrapping each long
+        step (the command line passes a tqdm helper).
+    on_problem : callable, optional
+        Called with each :class:`~calframe.inventory.Problem` as it is found
+        (the command line prints them).
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    PipelineProblemError
+        At the first problem when ``config.strict`` is set.
+    """
+    plan = config if isinstance(config, Plan) else make_plan(config, progress=progress)
+    if on_problem is not None:
+        for p in plan.problems:
+            on_problem(p)
+    return _Runner(plan, progress, on_problem).run()

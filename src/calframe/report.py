@@ -1,0 +1,443 @@
+"""An HTML summary of a run, with matplotlib figures.
+
+:func:`write_report` writes ``OUTDIR/report.html`` and its PNG figures
+(``OUTDIR/report/``) for a :class:`calframe.pipeline.RunResult`:
+
+- the outputs made, skipped and failed, and every problem (file, what, fix);
+- the plan and the groups of the inventory;
+- each master stretched, its histogram, its uncertainty map, its rejected-pixel
+  map (from the combine's per-pixel count) and its count of masked pixels;
+- for flats, the profile through the centre per CFA channel and the
+  centre/corner signal-to-noise per channel;
+- the distortion field (vectors and dx/dy maps) when a model was applied;
+- the per-frame quality table, with the frames whose median, robust sigma or
+  bright-tail fraction is an outlier within their group flagged.
+
+The report reads the masters from disk one at a time and draws large frames
+subsampled, so it needs little memory.  Nothing in it is needed to use the
+outputs; it is for looking.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["flat_channel_table", "stretch", "write_report"]
+
+log = logging.getLogger(__name__)
+
+_MAX_DISPLAY = 800  # pixels along the longer side of a displayed image
+
+_CSS = """
+body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1400px; }
+h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #aaa; margin-top: 2em; }
+table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
+td, th { border: 1px solid #ccc; padding: 2px 6px; text-align: left; }
+th { background: #eee; }
+tr.flag td { background: #fde2e2; }
+tr.excl td { background: #eee; color: #777; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
+img { max-width: 100%; border: 1px solid #ddd; margin: 0.3em 0; }
+.ok { color: #1a7f37; } .bad { color: #b42318; }
+"""
+
+
+def stretch(data: np.ndarray, *, low: float = 0.5, high: float = 99.5,
+            mask: np.ndarray | None = None) -> np.ndarray:
+    """Scale an image to 0..1 between two percentiles with an asinh stretch.
+
+    Masked and non-finite pixels become NaN (drawn as blank).
+
+    Examples
+    --------
+    >>> out = stretch(np.arange(100.0).reshape(10, 10))
+    >>> float(out.min()), float(out.max())
+    (0.0, 1.0)
+    """
+    values = np.asarray(data, dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if mask is not None:
+        bad |= np.asarray(mask, dtype=bool)
+    good = values[~bad]
+    if good.size == 0:
+        return np.full(values.shape, np.nan)
+    lo, hi = np.percentile(good, [low, high])
+    if not hi > lo:
+        hi = lo + 1.0
+    scaled = np.clip((values - lo) / (hi - lo), 0.0, 1.0)
+    out = np.arcsinh(10.0 * scaled) / np.arcsinh(10.0)
+    out[bad] = np.nan
+    return out
+
+
+def _display(array: np.ndarray, mask: np.ndarray | None, cfa: bool) -> tuple:
+    """Block-average to at most _MAX_DISPLAY pixels (2x2 first on a CFA mosaic)."""
+    a = np.asarray(array, dtype=np.float64)
+    if mask is not None:
+        a = np.where(np.asarray(mask, dtype=bool), np.nan, a)
+    factor = max(1, math.ceil(max(a.shape) / _MAX_DISPLAY))
+    if cfa:
+        factor = max(2, factor + factor % 2)
+    if factor > 1:
+        ny, nx = (a.shape[0] // factor) * factor, (a.shape[1] // factor) * factor
+        if ny and nx:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                a = np.nanmean(a[:ny, :nx].reshape(ny // factor, factor, nx // factor,
+                                                   factor), axis=(1, 3))
+    return a, factor
+
+
+def _figure(ncols: int, width: float = 4.2, height: float = 3.4):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * ncols, height), dpi=90, layout="constrained")
+    axes = fig.subplots(1, ncols, squeeze=False)[0]
+    return fig, axes
+
+
+def _save(fig, folder: Path, name: str) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.tmp.png"
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, folder / name)
+    return f"{folder.name}/{name}"
+
+
+def flat_channel_table(flat, *, size: float = 0.1):
+    """Centre and corner statistics of a flat, per CFA channel (one 'L' channel if mono).
+
+    Returns a table with ``region``, ``channel``, ``median``, ``std`` and
+    ``snr`` (median / std) and the ratio ``corner_over_centre`` of each corner's
+    median to the centre's, per channel.
+
+    Examples
+    --------
+    >>> from astropy.nddata import CCDData
+    >>> f = CCDData(np.ones((40, 40), np.float32), unit="")
+    >>> t = flat_channel_table(f)
+    >>> sorted(set(t["channel"])), float(t["corner_over_centre"][0])
+    (['L'], 1.0)
+    """
+    from astropy.table import Table
+
+    from . import bayer
+
+    data = np.asarray(flat.data, dtype=np.float64)
+    mask = None if flat.mask is None else np.asarray(flat.mask, dtype=bool)
+    pattern = str(flat.meta.get("BAYERPAT", "") or "").upper()
+    if pattern and data.ndim == 2:
+        stats = bayer.channel_statistics(flat, regions=bayer.standard_regions(
+            data.shape, size=size))
+        rows = [(str(r["region"]), str(r["channel"]), float(r["median"]), float(r["std"]))
+                for r in stats]
+    else:
+        plane = data if data.ndim == 2 else np.nanmean(data, axis=0)
+        rows = []
+        for name, sl in bayer.standard_regions(plane.shape, size=size).items():
+            values = plane[sl]
+            good = np.isfinite(values)
+            if mask is not None and mask.shape == plane.shape:
+                good &= ~mask[sl]
+            v = values[good]
+            rows.append((name, "L", float(np.median(v)) if v.size else np.nan,
+                         float(np.std(v, ddof=1)) if v.size > 1 else np.nan))
+    table = Table(rows=rows, names=("region", "channel", "median", "std"),
+                  dtype=(str, str, float, float))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table["snr"] = table["median"] / table["std"]
+    centre = {r["channel"]: r["median"] for r in table if r["region"] == "centre"}
+    table["corner_over_centre"] = [r["median"] / centre[r["channel"]]
+                                   if centre.get(r["channel"]) else np.nan for r in table]
+    return table
+
+
+def _table_html(table, columns=None, *, row_class=None, fmt="{:.4g}") -> str:
+    columns = columns or list(table.colnames)
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+           + "</tr>"]
+    for row in table:
+        cls = row_class(row) if row_class else ""
+        cells = []
+        for c in columns:
+            v = row[c]
+            if isinstance(v, float | np.floating):
+                text = "" if not np.isfinite(v) else fmt.format(float(v))
+            else:
+                text = str(v)
+            cells.append(f"<td>{html.escape(text)}</td>")
+        out.append(f"<tr class='{cls}'>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _master_section(path: Path, name: str, kind: str, figdir: Path) -> str:
+    from .io import read_frame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ccd = read_frame(path)
+    data = np.asarray(ccd.data)
+    mask = None if ccd.mask is None else np.asarray(ccd.mask, dtype=bool)
+    cfa = bool(ccd.meta.get("BAYERPAT")) and data.ndim == 2
+    plane = data if data.ndim == 2 else np.nanmean(data, axis=0)
+    pmask = mask if (mask is None or mask.ndim == 2) else mask.any(axis=0)
+    nbad = int(mask.sum()) if mask is not None else 0
+    unc = None if ccd.uncertainty is None else np.asarray(ccd.uncertainty.array)
+    rejected = getattr(ccd, "rejected", None)
+    ncombine = ccd.meta.get("NCOMBINE", "")
+
+    panels = ["image", "histogram"]
+    if unc is not None:
+        panels.append("uncertainty")
+    if rejected is not None and np.size(rejected):
+        panels.append("rejected")
+    fig, axes = _figure(len(panels))
+    shown, factor = _display(plane, pmask, cfa)
+    ax = axes[0]
+    ax.imshow(stretch(shown), cmap="gray", origin="lower", interpolation="nearest")
+    ax.set_title(f"{kind}: stretched" + (f" (binned {factor}x{factor})" if factor > 1
+                                         else ""))
+    ax = axes[1]
+    good = plane[np.isfinite(plane) & (~pmask if pmask is not None else True)]
+    if good.size:
+        lo, hi = np.percentile(good, [0.05, 99.95])
+        if not hi > lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        ax.hist(np.clip(good, lo, hi), bins=200, range=(lo, hi), color="k",
+                histtype="step", log=True)
+    ax.set_title(f"histogram ({ccd.unit})")
+    i = 2
+    if unc is not None:
+        uplane = unc if unc.ndim == 2 else np.sqrt(np.nanmean(unc ** 2, axis=0))
+        ushown, _ = _display(uplane, pmask, cfa)
+        im = axes[i].imshow(ushown, cmap="viridis", origin="lower", interpolation="nearest",
+                            vmin=np.nanpercentile(ushown, 1),
+                            vmax=np.nanpercentile(ushown, 99))
+        fig.colorbar(im, ax=axes[i], shrink=0.8)
+        axes[i].set_title("uncertainty")
+        i += 1
+    if "rejected" in panels:
+        rshown, _ = _display(np.asarray(rejected, dtype=float), None, False)
+        im = axes[i].imshow(rshown, cmap="magma", origin="lower", interpolation="nearest")
+        fig.colorbar(im, ax=axes[i], shrink=0.8)
+        axes[i].set_title(f"rejected values (total {int(np.sum(rejected))})")
+    for ax in axes:
+        if ax is not axes[1]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    src = _save(fig, figdir, f"{name}.png")
+    parts = [f"<h3>{html.escape(name)}</h3>",
+             f"<p>{html.escape(str(path.name))}: shape {'x'.join(map(str, data.shape))}, "
+             f"unit {html.escape(str(ccd.unit))}, NCOMBINE {html.escape(str(ncombine))}, "
+             f"masked (bad) pixels {nbad} ({100 * nbad / max(data.size, 1):.3f}%)"
+             + (f", median {float(np.median(good)):.6g}" if good.size else "") + "</p>",
+             f"<img src='{src}' alt='{html.escape(name)}'>"]
+    if kind == "flat":
+        parts.append(_flat_section(ccd, name, figdir))
+    return "\n".join(parts)
+
+
+def _flat_section(ccd, name: str, figdir: Path) -> str:
+    from . import bayer
+
+    data = np.asarray(ccd.data, dtype=np.float64)
+    if data.ndim != 2:
+        return ""
+    mask = None if ccd.mask is None else np.asarray(ccd.mask, dtype=bool)
+    values = data if mask is None else np.where(mask, np.nan, data)
+    pattern = str(ccd.meta.get("BAYERPAT", "") or "").upper()
+    fig, axes = _figure(2, width=5.0)
+    centre_y = data.shape[0] // 2 // 2 * 2
+    band = slice(max(0, centre_y - 4), centre_y + 4)
+    colours = {"R": "tab:red", "G1": "tab:green", "G2": "olive", "B": "tab:blue",
+               "L": "k"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if pattern:
+            pattern = bayer.effective_pattern(ccd)
+            for chan, sl in bayer.channel_slices(pattern).items():
+                sub = values[band][sl]
+                x = np.arange(data.shape[1])[sl[1]]
+                axes[0].plot(x, np.nanmedian(sub, axis=0), color=colours[chan], lw=0.8,
+                             label=chan)
+                suby = values[:, data.shape[1] // 2 - 4: data.shape[1] // 2 + 4][sl]
+                y = np.arange(data.shape[0])[sl[0]]
+                axes[1].plot(y, np.nanmedian(suby, axis=1), color=colours[chan], lw=0.8,
+                             label=chan)
+        else:
+            axes[0].plot(np.nanmedian(values[band], axis=0), color="k", lw=0.8, label="L")
+            mid = data.shape[1] // 2
+            axes[1].plot(np.nanmedian(values[:, max(0, mid - 4): mid + 4], axis=1),
+                         color="k", lw=0.8, label="L")
+    axes[0].set_title("profile along x through the centre")
+    axes[1].set_title("profile along y through the centre")
+    for ax in axes:
+        ax.legend(fontsize=7)
+        ax.set_xlabel("pixel")
+    src = _save(fig, figdir, f"{name}_profile.png")
+    table = flat_channel_table(ccd)
+    return (f"<img src='{src}' alt='flat profiles'>\n<p>Centre and corner statistics "
+            "per channel (corner/centre is the vignetting the flat corrects):</p>\n"
+            + _table_html(table))
+
+
+def _distortion_section(model_path: str, figdir: Path) -> str:
+    try:
+        from .distortion import DistortionModel
+
+        model = DistortionModel.from_fits(model_path)
+        shape = tuple(int(n) for n in getattr(model, "shape", ()) or ())
+        if len(shape) != 2:
+            raise ValueError("the model does not record the detector shape")
+        ny, nx = shape
+        step = max(1, max(ny, nx) // 24)
+        yy, xx = np.mgrid[step // 2:ny:step, step // 2:nx:step].astype(float)
+        dx, dy = model(xx, yy)
+        fy, fx = np.mgrid[0:ny:max(1, ny // 200), 0:nx:max(1, nx // 200)].astype(float)
+        mdx, mdy = model(fx, fy)
+    except (ImportError, AttributeError, OSError, ValueError, TypeError) as err:
+        return f"<p>Distortion model {html.escape(model_path)}: cannot be drawn ({err}).</p>"
+    fig, axes = _figure(3)
+    axes[0].quiver(xx, yy, dx, dy, angles="xy", color="k")
+    axes[0].set_title("distortion vectors")
+    axes[0].set_aspect("equal")
+    for ax, field, label in ((axes[1], mdx, "dx"), (axes[2], mdy, "dy")):
+        im = ax.imshow(field, origin="lower", cmap="coolwarm",
+                       extent=(0, nx, 0, ny))
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        ax.set_title(f"{label} (px)")
+    src = _save(fig, figdir, "distortion.png")
+    return (f"<p>Model {html.escape(model_path)}: |d| up to "
+            f"{float(np.nanmax(np.hypot(mdx, mdy))):.3g} px.</p>\n"
+            f"<img src='{src}' alt='distortion'>")
+
+
+def _quality_section(quality, figdir: Path) -> str:
+    if quality is None or len(quality) == 0:
+        return "<p>No frames were checked.</p>"
+    fig, axes = _figure(2, width=5.5)
+    for kind, marker in (("bias", "o"), ("dark", "s"), ("flat", "^"), ("light", "D")):
+        sel = quality["frametype"] == kind
+        if not np.any(sel):
+            continue
+        idx = np.flatnonzero(sel)
+        flagged = np.array([bool(quality["outlier"][i]) for i in idx])
+        for ax, col in ((axes[0], "median"), (axes[1], "sigma")):
+            vals = np.asarray(quality[col][idx], dtype=float)
+            ax.plot(idx, vals, marker, ms=4, ls="none", label=kind)
+            if flagged.any():
+                ax.plot(idx[flagged], vals[flagged], "x", color="red", ms=9)
+    for ax, col in ((axes[0], "median"), (axes[1], "robust sigma")):
+        ax.set_xlabel("frame")
+        ax.set_title(f"{col} per frame (red x: outlier)")
+        ax.set_yscale("symlog")
+        ax.legend(fontsize=7)
+    src = _save(fig, figdir, "quality.png")
+    nflag = int(sum(bool(v) for v in quality["outlier"]))
+    return (f"<p>{len(quality)} frames checked; {nflag} flagged as outliers within "
+            "their group (robust z-score of median, robust sigma or fraction of pixels "
+            "10 sigma above the median).</p>\n"
+            f"<img src='{src}' alt='quality'>\n"
+            + _table_html(quality, row_class=lambda r: "excl" if r["excluded"] else
+                          ("flag" if r["outlier"] else "")))
+
+
+def write_report(result, path: str | os.PathLike | None = None) -> Path:
+    """Write the HTML report of a run.
+
+    Parameters
+    ----------
+    result : calframe.pipeline.RunResult
+        What the run did.
+    path : path, optional
+        Where to write (default ``OUTDIR/report.html``); figures go into a
+        ``report`` folder beside it.
+
+    Returns
+    -------
+    pathlib.Path
+        The report's path.
+    """
+    from . import __version__
+
+    plan = result.plan
+    out = Path(plan.config.output)
+    path = Path(path) if path is not None else out / "report.html"
+    figdir = path.parent / "report"
+    sections: list[str] = []
+    state = "ok" if not result.failed else "bad"
+    sections.append(
+        f"<p class='{state}'>{len(result.made)} outputs made, {len(result.skipped)} up to "
+        f"date, {len(result.failed)} failed; {len(result.problems)} problems. "
+        f"calframe {html.escape(__version__)}.</p>")
+
+    sections.append("<h2>Problems</h2>")
+    if result.problems:
+        rows = "".join(f"<tr><td>{html.escape(p.path)}</td><td>{html.escape(p.what)}</td>"
+                       f"<td>{html.escape(p.fix)}</td></tr>" for p in result.problems)
+        sections.append("<table><tr><th>file</th><th>what</th><th>how to fix</th></tr>"
+                        f"{rows}</table>")
+    else:
+        sections.append("<p>None.</p>")
+    if result.failed:
+        sections.append("<p class='bad'>Outputs not made: "
+                        + ", ".join(html.escape(f) for f in result.failed) + "</p>")
+
+    sections.append("<h2>Plan</h2>")
+    sections.append(f"<pre>{html.escape(plan.describe())}</pre>")
+    sections.append("<h3>Groups</h3>")
+    sections.append(_table_html(plan.inventory.groups, ["group", "name", "frametype",
+                                                        "nframes", "exptime", "iso", "gain",
+                                                        "temperature", "filter", "binning",
+                                                        "shape", "bayerpat"]))
+
+    sections.append("<h2>Masters</h2>")
+    for task in plan.tasks:
+        if task.kind == "light":
+            continue
+        mpath = out / task.output
+        if not mpath.exists():
+            sections.append(f"<p class='bad'>{html.escape(task.name)}: not made.</p>")
+            continue
+        try:
+            sections.append(_master_section(mpath, task.name, task.kind, figdir))
+        except (OSError, ValueError) as err:
+            sections.append(f"<p class='bad'>{html.escape(task.name)}: cannot be drawn "
+                            f"({html.escape(str(err))}).</p>")
+
+    if plan.config.calibrate.distortion:
+        sections.append("<h2>Distortion</h2>")
+        sections.append(_distortion_section(plan.config.calibrate.distortion, figdir))
+
+    sections.append("<h2>Frame quality</h2>")
+    sections.append(_quality_section(result.quality, figdir))
+
+    sections.append("<h2>Calibrated lights</h2>")
+    lights = [t for t in plan.tasks if t.kind == "light"]
+    failed = set(result.failed)
+    rows = "".join(
+        f"<tr><td>{html.escape(t.inputs[0])}</td><td>{html.escape(t.output)}</td>"
+        f"<td>{'failed' if str(out / t.output) in failed else 'ok'}</td></tr>"
+        for t in lights)
+    sections.append(f"<table><tr><th>light</th><th>output</th><th>state</th></tr>{rows}"
+                    "</table>")
+
+    text = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+            f"<title>calframe run: {html.escape(str(out))}</title>"
+            f"<style>{_CSS}</style></head><body>\n"
+            f"<h1>calframe run: {html.escape(str(out))}</h1>\n"
+            + "\n".join(sections) + "\n</body></html>\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp"
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    log.info("report written to %s", path)
+    return path
