@@ -173,28 +173,12 @@ def cfa_groups(meta, shape: tuple[int, int], *, by_colour: bool = True
     pat = cfa_pattern(meta)
     if pat is None:
         return [[(slice(None), slice(None))]]
-    try:
-        from . import bayer
-    except ImportError:
-        bayer = None
-    letters = None
-    if bayer is not None and hasattr(bayer, "cfa_letters"):
-        letters = bayer.cfa_letters(meta, shape)
-    if letters is None:
-        xoff = int(meta.get("XBAYROFF", 0) or 0)
-        yoff = int(meta.get("YBAYROFF", 0) or 0)
-        bottom_up = str(meta.get("ROWORDER", "TOP-DOWN")).strip().upper() == "BOTTOM-UP"
-        letters = {}
-        for y in (0, 1):
-            yy = (shape[0] - 1 - y) if bottom_up else y
-            for x in (0, 1):
-                letters[(y, x)] = pat[((yy + yoff) % 2) * 2 + (x + xoff) % 2]
-    groups: dict[str, list[tuple[slice, slice]]] = {}
-    for (y, x), letter in sorted(letters.items()):
-        key = letter if by_colour else f"{letter}{y}{x}"
-        groups.setdefault(key, []).append((slice(y, None, 2), slice(x, None, 2)))
-    order = sorted(groups, key=lambda k: ("RGB".index(k[0]), k))
-    return [groups[k] for k in order]
+    from .bayer import channel_slices, effective_pattern
+
+    slices = channel_slices(effective_pattern(meta, shape=shape))
+    if by_colour:
+        return [[slices["R"]], [slices["G1"], slices["G2"]], [slices["B"]]]
+    return [[slices[name]] for name in ("R", "G1", "G2", "B")]
 
 
 def header_of(meta) -> fits.Header:

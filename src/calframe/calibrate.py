@@ -197,6 +197,17 @@ def fit_dark_scale(light, dark, *, meta=None, clip: float = 5.0,
     return DarkScaleFit(scale, error, int(use.sum()))
 
 
+def _frame_type(ccd: CCDData) -> str | None:
+    """Normalised frame type (FRAMETYP, else IMAGETYP), or None."""
+    from .metadata import parse_frame_type
+
+    for key in ("FRAMETYP", "IMAGETYP"):
+        ftype = parse_frame_type(ccd.meta.get(key))
+        if ftype is not None:
+            return ftype
+    return None
+
+
 def _unit(ccd: CCDData) -> u.UnitBase:
     return ccd.unit if ccd.unit is not None else u.adu
 
@@ -349,7 +360,9 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     TemperatureMismatchWarning
         Frame and dark temperatures differ by more than the tolerance.
     NegativePixelsWarning
-        More than 20% of the calibrated pixels are negative.
+        More than 20% of the calibrated pixels are negative (not checked for a
+        frame whose FRAMETYP or IMAGETYP says bias or dark, which have no
+        signal left).
 
     Notes
     -----
@@ -577,7 +590,7 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
 
     # 7. checks, keywords, provenance
     valid = ~out.mask & np.isfinite(out.data)
-    if valid.any():
+    if valid.any() and _frame_type(light) not in ("bias", "dark", "darkflat"):
         negative = float(np.mean(out.data[valid] < 0))
         if negative > NEGATIVE_FRACTION:
             warnings.warn(
