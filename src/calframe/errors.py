@@ -24,6 +24,8 @@ __all__ = [
     "InvalidSettingsError",
     "MissingMetadataError",
     "NegativePixelsWarning",
+    "NonLinearDataError",
+    "NonLinearDataWarning",
     "NoFramesError",
     "OutputExistsError",
     "TemperatureMismatchWarning",
@@ -113,3 +115,11 @@ class InvalidSettingsError(CalframeError, ValueError):
 
 class NoFramesError(CalframeError, ValueError):
     """A step that needs frames (e.g. a combine) was given none."""
+
+
+class NonLinearDataError(CalframeError, ValueError):
+    """Gamma-encoded (developed) data met linear calibration frames, e.g. a flat."""
+
+
+class NonLinearDataWarning(CalibrationWarning):
+    """A frame may be gamma-encoded (developed) while its calibration frames are linear."""
