@@ -123,7 +123,7 @@ def flat_channel_table(flat, *, size: float = 0.1):
     >>> from astropy.nddata import CCDData
     >>> f = CCDData(np.ones((40, 40), np.float32), unit="")
     >>> t = flat_channel_table(f)
-    >>> sorted(set(t["channel"])), float(t["corner_over_centre"][0])
+    >>> sorted(set(t["channel"].tolist())), float(t["corner_over_centre"][0])
     (['L'], 1.0)
     """
     from astropy.table import Table
