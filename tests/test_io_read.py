@@ -453,3 +453,27 @@ def test_non_bayer_raw_is_refused(tmp_path, monkeypatch, fake, message):
     path.write_bytes(b"x")
     with pytest.raises(UnsupportedFormatError, match=r"DSCF0001\.RAF: .*" + message):
         read_frame(path)
+
+
+def test_round_trip_through_write_frame_keeps_counts_and_provenance(tmp_path, monkeypatch):
+    from calframe.io import write_frame
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(10)
+    data = rng.normal(500, 5, (6, 7)).astype(np.float32)
+    fits.PrimaryHDU(data, header=fits.Header({"IMAGETYP": "Bias Frame"})).writeto("b1.fits")
+    first = read_frame("b1.fits", **NOISE)
+    first.ncombine = np.full((6, 7), 3, np.int16)
+    first.rejected = np.zeros((6, 7), np.int16)
+    first.mask[1, 2] = True
+    write_frame(first, "out/master.fits")
+    back = read_frame("out/master.fits")
+    assert_array_equal(back.data, data)
+    assert_array_equal(back.mask, first.mask)
+    assert_allclose(back.uncertainty.array, first.uncertainty.array, rtol=1e-7)
+    assert back.meta["UNCSRC"] == "file" and back.meta["FRAMETYP"] == "bias"
+    assert_array_equal(back.ncombine, 3)
+    prov = get_provenance(back)
+    assert [r.path for r in prov.inputs] == ["b1.fits", "out/master.fits"]
+    assert [s.step for s in prov.steps][-1] == "read"
+    assert sum(s.step == "read" for s in prov.steps) == 2

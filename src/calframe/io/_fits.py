@@ -173,7 +173,7 @@ def attach_fits_extras(ccd, path) -> None:
         log.debug("calframe.io._mef not available; PROVENANCE/NCOMBINE not read")
         return
     with fits.open(path, memmap=True) as hdul:
-        attach_extras(ccd, hdul)
+        attach_extras(ccd, hdul, path=path)
 
 
 def image_hdus(path) -> list[int]:
