@@ -330,7 +330,7 @@ def test_fits_without_image(tmp_path):
 
 def test_unsupported_file_kind(tmp_path):
     path = tmp_path / "photo.xyz"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    path.write_bytes(b"GIF89a" + bytes(100))
     with pytest.raises(UnsupportedFormatError, match=r"photo\.xyz: not a format calframe "
                        r"reads.*calframe reads FITS, camera RAW"):
         read_frame(path)
@@ -477,3 +477,20 @@ def test_round_trip_through_write_frame_keeps_counts_and_provenance(tmp_path, mo
     assert [r.path for r in prov.inputs] == ["b1.fits", "out/master.fits"]
     assert [s.step for s in prov.steps][-1] == "read"
     assert sum(s.step == "read" for s in prov.steps) == 2
+
+
+def test_png_grey_and_rgb(tmp_path):
+    from PIL import Image
+
+    grey = np.random.default_rng(11).integers(0, 256, (9, 13)).astype(np.uint8)
+    path = tmp_path / "grid.png"
+    Image.fromarray(grey).save(path)
+    ccd = read_frame(path, **NOISE)
+    assert_array_equal(ccd.data, grey.astype(np.float32))
+    assert ccd.meta["IMGMODE"] == "L"
+    rgb = np.random.default_rng(12).integers(0, 200, (5, 4, 3)).astype(np.uint8)
+    path = tmp_path / "colour.png"
+    Image.fromarray(rgb).save(path)
+    ccd = read_frame(path, **NOISE)
+    assert ccd.shape == (3, 5, 4)
+    assert_array_equal(ccd.data[2], rgb[..., 2].astype(np.float32))

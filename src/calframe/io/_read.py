@@ -30,6 +30,7 @@ RAW_SUFFIXES = frozenset({
 FITS_SUFFIXES = frozenset({".fits", ".fit", ".fts", ".fz"})
 EDF_SUFFIXES = frozenset({".edf"})
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
 
 _FITS_MAGIC = b"SIMPLE  ="
 
@@ -42,7 +43,7 @@ def _suffix(path: Path) -> str:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """The format of a file: 'fits', 'raw', 'edf' or 'tiff'.
+    """The format of a file: 'fits', 'raw', 'edf', 'tiff' or 'image' (PNG/JPEG).
 
     The name's ending decides, checked against the first bytes for FITS;
     files with another ending are recognised from their first bytes.
@@ -82,16 +83,20 @@ def detect_format(path: str | os.PathLike) -> str:
         return "edf"
     if suffix in TIFF_SUFFIXES:
         return "tiff"
+    if suffix in IMAGE_SUFFIXES:
+        return "image"
     if head.startswith(_FITS_MAGIC):
         return "fits"
     if head.lstrip().startswith(b"{") and b"=" in head:
         return "edf"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff"
+    if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
+        return "image"
     raise UnsupportedFormatError(
         path, f"not a format calframe reads (name ending {suffix or 'none'!r}, "
         f"first bytes {head[:8]!r})",
-        "calframe reads FITS, camera RAW (via LibRaw), EDF and TIFF")
+        "calframe reads FITS, camera RAW (via LibRaw), EDF, TIFF, PNG and JPEG")
 
 
 def _loader(kind: str):
@@ -104,6 +109,9 @@ def _loader(kind: str):
     if kind == "edf":
         from ._edf import load_edf
         return load_edf
+    if kind == "image":
+        from ._image import load_image
+        return load_image
     from ._tiff import load_tiff
     return load_tiff
 
@@ -160,7 +168,7 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
                subtract_black: bool = False, pedestal: float | None = None,
                frametype: str | None = None, require_exposure: bool = False,
                dtype: type | np.dtype = np.float32) -> CCDData:
-    """Read one frame of a FITS, camera RAW, EDF or TIFF file.
+    """Read one frame of a FITS, camera RAW, EDF, TIFF, PNG or JPEG file.
 
     Parameters
     ----------
