@@ -72,7 +72,7 @@ class Alignment:
     @property
     def shift(self) -> tuple[float, float]:
         """Translation part (dx, dy) of the transform, in pixels."""
-        return float(self.matrix[0, 2]), float(self.matrix[1, 2])
+        return float(self.matrix[0, 2]) + 0.0, float(self.matrix[1, 2]) + 0.0
 
     @property
     def rotation(self) -> float:
