@@ -28,9 +28,7 @@ Nothing is guessed silently: the type and exposure always say where they came
 from (``FTSOURCE``, ``EXPSRC``), and a value that cannot be interpreted is left
 out rather than invented.
 
-Gain rule
----------
-``EGAIN`` is always e-/ADU.  ``GAIN`` is ambiguous: many CMOS cameras write
+The gain rule: ``EGAIN`` is always e-/ADU.  ``GAIN`` is ambiguous: many CMOS cameras write
 their gain *setting* there (``GAIN = 120``).  calframe takes ``GAIN`` (and
 ``CCDGAIN``, ``DETGAIN``) as e-/ADU when its comment says e-/ADU, as ADU/e-
 (and inverts it) when its comment says ADU/e-, and otherwise only when it is
@@ -61,6 +59,7 @@ __all__ = [
     "frame_type",
     "gain",
     "iso_speed",
+    "mapping_to_header",
     "normalize_header",
     "parse_frame_type",
     "read_noise",
