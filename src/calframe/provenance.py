@@ -24,6 +24,7 @@ former), and how ``calframe provenance`` draws the tree.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -312,7 +313,14 @@ def path_from_file(stored: str, file_dir: str | os.PathLike) -> str:
     """
     if not stored or os.path.isabs(stored):
         return stored
-    return _portable(os.path.normpath(os.path.join(os.fspath(file_dir), stored)))
+    joined = os.path.normpath(os.path.join(os.fspath(file_dir), stored))
+    if os.path.isabs(joined):
+        # Given relative to the current folder when it lies below it.
+        with contextlib.suppress(ValueError):
+            rel = os.path.relpath(joined)
+            if not rel.startswith(os.pardir):
+                joined = rel
+    return _portable(joined)
 
 
 # --- the record ------------------------------------------------------------------

@@ -418,7 +418,8 @@ def _fitting_card(key: str, value, comment: str):
             value = value[:-1]
     if not comment:
         return value
-    used = len(fits.Card(key, value).image.rstrip())
+    # astropy pads a value to column 30, then writes " / " and the comment.
+    used = max(len(fits.Card(key, value).image.rstrip()), 30)
     room = 80 - used - 3
     return (value, comment[:room]) if room >= 1 else value
 
