@@ -6,8 +6,9 @@
 - :func:`correct_bad_pixels` replaces flagged pixels by the median of their
   unflagged same-colour neighbours (on a CFA mosaic the neighbours two pixels
   away, never a pixel of another colour) and records how many it corrected.
-- :func:`remove_cosmic_rays` runs L.A.Cosmic (astroscrappy) on each CFA
-  colour plane and ORs the detections into the mask.
+- :func:`remove_cosmic_rays` runs L.A.Cosmic (astroscrappy) on the frame
+  (a CFA mosaic with its colours equalised) and ORs the detections into the
+  mask.
 
 The :class:`Cosmetic` settings object tells :func:`calframe.calibrate` what to
 do.  Corrected pixels keep their mask bit by default (the value is an
@@ -25,7 +26,7 @@ from astropy import units as u
 from astropy.nddata import CCDData, StdDevUncertainty
 from scipy import ndimage
 
-from ._calutil import as_frame, cfa_groups, header_of
+from ._calutil import as_frame, cfa_groups, cfa_pattern, header_of
 from .provenance import Provenance, set_provenance
 
 __all__ = [
@@ -294,10 +295,13 @@ def correct_bad_pixels(frame, bad: np.ndarray, *, unmask: bool = False,
 def remove_cosmic_rays(frame, settings: CosmicRays | None = None) -> CCDData:
     """Detect cosmic rays with L.A.Cosmic (astroscrappy), clean and mask them.
 
-    On a CFA mosaic each colour site is cleaned as its own image, so that the
-    mosaic's pixel-to-pixel colour pattern is not mistaken for cosmic rays.
-    Detected pixels are OR-ed into the mask and replaced by astroscrappy's
-    cleaned value; ``meta['NCOSMIC']`` counts them.
+    On a CFA mosaic each colour site is first divided by its median level
+    (relative to the frame's), so that the mosaic's pixel-to-pixel colour
+    pattern is not mistaken for cosmic rays while stars keep their full
+    sampling (the noise model is then approximate by that factor).
+    Detected pixels are OR-ed into the mask and replaced by the median of
+    their good same-colour neighbours (as :func:`correct_bad_pixels`);
+    ``meta['NCOSMIC']`` counts them.
 
     Parameters
     ----------
@@ -324,25 +328,37 @@ def remove_cosmic_rays(frame, settings: CosmicRays | None = None) -> CCDData:
     data = np.array(ccd.data, dtype=np.float32, copy=True)
     mask = np.zeros(ccd.shape, bool) if ccd.mask is None else np.array(ccd.mask, bool)
     inmask = mask | ~np.isfinite(data)
-    crmask = np.zeros(ccd.shape, bool)
-    for group in cfa_groups(ccd.meta, ccd.shape, by_colour=False):
-        for sl in group:
-            plane = np.where(inmask[sl], 0, data[sl]).astype(np.float32)
-            found, clean = astroscrappy.detect_cosmics(
-                plane, inmask=inmask[sl], gain=gain, readnoise=readnoise,
-                sigclip=settings.sigclip, sigfrac=settings.sigfrac,
-                objlim=settings.objlim, niter=settings.niter,
-                satlevel=settings.satlevel, verbose=False)
-            found = np.asarray(found, bool) & ~inmask[sl]
-            crmask[sl] = found
-            data[sl][found] = np.asarray(clean, np.float32)[found]
-    meta = header_of(ccd.meta)
+    # masked pixels keep their value (a zeroed saturated star core would turn
+    # its rim into sharp peaks); only non-finite ones are filled
+    finite = np.isfinite(data)
+    work = np.where(finite, data, np.median(data[finite]) if finite.any() else 0)
+    # a CFA mosaic is equalised (each colour site divided by its level relative
+    # to the whole frame) so that stars keep their full sampling and the
+    # colour pattern of the sky is not taken for cosmic rays
+    scale = np.ones(ccd.shape, np.float32)
+    good = finite & ~inmask
+    overall = float(np.median(work[good])) if good.any() else 1.0
+    if cfa_pattern(ccd.meta) is not None and overall > 0:
+        for group in cfa_groups(ccd.meta, ccd.shape, by_colour=False):
+            for sl in group:
+                level = float(np.median(work[sl][good[sl]])) if good[sl].any() else overall
+                scale[sl] = level / overall if level > 0 else 1.0
+    found, clean = astroscrappy.detect_cosmics(
+        (work / scale).astype(np.float32), inmask=inmask, gain=gain, readnoise=readnoise,
+        sigclip=settings.sigclip, sigfrac=settings.sigfrac, objlim=settings.objlim,
+        niter=settings.niter, satlevel=settings.satlevel * gain, verbose=False)
+    crmask = np.asarray(found, bool) & ~inmask
+    del clean  # replaced below by the same-colour neighbour median
     ncosmic = int(crmask.sum())
-    meta["NCOSMIC"] = (ncosmic, "pixels flagged as cosmic rays (L.A.Cosmic)")
     unc = ccd.uncertainty
-    out = CCDData(data, unit=ccd.unit, mask=mask | crmask, meta=meta,
-                  uncertainty=None if unc is None else StdDevUncertainty(
-                      np.array(unc.array, dtype=np.float32, copy=True)))
+    work_ccd = CCDData(data, unit=ccd.unit, mask=mask, meta=header_of(ccd.meta),
+                       uncertainty=None if unc is None else StdDevUncertainty(
+                           np.array(unc.array, dtype=np.float32, copy=True)))
+    fixed = correct_bad_pixels(work_ccd, crmask)
+    meta = header_of(ccd.meta)
+    meta["NCOSMIC"] = (ncosmic, "pixels flagged as cosmic rays (L.A.Cosmic)")
+    out = CCDData(fixed.data, unit=ccd.unit, mask=mask | crmask, meta=meta,
+                  uncertainty=fixed.uncertainty)
     prov.add_step("remove_cosmic_rays", ncosmic=ncosmic, sigclip=settings.sigclip,
                   sigfrac=settings.sigfrac, objlim=settings.objlim,
                   niter=settings.niter, gain=gain, readnoise=readnoise)
