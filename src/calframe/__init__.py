@@ -11,6 +11,17 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
+from .combine import (
+    GESD,
+    LinearFitClip,
+    MinMaxClip,
+    PercentileClip,
+    Scale,
+    SigmaClip,
+    WinsorizedSigmaClip,
+    combine,
+    running_mean,
+)
 from .errors import (
     CalframeError,
     CalframeWarning,
@@ -25,21 +36,30 @@ from .io import iter_frames, read_frame, read_provenance, write_frame
 from .provenance import InputRecord, Provenance, get_provenance, set_provenance
 
 __all__ = [
+    "GESD",
     "CalframeError",
     "CalframeWarning",
     "FrameReadError",
     "IncompatibleFramesError",
     "InputRecord",
+    "LinearFitClip",
+    "MinMaxClip",
     "MissingMetadataError",
     "OutputExistsError",
+    "PercentileClip",
     "Provenance",
+    "Scale",
+    "SigmaClip",
     "UncertaintyUnknownWarning",
     "UnsupportedFormatError",
+    "WinsorizedSigmaClip",
     "__version__",
+    "combine",
     "get_provenance",
     "iter_frames",
     "read_frame",
     "read_provenance",
+    "running_mean",
     "set_provenance",
     "write_frame",
 ]

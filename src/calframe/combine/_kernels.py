@@ -1,0 +1,504 @@
+"""Compiled array kernels of the combine engine (plain ndarrays, numba).
+
+Layout: a row block of N frames is a float32 array ``buf[N, R, X]``.  Each
+row is cut into tiles of ``TILE`` pixels; a tile is copied into a small
+``(N, TILE)`` scratch array that stays in L1 cache, where a compare-exchange
+sorting network orders the N values of every pixel at once (the inner loop
+runs over pixels, so the compiler vectorises it).  Rejection then works on
+the sorted values of each pixel, always keeping a contiguous range
+``[lo, hi)`` of them, and the kept range is turned into value bounds with
+which the unsorted values (and their uncertainties and weights) are summed.
+
+Masked and non-finite values enter as NaN; they are set to +inf before the
+sort, so that the ``n`` valid values of a pixel are its first ``n`` sorted
+values and nothing invalid ever reaches a statistic.
+
+All kernels are serial and release the GIL (``nogil=True``): parallelism
+comes from running row blocks on several threads (or Dask workers), which
+keeps each block's data in one core's cache and needs no thread
+synchronisation inside a kernel.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "METHOD_CODES",
+    "REJECTION_CODES",
+    "TILE",
+    "combine_block",
+    "decode_i2be",
+    "sorting_network",
+]
+
+TILE = 256
+
+METHOD_CODES = {"median": 0, "mean": 1, "sum": 2}
+REJECTION_CODES = {
+    None: 0,
+    "sigma": 1,
+    "winsorized": 2,
+    "linearfit": 3,
+    "percentile": 4,
+    "minmax": 5,
+    "gesd": 6,
+}
+
+
+def sorting_network(n: int) -> np.ndarray:
+    """Comparator pairs ``(i, j)``, ``i < j``, of Batcher's odd-even merge sort of ``n`` values.
+
+    The network is built for the next power of two; comparators that touch
+    an index ``>= n`` are dropped, which is exact because the padding values
+    would be +inf and never move.
+
+    Examples
+    --------
+    >>> sorting_network(4).tolist()
+    [[0, 1], [2, 3], [0, 2], [1, 3], [1, 2]]
+    """
+    if n < 2:
+        return np.zeros((0, 2), dtype=np.int64)
+    size = 1
+    while size < n:
+        size *= 2
+    pairs = []
+    p = 1
+    while p < size:
+        k = p
+        while k >= 1:
+            for j in range(k % p, size - k, 2 * k):
+                for i in range(min(k, size - j - k)):
+                    a, b = i + j, i + j + k
+                    if a // (2 * p) == b // (2 * p) and b < n:
+                        pairs.append((a, b))
+            k //= 2
+        p *= 2
+    return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+@njit(nogil=True, cache=True)
+def decode_i2be(raw, out, bscale, bzero, blank, has_blank, saturate):  # pragma: no cover
+    """Big-endian FITS int16 (read as native uint16 bytes) to float32 physical values.
+
+    ``raw`` holds the file's bytes viewed as native ``uint16``; the bytes are
+    swapped here, reinterpreted as signed, scaled, and BLANK or saturated
+    (``>= saturate``) pixels become NaN.
+    """
+    nr, nx = raw.shape
+    for r in range(nr):
+        for x in range(nx):
+            u = np.int32(raw[r, x])
+            u = ((u & 0xFF) << 8) | ((u >> 8) & 0xFF)
+            s = u - 65536 if u >= 32768 else u
+            v = np.float32(s * bscale + bzero)
+            bad = (has_blank and s == blank) or v >= saturate
+            out[r, x] = np.float32(np.nan) if bad else v
+
+
+# ----------------------------------------------------------------------------
+# per-pixel helpers on a sorted tile column t[:, p]
+
+@njit(nogil=True, inline="always")
+def _median_sorted(t, p, lo, hi):  # pragma: no cover
+    n = hi - lo
+    a = lo + (n - 1) // 2
+    b = lo + n // 2
+    return 0.5 * (np.float64(t[a, p]) + np.float64(t[b, p]))
+
+
+@njit(nogil=True)
+def _mean_std(t, p, lo, hi):  # pragma: no cover
+    n = hi - lo
+    if n <= 0:
+        return np.nan, np.nan
+    ref = np.float64(t[lo, p])
+    s = 0.0
+    ss = 0.0
+    for j in range(lo, hi):
+        d = np.float64(t[j, p]) - ref
+        s += d
+        ss += d * d
+    mean = s / n
+    if n < 2:
+        return ref + mean, 0.0
+    var = (ss - s * mean) / (n - 1)
+    return ref + mean, math.sqrt(var) if var > 0 else 0.0
+
+
+@njit(nogil=True)
+def _mad_sorted(t, p, lo, hi, m):  # pragma: no cover
+    """Median absolute deviation from ``m`` of the sorted values t[lo:hi, p]."""
+    n = hi - lo
+    # split point: first index with value > m
+    k = lo
+    while k < hi and t[k, p] <= m:
+        k += 1
+    left = k - 1  # walks down: deviations m - t grow
+    right = k     # walks up: deviations t - m grow
+    ka = (n - 1) // 2
+    kb = n // 2
+    da = 0.0
+    db = 0.0
+    for step in range(kb + 1):
+        if left >= lo and (right >= hi or m - t[left, p] <= t[right, p] - m):
+            d = m - np.float64(t[left, p])
+            left -= 1
+        else:
+            d = np.float64(t[right, p]) - m
+            right += 1
+        if step == ka:
+            da = d
+        if step == kb:
+            db = d
+    return 0.5 * (da + db)
+
+
+@njit(nogil=True)
+def _clip_range(t, p, lo, hi, low_bound, high_bound):  # pragma: no cover
+    """Shrink [lo, hi) of sorted values to those within [low_bound, high_bound]."""
+    while lo < hi and t[lo, p] < low_bound:
+        lo += 1
+    while hi > lo and t[hi - 1, p] > high_bound:
+        hi -= 1
+    return lo, hi
+
+
+@njit(nogil=True)
+def _reject(t, p, n, rej, params, lam, scratch):  # pragma: no cover
+    """Kept range [lo, hi) of the n valid sorted values of pixel p."""
+    lo = 0
+    hi = n
+    if rej == 0 or n == 0:
+        return lo, hi
+    if rej == 1:  # sigma clipping
+        low, high = params[0], params[1]
+        center_mean = params[2] > 0.5
+        use_mad = params[3] > 0.5
+        maxiters = int(params[4])
+        it = 0
+        while maxiters < 0 or it < maxiters:
+            it += 1
+            if hi - lo < 2:
+                break
+            mean, std = _mean_std(t, p, lo, hi)
+            med = _median_sorted(t, p, lo, hi)
+            c = mean if center_mean else med
+            if use_mad:
+                s = 1.482602218505602 * _mad_sorted(t, p, lo, hi, c)
+            else:
+                s = std
+            nlo, nhi = _clip_range(t, p, lo, hi, c - low * s, c + high * s)
+            if nlo == lo and nhi == hi:
+                break
+            lo, hi = nlo, nhi
+        return lo, hi
+    if rej == 2:  # winsorized sigma clipping (Siril / PixInsight)
+        low, high = params[0], params[1]
+        maxiters = int(params[4])
+        cutoff = params[5]
+        it = 0
+        while maxiters < 0 or it < maxiters:
+            it += 1
+            m = hi - lo
+            if m < 3:
+                break
+            med = _median_sorted(t, p, lo, hi)
+            _, sigma = _mean_std(t, p, lo, hi)
+            for j in range(m):
+                scratch[j] = t[lo + j, p]
+            for _ in range(100):
+                w0 = med - cutoff * sigma
+                w1 = med + cutoff * sigma
+                s1 = 0.0
+                for j in range(m):
+                    v = scratch[j]
+                    v = w0 if v < w0 else (w1 if v > w1 else v)
+                    scratch[j] = v
+                    s1 += v
+                mw = s1 / m
+                s2 = 0.0
+                for j in range(m):
+                    d = scratch[j] - mw
+                    s2 += d * d
+                sigma0 = sigma
+                sigma = 1.134 * math.sqrt(s2 / (m - 1))
+                if abs(sigma - sigma0) <= 0.0005 * sigma0:
+                    break
+            nlo, nhi = _clip_range(t, p, lo, hi, med - low * sigma, med + high * sigma)
+            if nlo == lo and nhi == hi:
+                break
+            lo, hi = nlo, nhi
+        return lo, hi
+    if rej == 3:  # linear fit clipping (Siril): line through sorted values vs rank
+        low, high = params[0], params[1]
+        maxiters = int(params[4])
+        it = 0
+        while maxiters < 0 or it < maxiters:
+            it += 1
+            m = hi - lo
+            if m < 3:
+                break
+            sx = 0.0
+            sy = 0.0
+            sxx = 0.0
+            sxy = 0.0
+            y0 = np.float64(t[lo, p])
+            for j in range(m):
+                y = np.float64(t[lo + j, p]) - y0
+                sx += j
+                sy += y
+                sxx += j * j
+                sxy += j * y
+            den = m * sxx - sx * sx
+            b = (m * sxy - sx * sy) / den
+            a = (sy - b * sx) / m + y0
+            sig = 0.0
+            for j in range(m):
+                sig += abs(np.float64(t[lo + j, p]) - (a + b * j))
+            sig /= m
+            if sig <= 0:
+                break
+            nlo = lo
+            nhi = hi
+            # outliers of a sorted stack are at its ends: peel them off
+            while nlo < nhi and (a + b * (nlo - lo) - t[nlo, p]) > low * sig:
+                nlo += 1
+            while nhi > nlo and (t[nhi - 1, p] - (a + b * (nhi - 1 - lo))) > high * sig:
+                nhi -= 1
+            if nlo == lo and nhi == hi:
+                break
+            lo, hi = nlo, nhi
+        return lo, hi
+    if rej == 4:  # percentile clipping (Siril): distance from the median as a fraction of it
+        med = _median_sorted(t, p, lo, hi)
+        if med == 0:
+            return lo, hi
+        am = abs(med)
+        return _clip_range(t, p, lo, hi, med - params[0] * am, med + params[1] * am)
+    if rej == 5:  # min/max: drop nlow lowest and nhigh highest
+        nlow = int(params[0])
+        nhigh = int(params[1])
+        if n - nlow - nhigh >= 1:
+            return nlow, n - nhigh
+        mid = (n - 1) // 2
+        return mid, mid + 1
+    if rej == 6:  # generalized ESD (Rosner 1983)
+        frac = params[0]
+        r = math.floor(n * frac)
+        if r > n - 2:
+            r = n - 2
+        nout = 0
+        clo = lo
+        chi = hi
+        for k in range(r):
+            mean, std = _mean_std(t, p, clo, chi)
+            if std <= 0:
+                break
+            dlo = mean - np.float64(t[clo, p])
+            dhi = np.float64(t[chi - 1, p]) - mean
+            if dhi >= dlo:
+                stat = dhi / std
+                scratch[k] = 1.0
+                chi -= 1
+            else:
+                stat = dlo / std
+                scratch[k] = 0.0
+                clo += 1
+            if stat > lam[n, k]:
+                nout = k + 1
+        for k in range(nout):
+            if scratch[k] > 0.5:
+                hi -= 1
+            else:
+                lo += 1
+        return lo, hi
+    return lo, hi
+
+
+@njit(nogil=True, cache=True)
+def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, params,
+                  lam, pairs, medfac, c4, nframes_total,
+                  out_data, out_unc, out_n, out_rej):  # pragma: no cover
+    """Combine the first ``nr`` rows of a block ``buf[N, R, X]`` into ``out_*[:nr, X]``.
+
+    Parameters (all plain arrays/scalars)
+    -------------------------------------
+    buf, ubuf : float32 (N, R, X); values (NaN = invalid) and standard
+        deviations (ignored unless ``has_unc``; may then be (N, 1, 1)).
+    mul, add : float64 (N,); normalisation ``x' = x * mul + add``.
+    fweight : float64 (N,); per-frame weights (mean and sum only).
+    ivar : multiply the weights by 1/sigma^2 of each value.
+    method : 0 median, 1 mean, 2 sum.
+    rej, params, lam : rejection code, its parameters, GESD critical values.
+    pairs : int64 (K, 2) sorting network for N values.
+    medfac : float64; sqrt(n Var(median_n)) for unit Gaussians, by n.
+    c4 : float64; E[s]/sigma for n Gaussian values, by n.
+    """
+    nf = buf.shape[0]
+    nx = buf.shape[2]
+    T = 256
+    t = np.empty((nf, T), dtype=np.float32)
+    nvalid = np.zeros(T, dtype=np.int64)
+    vlo = np.empty(T, dtype=np.float32)
+    vhi = np.empty(T, dtype=np.float32)
+    klo = np.zeros(T, dtype=np.int64)
+    khi = np.zeros(T, dtype=np.int64)
+    kept = np.zeros(T, dtype=np.int64)
+    med = np.empty(T, dtype=np.float64)
+    sw = np.zeros(T, dtype=np.float64)
+    swx = np.zeros(T, dtype=np.float64)
+    sw2 = np.zeros(T, dtype=np.float64)
+    sw2u2 = np.zeros(T, dtype=np.float64)
+    su2 = np.zeros(T, dtype=np.float64)
+    sx = np.zeros(T, dtype=np.float64)
+    sxx = np.zeros(T, dtype=np.float64)
+    ref = np.zeros(T, dtype=np.float64)
+    scratch = np.empty(nf + 2, dtype=np.float64)
+    need_sort = method == 0 or rej != 0
+    inf = np.float32(np.inf)
+    npairs = pairs.shape[0]
+    for r in range(nr):
+        for x0 in range(0, nx, T):
+            tw = min(T, nx - x0)
+            # 1. load and normalise; invalid -> +inf
+            for p in range(tw):
+                nvalid[p] = 0
+            for i in range(nf):
+                mi = np.float32(mul[i])
+                ai = np.float32(add[i])
+                for p in range(tw):
+                    v = buf[i, r, x0 + p]
+                    ok = abs(v) < inf
+                    if has_unc:
+                        u = ubuf[i, r, x0 + p]
+                        ok = ok and abs(u) < inf and (u > 0 or not ivar)
+                    t[i, p] = v * mi + ai if ok else inf
+                    nvalid[p] += 1 if ok else 0
+            # 2. sort across frames
+            if need_sort:
+                for k in range(npairs):
+                    a = pairs[k, 0]
+                    b = pairs[k, 1]
+                    for p in range(tw):
+                        xa = t[a, p]
+                        xb = t[b, p]
+                        t[a, p] = xa if xa < xb else xb
+                        t[b, p] = xb if xa < xb else xa
+            # 3. rejection -> bounds
+            for p in range(tw):
+                n = nvalid[p]
+                if need_sort:
+                    lo, hi = _reject(t, p, n, rej, params, lam, scratch)
+                else:
+                    lo, hi = 0, n
+                kept[p] = hi - lo
+                if hi > lo:
+                    if need_sort:
+                        vlo[p] = t[lo, p]
+                        vhi[p] = t[hi - 1, p]
+                        c = 0
+                        for j in range(lo, hi):
+                            if t[j, p] == vlo[p]:
+                                c += 1
+                        klo[p] = c
+                        c = 0
+                        for j in range(lo, hi):
+                            if t[j, p] == vhi[p]:
+                                c += 1
+                        khi[p] = c
+                        med[p] = _median_sorted(t, p, lo, hi)
+                    else:
+                        vlo[p] = -inf
+                        vhi[p] = inf
+                        klo[p] = nf
+                        khi[p] = nf
+                        med[p] = 0.0
+                else:
+                    vlo[p] = inf
+                    vhi[p] = -inf
+                    med[p] = np.nan
+                sw[p] = 0.0
+                swx[p] = 0.0
+                sw2[p] = 0.0
+                sw2u2[p] = 0.0
+                su2[p] = 0.0
+                sx[p] = 0.0
+                sxx[p] = 0.0
+                ref[p] = med[p] if need_sort and hi > lo else np.nan
+            # 4. sums over kept values, in frame order
+            for i in range(nf):
+                mi = np.float32(mul[i])
+                ai = np.float32(add[i])
+                am = abs(mul[i])
+                for p in range(tw):
+                    v = buf[i, r, x0 + p]
+                    ok = abs(v) < inf
+                    u = 0.0
+                    if has_unc:
+                        u = np.float64(ubuf[i, r, x0 + p]) * am
+                        ok = ok and abs(u) < np.inf and (u > 0 or not ivar)
+                    if not ok:
+                        continue
+                    xv = v * mi + ai
+                    if xv < vlo[p] or xv > vhi[p]:
+                        continue
+                    if xv == vlo[p]:
+                        if klo[p] <= 0:
+                            continue
+                        klo[p] -= 1
+                        if xv == vhi[p]:
+                            khi[p] -= 1
+                    elif xv == vhi[p]:
+                        if khi[p] <= 0:
+                            continue
+                        khi[p] -= 1
+                    w = fweight[i]
+                    if ivar:
+                        w = w / (u * u)
+                    xd = np.float64(xv)
+                    if ref[p] != ref[p]:
+                        ref[p] = xd
+                    d = xd - ref[p]
+                    sw[p] += w
+                    swx[p] += w * d
+                    sw2[p] += w * w
+                    sw2u2[p] += w * w * u * u
+                    su2[p] += u * u
+                    sx[p] += d
+                    sxx[p] += d * d
+            # 5. outputs
+            for p in range(tw):
+                n = kept[p]
+                ox = x0 + p
+                out_n[r, ox] = n
+                out_rej[r, ox] = nvalid[p] - n
+                if n == 0:
+                    out_data[r, ox] = np.nan
+                    out_unc[r, ox] = np.nan
+                    continue
+                s = np.nan
+                if n >= 2:
+                    var = (sxx[p] - sx[p] * sx[p] / n) / (n - 1)
+                    s = (math.sqrt(var) if var > 0 else 0.0) / c4[n]
+                if method == 0:
+                    val = med[p]
+                    if has_unc:
+                        unc = medfac[n] * math.sqrt(su2[p]) / n
+                    else:
+                        unc = medfac[n] * s / math.sqrt(n)
+                else:
+                    val = ref[p] + swx[p] / sw[p]
+                    if has_unc:
+                        unc = math.sqrt(sw2u2[p]) / sw[p]
+                    else:
+                        unc = s * math.sqrt(sw2[p]) / sw[p]
+                    if method == 2:
+                        val *= nframes_total
+                        unc *= nframes_total
+                out_data[r, ox] = val
+                out_unc[r, ox] = unc

@@ -1,0 +1,329 @@
+"""Tests of calframe.combine: methods, inputs, masks, outputs, provenance, errors."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty, VarianceUncertainty
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numpy.testing import assert_allclose, assert_array_equal
+
+from calframe import (
+    IncompatibleFramesError,
+    MinMaxClip,
+    MissingMetadataError,
+    Scale,
+    SigmaClip,
+    combine,
+    get_provenance,
+)
+from calframe.combine._kernels import sorting_network
+from calframe.errors import InvalidSettingsError, NoFramesError
+
+
+def _stack(n=7, shape=(24, 40), seed=1, level=1000.0, noise=10.0):
+    rng = np.random.default_rng(seed)
+    return (level + noise * rng.standard_normal((n, *shape))).astype(np.float32)
+
+
+def _write_uint16(path, data, **header):
+    hdu = fits.PrimaryHDU(np.asarray(data, dtype=np.uint16))  # astropy writes BZERO=32768
+    for key, value in header.items():
+        hdu.header[key] = value
+    hdu.writeto(path)
+    return path
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 8, 17, 33])
+def test_sorting_network_sorts(n):
+    rng = np.random.default_rng(n)
+    pairs = sorting_network(n)
+    x = rng.standard_normal((n, 200))
+    for a, b in pairs:
+        lo, hi = np.minimum(x[a], x[b]), np.maximum(x[a], x[b])
+        x[a], x[b] = lo, hi
+    assert np.all(np.diff(x, axis=0) >= 0)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 6, 11])
+def test_clean_methods_equal_numpy(n):
+    stack = _stack(n=n)
+    frames = list(stack)
+    ref = stack.astype(np.float64)
+    med = combine(frames, method="median")
+    assert_allclose(med.data, np.median(ref, axis=0), rtol=1e-7, atol=0)
+    mean = combine(frames, method="mean")
+    assert_allclose(mean.data, ref.mean(axis=0), rtol=2e-7, atol=0)
+    total = combine(frames, method="sum")
+    assert_allclose(total.data, ref.sum(axis=0), rtol=2e-7, atol=0)
+    for out in (med, mean, total):
+        assert out.data.dtype == np.float32
+        assert out.meta["NCOMBINE"] == n
+        assert_array_equal(out.ncombine, n)
+        assert_array_equal(out.rejected, 0)
+        assert out.ncombine.dtype == np.int16
+        assert not out.mask.any()
+        assert out.unit == u.adu
+
+
+def test_equal_to_ccdproc_on_unmasked_data():
+    ccdproc = pytest.importorskip("ccdproc")
+    stack = _stack(n=9, shape=(30, 31), seed=4)
+    ccds = [CCDData(a, unit="adu") for a in stack]
+    for method in ("median", "average", "sum"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = ccdproc.combine(ccds, method=method)
+        ours = combine(ccds, method={"average": "mean"}.get(method, method))
+        assert_allclose(ours.data, ref.data, rtol=1e-5, atol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = ccdproc.combine(ccds, method="average", sigma_clip=True,
+                              sigma_clip_low_thresh=2, sigma_clip_high_thresh=2,
+                              sigma_clip_func=np.ma.median, sigma_clip_dev_func=np.ma.std)
+    # ccdproc clips once about the median with a ddof=0 standard deviation
+    from astropy.stats import sigma_clip
+    clipped = sigma_clip(stack.astype(np.float64), sigma=2, maxiters=1, axis=0,
+                         cenfunc="median", stdfunc="std")
+    assert_allclose(ref.data, clipped.mean(axis=0).filled(np.nan), rtol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(2, 9), st.integers(0, 2**31 - 1), st.sampled_from(["median", "mean", "sum"]),
+       st.booleans())
+def test_order_does_not_matter(n, seed, method, clip):
+    rng = np.random.default_rng(seed)
+    stack = rng.integers(0, 50, size=(n, 3, 5)).astype(np.float32)  # ties on purpose
+    stack[rng.random(stack.shape) < 0.1] = np.nan
+    order = rng.permutation(n)
+    rejection = MinMaxClip(nlow=1, nhigh=0) if clip and method != "median" else None
+    a = combine(list(stack), method=method, rejection=rejection, workers=1)
+    b = combine(list(stack[order]), method=method, rejection=rejection, workers=1)
+    assert_allclose(a.data, b.data, rtol=1e-6, equal_nan=True)
+    assert_allclose(a.uncertainty.array, b.uncertainty.array, rtol=1e-5, equal_nan=True)
+    assert_array_equal(a.ncombine, b.ncombine)
+
+
+def test_masks_and_nans_never_enter():
+    stack = _stack(n=6, shape=(10, 12), seed=2).astype(np.float64)
+    masks = np.zeros(stack.shape, bool)
+    masks[0, 2, 3] = True
+    masks[1:4, 5, 5] = True
+    stack[0, 2, 3] = 1e9          # masked garbage
+    stack[1:4, 5, 5] = -1e9
+    stack[2, 7, 7] = np.nan
+    stack[3, 8, 8] = np.inf
+    masks[:, 9, 11] = True        # nothing survives here
+    ccds = [CCDData(d, mask=m, unit="adu") for d, m in zip(stack, masks, strict=True)]
+    ref = np.ma.masked_array(stack, mask=masks | ~np.isfinite(stack))
+    for method, func in (("median", np.ma.median), ("mean", np.ma.mean)):
+        out = combine(ccds, method=method)
+        expect = func(ref, axis=0).filled(np.nan)
+        assert_allclose(out.data, expect, rtol=1e-6, equal_nan=True)
+    assert_array_equal(out.ncombine, (~ref.mask).sum(axis=0))
+    assert out.mask[9, 11] and out.mask.sum() == 1
+    assert np.isnan(out.data[9, 11])
+    assert out.ncombine[5, 5] == 3 and out.ncombine[2, 3] == 5
+
+
+def test_inputs_paths_ccddata_arrays_iterators_agree(tmp_path):
+    rng = np.random.default_rng(3)
+    ints = rng.integers(900, 1100, size=(5, 20, 30))
+    paths = [_write_uint16(tmp_path / f"bias_{i}.fits", a, IMAGETYP="Bias Frame", EXPTIME=0.0)
+             for i, a in enumerate(ints)]
+    ref = np.median(ints.astype(np.float64), axis=0)
+    from_paths = combine(paths)
+    from_str = combine([str(p) for p in paths])
+    from_arrays = combine(list(ints))
+    from_ccd = combine([CCDData(a.astype(np.float32), unit="adu") for a in ints])
+    from_iter = combine(CCDData(a.astype(np.float32), unit="adu") for a in ints)
+    for out in (from_paths, from_str, from_arrays, from_ccd, from_iter):
+        assert_allclose(out.data, ref, rtol=0, atol=0)
+        assert out.meta["NCOMBINE"] == 5
+    assert from_paths.unit == u.adu
+    assert from_paths.meta["FRAMETYP"] == "bias"
+    prov = get_provenance(from_paths)
+    assert [r.path for r in prov.inputs] == [str(p) for p in paths]
+    assert {r.role for r in prov.inputs} == {"bias"}
+    assert all(len(r.sha256) == 64 for r in prov.inputs)
+    assert prov.inputs[0].shape == (20, 30)
+    (step,) = [s for s in prov.steps if s.step == "combine"]
+    params = json.loads(step.parameters_json())
+    assert params["method"] == "median" and params["nframes"] == 5
+
+
+def test_fits_bzero_blank_saturation_and_float(tmp_path):
+    data = np.array([[0, 100, 65535], [40000, 7, 8]], dtype=np.uint16)
+    a = _write_uint16(tmp_path / "a.fits", data)
+    b = _write_uint16(tmp_path / "b.fits", data)
+    out = combine([a, b], method="mean")
+    expect = data.astype(np.float64)
+    expect[0, 2] = np.nan  # full scale is saturated, as read_frame masks it
+    assert_allclose(out.data, expect, equal_nan=True)
+    assert out.mask[0, 2]
+    # signed with BLANK, BSCALE
+    raw = np.array([[1, -5], [-32768, 300]], dtype=np.int16)
+    hdu = fits.PrimaryHDU(raw)
+    hdu.header["BSCALE"] = 0.5
+    hdu.header["BZERO"] = 10.0
+    hdu.header["BLANK"] = -32768
+    hdu.writeto(tmp_path / "c.fits", output_verify="silentfix")
+    # astropy rescales on write unless told not to; write raw values explicitly
+    with fits.open(tmp_path / "c.fits", do_not_scale_image_data=True) as hdul:
+        stored = hdul[0].data.copy()
+        bscale, bzero = hdul[0].header["BSCALE"], hdul[0].header["BZERO"]
+    out = combine([tmp_path / "c.fits"] * 2)
+    phys = stored * bscale + bzero
+    phys[stored == -32768] = np.nan
+    assert_allclose(out.data, phys, equal_nan=True)
+    # float64 big-endian data
+    fdata = np.array([[1.5, -2.25], [np.nan, 4.0]])
+    fits.PrimaryHDU(fdata).writeto(tmp_path / "d.fits")
+    out = combine([tmp_path / "d.fits", tmp_path / "d.fits"], method="median")
+    assert_allclose(out.data, fdata, equal_nan=True)
+
+
+def test_input_uncertainties_are_propagated():
+    stack = _stack(n=4, shape=(6, 6), seed=5).astype(np.float64)
+    sig = np.array([1.0, 2.0, 3.0, 4.0])
+    ccds = [CCDData(d, unit="electron", uncertainty=StdDevUncertainty(np.full(d.shape, s)))
+            for d, s in zip(stack, sig, strict=True)]
+    mean = combine(ccds, method="mean")
+    assert_allclose(mean.uncertainty.array, np.sqrt((sig**2).sum()) / 4, rtol=1e-6)
+    w = np.array([1.0, 2.0, 0.5, 1.0])
+    wmean = combine(ccds, method="mean", weights=w)
+    assert_allclose(wmean.data, (w[:, None, None] * stack).sum(0) / w.sum(), rtol=1e-6)
+    assert_allclose(wmean.uncertainty.array, np.sqrt((w**2 * sig**2).sum()) / w.sum(),
+                    rtol=1e-6)
+    ivar = combine(ccds, method="mean", weights="inverse-variance")
+    iw = 1 / sig**2
+    assert_allclose(ivar.data, (iw[:, None, None] * stack).sum(0) / iw.sum(), rtol=1e-6)
+    assert_allclose(ivar.uncertainty.array, 1 / np.sqrt(iw.sum()), rtol=1e-6)
+    total = combine(ccds, method="sum")
+    assert_allclose(total.uncertainty.array, np.sqrt((sig**2).sum()), rtol=1e-6)
+    from calframe.combine import median_efficiency_factor
+    med = combine(ccds, method="median")
+    assert_allclose(med.uncertainty.array,
+                    median_efficiency_factor(4) * np.sqrt((sig**2).sum()) / 4, rtol=1e-6)
+    # variance uncertainties are converted
+    var = [CCDData(d, unit="electron", uncertainty=VarianceUncertainty(np.full(d.shape, s**2)))
+           for d, s in zip(stack, sig, strict=True)]
+    assert_allclose(combine(var, method="mean").uncertainty.array, mean.uncertainty.array,
+                    rtol=1e-6)
+    assert mean.unit == u.electron
+
+
+def test_scatter_uncertainty_small_n_exact():
+    # two values a, b: mean (a+b)/2, s = |a-b|/sqrt(2), reported s/c4(2)/sqrt(2)
+    from calframe.combine import c4
+    a = np.zeros((1, 1))
+    b = np.full((1, 1), 2.0)
+    out = combine([a, b], method="mean")
+    assert_allclose(out.uncertainty.array, (2 / np.sqrt(2)) / c4(2) / np.sqrt(2), rtol=1e-6)
+    one = combine([a], method="mean")
+    assert np.isnan(one.uncertainty.array).all() and one.data[0, 0] == 0
+
+
+def test_scale_and_weights():
+    base = _stack(n=5, shape=(16, 16), seed=6, level=1000, noise=1).astype(np.float64)
+    factors = np.array([1.0, 1.5, 0.5, 2.0, 1.25])
+    scaled = base * factors[:, None, None]
+    out = combine(list(scaled), method="mean", scale="median")
+    levels = np.median(scaled.reshape(5, -1), axis=1)
+    norm = scaled * (levels.mean() / levels)[:, None, None]
+    assert_allclose(out.data, norm.mean(0), rtol=1e-6)
+    offsets = np.array([0.0, 50.0, -20.0, 5.0, 7.0])
+    shifted = base + offsets[:, None, None]
+    add = combine(list(shifted), method="median", scale=Scale("mean", mode="additive"))
+    means = shifted.reshape(5, -1).mean(1)
+    assert_allclose(add.data, np.median(shifted + (means.mean() - means)[:, None, None], 0),
+                    rtol=1e-6)
+    arr = combine(list(scaled), method="mean", scale=1 / factors)
+    assert_allclose(arr.data, base.mean(0), rtol=1e-6)
+    func = combine(list(scaled), method="mean", scale=lambda v: 1 / np.median(v))
+    assert_allclose(func.data, (scaled / levels[:, None, None]).mean(0), rtol=1e-6)
+    assert func.meta["COMBSCAL"] == "multiplicative:callable"
+    ccds = [CCDData(d, unit="adu", meta={"EXPTIME": t}) for d, t in zip(base, factors,
+                                                                        strict=True)]
+    exp = combine(ccds, method="mean", weights="exposure")
+    assert_allclose(exp.data, (factors[:, None, None] * base).sum(0) / factors.sum(), rtol=1e-6)
+    zero = combine(list(base), method="mean", weights=[1, 1, 0, 1, 1])
+    assert zero.meta["NCOMBINE"] == 4
+    assert_allclose(zero.data, base[[0, 1, 3, 4]].mean(0), rtol=1e-6)
+
+
+def test_header_records_settings():
+    out = combine(list(_stack(n=5)), method="mean", rejection=SigmaClip(low=4, high=3),
+                  scale="median", weights=[1, 2, 3, 4, 5])
+    assert out.meta["COMBMETH"] == "mean"
+    assert out.meta["COMBREJ"] == "SigmaClip"
+    assert out.meta["COMBSCAL"] == "multiplicative:median"
+    assert out.meta["COMBWGHT"] == "array"
+    assert any("SigmaClip(low=4.0" in str(h) for h in out.meta["HISTORY"])
+    step = get_provenance(out).steps[-1]
+    params = json.loads(step.parameters_json())
+    assert params["rejection"] == {"algorithm": "SigmaClip", "low": 4.0, "high": 3.0,
+                                   "center": "median", "scale": "std", "maxiters": 10}
+    assert params["weights"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_small_memory_limit_and_workers_same_result():
+    stack = list(_stack(n=5, shape=(50, 300), seed=8))
+    a = combine(stack, rejection=SigmaClip(), memory_limit="2MB", workers=2)
+    b = combine(stack, rejection=SigmaClip(), workers=1)
+    assert_array_equal(a.data, b.data)
+    assert_array_equal(a.uncertainty.array, b.uncertainty.array)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(NoFramesError, match="no frames"):
+        combine([])
+    with pytest.raises(IncompatibleFramesError, match="same shape"):
+        combine([np.zeros((3, 3)), np.zeros((3, 4))])
+    with pytest.raises(IncompatibleFramesError, match="different units"):
+        combine([CCDData(np.zeros((2, 2)), unit="adu"),
+                 CCDData(np.zeros((2, 2)), unit="electron")])
+    with pytest.raises(IncompatibleFramesError, match="2-D"):
+        combine([np.zeros((2, 2, 2))])
+    with pytest.raises(IncompatibleFramesError, match="wrap it in a list"):
+        combine(np.zeros((2, 2)))
+    with pytest.raises(InvalidSettingsError, match="method='max'"):
+        combine([np.zeros((2, 2))], method="max")
+    with pytest.raises(InvalidSettingsError, match="rejection='sigma'"):
+        combine([np.zeros((2, 2))], rejection="sigma")
+    with pytest.raises(InvalidSettingsError, match="memory_limit='lots'"):
+        combine([np.zeros((2, 2))], memory_limit="lots")
+    with pytest.raises(InvalidSettingsError, match="workers=0"):
+        combine([np.zeros((2, 2))], workers=0)
+    with pytest.raises(InvalidSettingsError, match="not weighted"):
+        combine([np.zeros((2, 2))], weights=[1.0])
+    with pytest.raises(InvalidSettingsError, match="one weight per frame"):
+        combine([np.zeros((2, 2))], method="mean", weights=[1.0, 2.0])
+    with pytest.raises(InvalidSettingsError, match="weights='best'"):
+        combine([np.zeros((2, 2))], method="mean", weights="best")
+    with pytest.raises(MissingMetadataError, match="EXPTIME"):
+        combine([np.zeros((2, 2))], method="mean", weights="exposure")
+    with pytest.raises(MissingMetadataError, match="uncertainty on every frame"):
+        combine([np.zeros((2, 2))], method="mean", weights="inverse-variance")
+    with pytest.raises(InvalidSettingsError, match="one per frame"):
+        combine([np.zeros((2, 2))], scale=[1.0, 2.0])
+    with pytest.raises(InvalidSettingsError, match="mode='both'"):
+        Scale("median", mode="both")
+    with pytest.raises(InvalidSettingsError, match="level 0"):
+        combine([np.zeros((2, 2)), np.ones((2, 2))], scale="median")
+    with pytest.raises(TypeError, match="expected a path"):
+        combine([1, 2])
+    from calframe import FrameReadError
+    with pytest.raises(FrameReadError, match="no such file"):
+        combine([tmp_path / "missing.fits"])
+    bad = tmp_path / "short.fits"
+    _write_uint16(bad, np.zeros((10, 10)))
+    bad.write_bytes(bad.read_bytes()[:3000])
+    with pytest.raises(FrameReadError, match="truncated"):
+        combine([bad])
