@@ -617,7 +617,7 @@ class _Runner:
                                                total=len(paths)):
             row = {"path": path, "frametype": kind, "group": group,
                    "median": np.nan, "sigma": np.nan, "masked": np.nan,
-                   "tail": np.nan, "outlier": "", "excluded": ""}
+                   "tail": np.nan, "finite": 0, "outlier": "", "excluded": ""}
             self.quality_rows.append(row)
             try:
                 self.sha(path)
@@ -649,20 +649,31 @@ class _Runner:
         self.problem(row["path"], what + (f" ({detail})" if detail else ""), fix)
 
     def flag_outliers(self) -> None:
+        """Flag frames whose statistics stand out of their group (robust z-score).
+
+        The spread of each statistic across the group is the larger of its
+        scaled MAD and what noise alone gives (the error of a median or of a
+        robust sigma over the frame's pixels, the Poisson error of a count of
+        a few bright pixels, half an ADU of quantisation), so that identical
+        frames are never flagged for differing by a rounding step.
+        """
         k = self.config.outlier_sigma
         groups: dict[int, list[dict]] = {}
         for row in self.quality_rows:
-            if not row["excluded"]:
+            if not row["excluded"] and row.get("finite", 0) > 0:
                 groups.setdefault(row["group"], []).append(row)
         for rows in groups.values():
             if len(rows) < 3:
                 continue
-            for stat in ("median", "sigma", "tail"):
+            npix = float(np.median([r["finite"] for r in rows]))
+            sigma = float(np.nanmedian([r["sigma"] for r in rows]))
+            floors = {"median": max(1.2533 * sigma / math.sqrt(npix), 0.5),
+                      "sigma": 1.5 * sigma / math.sqrt(npix) + 0.5,
+                      "tail": 3.0 / npix}
+            for stat, floor in floors.items():
                 values = np.array([r[stat] for r in rows], dtype=float)
                 centre = np.nanmedian(values)
-                spread = 1.4826 * np.nanmedian(np.abs(values - centre))
-                floor = 1e-3 * abs(centre) + 1e-12
-                spread = max(spread, floor)
+                spread = max(1.4826 * np.nanmedian(np.abs(values - centre)), floor)
                 for r, v in zip(rows, values, strict=True):
                     z = (v - centre) / spread
                     if math.isfinite(z) and abs(z) > k:
