@@ -110,7 +110,8 @@ def software_versions() -> dict[str, str]:
 
 
 def _utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    # Microseconds: two steps with the same parameters stay two steps.
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 @dataclass
@@ -227,6 +228,7 @@ def _to_json(value) -> str:
 #: of step names (searched, case-insensitive) that set each letter.
 CALSTAT_LETTERS: dict[str, str] = {
     "O": r"overscan",
+    "T": r"trim",
     "B": r"(subtract|remove|apply)_?(master_?)?bias|bias_?(subtract|correct|remov)",
     "D": r"(subtract|remove|apply)_?(master_?)?dark|dark_?(subtract|correct|remov)",
     "F": r"flat_?(correct|field|divi)|divide_?(by_?)?(master_?)?flat"
@@ -424,18 +426,39 @@ class Provenance:
                 masters.add(_norm(r.path))
         return [s for s in self.steps if not s.origin or _norm(s.origin) not in masters]
 
-    def calstat(self, frametype: str | None = None) -> str:
+    def calstat(self, frametype: str | None = None, *, current: str | None = None) -> str:
         """Letters of the corrections applied (``CALSTAT``), e.g. ``'BDF'``.
 
         A step of :meth:`own_steps` sets a letter when its name matches the
         pattern of :data:`CALSTAT_LETTERS`, when it is a ``calibrate...``
         step whose ``bias`` / ``dark`` / ``flat`` (or ``master_*``) parameter
         is set, or when it passes ``calstat="..."`` among its parameters.
+
+        ``current`` is the ``CALSTAT`` the frame already carries (set by the
+        calibration step, which knows exactly what it applied): it is kept,
+        and only steps recorded after the last ``calibrate...`` step add to it.
+
+        Examples
+        --------
+        >>> prov = Provenance()
+        >>> prov.add_step("calibrate", bias="b.fits", flat="f.fits")
+        >>> prov.add_step("demosaic", method="bilinear")
+        >>> prov.calstat(), prov.calstat(current="BF")
+        ('BFM', 'BFM')
         """
-        letters: set[str] = set()
-        for step in self.own_steps(frametype):
-            letters |= _step_letters(step)
-        return "".join(c for c in CALSTAT_LETTERS if c in letters)
+        own = self.own_steps(frametype)
+        letters: list[str] = []
+        if current:
+            letters = [c for c in str(current).upper() if c.isalpha()]
+            last = max((i for i, s in enumerate(self.steps)
+                        if re.match(r"calibrat", s.step, flags=re.IGNORECASE)), default=-1)
+            later = {id(s) for s in self.steps[last + 1:]}
+            own = [s for s in own if id(s) in later]
+        for step in own:
+            letters.extend(_step_letters(step))
+        known = [c for c in CALSTAT_LETTERS if c in letters]
+        other = [c for c in dict.fromkeys(letters) if c not in CALSTAT_LETTERS]
+        return "".join(known + other)
 
     def history_lines(self, *, width: int = 72) -> list[str]:
         """One plain-words line per step, for the FITS ``HISTORY`` cards.
@@ -450,7 +473,7 @@ class Provenance:
         lines = []
         for step in self.steps:
             words = ", ".join(f"{k}={_short(v)}" for k, v in step.parameters.items())
-            text = f"calframe {step.time} {step.step}"
+            text = f"calframe {step.time[:19]} {step.step}"
             if words:
                 text += f": {words}"
             if step.origin:
@@ -774,7 +797,7 @@ class ProvenanceNode:
 
 def _step_line(step: StepRecord) -> str:
     words = ", ".join(f"{k}={_short(v, 40)}" for k, v in step.parameters.items())
-    return f"{step.time}  {step.step}" + (f"  {words}" if words else "")
+    return f"{step.time[:19]}  {step.step}" + (f"  {words}" if words else "")
 
 
 def _input_line(record: InputRecord, check: InputCheck | None) -> str:
@@ -839,7 +862,7 @@ def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> Provenanc
     for s in prov.steps:
         if s not in own_steps:
             inherited.setdefault(s.origin, Provenance()).steps.append(s)
-    node = ProvenanceNode(path=path, sha256=sha256_file(path), calstat=prov.calstat(),
+    node = ProvenanceNode(path=path, sha256=sha256_file(path), calstat=_calstat_of(path),
                           inputs=own_inputs, steps=own_steps)
     for i, record in enumerate(own_inputs):
         located = _locate(record, path)
@@ -867,6 +890,13 @@ def _locate(record: InputRecord, owner: str) -> str:
     if record.path and os.path.isfile(beside):
         return _portable(beside)
     return ""
+
+
+def _calstat_of(path: str) -> str:
+    from astropy.io import fits
+
+    value = fits.getheader(path).get("CALSTAT", "")
+    return value if isinstance(value, str) else ""
 
 
 def _has_provenance(path: str) -> bool:

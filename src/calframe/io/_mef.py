@@ -263,14 +263,10 @@ def _summary_keywords(header: fits.Header, ccd: CCDData, prov: Provenance) -> No
     version = software_versions().get("calframe", "0")
     meta = ccd.meta if isinstance(ccd.meta, Mapping) else {}
     frametype = meta.get("FRAMETYP")
-    letters = set(prov.calstat(frametype if isinstance(frametype, str) else None))
-    old = meta.get("CALSTAT")
-    if isinstance(old, str):
-        letters |= set(old.upper())
-    from ..provenance import CALSTAT_LETTERS
-
-    header["CALSTAT"] = ("".join(c for c in CALSTAT_LETTERS if c in letters),
-                         "applied: B bias D dark F flat (see docs)")
+    current = meta.get("CALSTAT")
+    calstat = prov.calstat(frametype if isinstance(frametype, str) else None,
+                           current=current if isinstance(current, str) else None)
+    header["CALSTAT"] = (calstat, "corrections applied, letters OTBDFGCRMWA")
     ncombine = getattr(ccd, "ncombine", None)
     if "NCOMBINE" not in header and ncombine is not None and np.size(ncombine):
         header["NCOMBINE"] = (int(np.max(ncombine)), "number of frames combined")
