@@ -111,6 +111,9 @@ def test_linearity_rules():
     assert linearity(frame(np.ones((3, 4, 4))))[0] is False
     assert linearity(frame(np.ones((3, 4, 4)), DEMOSAIC="bilinear"))[0] is True
     assert linearity(frame(BITPIX=8))[0] is False
+    assert linearity(frame(IMGFMT="JPEG")) == (False, "a JPEG image (display-encoded, gamma)")
+    assert linearity(frame(IMGFMT="PNG", IMGMODE="L"))[0] is False
+    assert linearity(frame(IMGFMT="PNG", IMGMODE="I;16"))[0] is None
     assert linearity(frame(BAYERPAT="GBRG"))[0] is True
     assert linearity(frame()) == (None, "nothing in the header says")
     flat = frame(BAYERPAT="RGGB")

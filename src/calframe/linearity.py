@@ -21,7 +21,8 @@ What says a frame is not linear (first match wins):
    TIFF/JPEG (values as stored, not linearised);
 4. an RGB cube not made by :func:`calframe.demosaic` (no ``DEMOSAIC``
    keyword): a developed image;
-5. 8-bit data (``BITPIX = 8``) without a Bayer pattern.
+5. a JPEG (``IMGFMT = 'JPEG'``), or 8-bit data (an 8-bit PNG/TIFF mode in
+   ``IMGMODE``, or ``BITPIX = 8``) without a Bayer pattern.
 
 A 2-D mosaic with ``BAYERPAT`` (RAW or FITS from an astro camera) is linear;
 anything else is "unknown" and passes.
@@ -43,6 +44,7 @@ __all__ = ["check_linear_pair", "encode_gamma", "linearity"]
 log = logging.getLogger(__name__)
 
 _CURVES = ("SRGB", "ADOBERGB", "REC709", "GAMMA")
+_EIGHT_BIT_MODES = ("L", "P", "RGB", "RGBA", "LA")
 
 
 def _truthy(value: Any) -> bool | None:
@@ -103,6 +105,11 @@ def linearity(frame: CCDData) -> tuple[bool | None, str]:
     if frame.ndim == 3 and frame.shape[0] == 3 and "DEMOSAIC" not in meta:
         return False, "an RGB image not made by calframe.demosaic (a developed image)"
     pattern = str(meta.get("BAYERPAT", "")).strip().upper()
+    fmt = str(meta.get("IMGFMT", "")).strip().upper()
+    if fmt == "JPEG":
+        return False, "a JPEG image (display-encoded, gamma)"
+    if str(meta.get("IMGMODE", "")).strip().upper() in _EIGHT_BIT_MODES and not pattern:
+        return False, f"an 8-bit {fmt or 'image'} (mode {meta['IMGMODE']}), display-encoded"
     if meta.get("BITPIX") == 8 and not pattern:
         return False, "8-bit data without a Bayer pattern (a developed image)"
     if pattern and frame.ndim == 2:
