@@ -6,12 +6,18 @@ with ``signal`` and ``pedestal`` in ADU, ``gain`` in e-/ADU and ``read_noise``
 in electrons.  The pedestal (the bias or black level) carries no photon noise;
 when it is not known at read time (most FITS files) it is taken as zero, which
 makes the Poisson term an upper bound until a bias is subtracted.
+
+Per-position levels (pedestal, saturation) are given as a small tile that
+repeats over the frame: one number, a (2, 2) tile for a CFA pattern, or a
+map of the frame's shape.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 
+import numba
 import numpy as np
 
 from .errors import UncertaintyUnknownWarning
@@ -21,28 +27,61 @@ __all__: list[str] = []
 _warned = False
 
 
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _sigma_kernel(data, tile, inv_gain, floor, out):  # pragma: no cover - numba
+    ny, nx = data.shape
+    ty, tx = tile.shape
+    for y in range(ny):
+        row = tile[y % ty]
+        if tx == 1:
+            level = row[0]
+            for x in range(nx):
+                out[y, x] = math.sqrt(max(data[y, x] - level, 0.0) * inv_gain + floor)
+        else:
+            xi = 0
+            for x in range(nx):
+                out[y, x] = math.sqrt(max(data[y, x] - row[xi], 0.0) * inv_gain + floor)
+                xi += 1
+                if xi == tx:
+                    xi = 0
+
+
+def as_tile(level, shape) -> np.ndarray:
+    """A level as a 2-D float64 tile that repeats over a frame of ``shape``."""
+    tile = np.asarray(level, dtype=np.float64)
+    if tile.ndim == 0:
+        return tile.reshape(1, 1)
+    if tile.ndim != 2 or tile.shape[0] > shape[-2] or tile.shape[1] > shape[-1]:
+        raise ValueError(f"a per-pixel level of shape {tile.shape} does not fit a frame of "
+                         f"shape {tuple(shape)}; give one number, a 2x2 CFA tile or a full map")
+    return np.ascontiguousarray(tile)
+
+
+def planes(data: np.ndarray) -> np.ndarray:
+    """A frame as 2-D rows (a cube's planes stacked), without copying."""
+    return data if data.ndim == 2 else data.reshape(-1, data.shape[-1])
+
+
 def detector_sigma(data: np.ndarray, *, gain: float, read_noise: float,
-                   pedestal: float | np.ndarray = 0.0,
-                   dtype: np.dtype | type = np.float32) -> np.ndarray:
-    """Per-pixel standard deviation (ADU) from the detector model.
+                   pedestal=0.0) -> np.ndarray:
+    """Per-pixel standard deviation (ADU) from the detector model, in data's dtype.
 
     Examples
     --------
     >>> import numpy as np
-    >>> detector_sigma(np.array([100.0, 1100.0]), gain=1.0, read_noise=0.0, pedestal=100.0)
-    array([ 0.      , 31.622776], dtype=float32)
+    >>> detector_sigma(np.array([[100.0, 1100.0]], np.float32), gain=1.0, read_noise=0.0,
+    ...                pedestal=100.0)
+    array([[ 0.      , 31.622776]], dtype=float32)
     """
     if not gain > 0:
         raise ValueError(f"gain={gain!r}: must be a positive number of e-/ADU")
     if not read_noise >= 0:
         raise ValueError(f"read_noise={read_noise!r}: must be >= 0 electrons")
-    work = np.asarray(data, dtype=dtype) - np.asarray(pedestal, dtype=dtype)
-    np.maximum(work, 0, out=work)
-    work *= 1.0 / gain
-    work += (read_noise / gain) ** 2
-    np.sqrt(work, out=work)
-    # Non-finite data give a non-finite sigma; those pixels are masked anyway.
-    return work
+    data = np.ascontiguousarray(data)
+    out = np.empty_like(data)
+    _sigma_kernel(planes(data), as_tile(pedestal, data.shape), 1.0 / gain,
+                  (read_noise / gain) ** 2, planes(out))
+    return out
 
 
 def warn_uncertainty_unknown(path, missing: str, *, stacklevel: int = 3) -> None:

@@ -35,6 +35,8 @@ class Loaded:
     location: dict = field(default_factory=dict)
     #: default value for the row order when the header has none
     row_order: str | None = None
+    #: the stored values were integers (so all are finite)
+    integer: bool = False
 
 
 def integer_full_scale(dtype: np.dtype, bzero: float = 0.0, bscale: float = 1.0) -> float | None:

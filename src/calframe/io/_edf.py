@@ -65,7 +65,8 @@ def load_edf(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
     header["EDFNFRAM"] = (nframes, "frames in the EDF file")
     data = raw.astype(dtype)
     loaded = Loaded(data=data, header=header, location={"frame": frame},
-                    row_order="TOP-DOWN", saturation=integer_full_scale(raw.dtype))
+                    row_order="TOP-DOWN", saturation=integer_full_scale(raw.dtype),
+                    integer=raw.dtype.kind in "iu")
     gaps = np.zeros(raw.shape, dtype=bool)
     if raw.dtype.kind == "i":
         gaps |= raw < 0

@@ -121,7 +121,8 @@ def load_fits(path, *, hdu=None, dtype=np.float32) -> Loaded:
                                         float(header.get("BSCALE", 1.0)))
         for key in _SCALE_KEYS:
             header.remove(key, ignore_missing=True, remove_all=True)
-        loaded = Loaded(data=data, header=header, location={"hdu": index})
+        loaded = Loaded(data=data, header=header, location={"hdu": index},
+                        integer=raw.dtype.kind in "iu")
         if blank is not None:
             loaded.masks["blank"] = blank
         saturate = header.get("SATURATE")

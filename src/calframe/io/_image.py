@@ -46,4 +46,5 @@ def load_image(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
     if mode == "RGB":
         header["COLORSP"] = ("RGB", "planes R, G, B as stored (not linearised)")
     return Loaded(data=raw.astype(dtype), header=header, row_order="TOP-DOWN",
-                  saturation=integer_full_scale(raw.dtype))
+                  saturation=integer_full_scale(raw.dtype),
+                  integer=raw.dtype.kind in "iu")

@@ -147,10 +147,8 @@ def load_raw(path, *, dtype=np.float32) -> Loaded:
         header["DATASEC"] = (f"[{x0 + 1}:{x0 + sizes.crop_width},"
                              f"{y0 + 1}:{y0 + sizes.crop_height}]",
                              "camera's default crop (not applied)")
-    ny, nx = data.shape
-    reps = (-(-ny // 2), -(-nx // 2))
-    pedestal = np.tile(black.astype(dtype), reps)[:ny, :nx]
-    saturation = np.tile(white.astype(dtype), reps)[:ny, :nx] if np.ptp(white) else \
-        float(white[0, 0])
+    # Levels per CFA position, as 2x2 tiles that repeat over the mosaic.
+    saturation = white if np.ptp(white) else float(white[0, 0])
+    pedestal = black if np.ptp(black) else float(black[0, 0])
     return Loaded(data=data, header=header, pedestal=pedestal, saturation=saturation,
-                  row_order="TOP-DOWN")
+                  row_order="TOP-DOWN", integer=True)

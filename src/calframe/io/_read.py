@@ -12,10 +12,11 @@ from astropy import units as u
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from .. import metadata
-from .._detector import detector_sigma, warn_uncertainty_unknown
+from .._detector import as_tile, detector_sigma, warn_uncertainty_unknown
 from ..errors import FrameReadError, MissingMetadataError, UnsupportedFormatError
 from ..provenance import InputRecord, get_provenance
 from ._common import Loaded
+from ._kernels import mask_levels
 
 __all__ = ["detect_format", "iter_frames", "read_frame"]
 
@@ -312,6 +313,17 @@ def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
         yield read_frame(path, frame=index, **kwargs)
 
 
+def _subtract_tile(data: np.ndarray, tile: np.ndarray) -> None:
+    """Subtract a repeating tile (one level, a CFA tile or a full map) in place."""
+    ty, tx = tile.shape
+    if (ty, tx) == data.shape[-2:]:
+        data -= tile.astype(data.dtype)
+        return
+    for dy in range(ty):
+        for dx in range(tx):
+            data[..., dy::ty, dx::tx] -= data.dtype.type(tile[dy, dx])
+
+
 def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, saturation,
             bad_pixel_mask, subtract_black, pedestal, frametype, require_exposure,
             dtype) -> CCDData:
@@ -325,15 +337,11 @@ def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, s
 
     # --- masks (levels in the file's ADU, before any black subtraction)
     mask = np.zeros(data.shape, dtype=bool) if loaded.mask is None else loaded.mask.copy()
-    nonfinite = ~np.isfinite(data)
-    if nonfinite.any():
-        mask |= nonfinite
-    meta["NNONFIN"] = (int(nonfinite.sum()), "non-finite pixels (masked)")
     level = saturation if saturation is not None else loaded.saturation
+    nsat, nonfinite = mask_levels(data, level, check_finite=not loaded.integer, mask=mask)
+    meta["NNONFIN"] = (nonfinite, "non-finite pixels (masked)")
     if level is not None:
-        saturated = data >= np.asarray(level, dtype=data.dtype)
-        mask |= saturated
-        meta["NSATUR"] = (int(saturated.sum()), "saturated pixels (masked)")
+        meta["NSATUR"] = (nsat, "saturated pixels (masked)")
         if np.ndim(level) == 0:
             meta["SATURATE"] = (float(level), "[adu] saturation level as read")
     gaps = loaded.masks.get("gap")
@@ -356,7 +364,7 @@ def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, s
             raise MissingMetadataError(
                 f"{path}: subtract_black=True but no black level is known for this {kind} "
                 "file; pass pedestal= or subtract a master bias instead")
-        data -= np.asarray(ped, dtype=data.dtype)
+        _subtract_tile(data, as_tile(ped, data.shape))
         ped = 0.0
         meta["BLKSUB"] = (True, "black level subtracted when read")
 
@@ -374,11 +382,11 @@ def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, s
         source = "file"
     elif the_unit == u.electron and rn is not None:
         uncertainty = detector_sigma(data, gain=1.0, read_noise=float(rn),
-                                     pedestal=0.0 if ped is None else ped, dtype=data.dtype)
+                                     pedestal=0.0 if ped is None else ped)
         source = "detector model"
     elif the_unit == u.adu and g is not None and rn is not None:
         uncertainty = detector_sigma(data, gain=float(g), read_noise=float(rn),
-                                     pedestal=0.0 if ped is None else ped, dtype=data.dtype)
+                                     pedestal=0.0 if ped is None else ped)
         source = "detector model"
     else:
         missing = " and ".join(name for name, v in (("gain", g), ("read noise", rn))

@@ -79,4 +79,5 @@ def load_tiff(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
         header["COLORSP"] = ("RGB", "planes R, G, B as stored (not linearised)")
     raw = frames[frame]
     return Loaded(data=raw.astype(dtype), header=header, location={"frame": frame},
-                  row_order="TOP-DOWN", saturation=integer_full_scale(raw.dtype))
+                  row_order="TOP-DOWN", saturation=integer_full_scale(raw.dtype),
+                  integer=raw.dtype.kind in "iu")

@@ -1,0 +1,45 @@
+"""Array kernels of the readers: saturation and non-finite masks in one pass."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .._detector import as_tile, planes
+
+
+@numba.njit(cache=True, nogil=True)
+def _mask_kernel(data, tile, use_level, check_finite, mask):  # pragma: no cover - numba
+    ny, nx = data.shape
+    ty, tx = tile.shape
+    nsat = 0
+    nonfinite = 0
+    for y in range(ny):
+        row = tile[y % ty]
+        xi = 0
+        for x in range(nx):
+            v = data[y, x]
+            if check_finite and not math.isfinite(v):
+                mask[y, x] = True
+                nonfinite += 1
+            elif use_level and v >= row[xi]:
+                mask[y, x] = True
+                nsat += 1
+            xi += 1
+            if xi == tx:
+                xi = 0
+    return nsat, nonfinite
+
+
+def mask_levels(data: np.ndarray, level, *, check_finite: bool, mask: np.ndarray
+                ) -> tuple[int, int]:
+    """Set ``mask`` where data >= level (a tile) or non-finite; return both counts.
+
+    A value that is both is counted as non-finite only (NaN >= x is false).
+    """
+    tile = as_tile(0.0 if level is None else level, data.shape)
+    nsat, nonfinite = _mask_kernel(planes(data), tile, level is not None, check_finite,
+                                   planes(mask))
+    return int(nsat), int(nonfinite)
