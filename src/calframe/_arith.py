@@ -39,6 +39,8 @@ class Plane:
         if ccd.uncertainty is not None:
             std = np.asarray(ccd.uncertainty.array, dtype=dtype)
             var = np.broadcast_to(std, data.shape).astype(dtype) ** 2
+            if not np.isfinite(var).any():
+                var = None  # an uncertainty of NaN everywhere says nothing
         mask = np.zeros(data.shape, dtype=bool)
         if ccd.mask is not None:
             mask |= np.broadcast_to(np.asarray(ccd.mask, dtype=bool), data.shape)
@@ -46,11 +48,12 @@ class Plane:
         return cls(data, var, mask)
 
     def valid(self) -> np.ndarray:
-        """True where the pixel is usable (not masked and finite)."""
-        good = ~self.mask & np.isfinite(self.data)
-        if self.var is not None:
-            good &= np.isfinite(self.var)
-        return good
+        """True where the pixel's value is usable (not masked and finite).
+
+        A non-finite variance does not make a value unusable: it makes the
+        result's variance non-finite (unknown) at that pixel.
+        """
+        return ~self.mask & np.isfinite(self.data)
 
     def std(self) -> np.ndarray | None:
         """Standard deviation (sqrt of the variance), or None."""

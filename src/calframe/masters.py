@@ -1,0 +1,458 @@
+"""Master bias, dark and flat frames.
+
+Each function combines raw calibration frames with :func:`calframe.combine`
+(any of its options, e.g. ``rejection=SigmaClip(...)``, ``memory_limit``,
+``workers``, pass through) and returns a :class:`~astropy.nddata.CCDData`
+with the combine's uncertainty, mask, per-pixel counts (``ncombine``,
+``rejected``) and provenance, plus keywords that tell
+:func:`calframe.calibrate` how to apply it:
+
+- master bias: ``FRAMETYP = 'bias'``;
+- master dark: ``FRAMETYP = 'dark'``, ``EXPTIME``, ``CCD-TEMP`` (mean of the
+  inputs), ``BIASSUB`` (T: dark current only; F: the bias is included) and,
+  with ``per_second=True``, unit adu/s (``DARKRATE = T``);
+- master flat: ``FRAMETYP = 'flat'``, ``FLATNORM`` (how it was normalised),
+  ``FLATCHAN`` (normalised per CFA colour), ``NORM_<colour>`` levels,
+  ``FLATMIN`` (values below it are masked).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+from astropy import units as u
+from astropy.nddata import CCDData, StdDevUncertainty
+
+from ._arith import Plane, subtract
+from ._calutil import as_frame, cfa_pattern, exposure_of, header_of, temperature_of
+from .calibrate import calibrate
+from .errors import IncompatibleFramesError, MissingMetadataError
+from .provenance import Provenance, get_provenance, set_provenance
+
+__all__ = ["make_master_bias", "make_master_dark", "make_master_flat"]
+
+log = logging.getLogger(__name__)
+
+_DEFAULT = object()
+
+
+def _combine(frames, *, method, rejection, **options) -> CCDData:
+    from .combine import combine
+
+    if rejection is _DEFAULT:
+        return combine(frames, method=method, **options)
+    return combine(frames, method=method, rejection=rejection, **options)
+
+
+def _check_frames(frames, what: str) -> list:
+    if isinstance(frames, str | CCDData) or not isinstance(frames, Sequence | np.ndarray):
+        try:
+            frames = list(frames)
+        except TypeError as err:
+            raise TypeError(f"{what}: expected a list of frames (paths or CCDData), got "
+                            f"{type(frames).__name__}") from err
+    frames = list(frames)
+    if not frames:
+        raise ValueError(f"{what}: no frames given; pass at least one frame")
+    return frames
+
+
+def _finish(result: CCDData, combined: CCDData, prov: Provenance) -> CCDData:
+    """Carry the per-pixel counts of the combine over and attach provenance."""
+    for name in ("ncombine", "rejected"):
+        value = getattr(combined, name, None)
+        if value is not None:
+            setattr(result, name, value)
+    set_provenance(result, prov)
+    return result
+
+
+def _meta_values(frames: list, key: str) -> list[float]:
+    out = []
+    for f in frames:
+        if isinstance(f, CCDData):
+            try:
+                out.append(float(f.meta[key]))
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+def make_master_bias(frames, *, method: str = "median", rejection=_DEFAULT,
+                     **combine_options) -> CCDData:
+    """Combine bias frames into a master bias.
+
+    Parameters
+    ----------
+    frames : sequence of CCDData or paths
+        The bias frames.
+    method : str
+        Combine method (``'median'``, ``'mean'``...; see :func:`calframe.combine`).
+    rejection : settings object, optional
+        Rejection for the combine (its default when omitted).
+    **combine_options
+        Passed to :func:`calframe.combine` (``weights``, ``memory_limit``,
+        ``workers``, ``scheduler``...).
+
+    Returns
+    -------
+    CCDData
+        The master bias with uncertainty, mask, ``ncombine``/``rejected``
+        counts, ``FRAMETYP = 'bias'`` and provenance.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.nddata import CCDData
+    >>> rng = np.random.default_rng(0)
+    >>> biases = [CCDData(rng.normal(100, 5, (8, 8)).astype("f4"), unit="adu")
+    ...           for _ in range(9)]
+    >>> master = make_master_bias(biases)
+    >>> master.meta["FRAMETYP"], bool(abs(master.data.mean() - 100) < 2)
+    ('bias', True)
+    """
+    frames = _check_frames(frames, "make_master_bias")
+    combined = _combine(frames, method=method, rejection=rejection, **combine_options)
+    prov = get_provenance(combined).copy()
+    out = combined.copy()
+    out.meta = header_of(combined.meta)
+    out.meta["FRAMETYP"] = ("bias", "calframe master bias")
+    out.meta["IMAGETYP"] = "Bias Frame"
+    out.meta["EXPTIME"] = (0.0, "[s] exposure time")
+    out.meta.setdefault("NCOMBINE", len(frames))
+    prov.add_step("make_master_bias", method=method, nframes=len(frames))
+    return _finish(out, combined, prov)
+
+
+def make_master_dark(frames, *, bias=None, method: str = "median", rejection=_DEFAULT,
+                     per_second: bool = False, **combine_options) -> CCDData:
+    """Combine dark frames of one exposure into a master dark.
+
+    With a ``bias``, the result is the dark current of that exposure (bias
+    subtracted after combining, uncertainties added in quadrature) and can
+    be scaled to any exposure; without, it is a dark that still contains the
+    bias (``BIASSUB = F``), to be applied to frames of the same exposure:
+    :func:`calframe.calibrate` recognises it and never subtracts the bias
+    twice.
+
+    Parameters
+    ----------
+    frames : sequence of CCDData or paths
+        Darks of one exposure time (EXPTIME) and temperature.
+    bias : CCDData or path, optional
+        Master bias.
+    method, rejection, **combine_options
+        As in :func:`make_master_bias`.
+    per_second : bool
+        Return the dark-current rate (unit adu/s, or electron/s): the dark
+        current divided by EXPTIME.  Needs ``bias``.
+
+    Returns
+    -------
+    CCDData
+        ``FRAMETYP = 'dark'``, ``EXPTIME``, ``CCD-TEMP`` (mean of the
+        inputs, when known), ``BIASSUB``, ``DARKRATE``.
+
+    Raises
+    ------
+    IncompatibleFramesError
+        If the darks have different exposure times.
+    MissingMetadataError
+        ``per_second=True`` without EXPTIME.
+    ValueError
+        ``per_second=True`` without a bias.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.nddata import CCDData
+    >>> rng = np.random.default_rng(0)
+    >>> bias = CCDData(np.full((8, 8), 100.0, "f4"), unit="adu")
+    >>> darks = [CCDData(rng.normal(160, 5, (8, 8)).astype("f4"), unit="adu",
+    ...                  meta={"EXPTIME": 300.0}) for _ in range(9)]
+    >>> rate = make_master_dark(darks, bias=bias, per_second=True)
+    >>> rate.unit, bool(abs(rate.data.mean() - 0.2) < 0.01)
+    (Unit("adu / s"), True)
+    """
+    frames = _check_frames(frames, "make_master_dark")
+    if per_second and bias is None:
+        raise ValueError("make_master_dark: per_second=True needs bias= (a rate of a dark "
+                         "that includes the bias has no meaning)")
+    exptimes = _meta_values(frames, "EXPTIME")
+    if exptimes and (max(exptimes) - min(exptimes)) > 1e-3 * max(max(exptimes), 1e-3):
+        raise IncompatibleFramesError(
+            f"make_master_dark: the darks have different exposure times "
+            f"({sorted(set(exptimes))} s); make one master per exposure time")
+    temps = _meta_values(frames, "CCD-TEMP")
+    combined = _combine(frames, method=method, rejection=rejection, **combine_options)
+    prov = get_provenance(combined).copy()
+    meta = header_of(combined.meta)
+    exptime = float(np.median(exptimes)) if exptimes else exposure_of(
+        combined, name="combined dark", required=False)
+    plane = Plane.from_ccd(combined)
+    unit = combined.unit
+    if bias is not None:
+        bias_ccd = as_frame(bias, role="bias", prov=prov)
+        if bias_ccd.shape != combined.shape:
+            raise IncompatibleFramesError(
+                f"make_master_dark: bias shape {bias_ccd.shape} differs from the darks' "
+                f"{combined.shape}")
+        if bias_ccd.unit != unit:
+            raise u.UnitsError(f"make_master_dark: bias unit '{bias_ccd.unit}' differs from "
+                               f"the darks' '{unit}'")
+        plane = subtract(plane, Plane.from_ccd(bias_ccd))
+    if per_second:
+        if exptime is None or not exptime > 0:
+            raise MissingMetadataError(
+                "make_master_dark: per_second=True but the darks have no positive EXPTIME; "
+                "set meta['EXPTIME'] (seconds) on the frames")
+        plane = Plane(plane.data / np.float32(exptime),
+                      None if plane.var is None else plane.var / np.float32(exptime) ** 2,
+                      plane.mask)
+        unit = u.Unit(unit / u.s)
+    if exptime is not None:
+        meta["EXPTIME"] = (exptime, "[s] exposure time of the darks")
+    if temps:
+        meta["CCD-TEMP"] = (float(np.mean(temps)), "[C] mean sensor temperature of the darks")
+    elif temperature_of(combined) is not None:
+        meta["CCD-TEMP"] = temperature_of(combined)
+    meta["FRAMETYP"] = ("dark", "calframe master dark")
+    meta["IMAGETYP"] = "Dark Frame"
+    meta["BIASSUB"] = (bias is not None, "T: dark current only; F: includes the bias")
+    meta["DARKRATE"] = (bool(per_second), "T: dark current per second")
+    meta.setdefault("NCOMBINE", len(frames))
+    unc = None if plane.var is None else StdDevUncertainty(
+        np.sqrt(plane.var).astype(np.float32))
+    out = CCDData(plane.data.astype(np.float32), unit=unit, uncertainty=unc,
+                  mask=plane.mask, meta=meta)
+    prov.add_step("make_master_dark", method=method, nframes=len(frames),
+                  bias_subtracted=bias is not None, per_second=bool(per_second),
+                  exptime=exptime)
+    return _finish(out, combined, prov)
+
+
+def _regions(region, shape):
+    """numpy (rows, cols) of the normalisation region."""
+    if region is None or (isinstance(region, str) and region == "full"):
+        return slice(None), slice(None)
+    if isinstance(region, str) and region == "centre":
+        from .bayer import standard_regions
+
+        return standard_regions(shape)["centre"]
+    if isinstance(region, str):
+        from ._calutil import parse_section
+
+        return parse_section(region, shape, what="region")
+    try:
+        y0, y1, x0, x1 = (int(v) for v in region)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"region: {region!r} is not None, 'centre', a FITS section or "
+                         "(y0, y1, x0, x1)") from err
+    return slice(y0, y1), slice(x0, x1)
+
+
+def _levels(data: np.ndarray, good: np.ndarray, groups, region, statistic: str
+            ) -> list[float]:
+    """Level of each group of CFA sites inside the region."""
+    rows, cols = _regions(region, data.shape)
+    inside = np.zeros(data.shape, bool)
+    inside[rows, cols] = True
+    func = np.median if statistic == "median" else np.mean
+    levels = []
+    for group in groups:
+        values = np.concatenate([data[sl][(good & inside)[sl]] for sl in group])
+        if values.size == 0:
+            raise ValueError("make_master_flat: a CFA colour has no valid pixel in the "
+                             "normalisation region; choose a larger region")
+        levels.append(float(func(values)))
+    return levels
+
+
+def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
+                     rejection=_DEFAULT, normalize: str | None = "median", region=None,
+                     per_channel: bool | None = None, min_value: float = 0.1,
+                     **combine_options) -> CCDData:
+    """Calibrate, scale, combine and normalise flat fields into a master flat.
+
+    Each flat is corrected with the bias and the dark (scaled to the flat's
+    exposure; a dark-flat that includes the bias is recognised, see
+    :func:`calframe.calibrate`), divided by its own level (per CFA colour on
+    a mosaic) so that all flats share one level, and combined; the master
+    is then divided by its level, so it is 1 on average in each colour.  The
+    bias and dark are common to all flats, so their uncertainty is added
+    once, after the combine (it does not average down).
+
+    Parameters
+    ----------
+    frames : sequence of CCDData or paths
+        The flat fields.
+    bias, dark : CCDData or path, optional
+        Master bias and master dark (or dark-flat).
+    method, rejection, **combine_options
+        As in :func:`make_master_bias`.
+    normalize : {'median', 'mean', 'exposure', None}
+        How each flat and the master are scaled: to a median or mean of 1;
+        ``'exposure'`` divides each flat by its EXPTIME (a rate in adu/s, for
+        beamline normalisation ``(raw / t_raw) / (flat / t_flat)``); None
+        keeps the counts (same-exposure flats, ``(data - dark) / (flat - dark)``).
+    region : None, 'centre', FITS section or (y0, y1, x0, x1)
+        Where levels are measured (default: the whole frame).
+    per_channel : bool, optional
+        Normalise each CFA colour (R, G, B) separately.  Default: True when
+        the frames have BAYERPAT, so the flat never changes colour balance.
+    min_value : float
+        Pixels of the normalised master below this are masked (calibrate
+        never divides by them); for ``normalize`` None or 'exposure', the
+        threshold is relative to the master's median.
+
+    Returns
+    -------
+    CCDData
+        Dimensionless (normalised), adu (``normalize=None``) or adu/s
+        (``'exposure'``), with uncertainty, mask and the keywords listed in
+        :mod:`calframe.masters`.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``normalize``, or a flat without positive level.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.nddata import CCDData
+    >>> rng = np.random.default_rng(0)
+    >>> response = np.linspace(0.8, 1.2, 64).reshape(8, 8)
+    >>> flats = [CCDData(rng.normal(level * response, 1).astype("f4"), unit="adu")
+    ...          for level in (1000.0, 2000.0, 3000.0)]
+    >>> master = make_master_flat(flats)
+    >>> bool(np.allclose(master.data, response / np.median(response), atol=0.01))
+    True
+    """
+    frames = _check_frames(frames, "make_master_flat")
+    if normalize not in ("median", "mean", "exposure", None):
+        raise ValueError(f"make_master_flat: normalize={normalize!r} must be 'median', "
+                         "'mean', 'exposure' or None")
+    if not min_value >= 0:
+        raise ValueError(f"make_master_flat: min_value={min_value} must not be negative")
+
+    prov = Provenance()
+    bias_ccd = None if bias is None else as_frame(bias, role="bias", prov=prov)
+    dark_ccd = None if dark is None else as_frame(dark, role="dark", prov=prov)
+    bias_nounc = None if bias_ccd is None else CCDData(
+        bias_ccd.data, unit=bias_ccd.unit, mask=bias_ccd.mask, meta=bias_ccd.meta)
+    dark_nounc = None
+    if dark_ccd is not None:
+        dark_nounc = CCDData(dark_ccd.data, unit=dark_ccd.unit, mask=dark_ccd.mask,
+                             meta=dark_ccd.meta)
+        set_provenance(dark_nounc, get_provenance(dark_ccd))
+    corrected = []
+    flat_levels = []
+    bias_coeff = dark_coeff = None  # sums over flats of c_i / s_i and k_i / s_i
+    groups = None
+    chan = False
+    for i, frame in enumerate(frames):
+        flat = as_frame(frame, role="flat", prov=prov)
+        if groups is None:
+            pattern = cfa_pattern(flat.meta)
+            chan = (pattern is not None) if per_channel is None else bool(per_channel)
+            if chan and pattern is None:
+                raise ValueError("make_master_flat: per_channel=True but the flats have no "
+                                 "BAYERPAT; set it in their headers or use per_channel=False")
+            from ._calutil import cfa_groups
+
+            groups = cfa_groups(flat.meta if chan else {}, flat.shape, by_colour=True)
+        if bias_nounc is not None or dark_nounc is not None:
+            cal = calibrate(flat, bias=bias_nounc, dark=dark_nounc)
+            step = get_provenance(cal).steps[-1].parameters
+            k = float(step.get("dark_scale", 0.0))
+            c = float(step.get("bias_coefficient", 0.0 if bias_nounc is None else 1.0))
+        else:
+            cal, k, c = flat, 0.0, 0.0
+        plane = Plane.from_ccd(cal)
+        good = plane.valid()
+        if normalize in ("median", "mean"):
+            levels = _levels(plane.data, good, groups, region, normalize)
+        elif normalize == "exposure":
+            t = exposure_of(flat, name=f"flat {i}")
+            levels = [t] * len(groups)
+        else:
+            levels = [1.0] * len(groups)
+        if not all(np.isfinite(v) and v > 0 for v in levels):
+            raise ValueError(f"make_master_flat: flat {i} has a non-positive level {levels}; "
+                             "is it bias-subtracted twice, or not a flat?")
+        flat_levels.append(levels)
+        scale_map = np.empty(plane.data.shape, np.float32)
+        for level, group in zip(levels, groups, strict=True):
+            for sl in group:
+                scale_map[sl] = level
+        data = plane.data / scale_map
+        var = None if plane.var is None else plane.var / scale_map**2
+        if bias_coeff is None:
+            bias_coeff = np.zeros(scale_map.shape, np.float64)
+            dark_coeff = np.zeros(scale_map.shape, np.float64)
+        bias_coeff += c / scale_map
+        dark_coeff += k / scale_map
+        meta = header_of(cal.meta)
+        out = CCDData(data, unit=cal.unit, mask=plane.mask, meta=meta,
+                      uncertainty=None if var is None else StdDevUncertainty(np.sqrt(var)))
+        set_provenance(out, get_provenance(cal))
+        corrected.append(out)
+    combined = _combine(corrected, method=method, rejection=rejection, **combine_options)
+    prov.extend(get_provenance(combined))
+    plane = Plane.from_ccd(combined)
+    # common (correlated) errors of the bias and dark, added once
+    if plane.var is not None:
+        if bias_ccd is not None and bias_ccd.uncertainty is not None:
+            a = bias_coeff / len(frames)
+            plane.var = plane.var + a**2 * np.nan_to_num(bias_ccd.uncertainty.array) ** 2
+        if dark_ccd is not None and dark_ccd.uncertainty is not None:
+            a = dark_coeff / len(frames)
+            plane.var = plane.var + a**2 * np.nan_to_num(dark_ccd.uncertainty.array) ** 2
+    good = plane.valid()
+    stat = normalize if normalize in ("median", "mean") else "median"
+    levels = _levels(plane.data, good, groups, region, stat)
+    meta = header_of(combined.meta)
+    unit = combined.unit
+    if normalize in ("median", "mean"):
+        final = levels
+        unit = u.dimensionless_unscaled
+        threshold = [min_value] * len(levels)
+    else:
+        final = [1.0] * len(levels)
+        threshold = [min_value * v for v in levels]
+        if normalize == "exposure":
+            unit = u.Unit(unit / u.s)
+    data = plane.data.copy()
+    var = None if plane.var is None else plane.var.copy()
+    mask = plane.mask.copy()
+    names = ["R", "G", "B"] if chan else ["ALL"]
+    for level, thr, group, name in zip(final, threshold, groups, names, strict=True):
+        for sl in group:
+            data[sl] /= level
+            if var is not None:
+                var[sl] /= level**2
+            low = ~(data[sl] >= thr)
+            mask[sl] |= low
+        overall = level * float(np.mean([lv[names.index(name)] for lv in flat_levels]))
+        meta[f"NORM_{name}"] = (overall, "mean level of the flats in this colour")
+    nlow = int(mask.sum() - plane.mask.sum())
+    meta["FRAMETYP"] = ("flat", "calframe master flat")
+    meta["IMAGETYP"] = "Flat Field"
+    meta["FLATNORM"] = (str(normalize), "normalisation of the master flat")
+    meta["FLATCHAN"] = (chan, "normalised per CFA colour")
+    meta["FLATMIN"] = (float(threshold[0]), "values below are masked, never divided by")
+    meta.setdefault("NCOMBINE", len(frames))
+    out = CCDData(data.astype(np.float32), unit=unit, mask=mask, meta=meta,
+                  uncertainty=None if var is None else StdDevUncertainty(
+                      np.sqrt(var).astype(np.float32)))
+    prov.add_step("make_master_flat", method=method, nframes=len(frames),
+                  normalize=normalize, per_channel=chan, min_value=float(min_value),
+                  region=region if region is None or isinstance(region, str)
+                  else [int(v) for v in region],
+                  bias=bias is not None, dark=dark is not None, masked_low=nlow)
+    log.info("make_master_flat: %d flats, levels %s, %d pixels below min_value masked",
+             len(frames), final, nlow)
+    return _finish(out, combined, prov)
