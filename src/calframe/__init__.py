@@ -11,6 +11,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
+from .calibrate import calibrate, fit_dark_scale
 from .combine import (
     GESD,
     LinearFitClip,
@@ -21,6 +22,13 @@ from .combine import (
     WinsorizedSigmaClip,
     combine,
     running_mean,
+)
+from .cosmetic import (
+    Cosmetic,
+    CosmicRays,
+    correct_bad_pixels,
+    find_bad_pixels,
+    remove_cosmic_rays,
 )
 from .errors import (
     CalframeError,
@@ -33,12 +41,15 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .io import iter_frames, read_frame, read_provenance, write_frame
+from .masters import make_master_bias, make_master_dark, make_master_flat
 from .provenance import InputRecord, Provenance, get_provenance, set_provenance
 
 __all__ = [
     "GESD",
     "CalframeError",
     "CalframeWarning",
+    "Cosmetic",
+    "CosmicRays",
     "FrameReadError",
     "IncompatibleFramesError",
     "InputRecord",
@@ -54,11 +65,19 @@ __all__ = [
     "UnsupportedFormatError",
     "WinsorizedSigmaClip",
     "__version__",
+    "calibrate",
     "combine",
+    "correct_bad_pixels",
+    "find_bad_pixels",
+    "fit_dark_scale",
     "get_provenance",
     "iter_frames",
+    "make_master_bias",
+    "make_master_dark",
+    "make_master_flat",
     "read_frame",
     "read_provenance",
+    "remove_cosmic_rays",
     "running_mean",
     "set_provenance",
     "write_frame",
