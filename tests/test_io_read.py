@@ -494,3 +494,35 @@ def test_png_grey_and_rgb(tmp_path):
     ccd = read_frame(path, **NOISE)
     assert ccd.shape == (3, 5, 4)
     assert_array_equal(ccd.data[2], rgb[..., 2].astype(np.float32))
+
+
+# ---------------------------------------------------------------- kernels
+
+@pytest.mark.parametrize("shape", [(7, 9), (8, 10), (3, 5, 6)])
+def test_noise_model_and_mask_kernels_against_numpy(shape):
+    from calframe._detector import detector_sigma
+    from calframe.io._kernels import mask_levels
+
+    rng = np.random.default_rng(13)
+    data = rng.uniform(-50, 3000, shape).astype(np.float32)
+    data.flat[5] = np.nan
+    tile = np.array([[100.0, 110.0], [120.0, 130.0]])
+    full = np.tile(tile, (-(-shape[-2] // 2), -(-shape[-1] // 2)))[:shape[-2], :shape[-1]]
+    sigma = detector_sigma(data, gain=2.5, read_noise=7.0, pedestal=tile)
+    expected = np.sqrt(np.maximum(data - full, 0) / 2.5 + (7.0 / 2.5) ** 2)
+    finite = np.isfinite(data)
+    assert_allclose(sigma[finite], expected[finite], rtol=1e-6)
+    assert sigma.dtype == np.float32
+    mask = np.zeros(shape, bool)
+    levels = full + 2000.0
+    nsat, nonfinite = mask_levels(data, levels if len(shape) == 2 else tile + 2000.0,
+                                  check_finite=True, mask=mask)
+    sat = finite & (data >= (levels if len(shape) == 2 else full + 2000.0))
+    assert nonfinite == 1 and nsat == int(sat.sum())
+    assert_array_equal(mask, sat | ~finite)
+    with pytest.raises(ValueError, match=r"level of shape \(3, 3, 3\) does not fit"):
+        detector_sigma(data, gain=1.0, read_noise=1.0, pedestal=np.zeros((3, 3, 3)))
+    with pytest.raises(ValueError, match=r"gain=0\.0: must be a positive number"):
+        detector_sigma(data, gain=0.0, read_noise=1.0)
+    with pytest.raises(ValueError, match=r"read_noise=-1\.0: must be >= 0"):
+        detector_sigma(data, gain=1.0, read_noise=-1.0)

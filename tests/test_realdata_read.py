@@ -158,3 +158,23 @@ def test_dot_grid_jpegs(real_data, name, shape):
     ccd = read_frame(real_data / "dot-grids" / name)
     assert ccd.shape == shape and ccd.data.dtype == np.float32
     assert 0 <= ccd.data.min() and ccd.data.max() <= 255
+
+
+def test_raw_exif_becomes_normalised_keywords(real_data, monkeypatch):
+    """The DNG has no EXIF exposure; the EXIF a camera writes is mapped as documented."""
+    from calframe.io import _raw
+
+    exif = {"Image Make": "Canon", "Image Model": "Canon EOS 6D",
+            "EXIF ExposureTime": "1/250", "EXIF ISOSpeedRatings": "1600",
+            "EXIF DateTimeOriginal": "2023:08:12 23:01:02",
+            "MakerNote CameraTemperature": "31 C"}
+    monkeypatch.setattr(_raw, "_exif", lambda _path: exif)
+    ccd = read_frame(real_data / "camera-raw" / "Blackmagic.dng")
+    meta = ccd.meta
+    assert meta["INSTRUME"] == "Canon EOS 6D"
+    assert_allclose(meta["EXPTIME"], 0.004, rtol=1e-12)
+    assert meta["EXPSRC"] == "EXIF ExposureTime"
+    assert meta["ISOSPEED"] == 1600
+    assert meta["DATE-OBS"] == "2023-08-12T23:01:02"
+    assert meta["CCD-TEMP"] == 31.0 and meta["TEMPSRC"] == "MakerNote CameraTemperature"
+    assert get_provenance(ccd).inputs[0].exptime == 0.004

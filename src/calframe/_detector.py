@@ -57,9 +57,11 @@ def as_tile(level, shape) -> np.ndarray:
     return np.ascontiguousarray(tile)
 
 
-def planes(data: np.ndarray) -> np.ndarray:
-    """A frame as 2-D rows (a cube's planes stacked), without copying."""
-    return data if data.ndim == 2 else data.reshape(-1, data.shape[-1])
+def planes(data: np.ndarray) -> list[np.ndarray]:
+    """The 2-D planes of a frame (itself, or each plane of a cube), as views."""
+    if data.ndim == 2:
+        return [data]
+    return list(data.reshape(-1, *data.shape[-2:]))
 
 
 def detector_sigma(data: np.ndarray, *, gain: float, read_noise: float,
@@ -79,8 +81,9 @@ def detector_sigma(data: np.ndarray, *, gain: float, read_noise: float,
         raise ValueError(f"read_noise={read_noise!r}: must be >= 0 electrons")
     data = np.ascontiguousarray(data)
     out = np.empty_like(data)
-    _sigma_kernel(planes(data), as_tile(pedestal, data.shape), 1.0 / gain,
-                  (read_noise / gain) ** 2, planes(out))
+    tile = as_tile(pedestal, data.shape)
+    for plane, out_plane in zip(planes(data), planes(out), strict=True):
+        _sigma_kernel(plane, tile, 1.0 / gain, (read_noise / gain) ** 2, out_plane)
     return out
 
 

@@ -40,6 +40,9 @@ def mask_levels(data: np.ndarray, level, *, check_finite: bool, mask: np.ndarray
     A value that is both is counted as non-finite only (NaN >= x is false).
     """
     tile = as_tile(0.0 if level is None else level, data.shape)
-    nsat, nonfinite = _mask_kernel(planes(data), tile, level is not None, check_finite,
-                                   planes(mask))
-    return int(nsat), int(nonfinite)
+    nsat = nonfinite = 0
+    for plane, mask_plane in zip(planes(data), planes(mask), strict=True):
+        n1, n2 = _mask_kernel(plane, tile, level is not None, check_finite, mask_plane)
+        nsat += int(n1)
+        nonfinite += int(n2)
+    return nsat, nonfinite

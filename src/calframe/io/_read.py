@@ -332,7 +332,7 @@ def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, s
         meta["ROWORDER"] = (loaded.row_order, "order of the rows")
     if require_exposure:
         metadata.require_exposure(meta, path=path)
-    data = loaded.data
+    data = np.ascontiguousarray(loaded.data)
     the_unit = _parse_unit(unit if unit is not None else (loaded.unit or "adu"), path)
 
     # --- masks (levels in the file's ADU, before any black subtraction)
