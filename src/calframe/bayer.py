@@ -6,9 +6,7 @@ calibration path and works on the four colour channels separately: **R**,
 **G1** (the green on the red rows), **G2** (the green on the blue rows) and
 **B**.
 
-Conventions
------------
-A pattern name (``RGGB``, ``BGGR``, ``GRBG``, ``GBRG``) lists the colours of
+**Conventions.** A pattern name (``RGGB``, ``BGGR``, ``GRBG``, ``GBRG``) lists the colours of
 a 2x2 cell in reading order: array ``[0, 0]``, ``[0, 1]``, ``[1, 0]``,
 ``[1, 1]`` (numpy ``[row, column]`` = ``[y, x]``).
 

@@ -5,8 +5,8 @@
 mask are cubes of the same shape.  It stays linear: no white balance, no
 gamma.
 
-Methods
--------
+The methods:
+
 ``'bilinear'``
     Normalised convolution per channel: each missing colour is the weighted
     mean of the valid same-colour samples in its 3x3 neighbourhood (weights
@@ -29,9 +29,7 @@ Methods
     kernels have a similar sum of squared weights, and the mask is dilated
     over a 7x7 window (the refinement step reaches one pixel further).
 
-Mask
-----
-A colour plane is flagged at a pixel when any masked sample that its
+**Mask.** A colour plane is flagged at a pixel when any masked sample that its
 estimate uses (any non-zero weight) was masked, or when no valid sample was
 available; values there are still the best estimate from the valid samples
 (bilinear) and are NaN only when there was none.
