@@ -59,6 +59,7 @@ _COMMANDS: list[str] = [
     "calibrate",
     "run",
     "provenance",
+    "demo",
 ]
 
 
