@@ -396,3 +396,22 @@ def test_uncertainty_in_another_compatible_unit_is_converted(tmp_path):
     back = CCDData.read(write_frame(var, tmp_path / "v.fits"))
     assert isinstance(back.uncertainty, VarianceUncertainty)
     assert_array_equal(back.uncertainty.array, 4.0)
+
+
+def test_reserved_keywords_get_their_standard_type(tmp_path):
+    meta = {"EPOCH": 1950, "DATE-OBS": "2026-01-01 03:04:05", "DATE-END": "05/10/98",
+            "DATE-BEG": "2026-01-01T03:04Z", "DATEBAD": "today", "DATE-AVG": 5,
+            "OBJECT": 42, "MJD-OBS": "60000.5", "DATAMAX": "high", "TFORM1": "E",
+            "PTYPE1": "U", "BLOCKED": True, "BLANK": -1}
+    header = fits.getheader(write_frame(make_frame(meta=meta), tmp_path / "r.fits"))
+    assert header["EQUINOX"] == 1950.0 and "EPOCH" not in header
+    assert header["DATE-OBS"] == "2026-01-01T03:04:05"
+    assert header["DATE-END"] == "1998-10-05"
+    assert header["DATE-BEG"] == "2026-01-01T03:04:00"
+    assert header["OBJECT"] == "42"
+    assert header["MJD-OBS"] == 60000.5
+    for gone in ("DATEBAD", "DATE-AVG", "DATAMAX", "TFORM1", "PTYPE1", "BLOCKED", "BLANK"):
+        assert gone not in header
+    meta = {"EPOCH": 1316695667.5, "EQUINOX": 2000.0}  # an EDF time stamp: dropped
+    header = fits.getheader(write_frame(make_frame(meta=meta), tmp_path / "e.fits"))
+    assert header["EQUINOX"] == 2000.0 and "EPOCH" not in header

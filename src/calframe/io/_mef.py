@@ -68,9 +68,18 @@ _RESERVED = frozenset({
     "SIMPLE", "BITPIX", "NAXIS", "EXTEND", "PCOUNT", "GCOUNT", "XTENSION", "GROUPS",
     "BZERO", "BSCALE", "BLANK", "CHECKSUM", "DATASUM", "BUNIT", "EXTNAME", "EXTVER",
     "EXTLEVEL", "TFIELDS", "THEAP", "END", "UTYPE", "DATE", "CREATOR", "CALFVERS",
-    "CALSTAT",
+    "CALSTAT", "BLOCKED",
 })
-_RESERVED_PATTERN = re.compile(r"NAXIS\d+|T(TYPE|FORM|UNIT|NULL|SCAL|ZERO|DISP|DIM)\d+")
+# Indexed keywords of tables and random groups: not allowed in an image HDU.
+_RESERVED_PATTERN = re.compile(
+    r"NAXIS\d+|(TBCOL|TFORM|TSCAL|TZERO|TNULL|TTYPE|TUNIT|TDISP|TDIM|TCTYP|TCUNI|TCRVL"
+    r"|TCDLT|TCRPX|TCROT|PTYPE|PSCAL|PZERO)\d+")
+# Reserved keywords whose value must have a given type (FITS standard, fitsverify).
+_FLOAT_KEYS = frozenset({"EQUINOX", "MJD-OBS", "MJD-AVG", "DATAMAX", "DATAMIN"})
+_STRING_KEYS = frozenset({"ORIGIN", "AUTHOR", "REFERENC", "TELESCOP", "INSTRUME",
+                          "OBSERVER", "OBJECT"})
+_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}(?:\.\d*)?))?)?Z?")
+_OLD_DATE = re.compile(r"(\d{2})/(\d{2})/(\d{2})")
 _KEYWORD = re.compile(r"[A-Z0-9_-]{1,8}")
 _COMMENTARY = ("HISTORY", "COMMENT", "")
 _HISTORY_PREFIX = "calframe "
@@ -336,6 +345,8 @@ def _fits_safe_header(meta, *, drop_history: bool) -> fits.Header:
         if key in _RESERVED or _RESERVED_PATTERN.fullmatch(key):
             continue
         value, unit_comment = _fits_value(value)
+        if value is not _DROP:
+            key, value = _typed(key, value, meta)
         if value is _DROP:
             dropped.append(key)
             continue
@@ -397,6 +408,48 @@ def _fits_value(value):
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")[:19], ""
     return _DROP, ""
+
+
+def _typed(key: str, value, meta) -> tuple[str, object]:
+    """Give reserved keywords the type the FITS standard requires, or drop them."""
+    if key.startswith("DATE"):
+        return key, (_fits_date(value) if isinstance(value, str) else _DROP)
+    if key in _STRING_KEYS:
+        return key, str(value)
+    if key in _FLOAT_KEYS or key == "EPOCH":
+        try:
+            number = float(value) if not isinstance(value, bool) else math.nan
+        except (TypeError, ValueError):
+            return key, _DROP
+        if not math.isfinite(number):
+            return key, _DROP
+        if key == "EPOCH":  # deprecated: an equinox (years) becomes EQUINOX
+            has_equinox = "EQUINOX" in meta if isinstance(meta, Mapping) else False
+            return ("EQUINOX", number) if 1000 < number < 3000 and not has_equinox \
+                else (key, _DROP)
+        return key, number
+    return key, value
+
+
+def _fits_date(text: str):
+    """A date in the FITS form (ISO 8601, 'T' separator), or _DROP."""
+    text = text.strip()
+    match = _ISO_DATE.fullmatch(text)
+    if match:
+        year, month, day, hour, minute, second = match.groups()
+        if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31):
+            return _DROP
+        if hour is None:
+            return f"{year}-{month}-{day}"
+        if int(hour) > 23 or int(minute) > 59 or float(second or 0) >= 61:
+            return _DROP
+        return f"{year}-{month}-{day}T{hour}:{minute}:{second or '00'}"
+    match = _OLD_DATE.fullmatch(text)
+    if match:  # the pre-2000 form dd/mm/yy always means 19yy
+        day, month, year = match.groups()
+        if 1 <= int(month) <= 12 and 1 <= int(day) <= 31:
+            return f"19{year}-{month}-{day}"
+    return _DROP
 
 
 def _ascii(text) -> str:
