@@ -30,17 +30,22 @@ from .cosmetic import (
     find_bad_pixels,
     remove_cosmic_rays,
 )
+from .demosaic import demosaic, split_rgb
 from .errors import (
     CalframeError,
     CalframeWarning,
     FrameReadError,
     IncompatibleFramesError,
     MissingMetadataError,
+    NonLinearDataError,
+    NonLinearDataWarning,
     OutputExistsError,
     UncertaintyUnknownWarning,
     UnsupportedFormatError,
 )
+from .flatquality import FlatQuality, flat_quality
 from .io import iter_frames, read_frame, read_provenance, write_frame
+from .linearity import check_linear_pair
 from .masters import make_master_bias, make_master_dark, make_master_flat
 from .provenance import InputRecord, Provenance, get_provenance, set_provenance
 
@@ -50,12 +55,15 @@ __all__ = [
     "CalframeWarning",
     "Cosmetic",
     "CosmicRays",
+    "FlatQuality",
     "FrameReadError",
     "IncompatibleFramesError",
     "InputRecord",
     "LinearFitClip",
     "MinMaxClip",
     "MissingMetadataError",
+    "NonLinearDataError",
+    "NonLinearDataWarning",
     "OutputExistsError",
     "PercentileClip",
     "Provenance",
@@ -66,10 +74,13 @@ __all__ = [
     "WinsorizedSigmaClip",
     "__version__",
     "calibrate",
+    "check_linear_pair",
     "combine",
     "correct_bad_pixels",
+    "demosaic",
     "find_bad_pixels",
     "fit_dark_scale",
+    "flat_quality",
     "get_provenance",
     "iter_frames",
     "make_master_bias",
@@ -80,5 +91,6 @@ __all__ = [
     "remove_cosmic_rays",
     "running_mean",
     "set_provenance",
+    "split_rgb",
     "write_frame",
 ]
