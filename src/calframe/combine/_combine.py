@@ -79,6 +79,7 @@ class Plan:
     c4: np.ndarray
     nframes: int
     rows: int
+    simple: bool = False
     _local: Any = field(default=None, repr=False, compare=False)
 
     def __getstate__(self):
@@ -105,7 +106,7 @@ class Plan:
             src.read_rows(r0, r1, buf[i], ubuf[i] if self.has_unc else None)
         combine_block(buf, ubuf, r1 - r0, self.has_unc, self.mul, self.add, self.fweight,
                       self.ivar, self.method, self.rej, self.params, self.lam, self.pairs,
-                      self.medfac, self.c4, float(self.nframes),
+                      self.medfac, self.c4, float(self.nframes), self.simple,
                       out_data, out_unc, out_n, out_rej)
 
     def blocks(self) -> list[tuple[int, int]]:
@@ -283,7 +284,8 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         plan = Plan(sources=sources, shape=shape, has_unc=has_unc, mul=mul, add=add,
                     fweight=fweight, ivar=ivar, method=METHOD_CODES[method], rej=rej_code,
                     params=params, lam=lam, pairs=sorting_network(nf),
-                    medfac=np.asarray(medfac), c4=np.asarray(c4), nframes=nf, rows=rows)
+                    medfac=np.asarray(medfac), c4=np.asarray(c4), nframes=nf, rows=rows,
+                    simple=not has_unc and not ivar and bool(np.all(fweight == fweight[0])))
         out_data = np.empty(shape, np.float32)
         out_unc = np.empty(shape, np.float32)
         out_n = np.empty(shape, np.int16)

@@ -320,9 +320,117 @@ def _reject(t, p, n, rej, params, lam, scratch):  # pragma: no cover
     return lo, hi
 
 
+@njit(nogil=True)
+def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, scratch,
+                 medfac, c4, nframes_total, r, x0, lo, hi, ref, s1, s2, blo, bhi,
+                 out_data, out_unc, out_n, out_rej):  # pragma: no cover
+    """Equal weights, no input uncertainties: all from the tile, vectorised over pixels.
+
+    ``lo``/``hi`` (int64), ``ref``/``s1``/``s2``/``blo``/``bhi`` (float64) are
+    scratch arrays of the tile width.
+    """
+    np.float32(np.inf)
+    for p in range(tw):
+        lo[p] = 0
+        hi[p] = nvalid[p]
+    if need_sort and rej == 1 and params[3] < 0.5:
+        # sigma clipping with the standard deviation: iterate the whole tile
+        low = params[0]
+        high = params[1]
+        center_mean = params[2] > 0.5
+        maxiters = int(params[4])
+        it = 0
+        while maxiters < 0 or it < maxiters:
+            it += 1
+            _tile_sums(t, tw, nf, lo, hi, True, ref, s1, s2)
+            for p in range(tw):
+                n = hi[p] - lo[p]
+                if n < 2:
+                    blo[p] = -np.inf
+                    bhi[p] = np.inf
+                    continue
+                mean = ref[p] + s1[p] / n
+                var = (s2[p] - s1[p] * s1[p] / n) / (n - 1)
+                sd = math.sqrt(var) if var > 0 else 0.0
+                c = mean if center_mean else _median_sorted(t, p, lo[p], hi[p])
+                blo[p] = c - low * sd
+                bhi[p] = c + high * sd
+            changed = 0
+            for p in range(tw):
+                a = lo[p]
+                b = hi[p]
+                while a < b and t[a, p] < blo[p]:
+                    a += 1
+                while b > a and t[b - 1, p] > bhi[p]:
+                    b -= 1
+                changed += (a != lo[p]) + (b != hi[p])
+                lo[p] = a
+                hi[p] = b
+            if changed == 0:
+                break
+    elif need_sort and rej != 0:
+        for p in range(tw):
+            a, b = _reject(t, p, nvalid[p], rej, params, lam, scratch)
+            lo[p] = a
+            hi[p] = b
+    _tile_sums(t, tw, nf, lo, hi, need_sort, ref, s1, s2)
+    for p in range(tw):
+        n = hi[p] - lo[p]
+        ox = x0 + p
+        out_n[r, ox] = n
+        out_rej[r, ox] = nvalid[p] - n
+        if n == 0:
+            out_data[r, ox] = np.nan
+            out_unc[r, ox] = np.nan
+            continue
+        s = np.nan
+        if n >= 2:
+            var = (s2[p] - s1[p] * s1[p] / n) / (n - 1)
+            s = (math.sqrt(var) if var > 0 else 0.0) / c4[n]
+        if method == 0:
+            out_data[r, ox] = _median_sorted(t, p, lo[p], hi[p])
+            out_unc[r, ox] = medfac[n] * s / math.sqrt(n)
+        else:
+            val = ref[p] + s1[p] / n
+            unc = s / math.sqrt(n)
+            if method == 2:
+                val *= nframes_total
+                unc *= nframes_total
+            out_data[r, ox] = val
+            out_unc[r, ox] = unc
+
+
+@njit(nogil=True)
+def _tile_sums(t, tw, nf, lo, hi, by_rank, ref, s1, s2):  # pragma: no cover
+    """Sums of (x - ref) and its square over the kept values of each pixel.
+
+    ``by_rank``: the tile is sorted and rows ``lo[p]:hi[p]`` are kept; else
+    every finite value is kept.  ``ref`` is a kept value (for precision).
+    """
+    inf = np.float32(np.inf)
+    for p in range(tw):
+        s1[p] = 0.0
+        s2[p] = 0.0
+        if by_rank:
+            ref[p] = np.float64(t[lo[p], p]) if hi[p] > lo[p] else 0.0
+        else:
+            ref[p] = 0.0
+            for i in range(nf):
+                if t[i, p] < inf:
+                    ref[p] = np.float64(t[i, p])
+                    break
+    for i in range(nf):
+        for p in range(tw):
+            v = t[i, p]
+            keep = (i >= lo[p] and i < hi[p]) if by_rank else v < inf
+            d = np.float64(v) - ref[p] if keep else 0.0
+            s1[p] += d
+            s2[p] += d * d
+
+
 @njit(nogil=True, cache=True)
 def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, params,
-                  lam, pairs, medfac, c4, nframes_total,
+                  lam, pairs, medfac, c4, nframes_total, simple,
                   out_data, out_unc, out_n, out_rej):  # pragma: no cover
     """Combine the first ``nr`` rows of a block ``buf[N, R, X]`` into ``out_*[:nr, X]``.
 
@@ -338,6 +446,8 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
     pairs : int64 (K, 2) sorting network for N values.
     medfac : float64; sqrt(n Var(median_n)) for unit Gaussians, by n.
     c4 : float64; E[s]/sigma for n Gaussian values, by n.
+    simple : no input uncertainties and equal weights: every statistic is
+        taken from the sorted tile with loops vectorised across pixels.
     """
     nf = buf.shape[0]
     nx = buf.shape[2]
@@ -349,6 +459,10 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
     klo = np.zeros(T, dtype=np.int64)
     khi = np.zeros(T, dtype=np.int64)
     kept = np.zeros(T, dtype=np.int64)
+    lo_i = np.zeros(T, dtype=np.int64)
+    hi_i = np.zeros(T, dtype=np.int64)
+    b_lo = np.zeros(T, dtype=np.float64)
+    b_hi = np.zeros(T, dtype=np.float64)
     med = np.empty(T, dtype=np.float64)
     sw = np.zeros(T, dtype=np.float64)
     swx = np.zeros(T, dtype=np.float64)
@@ -389,6 +503,11 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
                         xb = t[b, p]
                         t[a, p] = xa if xa < xb else xb
                         t[b, p] = xb if xa < xb else xa
+            if simple:
+                _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam,
+                             scratch, medfac, c4, nframes_total, r, x0, lo_i, hi_i, ref,
+                             sx, sxx, b_lo, b_hi, out_data, out_unc, out_n, out_rej)
+                continue
             # 3. rejection -> bounds
             for p in range(tw):
                 n = nvalid[p]

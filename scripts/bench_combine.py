@@ -1,0 +1,237 @@
+"""Benchmark calframe.combine against ccdproc.combine and Siril on the same files.
+
+Generates N uint16 FITS frames with BZERO = 32768 (default 30 of 4256x2848,
+12.1 MP, as in docs/benchmarks.md), then times, each in its own process:
+
+* calframe ``combine(paths, method="median")`` and the sigma-clipped mean
+  ``combine(paths, method="mean", rejection=SigmaClip(3, 3))``;
+* ``ccdproc.combine`` with the same methods (``mem_limit`` = the same limit);
+* ``siril-cli`` (when installed): ``convert`` the files to a sequence, then
+  ``stack ... med -nonorm`` and ``stack ... rej 3 3 -nonorm``.
+
+It prints wall time (the whole process, imports included, and the combine
+call alone for the Python tools), peak RSS of each process (from ``wait4``),
+ratios, and checks calframe's median against numpy's on a band of rows.
+
+Usage::
+
+    python scripts/bench_combine.py                 # 30 frames, full size
+    python scripts/bench_combine.py --n 120 --only calframe-median   # memory at N=120
+    python scripts/bench_combine.py --quick         # 10 small frames, seconds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TOOLS = ("calframe-median", "calframe-sigclip", "ccdproc-median", "ccdproc-sigclip",
+         "siril-median", "siril-sigclip")
+
+
+def generate(folder: Path, n: int, shape: tuple[int, int], seed: int = 0) -> list[Path]:
+    """Bias-like uint16 frames: level 1000 + 10 ADU noise + a few hot pixels and cosmics."""
+    from astropy.io import fits
+
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = folder / "params.json"
+    params = {"n": n, "shape": list(shape), "seed": seed}
+    paths = [folder / f"frame_{i:04d}.fits" for i in range(n)]
+    if stamp.exists() and json.loads(stamp.read_text()) == params \
+            and all(p.exists() for p in paths):
+        return paths
+    rng = np.random.default_rng(seed)
+    hot = rng.integers(0, shape[0] * shape[1], size=shape[0] * shape[1] // 10000)
+    for _i, path in enumerate(paths):
+        frame = rng.normal(1000.0, 10.0, size=shape).astype(np.float32)
+        frame.flat[hot] += 3000.0
+        cosmics = rng.integers(0, frame.size, size=frame.size // 20000)
+        frame.flat[cosmics] += rng.uniform(500, 20000, size=cosmics.size)
+        data = np.clip(np.rint(frame), 0, 60000).astype(np.uint16)
+        hdu = fits.PrimaryHDU(data)
+        hdu.header["IMAGETYP"] = "Bias Frame"
+        hdu.header["EXPTIME"] = 0.0
+        hdu.writeto(path, overwrite=True)
+    stamp.write_text(json.dumps(params))
+    return paths
+
+
+def run_child(tool: str, folder: Path, memory_limit: str, out: Path) -> dict:
+    """Run one tool in this process; return the time of its combine call."""
+    paths = sorted(str(p) for p in folder.glob("frame_*.fits"))
+    if tool.startswith("calframe"):
+        from calframe import SigmaClip, combine
+
+        t0 = time.perf_counter()
+        if tool == "calframe-median":
+            res = combine(paths, method="median", memory_limit=memory_limit)
+        else:
+            res = combine(paths, method="mean", rejection=SigmaClip(low=3, high=3),
+                          memory_limit=memory_limit)
+        elapsed = time.perf_counter() - t0
+    else:
+        import warnings
+
+        import ccdproc
+        from astropy import units as u
+
+        nbytes = int(float(memory_limit.rstrip("GiB")) * 1024**3) \
+            if memory_limit.endswith("GiB") else int(float(memory_limit))
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if tool == "ccdproc-median":
+                res = ccdproc.combine(paths, method="median", unit=u.adu, mem_limit=nbytes,
+                                      dtype=np.float32)
+            else:
+                res = ccdproc.combine(paths, method="average", sigma_clip=True,
+                                      sigma_clip_low_thresh=3, sigma_clip_high_thresh=3,
+                                      sigma_clip_func=np.ma.median,
+                                      sigma_clip_dev_func=np.ma.std, unit=u.adu,
+                                      mem_limit=nbytes, dtype=np.float32)
+        elapsed = time.perf_counter() - t0
+    np.save(out, np.asarray(res.data[:64], dtype=np.float32))
+    return {"combine_s": elapsed}
+
+
+def _child_main(args) -> int:
+    out = Path(args.result)
+    info = run_child(args.child, Path(args.dir), args.memory_limit, out.with_suffix(".npy"))
+    out.write_text(json.dumps(info))
+    return 0
+
+
+def _siril_script(folder: Path, work: Path, kind: str) -> str:
+    stack = ("stack frame_ med -nonorm -out=result" if kind == "median"
+             else "stack frame_ rej 3 3 -nonorm -out=result")
+    return "\n".join([
+        "requires 1.0.0",
+        f"cd {folder}",
+        f"convert frame_ -out={work}",
+        f"cd {work}",
+        stack,
+        "close",
+        "",
+    ])
+
+
+def _measure(cmd: list[str], env=None) -> tuple[float, float, int]:
+    """Wall time, peak RSS (MB) and exit code of one process (wait4)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    output = proc.stdout.read().decode(errors="replace")
+    proc.stdout.close()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        print(output[-3000:], file=sys.stderr)
+    return wall, usage.ru_maxrss / 1024.0, proc.returncode
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=30, help="number of frames (default 30)")
+    parser.add_argument("--shape", type=int, nargs=2, default=(2848, 4256),
+                        metavar=("NY", "NX"), help="frame shape (default 2848 4256)")
+    parser.add_argument("--quick", action="store_true", help="10 frames of 512x768")
+    parser.add_argument("--dir", default=None, help="where to keep the generated frames")
+    parser.add_argument("--memory-limit", default="1GiB")
+    parser.add_argument("--only", nargs="*", choices=TOOLS, default=None)
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per tool (the fastest is reported)")
+    parser.add_argument("--child", choices=TOOLS, help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return _child_main(args)
+    n, shape = args.n, tuple(args.shape)
+    if args.quick:
+        n, shape = 10, (512, 768)
+    name = f"calframe-bench-{n}x{shape[0]}x{shape[1]}"
+    folder = Path(args.dir or Path(tempfile.gettempdir()) / name)
+    t0 = time.perf_counter()
+    paths = generate(folder, n, shape)
+    print(f"{n} frames of {shape[1]}x{shape[0]} uint16 (BZERO 32768) in {folder} "
+          f"({time.perf_counter() - t0:.1f} s to prepare)")
+    for p in paths:  # bring the files into the page cache, as for every tool
+        with open(p, "rb") as handle:
+            while handle.read(1 << 24):
+                pass
+    tools = args.only or [t for t in TOOLS if not t.startswith("siril")
+                          or shutil.which("siril-cli")]
+    print(f"load average before: {os.getloadavg()}")
+    results: dict[str, dict] = {}
+    scratch = Path(tempfile.mkdtemp(prefix="calframe-bench-run-"))
+    try:
+        for tool in tools:
+            best = None
+            for _ in range(args.repeat):
+                result = scratch / f"{tool}.json"
+                if tool.startswith("siril"):
+                    work = scratch / f"siril-{tool}"
+                    shutil.rmtree(work, ignore_errors=True)
+                    work.mkdir()
+                    script = scratch / f"{tool}.ssf"
+                    script.write_text(_siril_script(folder, work, tool.split("-")[1]))
+                    wall, rss, code = _measure(["siril-cli", "-s", str(script)])
+                    info = {}
+                    shutil.rmtree(work, ignore_errors=True)
+                else:
+                    cmd = [sys.executable, __file__, "--child", tool, "--dir", str(folder),
+                           "--memory-limit", args.memory_limit, "--result", str(result)]
+                    wall, rss, code = _measure(cmd)
+                    info = json.loads(result.read_text()) if code == 0 else {}
+                run = {"wall_s": wall, "rss_mb": rss, "code": code, **info}
+                if best is None or run["wall_s"] < best["wall_s"]:
+                    best = run
+            results[tool] = best
+            extra = f", combine call {best['combine_s']:.2f} s" if "combine_s" in best else ""
+            print(f"{tool:18s} wall {best['wall_s']:7.2f} s{extra}, peak RSS "
+                  f"{best['rss_mb']:7.0f} MB" + ("" if best["code"] == 0 else "  FAILED"),
+                  flush=True)
+        # correctness: calframe median against numpy on the first 64 rows
+        med = scratch / "calframe-median.npy"
+        if med.exists():
+            from astropy.io import fits
+
+            rows = np.stack([fits.getdata(p)[:64].astype(np.float64) for p in paths])
+            ref = np.median(rows, axis=0)
+            ours = np.load(med)
+            print(f"calframe median vs numpy (64 rows): max |diff| = "
+                  f"{np.nanmax(np.abs(ours - ref)):.3g}")
+            ccd = scratch / "ccdproc-median.npy"
+            if ccd.exists():
+                print(f"calframe median vs ccdproc (64 rows): max |diff| = "
+                      f"{np.nanmax(np.abs(ours - np.load(ccd))):.3g}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"load average after: {os.getloadavg()}")
+    print()
+    print("| work | calframe | ccdproc | Siril | ccdproc / calframe | calframe / Siril |")
+    print("|---|---|---|---|---|---|")
+    for kind in ("median", "sigclip"):
+        c = results.get(f"calframe-{kind}")
+        p = results.get(f"ccdproc-{kind}")
+        s = results.get(f"siril-{kind}")
+
+        def cell(r):
+            return "-" if not r else f"{r['wall_s']:.2f} s, {r['rss_mb']:.0f} MB"
+
+        r1 = f"{p['wall_s'] / c['wall_s']:.1f}x" if c and p else "-"
+        r2 = f"{c['wall_s'] / s['wall_s']:.2f}x" if c and s else "-"
+        print(f"| {kind} of {n} | {cell(c)} | {cell(p)} | {cell(s)} | {r1} | {r2} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
