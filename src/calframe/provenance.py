@@ -46,6 +46,8 @@ __all__ = [
     "ProvenanceNode",
     "StepRecord",
     "get_provenance",
+    "path_for_output",
+    "path_from_file",
     "provenance_tree",
     "set_provenance",
     "sha256_file",
