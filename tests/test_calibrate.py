@@ -6,6 +6,7 @@ from astropy import units as u
 from astropy.nddata import CCDData, StdDevUncertainty
 from numpy.testing import assert_allclose
 
+from calframe._calutil import cfa_groups
 from calframe.calibrate import calibrate, dark_includes_bias, fit_dark_scale
 from calframe.datasets import StarField, SyntheticCamera, bias_frame, dark_frame, light_frame
 from calframe.errors import (
@@ -342,3 +343,77 @@ def test_optimize_needs_bias_for_a_dark_with_bias():
     dark = _frame(1000.0, EXPTIME=10.0, BIASSUB=False)
     with pytest.raises(IncompatibleFramesError, match="pass bias="):
         calibrate(light, dark=dark, dark_scale="optimize")
+
+
+def _chain(cam, *, method, rejection, seed=0, texp=60.0, tdark=300.0):
+    """Masters from synthetic frames, then one light calibrated with them.
+
+    Few bias and dark frames and a faint sky, so that the masters' own errors
+    are a large part of the calibrated light's (ignoring them would make the
+    pulls 10-20% too wide).
+    """
+    from calframe.datasets import flat_frame
+    from calframe.masters import make_master_bias, make_master_dark, make_master_flat
+
+    def ccds(frames):
+        return [f.to_ccddata() for f in frames]
+
+    bias = make_master_bias(ccds(bias_frame(cam, seed=seed + i) for i in range(5)),
+                            method=method, rejection=rejection)
+    dark = make_master_dark(ccds(dark_frame(cam, tdark, seed=seed + 100 + i) for i in range(5)),
+                            bias=bias, method=method, rejection=rejection)
+    flat = make_master_flat(ccds(flat_frame(cam, level=20000.0, seed=seed + 200 + i)
+                                 for i in range(15)), bias=bias, dark=dark,
+                            method=method, rejection=rejection)
+    frame = light_frame(cam, texp, field=StarField(n_stars=20, sky=0.3), seed=seed + 300)
+    out = calibrate(frame.to_ccddata(), bias=bias, dark=dark, flat=flat)
+    # truth: the light's electrons above bias and dark, divided by the
+    # normalised response that the master flat stands for
+    light_adu = (frame.truth.signal - frame.truth.dark_current * texp) / cam.gain
+    response = cam.flat_map() / cam.flat_map()  # ones, same shape
+    for group in cfa_groups(flat.meta if cam.cfa else {}, cam.shape):
+        level = np.median(np.concatenate([cam.flat_map()[sl].ravel() for sl in group]))
+        for sl in group:
+            response[sl] = cam.flat_map()[sl] / level
+    truth = light_adu / response
+    return out, truth
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cfa", [None, "RGGB"])
+@pytest.mark.parametrize("method", ["median", "mean"])
+def test_pull_of_calibrated_light_against_truth(cfa, method):
+    from calframe.combine import SigmaClip
+
+    rejection = SigmaClip(low=4, high=4) if method == "mean" else None
+    cam = SyntheticCamera(shape=(96, 96), cfa=cfa, n_hot_pixels=30, pattern_seed=21)
+    pulls = []
+    for seed in (0, 1000):
+        out, truth = _chain(cam, method=method, rejection=rejection, seed=seed)
+        good = ~out.mask
+        pulls.append(((out.data - truth) / out.uncertainty.array)[good])
+    pulls = np.concatenate(pulls)
+    assert abs(pulls.mean()) < 0.05
+    assert abs(pulls.std() - 1) < 0.05
+
+
+def test_bias_error_shared_with_the_dark_is_counted_once():
+    from calframe.masters import make_master_dark
+
+    bias = _frame(100.0, 2.0)
+    darks = [_frame(400.0, 6.0, EXPTIME=300.0) for _ in range(4)]
+    dark = make_master_dark(darks, bias=bias, method="mean")
+    # the master dark carries the bias's error: sqrt(6**2 / 4 + 2**2)
+    assert_allclose(dark.uncertainty.array, np.sqrt(9 + 4), rtol=1e-5)
+    light = _frame(500.0, 10.0, EXPTIME=60.0)
+    out = calibrate(light, bias=bias, dark=dark)
+    k = 0.2
+    assert_allclose(out.data, 500 - 100 - k * 300, rtol=1e-6)
+    # frame - bias - k (darks - bias): (1 - k)**2 var_bias, not (1 + k**2) var_bias
+    assert_allclose(out.uncertainty.array, np.sqrt(100 + (1 - k) ** 2 * 4 + k**2 * 9),
+                    rtol=1e-5)
+    # another bias of the same level is an independent error
+    other = _frame(100.0, 2.0)
+    other.data[0, 0] = 100.5
+    out2 = calibrate(light, bias=other, dark=dark)
+    assert_allclose(out2.uncertainty.array[1, 1], np.sqrt(100 + 4 + k**2 * 13), rtol=1e-5)

@@ -22,6 +22,7 @@ from .provenance import InputRecord, Provenance, get_provenance
 __all__ = [
     "as_frame",
     "cfa_groups",
+    "data_id",
     "exposure_of",
     "header_of",
     "parse_section",
@@ -179,6 +180,26 @@ def cfa_groups(meta, shape: tuple[int, int], *, by_colour: bool = True
     if by_colour:
         return [[slices["R"]], [slices["G1"], slices["G2"]], [slices["B"]]]
     return [[slices[name]] for name in ("R", "G1", "G2", "B")]
+
+
+def data_id(ccd: CCDData) -> str:
+    """A short fingerprint of a frame's data (SHA-256 of its float32 bytes).
+
+    Lets a master dark remember which master bias was subtracted from it, so
+    that :func:`calframe.calibrate` can account for the bias's error being in
+    both.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.nddata import CCDData
+    >>> data_id(CCDData(np.zeros((2, 2)), unit="adu"))
+    '374708fff7719dd5'
+    """
+    import hashlib
+
+    data = np.ascontiguousarray(np.asarray(ccd.data, dtype=np.float32))
+    return hashlib.sha256(data.tobytes()).hexdigest()[:16]
 
 
 def header_of(meta) -> fits.Header:

@@ -24,6 +24,7 @@ from ._arith import Plane, divide, multiply, subtract
 from ._calutil import (
     as_frame,
     cfa_groups,
+    data_id,
     exposure_of,
     header_of,
     parse_section,
@@ -216,6 +217,10 @@ def _prepare_master(value, *, role: str, prov: Provenance, raw_shape, shape, row
     if value is None:
         return None
     ccd = as_frame(value, role=role, prov=prov)
+    if role == "bias":
+        ccd = ccd.copy()
+        ccd.meta = header_of(ccd.meta)
+        ccd.meta["BIASID"] = data_id(ccd)  # of the bias as given (before any trim)
     if ccd.shape == shape:
         return ccd
     if rows_cols is not None and ccd.shape == raw_shape:
@@ -519,6 +524,18 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     if bias_plane is not None:
         if bias_coefficient != 0.0:
             plane = subtract(plane, bias_plane, bias_coefficient)
+            if dark_ccd is not None and dark_ccd.meta.get("BIASID") == \
+                    bias_ccd.meta["BIASID"] and plane.var is not None \
+                    and bias_plane.var is not None:
+                # the dark was made with this very bias: its error is in both
+                # terms of frame - bias - k (dark_raw - bias), which therefore
+                # carries (1 - k)**2 var_bias, not (1 + k**2) var_bias
+                k = params["dark_scale"]
+                good = bias_plane.valid()
+                plane.var = np.maximum(
+                    plane.var - np.float32(2 * k) * np.where(good, bias_plane.var, 0), 0
+                ).astype(plane.var.dtype)
+                params["dark_bias_correlated"] = True
         else:
             # the bias is contained in the dark: mask its bad pixels only
             plane.mask |= ~bias_plane.valid()

@@ -26,7 +26,14 @@ from astropy import units as u
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ._arith import Plane, subtract
-from ._calutil import as_frame, cfa_pattern, exposure_of, header_of, temperature_of
+from ._calutil import (
+    as_frame,
+    cfa_pattern,
+    data_id,
+    exposure_of,
+    header_of,
+    temperature_of,
+)
 from .calibrate import calibrate
 from .errors import IncompatibleFramesError, MissingMetadataError
 from .provenance import Provenance, get_provenance, set_provenance
@@ -221,6 +228,8 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=_DE
     meta["FRAMETYP"] = ("dark", "calframe master dark")
     meta["IMAGETYP"] = "Dark Frame"
     meta["BIASSUB"] = (bias is not None, "T: dark current only; F: includes the bias")
+    if bias is not None:
+        meta["BIASID"] = (data_id(bias_ccd), "data SHA-256 (16 hex) of the bias subtracted")
     meta["DARKRATE"] = (bool(per_second), "T: dark current per second")
     meta.setdefault("NCOMBINE", len(frames))
     unc = None if plane.var is None else StdDevUncertainty(
