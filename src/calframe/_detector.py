@@ -15,6 +15,7 @@ map of the frame's shape.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numba
@@ -24,7 +25,7 @@ from .errors import UncertaintyUnknownWarning
 
 __all__: list[str] = []
 
-_warned = False
+_warned: set[str] = set()
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -87,12 +88,18 @@ def detector_sigma(data: np.ndarray, *, gain: float, read_noise: float,
     return out
 
 
+def _once_key() -> str:
+    # Under pytest "once" means once per test, so that whether a test sees the
+    # warning does not depend on which tests ran before it in the process.
+    return os.environ.get("PYTEST_CURRENT_TEST", "").rsplit(" (", 1)[0]
+
+
 def warn_uncertainty_unknown(path, missing: str, *, stacklevel: int = 3) -> None:
-    """Say once per process that frames are read without an uncertainty."""
-    global _warned
-    if _warned:
+    """Say once per process (once per test under pytest) that there is no uncertainty."""
+    key = _once_key()
+    if key in _warned:
         return
-    _warned = True
+    _warned.add(key)
     warnings.warn(
         f"{path}: {missing} unknown, so the frame has no uncertainty (later steps estimate "
         "it from the scatter of the frames); pass gain= and read_noise= to read_frame, or "
@@ -102,5 +109,4 @@ def warn_uncertainty_unknown(path, missing: str, *, stacklevel: int = 3) -> None
 
 def _reset_warning() -> None:
     """Let the next unknown uncertainty warn again (for tests)."""
-    global _warned
-    _warned = False
+    _warned.clear()
