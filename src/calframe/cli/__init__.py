@@ -60,6 +60,7 @@ _COMMANDS: list[str] = [
     "run",
     "provenance",
     "demo",
+    "stack",
 ]
 
 
