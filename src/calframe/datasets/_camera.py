@@ -297,15 +297,16 @@ class SyntheticCamera:
             r2 = y * y + x * x
             corner2 = max((yy - cy) ** 2 + (xx - cx) ** 2
                           for yy in (0, ny - 1) for xx in (0, nx - 1))
-            if self.cfa is None:
-                strength = np.full(self.shape, self.vignetting)
-            else:
-                factors = np.asarray(self.vignetting_colour, dtype=float)
-                strength = np.clip(self.vignetting * factors[self.colour_index()], 0, 0.99)
             # cos^4 law, 1 / (1 + (r/f)^2)^2, with f chosen so that the corner
             # loses ``strength`` of its light.
-            q = (1.0 - strength) ** -0.5 - 1.0
-            vig = (1.0 + q * r2 / corner2) ** -2.0
+            if self.cfa is None:
+                q = (1.0 - self.vignetting) ** -0.5 - 1.0
+            else:
+                factors = np.asarray(self.vignetting_colour, dtype=float)
+                strength = np.clip(self.vignetting * factors, 0, 0.99)
+                q = ((1.0 - strength) ** -0.5 - 1.0)[self.colour_index()]
+            t = 1.0 + q * (r2 / corner2)
+            vig = 1.0 / (t * t)
             self._cache["vignetting"] = _readonly(vig)
         return self._cache["vignetting"]
 

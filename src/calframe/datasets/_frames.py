@@ -174,10 +174,13 @@ class FrameTruth:
         True standard deviation of every pixel in ADU: Poisson noise through the
         gain, read noise and the rounding to integer ADU,
         ``sqrt(signal / gain**2 + (read_noise / gain)**2 + 1/12)``.
+        ``expected`` and ``sigma`` are computed each time they are asked for.
     cosmic_mask : numpy.ndarray
         True where a cosmic ray hit.
     saturated : numpy.ndarray
         True where the pixel reached the full well or the ADC maximum.
+    gain, read_noise : float
+        Gain (e-/ADU) and read noise (e-) of the camera.
     stars : numpy.ndarray or None
         Stars of a light frame (``x``, ``y`` in this frame, ``flux`` in e-/s).
     sky : float
@@ -191,12 +194,23 @@ class FrameTruth:
     dark_current: np.ndarray
     flat: np.ndarray | None
     signal: np.ndarray
-    expected: np.ndarray
-    sigma: np.ndarray
     cosmic_mask: np.ndarray
     saturated: np.ndarray
+    gain: float
+    read_noise: float
     stars: np.ndarray | None = None
     sky: float = 0.0
+
+    @property
+    def expected(self) -> np.ndarray:
+        """Noise-free expectation of the frame in ADU (computed when asked)."""
+        return self.bias + self.signal / self.gain
+
+    @property
+    def sigma(self) -> np.ndarray:
+        """True per-pixel standard deviation in ADU (computed when asked)."""
+        return np.sqrt(self.signal / self.gain**2 + (self.read_noise / self.gain) ** 2
+                       + 1.0 / 12.0)
 
 
 @dataclass
@@ -251,20 +265,22 @@ class SyntheticFrame:
 
 
 def _cosmic_rays(rng: np.random.Generator, shape: tuple[int, int], n: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Electrons deposited by ``n`` cosmic rays (short tracks) and their mask."""
+                 ) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
+    """Pixels hit by ``n`` cosmic rays (short tracks) and the electrons deposited."""
     ny, nx = shape
-    deposit = np.zeros(shape)
+    ys, xs, es = [], [], []
     for _ in range(int(n)):
         length = rng.integers(1, 6)
         angle = rng.uniform(0, np.pi)
         y0, x0 = rng.uniform(0, ny - 1), rng.uniform(0, nx - 1)
         energy = rng.uniform(2000.0, 20000.0)
         steps = np.arange(length)
-        ys = np.clip(np.rint(y0 + steps * np.sin(angle)).astype(int), 0, ny - 1)
-        xs = np.clip(np.rint(x0 + steps * np.cos(angle)).astype(int), 0, nx - 1)
-        np.add.at(deposit, (ys, xs), energy * rng.uniform(0.5, 1.5, length))
-    return deposit, deposit > 0
+        ys.append(np.clip(np.rint(y0 + steps * np.sin(angle)).astype(np.intp), 0, ny - 1))
+        xs.append(np.clip(np.rint(x0 + steps * np.cos(angle)).astype(np.intp), 0, nx - 1))
+        es.append(energy * rng.uniform(0.5, 1.5, length))
+    if not ys:
+        return (np.zeros(0, np.intp), np.zeros(0, np.intp)), np.zeros(0)
+    return (np.concatenate(ys), np.concatenate(xs)), np.concatenate(es)
 
 
 def _header(camera: SyntheticCamera, frametype: str, exptime: float, temperature: float,
@@ -296,24 +312,31 @@ def _expose(camera: SyntheticCamera, frametype: str, exptime: float, light_e: np
     dark = camera.dark_current_map(temp)
     signal = dark * float(exptime)
     if light_e is not None:
-        signal = signal + light_e
-    electrons = rng.poisson(signal).astype(np.float64) if np.any(signal) else np.zeros(bias.shape)
-    deposit, cosmic = _cosmic_rays(rng, camera.shape, cosmic_rays)
-    electrons += deposit
+        signal += light_e
+    if exptime > 0 or light_e is not None:
+        electrons = rng.poisson(signal).astype(np.float64)
+    else:
+        electrons = np.zeros(camera.shape)
+    where, deposit = _cosmic_rays(rng, camera.shape, cosmic_rays)
+    np.add.at(electrons, where, deposit)
+    cosmic = np.zeros(camera.shape, dtype=bool)
+    cosmic[where] = True
     full = electrons >= camera.full_well
-    electrons = np.minimum(electrons, camera.full_well)
+    np.minimum(electrons, camera.full_well, out=electrons)
     if camera.read_noise:
-        electrons += rng.normal(0.0, camera.read_noise, camera.shape)
-    adu = np.rint(bias + electrons / camera.gain)
-    saturated = full | (adu >= camera.adc_max)
+        electrons += rng.standard_normal(camera.shape) * camera.read_noise
+    adu = electrons
+    adu /= camera.gain
+    adu += bias
+    np.rint(adu, out=adu)
+    saturated = full
+    saturated |= adu >= camera.adc_max
     adu = np.clip(adu, 0, camera.adc_max).astype(np.float32)
-    g2 = camera.gain**2
-    sigma = np.sqrt(signal / g2 + camera.read_noise_adu**2 + 1.0 / 12.0)
     truth = FrameTruth(
         frametype=frametype, exptime=float(exptime), temperature=temp, bias=bias,
         dark_current=dark, flat=camera.flat_map() if light_e is not None else None,
-        signal=signal, expected=bias + signal / camera.gain, sigma=sigma,
-        cosmic_mask=cosmic, saturated=saturated, stars=stars, sky=float(sky))
+        signal=signal, cosmic_mask=cosmic, saturated=saturated, gain=camera.gain,
+        read_noise=camera.read_noise, stars=stars, sky=float(sky))
     header = _header(camera, frametype, exptime, temp, date_obs, imagetyp)
     return SyntheticFrame(data=adu, header=header, truth=truth)
 
