@@ -362,6 +362,16 @@ def test_checksum_mismatch_warns(tmp_path):
         read_frame(path)
 
 
+def test_checksum_mismatch_in_a_header_warns(tmp_path):
+    path = write_frame(make_frame(), tmp_path / "m.fits")
+    raw = path.read_bytes()
+    assert raw.count(b"NINPUTS =                    1") == 1
+    path.write_bytes(raw.replace(b"NINPUTS =                    1",
+                                 b"NINPUTS =                    2"))
+    with pytest.warns(ChecksumMismatchWarning, match=r"PROVENANCE \(header\)"):
+        read_back(path)
+
+
 def test_checksum_can_be_left_out(tmp_path):
     path = write_frame(make_frame(), tmp_path / "m.fits", checksum=False)
     with fits.open(path) as hdulist:

@@ -202,7 +202,7 @@ def _build_hdulist(ccd: CCDData, prov: Provenance, folder: Path, *,
         header["BUNIT"] = (unit.to_string(), "physical unit of the data")
     _summary_keywords(header, ccd, prov)
     hdus: list[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU] = [
-        fits.PrimaryHDU(data, header)]
+        fits.PrimaryHDU(_big_endian(data), header)]
 
     if ccd.mask is not None:
         mask = np.asarray(ccd.mask)
@@ -230,10 +230,16 @@ def _build_hdulist(ccd: CCDData, prov: Provenance, folder: Path, *,
                 f"{attribute}: counts from {counts.min()} to {counts.max()} do not fit "
                 "int16 (0..32767)")
         chdr = fits.Header([("COMMENT", f"per-pixel number of {meaning}")])
-        hdus.append(fits.ImageHDU(counts.astype(np.int16), chdr, name=name))
+        hdus.append(fits.ImageHDU(counts.astype(">i2"), chdr, name=name))
 
     hdus.append(prov.to_fits_table(out_dir=folder, absolute_paths=absolute_paths))
     return fits.HDUList(hdus)
+
+
+def _big_endian(array: np.ndarray) -> np.ndarray:
+    """The array in FITS byte order: astropy then writes and checksums it without
+    byte-swapping it (three times) on the way."""
+    return array.astype(array.dtype.newbyteorder(">"), copy=False)
 
 
 def _uncertainty_hdu(ccd: CCDData, shape) -> fits.ImageHDU:
@@ -265,7 +271,7 @@ def _uncertainty_hdu(ccd: CCDData, shape) -> fits.ImageHDU:
     uhdr["UTYPE"] = (kind, "kind of uncertainty (astropy class name)")
     if ccd.unit is not None and kind == "StdDevUncertainty":
         uhdr["BUNIT"] = (ccd.unit.to_string(), "physical unit of the uncertainty")
-    return fits.ImageHDU(array, uhdr, name="UNCERT")
+    return fits.ImageHDU(_big_endian(array), uhdr, name="UNCERT")
 
 
 def _summary_keywords(header: fits.Header, ccd: CCDData, prov: Provenance) -> None:
@@ -539,10 +545,14 @@ def _verify_checksums(hdulist: fits.HDUList, where) -> None:
     bad = []
     for index, hdu in enumerate(hdulist):
         name = hdu.name or str(index)
-        if "DATASUM" in hdu.header and hdu.verify_datasum() == 0:
+        # CHECKSUM covers header and data; the data sum is computed a second
+        # time only to say which of the two changed.
+        if "CHECKSUM" in hdu.header:
+            if hdu.verify_checksum() == 0:
+                data_bad = "DATASUM" in hdu.header and hdu.verify_datasum() == 0
+                bad.append(f"{name} ({'data' if data_bad else 'header'})")
+        elif "DATASUM" in hdu.header and hdu.verify_datasum() == 0:
             bad.append(f"{name} (data)")
-        elif "CHECKSUM" in hdu.header and hdu.verify_checksum() == 0:
-            bad.append(f"{name} (header)")
     if bad:
         warnings.warn(f"{where}: checksum mismatch in {', '.join(bad)}: the file was "
                       "modified or damaged after it was written; re-create it or check "
