@@ -396,3 +396,24 @@ def test_errors_name_the_parameter(tmp_path):
     make_night(tmp_path, camera=cam, n_bias=1, n_dark=0, n_flat=0, n_light=0, overwrite=True)
     with pytest.raises(KeyError, match=r"nope.fits is not a file of the synthetic night"):
         night.frame(tmp_path / "nope.fits")
+
+
+def test_night_headers_normalise_with_read_frame(tmp_path):
+    """What make_night writes is what calframe.read_frame understands."""
+    from calframe import read_frame
+
+    for cfa in (None, *CFA_PATTERNS):
+        cam = SyntheticCamera(shape=(16, 24), cfa=cfa, temperature=-5.0, gain=1.7,
+                              read_noise=4.0)
+        night = make_night(tmp_path / str(cfa), seed=1, camera=cam, n_bias=1, n_dark=1,
+                           dark_exptimes=(45.0,), n_flat=1, n_darkflat=1, n_light=1)
+        for rec in night.frames:
+            ccd = read_frame(rec.path)
+            assert ccd.meta["FRAMETYP"] == rec.frametype
+            assert ccd.meta["FTSOURCE"] == "header"
+            assert ccd.meta["EXPTIME"] == rec.exptime
+            assert ccd.meta["CCD-TEMP"] == -5.0
+            assert ccd.meta["EGAIN"] == 1.7 and ccd.meta["RDNOISE"] == 4.0
+            assert ccd.meta.get("BAYERPAT") == cfa
+            assert_array_equal(ccd.data, night.frame(rec.path).data)
+            assert ccd.uncertainty is not None
