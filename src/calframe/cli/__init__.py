@@ -61,6 +61,7 @@ _COMMANDS: list[str] = [
     "provenance",
     "demo",
     "stack",
+    "cfa",
 ]
 
 
