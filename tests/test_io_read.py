@@ -526,3 +526,14 @@ def test_noise_model_and_mask_kernels_against_numpy(shape):
         detector_sigma(data, gain=0.0, read_noise=1.0)
     with pytest.raises(ValueError, match=r"read_noise=-1\.0: must be >= 0"):
         detector_sigma(data, gain=1.0, read_noise=-1.0)
+
+
+def test_bias_uncertainty_is_the_read_noise(tmp_path):
+    data = np.array([[1000.0, 1010.0], [990.0, 1005.0]], np.float32)
+    path = tmp_path / "frame.fits"
+    fits.PrimaryHDU(data, header=fits.Header({"IMAGETYP": "zero"})).writeto(path)
+    ccd = read_frame(path, gain=2.0, read_noise=6.0)
+    assert_allclose(ccd.uncertainty.array, 3.0, rtol=1e-7)
+    # An explicit pedestal is used as given.
+    ccd = read_frame(path, gain=2.0, read_noise=6.0, pedestal=990.0)
+    assert_allclose(ccd.uncertainty.array, np.sqrt((data - 990.0) / 2.0 + 9.0), rtol=1e-6)

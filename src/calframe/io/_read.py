@@ -196,9 +196,11 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
     subtract_black : bool, optional
         Subtract the black level per CFA position (camera RAW).  By default the
         black level is only recorded (BLKLEV0..3, BLKLEVEL); a bias removes it.
-    pedestal : float, optional
-        Level (ADU) that carries no photon noise, for the noise model.
-        Default: the black level of a RAW, else 0.
+    pedestal : float or array, optional
+        Level (ADU) that carries no photon noise, for the noise model: one
+        number, a 2x2 CFA tile or a map of the frame's shape.  Default: the
+        black level of a RAW, else 0; for a bias frame the whole signal (its
+        uncertainty is the read noise alone).
     frametype : str, optional
         Frame type to record (FTSOURCE = 'user') instead of inferring it.
     require_exposure : bool, optional
@@ -233,12 +235,12 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
     >>> import tempfile, pathlib
     >>> import numpy as np
     >>> from astropy.io import fits
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "bias_001.fits"
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "flat_001.fits"
     >>> data = np.full((4, 6), 1000, dtype=np.uint16)
     >>> fits.PrimaryHDU(data, header=fits.Header({"EGAIN": 2.0, "RDNOISE": 4.0})).writeto(path)
     >>> ccd = read_frame(path)
     >>> ccd.data.dtype, ccd.unit, ccd.meta["FRAMETYP"], ccd.meta["FTSOURCE"]
-    (dtype('float32'), Unit("adu"), 'bias', 'filename')
+    (dtype('float32'), Unit("adu"), 'flat', 'filename')
     >>> round(float(ccd.uncertainty.array[0, 0]), 4)  # sqrt(1000 / 2 + (4 / 2)**2)
     22.4499
     """
@@ -369,14 +371,18 @@ def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, s
         meta["BLKSUB"] = (True, "black level subtracted when read")
 
     # --- uncertainty
-    g = gain if gain is not None else meta.get("EGAIN")
-    rn = read_noise if read_noise is not None else meta.get("RDNOISE")
+    g = gain if gain is not None else metadata.gain(meta)[0]
+    rn = read_noise if read_noise is not None else \
+        metadata.read_noise(meta, gain_e_per_adu=g)[0]
     if gain is not None:
         meta["EGAIN"] = (float(gain), "[e-/ADU] gain (given when read)")
     if read_noise is not None:
         meta["RDNOISE"] = (float(read_noise), "[e-] read noise (given when read)")
     uncertainty = None
     source = "none"
+    if pedestal is None and meta["FRAMETYP"] == "bias":
+        # A bias has no photon signal: its noise is the read noise alone.
+        ped = np.inf
     if loaded.uncertainty is not None:
         uncertainty = loaded.uncertainty
         source = "file"
