@@ -107,7 +107,20 @@ def _dirty_header():
     return frame(meta=meta)
 
 
-KINDS = {"mono": _mono, "float64": _float64, "no-uncertainty-no-mask": _bare,
+def _wcs():
+    from astropy.wcs import WCS
+
+    ccd = frame()
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [83.8, -5.4]
+    wcs.wcs.crpix = [12.0, 8.0]
+    wcs.wcs.cdelt = [-1e-4, 1e-4]
+    ccd.wcs = wcs
+    return ccd
+
+
+KINDS = {"wcs": _wcs, "mono": _mono, "float64": _float64, "no-uncertainty-no-mask": _bare,
          "with-counts": _counts, "rgb-cube": _rgb, "cfa": _cfa,
          "long-provenance": _long_provenance, "dirty-header": _dirty_header}
 

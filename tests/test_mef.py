@@ -425,3 +425,19 @@ def test_reserved_keywords_get_their_standard_type(tmp_path):
     meta = {"EPOCH": 1316695667.5, "EQUINOX": 2000.0}  # an EDF time stamp: dropped
     header = fits.getheader(write_frame(make_frame(meta=meta), tmp_path / "e.fits"))
     assert header["EQUINOX"] == 2000.0 and "EPOCH" not in header
+
+
+def test_wcs_round_trip(tmp_path):
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [83.8, -5.4]
+    wcs.wcs.crpix = [8.0, 6.0]
+    wcs.wcs.cdelt = [-1e-4, 1e-4]
+    ccd = make_frame()
+    ccd.wcs = wcs
+    back = CCDData.read(write_frame(ccd, tmp_path / "w.fits"))
+    np.testing.assert_allclose(back.wcs.wcs.crval, [83.8, -5.4], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(back.wcs.wcs.crpix, [8.0, 6.0], rtol=0, atol=1e-12)
+    assert list(back.wcs.wcs.ctype) == ["RA---TAN", "DEC--TAN"]

@@ -313,3 +313,13 @@ def test_get_provenance_is_attached():
     assert get_provenance(ccd).steps[0].step == "x"
     versions = software_versions()
     assert {"calframe", "astropy", "numpy", "LibRaw"} <= set(versions)
+
+
+def test_cli_on_a_file_without_provenance(tmp_path, capsys):
+    path = tmp_path / "plain.fits"
+    fits.writeto(path, np.zeros((3, 3), np.float32))
+    assert main(["provenance", str(path), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "no provenance recorded" in out and "verified 0 inputs" in out
+    assert main(["provenance", str(tmp_path / "absent.fits")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -763,6 +763,8 @@ class ProvenanceNode:
     def render(self) -> str:
         """The tree as text, one record per line."""
         lines = [f"{self.path}  sha256 {self.sha256[:16]}  CALSTAT {self.calstat or '-'}"]
+        if not (self.steps or self.inputs or self.inherited):
+            lines.append("└── no provenance recorded (not written by calframe?)")
         self._render_body(lines, "")
         return "\n".join(lines)
 
