@@ -537,3 +537,30 @@ def test_bias_uncertainty_is_the_read_noise(tmp_path):
     # An explicit pedestal is used as given.
     ccd = read_frame(path, gain=2.0, read_noise=6.0, pedestal=990.0)
     assert_allclose(ccd.uncertainty.array, np.sqrt((data - 990.0) / 2.0 + 9.0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("stored", [">i2", ">i4", "<i2", ">u1", ">f4", ">f8"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scaled_to_float_matches_numpy(stored, dtype):
+    from calframe.io._kernels import scaled_to_float
+
+    rng = np.random.default_rng(14)
+    info = np.iinfo(stored) if np.dtype(stored).kind in "iu" else None
+    low, high = (info.min, info.max) if info else (-1e6, 1e6)
+    raw = rng.uniform(low, high, (5, 7)).astype(stored)
+    raw.flat[0] = low
+    raw.flat[1] = high
+    for bscale, bzero in ((1.0, 0.0), (1.0, 32768.0), (0.25, -3.5)):
+        expected = (raw.astype(np.float64) * bscale + bzero).astype(dtype)
+        got = scaled_to_float(raw, bscale, bzero, dtype)
+        assert got.dtype == dtype and got.dtype.isnative
+        assert_allclose(got, expected, rtol=1e-7 if dtype == np.float32 else 1e-15)
+
+
+def test_uint32_bzero_fits(tmp_path):
+    truth = np.array([[0, 1, 2**31], [2**32 - 1, 12345, 7]], np.uint32)
+    path = tmp_path / "u32.fits"
+    fits.PrimaryHDU(truth).writeto(path)
+    ccd = read_frame(path, dtype=np.float64, **NOISE)
+    assert_array_equal(ccd.data, truth.astype(np.float64))
+    assert ccd.mask[1, 0] and ccd.mask.sum() == 1      # full scale = saturated

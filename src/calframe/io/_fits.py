@@ -10,6 +10,7 @@ from astropy.io import fits
 
 from ..errors import FrameReadError, UnsupportedFormatError
 from ._common import Loaded, integer_full_scale
+from ._kernels import scaled_to_float
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,7 @@ def _physical(raw: np.ndarray, header: fits.Header, dtype) -> tuple[np.ndarray, 
             blank_mask = raw == blank
             if not blank_mask.any():
                 blank_mask = None
-    out = raw.astype(dtype)  # always a native-endian copy
-    if bscale != 1.0:
-        out *= dtype(bscale)
-    if bzero != 0.0:
-        out += dtype(bzero)
-    return out, blank_mask
+    return scaled_to_float(raw, bscale, bzero, dtype), blank_mask
 
 
 def _extension_array(hdul, name):
