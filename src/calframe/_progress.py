@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["enable_progress", "progress", "progress_enabled"]
+__all__ = ["echo", "enable_progress", "progress", "progress_enabled"]
 
 T = TypeVar("T")
 
@@ -44,3 +44,13 @@ def progress(iterable: Iterable[T], *, desc: str = "", total: int | None = None,
 
     return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr,
                 leave=False, dynamic_ncols=True)
+
+
+def echo(text: str) -> None:
+    """Print a line on standard error without breaking a progress bar."""
+    if _ENABLED:
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+    else:
+        print(text, file=sys.stderr)

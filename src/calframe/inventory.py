@@ -231,8 +231,10 @@ def _header_row(path: str) -> tuple[dict, Problem | None]:
         header, shape = _read_header(path, row["format"])
     except (CalframeError, OSError, ValueError, TypeError, KeyError,
             IndexError, EOFError, RuntimeError) as err:
-        return row, Problem(path, f"cannot be read as a frame ({_oneline(err)})",
-                            "copy the file again or remove it from the folder")
+        detail = getattr(err, "problem", None) or _oneline(err)
+        return row, Problem(path, f"cannot be read as a frame ({detail})",
+                            getattr(err, "fix", None)
+                            or "copy the file again or remove it from the folder")
     _fill_from_header(row, header, shape, path)
     return row, None
 

@@ -335,8 +335,8 @@ class Plan:
                 return t
         raise KeyError(name)
 
-    def describe(self) -> str:
-        """The plan in words, one line per output."""
+    def describe(self, *, problems: bool = True) -> str:
+        """The plan in words, one line per output (and the problems found)."""
         masters = [t for t in self.tasks if t.kind != "light"]
         lights = [t for t in self.tasks if t.kind == "light"]
         lines = [f"plan: {len(masters)} masters, {len(lights)} calibrated lights -> "
@@ -367,7 +367,7 @@ class Plan:
         m = self.config.master
         lines.append(f"  masters: {m.method}, rejection {m.rejection} ({m.low:g}, "
                      f"{m.high:g}), memory limit {self.config.memory_limit}")
-        if self.problems:
+        if problems and self.problems:
             lines.append(f"problems ({len(self.problems)}):")
             lines.extend(f"  {p}" for p in self.problems)
         return "\n".join(lines)
@@ -576,7 +576,7 @@ class _Runner:
     def problem(self, path: str, what: str, fix: str = "") -> None:
         p = Problem(str(path), what, fix)
         self.result.problems.append(p)
-        log.warning("%s", p)
+        log.info("problem: %s", p)
         if self.on_problem is not None:
             self.on_problem(p)
         if self.config.strict:
@@ -631,13 +631,14 @@ class _Runner:
             stats = _frame_stats(ccd)
             row.update(stats)
             del ccd
-            if stats["finite"] == 0:
+            if stats["saturated"] > 0.5:
+                self.exclude(row, f"saturated {kind} ({100 * stats['saturated']:.0f}% of "
+                             "pixels at the saturation level)", "",
+                             "take flats at about half the full well" if kind == "flat"
+                             else "remove the frame")
+            elif stats["finite"] == 0:
                 self.exclude(row, "all pixels are NaN or masked", "",
                              "remove the frame; it holds no data")
-            elif kind == "flat" and stats["saturated"] > 0.5:
-                self.exclude(row, f"saturated flat ({100 * stats['saturated']:.0f}% of "
-                             "pixels at the white level)", "",
-                             "take flats at about half the full well")
             elif kind in ("dark", "flat") and not math.isfinite(exptimes.get(path, np.nan)):
                 self.exclude(row, f"{kind} without an exposure time (no EXPTIME)", "",
                              "add EXPTIME to the header or remove the frame")
@@ -850,17 +851,16 @@ def _is_temporary(name: str) -> bool:
 def _frame_stats(ccd) -> dict[str, float]:
     data = np.asarray(ccd.data, dtype=np.float32)
     mask = ~np.isfinite(data)
-    saturated = 0.0
-    if ccd.mask is not None:
+    if ccd.mask is not None and np.shape(ccd.mask) == data.shape:
         mask = mask | np.asarray(ccd.mask, dtype=bool)
-        sat = ccd.meta.get("SATURATE")
-        if sat is not None:
-            try:
-                saturated = float(np.mean(data >= float(sat)))
-            except (TypeError, ValueError):
-                saturated = 0.0
-        else:
-            saturated = float(np.mean(np.asarray(ccd.mask, dtype=bool)))
+    saturated = 0.0
+    try:
+        level = float(ccd.meta.get("SATURATE"))
+    except (TypeError, ValueError):
+        level = float("nan")
+    if math.isfinite(level):
+        with np.errstate(invalid="ignore"):
+            saturated = float(np.mean(data >= level))
     good = data[~mask]
     finite = good.size
     if finite == 0:

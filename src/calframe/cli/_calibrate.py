@@ -32,7 +32,7 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
 
     A light that cannot be calibrated is reported and skipped; the exit code
     is 1 when any light failed."""
-    from .._progress import enable_progress, progress
+    from .._progress import echo, enable_progress, progress
     from ..calibrate import calibrate
     from ..errors import CalframeError
     from ..io import write_frame
@@ -60,7 +60,7 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
             write_frame(ccd, target, overwrite=overwrite)
         except (CalframeError, OSError) as err:
             failed += 1
-            click.echo(f"problem: {light}: not calibrated ({err})", err=True)
+            echo(f"problem: {light}: not calibrated ({err})")
             continue
         if not quiet:
             click.echo(f"{light} -> {target}")

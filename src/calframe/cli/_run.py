@@ -41,7 +41,7 @@ def run_command(ctx: click.Context, paths, output, config_path, dry_run, strict,
                 memory_limit, frame_types, no_report) -> int:
     """Inventory PATHS, build the masters each group needs, calibrate every light,
     and write OUTPUT/report.html.  A rerun redoes only what changed."""
-    from .._progress import enable_progress, progress
+    from .._progress import echo, enable_progress, progress
     from ..pipeline import PipelineConfig, load_config, make_plan, run_pipeline
 
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
@@ -86,10 +86,10 @@ def run_command(ctx: click.Context, paths, output, config_path, dry_run, strict,
         click.echo(plan.describe())
         return 0
     if not quiet:
-        click.echo(plan.describe())
+        click.echo(plan.describe(problems=False))
 
     def on_problem(problem) -> None:
-        click.echo(f"problem: {problem}", err=True)
+        echo(f"problem: {problem}")
 
     result = run_pipeline(plan, progress=progress, on_problem=on_problem)
     click.echo(result.summary())
