@@ -171,3 +171,21 @@ def test_mapping_to_header_keeps_what_fits_and_drops_the_rest():
     assert header["motor_pos"].startswith("1 2 3")
     assert "huge" not in header
     assert header["bad_char"] == "v?"
+
+
+def test_frame_type_spelling_is_case_and_separator_insensitive():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    words = sorted({w for ws in metadata._TYPE_WORDS.values() for w in ws})
+
+    @settings(max_examples=200, deadline=None, derandomize=True)
+    @given(st.sampled_from(words), st.lists(st.booleans(), min_size=30, max_size=30),
+           st.sampled_from([" ", "_", "-", "  "]))
+    def check(word, upper, sep):
+        spelled = "".join(c.upper() if u else c for c, u in zip(word, upper, strict=False))
+        spelled = spelled.replace(" ", sep)
+        assert metadata.parse_frame_type(spelled) == metadata.parse_frame_type(word)
+        assert metadata.parse_frame_type(word) in metadata.FRAME_TYPES
+
+    check()
