@@ -282,6 +282,7 @@ def _levels(data: np.ndarray, good: np.ndarray, groups, region, statistic: str
 def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
                      rejection=_DEFAULT, normalize: str | None = "median", region=None,
                      per_channel: bool | None = None, min_value: float = 0.1,
+                     dark_scale: str | float | None = "exposure",
                      **combine_options) -> CCDData:
     """Calibrate, scale, combine and normalise flat fields into a master flat.
 
@@ -315,6 +316,9 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
         Pixels of the normalised master below this are masked (calibrate
         never divides by them); for ``normalize`` None or 'exposure', the
         threshold is relative to the master's median.
+    dark_scale : 'exposure', float or None
+        How the dark is scaled to each flat (as in :func:`calframe.calibrate`;
+        None subtracts it as it is, e.g. a beam-off dark without EXPTIME).
 
     Returns
     -------
@@ -374,9 +378,9 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
 
             groups = cfa_groups(flat.meta if chan else {}, flat.shape, by_colour=True)
         if bias_nounc is not None or dark_nounc is not None:
-            cal = calibrate(flat, bias=bias_nounc, dark=dark_nounc)
+            cal = calibrate(flat, bias=bias_nounc, dark=dark_nounc, dark_scale=dark_scale)
             step = get_provenance(cal).steps[-1].parameters
-            k = float(step.get("dark_scale", 0.0))
+            k = float(step.get("dark_scale", 0.0)) if dark_nounc is not None else 0.0
             c = float(step.get("bias_coefficient", 0.0 if bias_nounc is None else 1.0))
         else:
             cal, k, c = flat, 0.0, 0.0
