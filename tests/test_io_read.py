@@ -472,6 +472,9 @@ def test_round_trip_through_write_frame_keeps_counts_and_provenance(tmp_path, mo
     assert_array_equal(back.mask, first.mask)
     assert_allclose(back.uncertainty.array, first.uncertainty.array, rtol=1e-7)
     assert back.meta["UNCSRC"] == "file" and back.meta["FRAMETYP"] == "bias"
+    with fits.open("out/master.fits") as hdul:
+        assert "CHECKSUM" in hdul[0].header
+    assert "CHECKSUM" not in back.meta and "DATASUM" not in back.meta   # describe bytes
     assert_array_equal(back.ncombine, 3)
     prov = get_provenance(back)
     assert [r.path for r in prov.inputs] == ["b1.fits", "out/master.fits"]

@@ -45,6 +45,24 @@ def load_edf(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
         nframes = int(image.nframes)
         if not 0 <= frame < nframes:
             raise ValueError(f"frame={frame}: {path} has {nframes} frame(s) (0..{nframes - 1})")
+        return _frame(image, path, frame, nframes, dtype)
+    finally:
+        image.close()
+
+
+def iter_edf(path, *, dtype=np.float32):
+    """Yield every frame of an EDF file, opening it once."""
+    image = _open(path)
+    try:
+        nframes = int(image.nframes)
+        for frame in range(nframes):
+            yield _frame(image, path, frame, nframes, dtype)
+    finally:
+        image.close()
+
+
+def _frame(image, path, frame: int, nframes: int, dtype) -> Loaded:
+    try:
         one = image if frame == 0 else image.getframe(frame)
         raw = one.data
         if raw is None:
@@ -54,8 +72,6 @@ def load_edf(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
     except (OSError, RuntimeError, IndexError) as err:
         raise FrameReadError(path, f"frame {frame} cannot be read ({err})",
                              "the file is probably truncated; copy it again") from err
-    finally:
-        image.close()
     raw = np.asarray(raw)
     if raw.ndim != 2:
         raise FrameReadError(path, f"frame {frame} has {raw.ndim} axes, not 2",

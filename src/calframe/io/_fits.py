@@ -15,7 +15,8 @@ from ._kernels import scaled_to_float
 log = logging.getLogger(__name__)
 
 _EXTRA_NAMES = ("PROVENANCE", "NCOMBINE", "REJECTED")
-_SCALE_KEYS = ("BZERO", "BSCALE", "BLANK", "ZBLANK")
+# Keywords that describe the stored bytes, not the float data read from them.
+_SCALE_KEYS = ("BZERO", "BSCALE", "BLANK", "ZBLANK", "CHECKSUM", "DATASUM")
 
 
 def _open(path) -> fits.HDUList:

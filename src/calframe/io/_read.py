@@ -311,8 +311,25 @@ def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
         for index in image_hdus(path):
             yield read_frame(path, hdu=index, **kwargs)
         return
+    if kind == "edf":
+        from ._edf import iter_edf
+        options = _read_options(**kwargs)
+        for loaded in iter_edf(path, dtype=options["dtype"]):
+            yield _finish(loaded, path, kind, hdu=None, frame=loaded.location["frame"],
+                          **options)
+        return
     for index in range(frame_count(path)):
         yield read_frame(path, frame=index, **kwargs)
+
+
+def _read_options(*, unit=None, gain=None, read_noise=None, saturation=None,
+                  bad_pixel_mask=None, subtract_black=False, pedestal=None, frametype=None,
+                  require_exposure=False, dtype=np.float32) -> dict:
+    """The keyword arguments of read_frame other than hdu/frame, with their defaults."""
+    return {"unit": unit, "gain": gain, "read_noise": read_noise, "saturation": saturation,
+            "bad_pixel_mask": bad_pixel_mask, "subtract_black": subtract_black,
+            "pedestal": pedestal, "frametype": frametype,
+            "require_exposure": require_exposure, "dtype": dtype}
 
 
 def _subtract_tile(data: np.ndarray, tile: np.ndarray) -> None:
