@@ -57,10 +57,6 @@ METHODS: tuple[str, ...] = ("bilinear", "malvar2004", "menon2007")
 # channel index (R, G1, G2, B) -> RGB plane
 _PLANE_OF_CHANNEL = np.array([0, 1, 1, 2])
 
-_K_RB = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]) / 4.0
-_K_G = np.array([[0.0, 1.0, 0.0], [1.0, 4.0, 1.0], [0.0, 1.0, 0.0]]) / 4.0
-_TRI5 = np.array([1.0, 2.0, 3.0, 2.0, 1.0])
-_K_WIDE = np.outer(_TRI5, _TRI5)
 
 # Malvar et al. (2004) kernels (Table/Fig. 2 of the paper), divided by 8.
 _M_G_AT_RB = np.array([[0, 0, -1, 0, 0],
@@ -107,10 +103,17 @@ _MALVAR = _malvar_kernels()
 
 
 # ---------------------------------------------------------------------------
-# Kernels on plain arrays
+# Kernels on plain arrays (loops in _demosaic_kernels)
 # ---------------------------------------------------------------------------
-def _conv(a: np.ndarray, k: np.ndarray) -> np.ndarray:
-    return ndimage.convolve(a, k, mode="constant", cval=0.0)
+def _malvar_stack() -> np.ndarray:
+    """The Malvar kernels as a (3, 4, 5, 5) array in correlation orientation."""
+    out = np.empty((3, 4, 5, 5))
+    for (p, chan), k in _MALVAR.items():
+        out[p, chan] = k[::-1, ::-1]  # scipy convolves (flips); all are symmetric anyway
+    return out
+
+
+_MALVAR_STACK = _malvar_stack()
 
 
 def _bilinear(data, var, bad, index):
@@ -118,89 +121,37 @@ def _bilinear(data, var, bad, index):
 
     Returns values (3, ny, nx), variances (3, ny, nx) or None, flags (3, ny, nx).
     """
+    from . import _demosaic_kernels as k
+
     shape = (3, *data.shape)
     values = np.empty(shape)
-    variances = np.empty(shape) if var is not None else None
-    flags = np.zeros(shape, dtype=bool)
-    plane = _PLANE_OF_CHANNEL[index]
-    for p in range(3):
-        member = plane == p
-        valid = member & ~bad
-        kernel = _K_G if p == 1 else _K_RB
-        weight = valid.astype(np.float64)
-        x = np.where(valid, data, 0.0)
-        num = _conv(x, kernel)
-        den = _conv(weight, kernel)
-        var_num = _conv(np.where(valid, var, 0.0), kernel ** 2) if var is not None else None
-        # pixels with no valid sample in 3x3: widen to a 5x5 same-colour window
-        empty = den <= 0
-        if empty.any():
-            num_w = _conv(x, _K_WIDE)
-            den_w = _conv(weight, _K_WIDE)
-            num = np.where(empty, num_w, num)
-            den = np.where(empty, den_w, den)
-            if var_num is not None:
-                var_num = np.where(empty, _conv(np.where(valid, var, 0.0), _K_WIDE ** 2),
-                                   var_num)
-        ok = den > 0
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values[p] = np.where(ok, num / np.where(ok, den, 1.0), np.nan)
-            if variances is not None:
-                variances[p] = np.where(ok, var_num / np.where(ok, den, 1.0) ** 2, np.nan)
-        # flag: a masked same-colour sample inside the support actually used
-        masked_member = (member & bad).astype(np.float64)
-        touched = _conv(masked_member, (kernel != 0).astype(float)) > 0
-        if empty.any():
-            touched_w = _conv(masked_member, (_K_WIDE != 0).astype(float)) > 0
-            touched = np.where(empty, touched_w, touched)
-        flags[p] = touched | ~ok
-    return values, variances, flags
+    variances = np.empty(shape) if var is not None else np.empty((1, 1, 1))
+    flags = np.empty(shape, dtype=bool)
+    k.bilinear(data, var if var is not None else np.empty((1, 1)), bad, index,
+               k._W_RB, k._W_G, k._W_WIDE, values, variances, flags, var is not None)
+    return values, (variances if var is not None else None), flags
 
 
-def _mirror(i: np.ndarray, n: int) -> np.ndarray:
-    """Whole-sample mirror boundary index (numpy 'reflect', scipy 'mirror').
+def _linear_variance(var, index):
+    """Exact variance of the Malvar linear filter (mirrored edges)."""
+    from . import _demosaic_kernels as k
 
-    Mirroring about the edge pixel keeps the 2x2 Bayer parity.
-    """
-    period = 2 * (n - 1)
-    i = np.mod(i, period)
-    return np.where(i >= n, period - i, i)
-
-
-def _linear_variance(var, index, kernels):
-    """Exact variance of the Malvar-type linear filter (mirrored edges)."""
-    ny, nx = var.shape
-    out = np.empty((3, ny, nx))
-    for p in range(3):
-        for chan in range(4):
-            k = kernels[(p, chan)]
-            sel = index == chan
-            out[p][sel] = ndimage.convolve(var, k ** 2, mode="mirror")[sel]
-    # redo the 2-pixel border exactly: mirrored taps that land on one pixel add
-    # their weights before squaring
-    border = np.zeros((ny, nx), bool)
-    border[:2] = border[-2:] = True
-    border[:, :2] = border[:, -2:] = True
-    ys, xs = np.nonzero(border)
-    dy, dx = np.mgrid[-2:3, -2:3]
-    src = (_mirror(ys[:, None] + dy.ravel()[None], ny) * nx
-           + _mirror(xs[:, None] + dx.ravel()[None], nx))
-    rows = np.repeat(np.arange(ys.size), 25)
-    chan = index[ys, xs]
-    for p in range(3):
-        weights = np.empty((ys.size, 25))
-        for c in range(4):
-            sel = chan == c
-            # convolution flips the kernel; the Malvar kernels are symmetric
-            weights[sel] = kernels[(p, c)][::-1, ::-1].ravel()[None]
-        key = rows * (ny * nx) + src.ravel()
-        uniq, inverse = np.unique(key, return_inverse=True)
-        summed = np.bincount(inverse, weights.ravel())
-        uniq_src = uniq % (ny * nx)
-        uniq_row = uniq // (ny * nx)
-        contrib = summed ** 2 * var.ravel()[uniq_src]
-        out[p][ys, xs] = np.bincount(uniq_row, contrib, minlength=ys.size)
+    out = np.empty((3, *var.shape))
+    k.linear5_variance(var, index, _MALVAR_STACK, out)
     return out
+
+
+def _footprint_flags(bad, index, dilate=0):
+    from . import _demosaic_kernels as k
+
+    flags = np.zeros((3, *bad.shape), dtype=bool)
+    if not bad.any():
+        return flags
+    k.linear5_flags(bad, index, _MALVAR_STACK, flags)
+    if dilate:
+        for p in range(3):
+            flags[p] = ndimage.binary_dilation(flags[p], iterations=dilate)
+    return flags
 
 
 def _import_colour_demosaicing():
@@ -230,21 +181,6 @@ def _library(data, pattern, method):
         rgb = func(padded, pattern)
     rgb = np.moveaxis(np.asarray(rgb, dtype=np.float64), -1, 0)
     return rgb[:, pad:-pad, pad:-pad]
-
-
-def _footprint_flags(bad, index, kernels, size_extra=0):
-    ny, nx = bad.shape
-    flags = np.zeros((3, ny, nx), bool)
-    badf = bad.astype(np.float64)
-    for p in range(3):
-        for chan in range(4):
-            foot = (kernels[(p, chan)] != 0).astype(float)
-            if size_extra:
-                foot = ndimage.binary_dilation(np.pad(foot, size_extra),
-                                               iterations=size_extra).astype(float)
-            sel = index == chan
-            flags[p][sel] = (ndimage.convolve(badf, foot, mode="mirror") > 0)[sel]
-    return flags
 
 
 # ---------------------------------------------------------------------------
@@ -305,13 +241,13 @@ def demosaic(frame: CCDData, *, method: str = "bilinear", pattern: str | None = 
         raise ValueError(f"frame of shape {frame.shape} is too small to demosaic; it needs at "
                          "least 5x5 pixels")
     pattern = _pattern_for(frame, pattern)
-    data = np.asarray(frame.data, dtype=np.float64)
+    data = np.ascontiguousarray(frame.data, dtype=np.float64)
     bad = ~np.isfinite(data)
     if frame.mask is not None:
         bad |= np.asarray(frame.mask, bool)
     var = None
     if frame.uncertainty is not None:
-        var = np.asarray(frame.uncertainty.array, dtype=np.float64) ** 2
+        var = np.ascontiguousarray(frame.uncertainty.array, dtype=np.float64) ** 2
         bad |= ~np.isfinite(var)
     index = channel_index(data.shape, pattern)
 
@@ -332,9 +268,8 @@ def demosaic(frame: CCDData, *, method: str = "bilinear", pattern: str | None = 
                 fill_var[unresolved] = 0.0
         values = _library(filled, pattern, method)
         if fill_var is not None:
-            variances = _linear_variance(fill_var, index, _MALVAR)
-        extra = 1 if method == "menon2007" else 0
-        flags = _footprint_flags(bad, index, _MALVAR, size_extra=extra)
+            variances = _linear_variance(fill_var, index)
+        flags = _footprint_flags(bad, index, dilate=1 if method == "menon2007" else 0)
         values[flags & ~np.isfinite(values)] = np.nan
 
     meta = frame.meta.copy()
