@@ -98,8 +98,10 @@ def _display(array: np.ndarray, mask: np.ndarray | None, cfa: bool) -> tuple:
 def _figure(ncols: int, width: float = 4.2, height: float = 3.4):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width * ncols, height), dpi=90, layout="constrained")
+    fig = Figure(figsize=(width * ncols, height), dpi=80)
     axes = fig.subplots(1, ncols, squeeze=False)[0]
+    fig.subplots_adjust(left=0.06 / ncols + 0.02, right=0.98, bottom=0.14, top=0.9,
+                        wspace=0.3)
     return fig, axes
 
 
