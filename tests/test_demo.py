@@ -72,8 +72,10 @@ def test_demo_refuses_a_foreign_folder_and_reuses_its_own(tmp_path):
     with pytest.raises(OutputExistsError, match="exists and is not a folder"):
         run_demo(afile, settings=SMALL)
     out = tmp_path / "demo"
-    first = run_demo(out, seed=1, settings=SMALL)
-    second = run_demo(out, seed=1, settings=SMALL)
+    steps = DEFAULT_STEPS[:3]
+    first = run_demo(out, seed=1, settings=SMALL, steps=steps)
+    second = run_demo(out, seed=1, settings=SMALL, steps=steps)
+    assert first.checks and first.passed
     assert [c.measured for c in first.checks] == [c.measured for c in second.checks]
 
 
@@ -87,6 +89,14 @@ def test_cli_demo_default_run(tmp_path, capsys, monkeypatch):
     assert "mono    bias" in out and "colour  light" in out
     assert "FAIL" not in out
     assert "demo PASSED" in out
+    # masters and calibrated lights are calframe MEF files with provenance
+    from astropy.io import fits
+
+    written = tmp_path / "calframe-demo" / "colour" / "calibrated" / "light_0001.fits"
+    with fits.open(written) as hdul:
+        names = [h.name for h in hdul]
+    assert "UNCERT" in names and "MASK" in names and "PROVENANCE" in names
+    assert (tmp_path / "calframe-demo" / "mono" / "masters" / "master_flat.fits").is_file()
 
 
 def test_cli_demo_exit_code_on_failure(tmp_path, capsys, monkeypatch):

@@ -6,6 +6,10 @@ reads every frame back with :func:`calframe.read_frame`, summarises each
 frame type, and measures the detector from the frames alone (bias level,
 read noise, gain, dark current and hot pixels, flat field, sky level) and
 compares every figure with the truth, each as a PASS/FAIL :class:`DemoCheck`.
+It then builds master bias, dark and flat frames with :mod:`calframe.masters`,
+calibrates the lights with :func:`calframe.calibrate`, writes them with
+:func:`calframe.write_frame`, and checks that their errors from the truth
+match the uncertainties they claim (pull distributions).
 
 The run is a list of steps (:data:`DEFAULT_STEPS`), each a function of a
 :class:`DemoContext`.  A step reads what earlier steps left in the context
@@ -173,6 +177,9 @@ class DemoResult:
         Every comparison with the truth.
     timings : dict of str to float
         Wall time of each step (s).
+    outputs : list of pathlib.Path
+        Files the steps wrote besides the synthetic night (masters, calibrated
+        lights).
     """
 
     outdir: Path
@@ -180,6 +187,7 @@ class DemoResult:
     summaries: list[TypeSummary] = field(default_factory=list)
     checks: list[DemoCheck] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    outputs: list[Path] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -209,7 +217,7 @@ class DemoResult:
         return {"outdir": str(self.outdir), "passed": self.passed,
                 "summaries": [asdict(s) for s in self.summaries],
                 "checks": [{**asdict(c), "passed": c.passed} for c in self.checks],
-                "timings": self.timings}
+                "timings": self.timings, "outputs": [str(p) for p in self.outputs]}
 
 
 @dataclass
@@ -491,7 +499,7 @@ def _step_light(ctx: DemoContext) -> None:
             # wings of faint stars that the mask misses
             err = 1.25 * _robust_std(values) / np.sqrt(values.size)
             label = "sky" if night.camera.cfa is None else f"sky ({'RGB'[c]} pixels)"
-            ctx.check(name, f"{label} in calibrated lights", measured, expected,
+            ctx.check(name, f"{label} level in lights", measured, expected,
                       ctx.settings.n_sigma * err + 0.005 * expected, "ADU",
                       f"stars masked: {stars.mean():.0%} of pixels")
 
@@ -516,6 +524,89 @@ def _step_noise_model(ctx: DemoContext) -> None:
                       how="median over pixels")
 
 
+def _pull_checks(ctx: DemoContext, camera: str, what: str, pull: np.ndarray,
+                 *, rms_tol: float = 0.08, mean_tol: float = 0.1) -> None:
+    ctx.check(camera, f"{what}: rms pull", pull.std(), 1.0, rms_tol,
+              how="(value - truth) / its uncertainty; 1 = honest error bars")
+    ctx.check(camera, f"{what}: mean pull", pull.mean(), 0.0, mean_tol,
+              how="bias in units of the uncertainty; a variance taken from the noisy "
+              "data itself gives about -1/(2 gain sigma)")
+
+
+def _step_masters(ctx: DemoContext) -> None:
+    """Master bias, dark and flat made by calframe.masters, against the truth.
+
+    Frames other than biases are read with the master bias as ``pedestal``,
+    so that their detector-model uncertainty counts photons only."""
+    from .io import read_frame, write_frame
+    from .masters import make_master_bias, make_master_dark, make_master_flat
+
+    for name, night in ctx.nights.items():
+        truth = night.truth
+        p = ctx.products[name]
+        colour = night.camera.colour_index()
+        folder = ctx.outdir / name / "masters"
+        bias = make_master_bias([ctx.frames[name][f] for f in night.files_of("bias")])
+        pedestal = np.asarray(bias.data)
+        t_dark = night.dark_exptimes[-1]
+        dark = make_master_dark([read_frame(f, pedestal=pedestal)
+                                 for f in night.files_of("dark", t_dark)], bias=bias)
+        flat = make_master_flat([read_frame(f, pedestal=pedestal)
+                                 for f in night.files_of("flat")], bias=bias, dark=dark)
+        p.update(master_bias=bias, master_dark=dark, master_flat=flat, pedestal=pedestal)
+        for ccd, fname in ((bias, "master_bias.fits"), (dark, f"master_dark_{t_dark:g}s.fits"),
+                           (flat, "master_flat.fits")):
+            ctx.result.outputs.append(write_frame(ccd, folder / fname, overwrite=True))
+
+        good = ~np.asarray(bias.mask) if bias.mask is not None else np.ones(bias.shape, bool)
+        _pull_checks(ctx, name, "master bias",
+                     ((bias.data - truth.bias) / bias.uncertainty.array)[good])
+        dark_adu = truth.dark_current * t_dark / truth.gain
+        good = ~np.asarray(dark.mask) if dark.mask is not None else np.ones(dark.shape, bool)
+        _pull_checks(ctx, name, f"master dark {t_dark:g} s",
+                     ((dark.data - dark_adu) / dark.uncertainty.array)[good])
+        hot = truth.hot_pixels
+        ratio = dark.data[hot["y"], hot["x"]] / dark_adu[hot["y"], hot["x"]]
+        ctx.check(name, "master dark: hot pixels / truth (median)", np.median(ratio), 1.0,
+                  0.01)
+        # the level of a normalised flat is a convention (here the median of each
+        # colour of the master); its shape is what is measured
+        good = ~np.asarray(flat.mask) if flat.mask is not None else np.ones(flat.shape, bool)
+        true_flat = np.empty_like(truth.flat)
+        for c in np.unique(colour):
+            sel = colour == c
+            true_flat[sel] = truth.flat[sel] * np.median(flat.data[sel & good]
+                                                         / truth.flat[sel & good])
+        p["true_flat"] = true_flat
+        pull = ((flat.data - true_flat) / flat.uncertainty.array)[good]
+        ctx.check(name, "master flat: rms pull", pull.std(), 1.0, 0.08,
+                  how="(value - truth) / its uncertainty, truth at the master's level")
+
+
+def _step_calibrate(ctx: DemoContext) -> None:
+    """Lights calibrated by calframe.calibrate with the masters, against the truth."""
+    from .calibrate import calibrate
+    from .io import read_frame, write_frame
+
+    for name, night in ctx.nights.items():
+        truth = night.truth
+        p = ctx.products[name]
+        true_flat = p["true_flat"]
+        pulls = []
+        for path in night.files_of("light"):
+            cal = calibrate(read_frame(path, pedestal=p["pedestal"]), bias=p["master_bias"],
+                            dark=p["master_dark"], flat=p["master_flat"])
+            ctx.result.outputs.append(write_frame(
+                cal, ctx.outdir / name / "calibrated" / path.name, overwrite=True))
+            frame = night.frame(path).truth
+            light_adu = (frame.signal - frame.dark_current * frame.exptime) / truth.gain
+            good = ~frame.cosmic_mask & ~frame.saturated
+            if cal.mask is not None:
+                good &= ~np.asarray(cal.mask)
+            pulls.append(((cal.data - light_adu / true_flat) / cal.uncertainty.array)[good])
+        _pull_checks(ctx, name, "calibrated lights", np.concatenate(pulls))
+
+
 #: The steps of :func:`run_demo`, in order.
 DEFAULT_STEPS: tuple[DemoStep, ...] = (
     ("make night", _step_make_nights),
@@ -525,6 +616,8 @@ DEFAULT_STEPS: tuple[DemoStep, ...] = (
     ("flat field", _step_flat),
     ("lights", _step_light),
     ("noise model", _step_noise_model),
+    ("masters", _step_masters),
+    ("calibrate lights", _step_calibrate),
 )
 
 

@@ -24,7 +24,8 @@ def demo_command(ctx: click.Context, outdir: str, seed: int) -> int:
     result = run_demo(outdir, seed=seed)
     nframes = sum(len(n.frames) for n in result.nights.values())
     if not quiet:
-        click.echo(f"synthetic night: {nframes} FITS frames in {outdir} (seed {seed})")
+        click.echo(f"synthetic night: {nframes} FITS frames in {outdir} (seed {seed}); "
+                   f"{len(result.outputs)} masters and calibrated lights written there")
         click.echo("")
         click.echo(result.summary_table())
         click.echo("")
