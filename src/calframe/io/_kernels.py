@@ -56,9 +56,13 @@ def scaled_to_float(raw: np.ndarray, bscale: float, bzero: float, dtype) -> np.n
     pages), so numpy does it.
     """
     dtype = np.dtype(dtype)
-    out = raw.astype(dtype)
+    scaled = bscale != 1.0 or bzero != 0.0
+    # 32/64-bit values do not fit a float32 exactly: scale them in float64 and
+    # round once at the end.
+    work = np.float64 if scaled and raw.dtype.itemsize >= 4 else dtype
+    out = raw.astype(work)
     if bscale != 1.0:
-        out *= dtype.type(bscale)
+        out *= out.dtype.type(bscale)
     if bzero != 0.0:
-        out += dtype.type(bzero)
-    return out
+        out += out.dtype.type(bzero)
+    return out.astype(dtype, copy=False)
