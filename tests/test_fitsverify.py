@@ -188,3 +188,28 @@ def test_real_files_rewritten_pass_fitsverify(real_data, tmp_path, name):
     path = write_frame(ccd, tmp_path / "out.fits")
     assert_clean(path)
     assert "EPOCH" not in fits.getheader(path)  # deprecated; EDF files carry one
+
+
+@pytest.mark.slow
+def test_command_outputs_pass_fitsverify(tmp_path, monkeypatch):
+    """Masters, calibrated (and demosaiced) lights and a stack made by the commands."""
+    from calframe.cli import main
+    from calframe.datasets import SyntheticCamera, make_night
+
+    monkeypatch.chdir(tmp_path)
+    small = {"n_bias": 2, "n_dark": 2, "dark_exptimes": (60.0,), "n_flat": 2,
+             "n_light": 2}
+    make_night("mono", seed=1, camera=SyntheticCamera(shape=(32, 48)), **small)
+    make_night("colour", seed=2, camera=SyntheticCamera(shape=(32, 48), cfa="RGGB"),
+               **small)
+    assert main(["-q", "run", "mono", "-o", "out-mono", "--no-report"]) == 0
+    assert main(["-q", "run", "colour", "-o", "out-colour", "--demosaic", "bilinear",
+                 "--no-report"]) == 0
+    lights = sorted(str(p) for p in tmp_path.glob("out-mono/lights/*.fits"))
+    assert main(["-q", "stack", *lights, "-o", "stack.fits"]) == 0
+    outputs = [*sorted(tmp_path.glob("out-*/**/*.fits")), tmp_path / "stack.fits"]
+    assert len(outputs) >= 11
+    cubes = [p for p in outputs if fits.getheader(p)["NAXIS"] == 3]
+    assert cubes, "the colour night should give demosaiced cubes"
+    for path in outputs:
+        assert_clean(path)

@@ -243,14 +243,17 @@ CALSTAT_LETTERS: dict[str, str] = {
     "A": r"register|align",
 }
 
-_CALSTAT_PARAMETERS = {"B": ("bias", "master_bias"), "D": ("dark", "master_dark"),
-                       "F": ("flat", "master_flat")}
+_CALSTAT_PARAMETERS = {
+    "B": ("bias", "master_bias", "bias_subtracted"),
+    "D": ("dark", "master_dark", "dark_subtracted"),
+    "F": ("flat", "master_flat", "flat_corrected"),
+}
 
 
 def _step_letters(step: StepRecord) -> set[str]:
     letters = {letter for letter, pattern in CALSTAT_LETTERS.items()
                if re.search(pattern, step.step, flags=re.IGNORECASE)}
-    if re.match(r"calibrat", step.step, flags=re.IGNORECASE):
+    if re.match(r"calibrat|make_master", step.step, flags=re.IGNORECASE):
         for letter, keys in _CALSTAT_PARAMETERS.items():
             if any(step.parameters.get(k) not in (None, False, "", 0) for k in keys):
                 letters.add(letter)
@@ -432,9 +435,11 @@ class Provenance:
         """Letters of the corrections applied (``CALSTAT``), e.g. ``'BDF'``.
 
         A step of :meth:`own_steps` sets a letter when its name matches the
-        pattern of :data:`CALSTAT_LETTERS`, when it is a ``calibrate...``
-        step whose ``bias`` / ``dark`` / ``flat`` (or ``master_*``) parameter
-        is set, or when it passes ``calstat="..."`` among its parameters.
+        pattern of :data:`CALSTAT_LETTERS`, when it is a ``calibrate...`` or
+        ``make_master...`` step whose ``bias`` / ``dark`` / ``flat`` (or
+        ``master_*``, ``bias_subtracted``, ``dark_subtracted``,
+        ``flat_corrected``) parameter is set, or when it passes
+        ``calstat="..."`` among its parameters.
 
         ``current`` is the ``CALSTAT`` the frame already carries (set by the
         calibration step, which knows exactly what it applied): it is kept,
