@@ -1,0 +1,78 @@
+"""Numba kernels of :mod:`calframe.register`: resampling with exact variance."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, inline="always")
+def _weight(t: float, order: int) -> float:
+    t = abs(t)
+    if order == 0:
+        return 1.0 if t < 0.5 or t == 0.5 else 0.0
+    if order == 1:
+        return 1.0 - t if t < 1.0 else 0.0
+    # Keys cubic convolution, a = -0.5
+    a = -0.5
+    if t <= 1.0:
+        return (a + 2.0) * t**3 - (a + 3.0) * t**2 + 1.0
+    if t < 2.0:
+        return a * t**3 - 5.0 * a * t**2 + 8.0 * a * t - 4.0 * a
+    return 0.0
+
+
+@numba.njit(parallel=True, cache=True)
+def warp_kernel(data, bad, var, has_var, matrix, ny, nx, order):
+    """Resample ``data`` at the positions ``matrix @ (x, y, 1)`` of each output pixel.
+
+    Returns (values, variances, mask): values = sum(w * d), variances =
+    sum(w**2 * var), mask = True where any input with w != 0 is bad or outside.
+    """
+    in_ny, in_nx = data.shape
+    out = np.zeros((ny, nx), np.float32)
+    out_var = np.zeros((ny, nx) if has_var else (1, 1), np.float32)
+    out_bad = np.zeros((ny, nx), np.bool_)
+    if order == 0:
+        width, first = 1, 0
+    elif order == 1:
+        width, first = 2, 0
+    else:
+        width, first = 4, -1
+    for j in numba.prange(ny):
+        for i in range(nx):
+            w = matrix[2, 0] * i + matrix[2, 1] * j + matrix[2, 2]
+            xs = (matrix[0, 0] * i + matrix[0, 1] * j + matrix[0, 2]) / w
+            ys = (matrix[1, 0] * i + matrix[1, 1] * j + matrix[1, 2]) / w
+            if order == 0:
+                bx = int(np.floor(xs + 0.5))
+                by = int(np.floor(ys + 0.5))
+            else:
+                bx = int(np.floor(xs)) + first
+                by = int(np.floor(ys)) + first
+            acc = 0.0
+            acc_var = 0.0
+            masked = False
+            for q in range(width):
+                iy = by + q
+                wy = 1.0 if order == 0 else _weight(ys - iy, order)
+                if wy == 0.0:
+                    continue
+                for p in range(width):
+                    ix = bx + p
+                    wt = wy * (1.0 if order == 0 else _weight(xs - ix, order))
+                    if wt == 0.0:
+                        continue
+                    if ix < 0 or ix >= in_nx or iy < 0 or iy >= in_ny or bad[iy, ix]:
+                        masked = True
+                        continue
+                    acc += wt * data[iy, ix]
+                    if has_var:
+                        acc_var += wt * wt * var[iy, ix]
+            if masked:
+                out_bad[j, i] = True
+            else:
+                out[j, i] = acc
+                if has_var:
+                    out_var[j, i] = acc_var
+    return out, out_var, out_bad
