@@ -167,6 +167,9 @@ def test_library_outputs_pass_fitsverify(tmp_path, monkeypatch):
     outputs.append(write_frame(demosaic(cal), "light_rgb.fits"))
     for path in outputs:
         assert_clean(path)
+    # The synthetic raw frames that the demo writes are clean too.
+    for path in sorted(tmp_path.glob("colour/**/*.fits"))[:4]:
+        assert_clean(path)
     assert fits.getdata("light_rgb.fits").shape == (3, 16, 24)
 
 
@@ -192,7 +195,8 @@ def test_real_files_rewritten_pass_fitsverify(real_data, tmp_path, name):
 
 @pytest.mark.slow
 def test_command_outputs_pass_fitsverify(tmp_path, monkeypatch):
-    """Masters, calibrated (and demosaiced) lights and a stack made by the commands."""
+    """Masters, calibrated (and demosaiced) lights and a stack made by the commands,
+    and the synthetic frames of the demo's nights."""
     from calframe.cli import main
     from calframe.datasets import SyntheticCamera, make_night
 
@@ -212,4 +216,7 @@ def test_command_outputs_pass_fitsverify(tmp_path, monkeypatch):
     cubes = [p for p in outputs if fits.getheader(p)["NAXIS"] == 3]
     assert cubes, "the colour night should give demosaiced cubes"
     for path in outputs:
+        assert_clean(path)
+    # The synthetic raw frames that the demo writes are clean too.
+    for path in sorted(tmp_path.glob("colour/**/*.fits"))[:4]:
         assert_clean(path)
