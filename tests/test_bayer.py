@@ -1,6 +1,8 @@
 """Tests of calframe.bayer: patterns, offsets, row order, channels, statistics."""
 
 import itertools
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -270,3 +272,43 @@ def test_same_colour_neighbours(pattern):
     assert np.isfinite(v).sum() == n - 1
     with pytest.raises(ValueError, match="channel='X' is not one of"):
         bayer.same_colour_offsets("X")
+
+
+@pytest.mark.skipif(shutil.which("siril-cli") is None, reason="siril-cli is not installed")
+def test_row_order_and_offsets_agree_with_siril(tmp_path):
+    # Siril (which introduced ROWORDER) debayers files written with calframe's reading
+    # of BAYERPAT / YBAYROFF / ROWORDER into the right colours; a file that ignores the
+    # bottom-up flip comes out with swapped colours (so the check can fail).
+    levels = {"R": 1000, "G1": 3000, "G2": 3000, "B": 6000}
+    script = ["requires 1.0.0"]
+    cases = []
+    for k, (order, ny, sensor, yoff) in enumerate(itertools.product(
+            ("TOP-DOWN", "BOTTOM-UP"), (32, 33), ("RGGB", "GBRG"), (0, 1))):
+        eff = bayer.effective_pattern(sensor, roworder=order, shape=(ny, 32), yoff=yoff)
+        data = np.empty((ny, 32), np.uint16)
+        for chan, sl in bayer.channel_slices(eff).items():
+            data[sl] = levels[chan]
+        folder = tmp_path / f"case{k}"
+        folder.mkdir()
+        header = fits.Header({"BAYERPAT": sensor, "ROWORDER": order, "YBAYROFF": yoff})
+        fits.PrimaryHDU(data, header=header).writeto(folder / "cfa.fit")
+        script += [f"cd {folder}", "convert out -debayer"]
+        cases.append((folder, (order, ny, sensor, yoff)))
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    data = np.empty((32, 32), np.uint16)
+    for chan, sl in bayer.channel_slices("RGGB").items():  # bottom-up flip ignored
+        data[sl] = levels[chan]
+    fits.PrimaryHDU(data, header=fits.Header({"BAYERPAT": "RGGB", "ROWORDER": "BOTTOM-UP"})
+                    ).writeto(wrong / "cfa.fit")
+    script += [f"cd {wrong}", "convert out -debayer"]
+    (tmp_path / "run.ssf").write_text("\n".join(script) + "\n")
+    subprocess.run(["siril-cli", "-s", str(tmp_path / "run.ssf")], check=True,
+                   capture_output=True, timeout=300)
+    for folder, case in cases:
+        rgb = fits.getdata(folder / "out_00001.fit").astype(float)
+        assert rgb.shape[0] == 3, case
+        medians = [np.median(rgb[i][4:-4, 4:-4]) for i in range(3)]
+        assert_allclose(medians, [1000, 3000, 6000], rtol=0.01, err_msg=str(case))
+    rgb = fits.getdata(wrong / "out_00001.fit").astype(float)
+    assert abs(np.median(rgb[0][4:-4, 4:-4]) - 1000) > 500
