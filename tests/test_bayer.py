@@ -282,18 +282,20 @@ def test_row_order_and_offsets_agree_with_siril(tmp_path):
     levels = {"R": 1000, "G1": 3000, "G2": 3000, "B": 6000}
     script = ["requires 1.0.0"]
     cases = []
-    for k, (order, ny, sensor, yoff) in enumerate(itertools.product(
-            ("TOP-DOWN", "BOTTOM-UP"), (32, 33), ("RGGB", "GBRG"), (0, 1))):
-        eff = bayer.effective_pattern(sensor, roworder=order, shape=(ny, 32), yoff=yoff)
+    for k, (order, ny, sensor, xoff, yoff) in enumerate(itertools.product(
+            ("TOP-DOWN", "BOTTOM-UP"), (32, 33), ("RGGB", "GBRG"), (0, 1), (0, 1))):
+        eff = bayer.effective_pattern(sensor, roworder=order, shape=(ny, 32), xoff=xoff,
+                                      yoff=yoff)
         data = np.empty((ny, 32), np.uint16)
         for chan, sl in bayer.channel_slices(eff).items():
             data[sl] = levels[chan]
         folder = tmp_path / f"case{k}"
         folder.mkdir()
-        header = fits.Header({"BAYERPAT": sensor, "ROWORDER": order, "YBAYROFF": yoff})
+        header = fits.Header({"BAYERPAT": sensor, "ROWORDER": order, "XBAYROFF": xoff,
+                              "YBAYROFF": yoff})
         fits.PrimaryHDU(data, header=header).writeto(folder / "cfa.fit")
         script += [f"cd {folder}", "convert out -debayer"]
-        cases.append((folder, (order, ny, sensor, yoff)))
+        cases.append((folder, (order, ny, sensor, xoff, yoff)))
     wrong = tmp_path / "wrong"
     wrong.mkdir()
     data = np.empty((32, 32), np.uint16)
