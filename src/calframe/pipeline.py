@@ -462,6 +462,9 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
         params = dict(master_params)
         if kind == "flat" and m is not None and m["dark"] >= 0:
             params["dark_scaled"] = bool(m["dark_scaled"])
+            # a dark without exposure (e.g. beam off) is subtracted as it is
+            params["dark_scale"] = "exposure" if math.isfinite(
+                float(inv.group_row(int(m["dark"]))["exptime"])) else "none"
         tasks[name] = Task(name=name, kind=kind, output=f"masters/{name}.fits",
                            inputs=inv.members(group), group=group, uses=uses,
                            parameters=params)
@@ -477,6 +480,10 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
         for role in ("bias", "dark", "flat"):
             if m[role] >= 0:
                 uses[role] = master_task(int(m[role]))
+        params = dict(cal_params)
+        if m["dark"] >= 0 and not math.isfinite(float(inv.group_row(int(m["dark"]))
+                                                       ["exptime"])):
+            params["dark_scale"] = "none"  # nothing to scale by: subtract as it is
         for path in inv.members(int(m["group"])):
             stem = _stem(path)
             unique, n = stem, 2
@@ -486,7 +493,7 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
             light_tasks.append(Task(name=unique, kind="light",
                                     output=f"lights/{unique}.fits", inputs=[path],
                                     group=int(m["group"]), uses=uses,
-                                    parameters=dict(cal_params)))
+                                    parameters=dict(params)))
     order = {"bias": 0, "dark": 1, "flat": 2}
     masters = sorted(tasks.values(), key=lambda t: (order[t.kind], t.name))
     return Plan(config=config, inventory=inv, tasks=masters + light_tasks,
@@ -604,13 +611,21 @@ class _Runner:
         from .io import read_frame
 
         paths: list[tuple[str, str, int]] = []
+        needs_exposure: set[str] = set()
         seen = set()
+        inv = self.plan.inventory
         for t in self.plan.tasks:
+            # a flat must say its exposure when a dark of known exposure is scaled to it
+            dark = self.plan.task(t.uses["dark"]) if "dark" in t.uses else None
+            scaled = dark is not None and math.isfinite(
+                float(inv.group_row(dark.group)["exptime"]))
             for p in t.inputs:
                 if p not in seen:
                     seen.add(p)
                     paths.append((p, t.kind, t.group))
-        frames = self.plan.inventory.frames
+                    if t.kind == "flat" and scaled:
+                        needs_exposure.add(p)
+        frames = inv.frames
         exptimes = {str(p): float(e) for p, e in zip(frames["path"], frames["exptime"],
                                                      strict=True)}
         for path, kind, group in self.progress(paths, desc="checking frames",
@@ -639,8 +654,9 @@ class _Runner:
             elif stats["finite"] == 0:
                 self.exclude(row, "all pixels are NaN or masked", "",
                              "remove the frame; it holds no data")
-            elif kind in ("dark", "flat") and not math.isfinite(exptimes.get(path, np.nan)):
-                self.exclude(row, f"{kind} without an exposure time (no EXPTIME)", "",
+            elif path in needs_exposure and not math.isfinite(exptimes.get(path, np.nan)):
+                self.exclude(row, f"{kind} without an exposure time (no EXPTIME), needed "
+                             "to scale the dark to it", "",
                              "add EXPTIME to the header or remove the frame")
         self.flag_outliers()
 
@@ -730,8 +746,11 @@ class _Runner:
                 elif task.kind == "dark":
                     ccd = make_master_dark(inputs, bias=_str(masters.get("bias")), **options)
                 else:
+                    scale = task.parameters.get("dark_scale", "exposure")
                     ccd = make_master_flat(inputs, bias=_str(masters.get("bias")),
-                                           dark=_str(masters.get("dark")), **options)
+                                           dark=_str(masters.get("dark")),
+                                           dark_scale=None if scale == "none" else scale,
+                                           **options)
             self.write(ccd, path, key)
         except (CalframeError, OSError, ValueError) as err:
             self.fail(task, f"could not be made ({str(err).splitlines()[0]})",
@@ -771,6 +790,7 @@ class _Runner:
             self.result.skipped.append(str(path))
             return
         c = self.config.calibrate
+        dark_scale = task.parameters.get("dark_scale", c.dark_scale)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=Warning)
@@ -780,7 +800,7 @@ class _Runner:
                 ccd = calibrate(
                     source, bias=masters.get("bias"), dark=masters.get("dark"),
                     flat=masters.get("flat"), gain=c.gain,
-                    dark_scale=None if c.dark_scale == "none" else c.dark_scale,
+                    dark_scale=None if dark_scale == "none" else dark_scale,
                     cosmetic=True if c.cosmetic else None)
                 if c.demosaic and ccd.meta.get("BAYERPAT"):
                     from .demosaic import demosaic
