@@ -374,9 +374,11 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     When the frame has no uncertainty but its header gives EGAIN (e-/adu)
     and RDNOISE (e-), the variance is estimated from the detector model,
     ``(raw - offset) / g + (RN / g)**2`` in adu**2, where the offset is the
-    master bias (or the overscan level, or a bias-including dark).  Without
-    them the output has no uncertainty (the masters' alone would understate
-    it).
+    master bias (or the overscan level, or a bias-including dark).  The same
+    is done when the uncertainty came from that model when the frame was
+    read (``UNCSRC = 'detector model'``), because the reader cannot know the
+    bias level and counts it as signal.  Without EGAIN and RDNOISE the
+    output has no uncertainty (the masters' alone would understate it).
 
     Examples
     --------
@@ -429,8 +431,11 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     dark_ccd = _prepare_master(dark, role="dark", **master_kw)
     flat_ccd = _prepare_master(flat, role="flat", **master_kw)
 
-    # 2. uncertainty of the frame when unknown
-    if plane.var is None:
+    # 2. uncertainty of the frame: estimated when unknown, and re-evaluated
+    # when it came from the detector model at read time, where the bias level
+    # was not known and so carried photon noise
+    from_model = str(meta.get("UNCSRC", "")).strip() == "detector model"
+    if plane.var is None or (from_model and not overscan_used):
         g = meta.get("EGAIN")
         rn = meta.get("RDNOISE")
         offset = None
@@ -444,9 +449,10 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
             plane.var = _estimate_variance(raw_data if not overscan_used else plane.data,
                                            0.0 if overscan_used else offset,
                                            float(g), float(rn))
-            params["uncertainty"] = "estimated from EGAIN and RDNOISE"
-            log.info("calibrate: uncertainty estimated from EGAIN=%s, RDNOISE=%s", g, rn)
-        else:
+            params["uncertainty"] = ("detector model (EGAIN, RDNOISE) with the bias as the "
+                                     "level without photon noise")
+            log.info("calibrate: uncertainty from EGAIN=%s, RDNOISE=%s and the bias", g, rn)
+        elif plane.var is None:
             params["uncertainty"] = "unknown"
             log.info("calibrate: the frame has no uncertainty and EGAIN/RDNOISE/offset "
                      "are not all known; the output has no uncertainty")

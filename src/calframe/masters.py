@@ -87,6 +87,42 @@ def _meta_values(frames: list, key: str) -> list[float]:
     return out
 
 
+def _reevaluate_model_variance(plane: Plane, combined: CCDData, bias: CCDData,
+                               method: str) -> None:
+    """Variance of a combined dark from the detector model, with the bias known.
+
+    Frames read with the detector model (``UNCSRC = 'detector model'``) count
+    the bias level as photon signal, because the reader does not know it.
+    With the master bias known, the variance of one frame is
+    ``max(M - B, 0) / g + (RN / g)**2`` and that of the combined value that
+    over the number of frames combined (times the median's efficiency factor
+    squared for a median).
+    """
+    meta = combined.meta
+    if str(meta.get("UNCSRC", "")).strip() != "detector model" or plane.var is None:
+        return
+    if method not in ("mean", "median") or combined.unit != u.adu:
+        return
+    try:
+        g = float(meta["EGAIN"])
+        rn = float(meta["RDNOISE"])
+    except (KeyError, TypeError, ValueError):
+        return
+    n = getattr(combined, "ncombine", None)
+    if n is None:
+        return
+    n = np.maximum(np.asarray(n, np.int64), 1)
+    factor = 1.0 / n
+    if method == "median":
+        from .combine import median_efficiency_factor
+
+        table = {int(k): median_efficiency_factor(int(k)) ** 2 for k in np.unique(n)}
+        factor = np.vectorize(table.__getitem__, otypes=[float])(n) / n
+    signal = np.maximum(np.nan_to_num(plane.data - np.asarray(bias.data, np.float32)), 0)
+    single = signal / g + (rn / g) ** 2
+    plane.var = (single * factor).astype(np.float32)
+
+
 def make_master_bias(frames, *, method: str = "median", rejection=_DEFAULT,
                      **combine_options) -> CCDData:
     """Combine bias frames into a master bias.
@@ -209,6 +245,7 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=_DE
         if bias_ccd.unit != unit:
             raise u.UnitsError(f"make_master_dark: bias unit '{bias_ccd.unit}' differs from "
                                f"the darks' '{unit}'")
+        _reevaluate_model_variance(plane, combined, bias_ccd, method)
         plane = subtract(plane, Plane.from_ccd(bias_ccd))
     if per_second:
         if exptime is None or not exptime > 0:
