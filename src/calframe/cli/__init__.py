@@ -54,6 +54,7 @@ def _register() -> None:
 
 # Sub-command modules, one per line (cli/_<name>.py).
 _COMMANDS: list[str] = [
+    "info",
     "inventory",
     "master",
     "calibrate",
