@@ -17,11 +17,14 @@ from calframe.errors import OutputExistsError
 SMALL = DemoSettings(shape=(64, 64), n_bias=8, n_dark=4, n_flat=6, n_light=2)
 
 
+MEASURE = [step for step in DEFAULT_STEPS if step[0] != "read outputs back"]
+
+
 def test_run_demo_small_passes_and_measures_the_truth(tmp_path):
-    result = run_demo(tmp_path / "d", seed=3, settings=SMALL)
+    result = run_demo(tmp_path / "d", seed=3, settings=SMALL, steps=MEASURE)
     assert result.passed, result.checks_table()
     assert sorted(result.nights) == ["colour", "mono"]
-    assert [name for name, _ in DEFAULT_STEPS] == list(result.timings)
+    assert [name for name, _ in MEASURE] == list(result.timings)
     # every frame written was summarised
     for name, night in result.nights.items():
         counted = sum(s.count for s in result.summaries if s.camera == name)
@@ -37,6 +40,18 @@ def test_run_demo_small_passes_and_measures_the_truth(tmp_path):
     record = json.loads((tmp_path / "d" / "calframe-demo.json").read_text())
     assert record["passed"] is True and record["seed"] == 3
     assert len(record["checks"]) == len(result.checks)
+
+
+def test_demo_outputs_read_back_with_their_unit(tmp_path):
+    """Masters and calibrated lights written by the demo read back unchanged
+    (unit included: a normalised flat must stay dimensionless)."""
+    names = {"make night", "read back", "bias, read noise, gain", "dark current", "masters",
+             "calibrate lights", "read outputs back"}
+    steps = [step for step in DEFAULT_STEPS if step[0] in names]
+    result = run_demo(tmp_path, seed=2, settings=SMALL, steps=steps)
+    checks = [c for c in result.checks if c.name.startswith("outputs read back")]
+    assert len(checks) == 2
+    assert all(c.passed for c in checks), "\n".join(c.line() for c in checks)
 
 
 def test_demo_detects_a_wrong_result(tmp_path):
