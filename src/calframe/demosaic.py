@@ -155,10 +155,18 @@ def _footprint_flags(bad, index, dilate=0):
 
 
 def _import_colour_demosaicing():
-    with warnings.catch_warnings():
-        # colour-demosaicing 0.2.x imports from scipy.ndimage.filters (deprecated)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-        import colour_demosaicing
+    # colour-science sets numpy's print options to legacy '1.13' when imported, which
+    # would change how every array prints in the caller's process: restore them.
+    printoptions = np.get_printoptions()
+    errstate = np.geterr()
+    try:
+        with warnings.catch_warnings():
+            # colour-demosaicing 0.2.x imports from scipy.ndimage.filters (deprecated)
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            import colour_demosaicing
+    finally:
+        np.set_printoptions(**printoptions)
+        np.seterr(**errstate)
     return colour_demosaicing
 
 
