@@ -128,7 +128,7 @@ def test_bad_files_become_problems(night, tmp_path):
     assert by_file["empty.fits"].fix
     assert "readme.txt" not in " ".join(inv.frames["path"])
     # the small light is its own group without calibration
-    small_groups = [p for p in inv.problems if "12x16" in p.path]
+    small_groups = [p for p in inv.problems if "12x16" in p.what]
     assert small_groups and "no matching" in small_groups[0].what
     # the good frames are untouched by the bad ones
     light = next(m for m in inv.matches if m["frametype"] == "light"

@@ -501,13 +501,10 @@ def _group_name(row) -> str:
         parts.append(str(row["filter"]))
     if math.isfinite(row["iso"]):
         parts.append(f"iso{row['iso']:g}")
-    elif math.isfinite(row["gain"]):
-        parts.append(f"gain{row['gain']:g}")
     if math.isfinite(row["temperature"]):
         parts.append(f"{row['temperature']:+.0f}C")
     if row["binning"] and row["binning"] != "1x1":
         parts.append(f"bin{row['binning']}")
-    parts.append(f"{row['shape']}")
     parts.append(f"g{row['group']}")
     return "_".join(p.replace(" ", "") for p in parts)
 
@@ -643,7 +640,7 @@ class Inventory:
         lines.append("")
         lines.append("groups:")
         lines.extend(_format_table(self.groups, ["group", "name", "nframes", "exptime",
-                                                 "temperature", "filter"]))
+                                                 "temperature", "filter", "shape"]))
         if len(self.matches):
             lines.append("")
             lines.append("calibration of each light and flat group:")
@@ -756,10 +753,12 @@ def _match_problems(groups: Table, matches: Table, tol: Tolerances) -> list[Prob
     for m in matches:
         used.update(int(m[c]) for c in ("bias", "dark", "flat") if m[c] >= 0)
         if m["frametype"] == "light" and m["note"]:
-            label = str(groups["name"][list(groups["group"]).index(m["group"])])
+            g = groups[list(groups["group"]).index(m["group"])]
             missing = [n for n in str(m["note"]).split("; ") if n.startswith("no ")]
             if missing:
-                problems.append(Problem(label, f"lights have {', '.join(missing)}",
+                problems.append(Problem(str(g["name"]),
+                                        f"{g['nframes']} light(s) of shape {g['shape']} "
+                                        f"have {', '.join(missing)}",
                                         "add calibration frames taken with the same "
                                         "shape, binning, ISO/gain and temperature"))
     lights = [g for g in groups if g["frametype"] == "light"]
@@ -770,7 +769,8 @@ def _match_problems(groups: Table, matches: Table, tol: Tolerances) -> list[Prob
                 log.info("%s: not used (%s)", g["name"], reason)
                 continue
             problems.append(Problem(str(g["name"]),
-                                    f"{g['nframes']} {g['frametype']} frame(s) match no "
+                                    f"{g['nframes']} {g['frametype']} frame(s) of shape "
+                                    f"{g['shape']} match no "
                                     f"lights ({reason})",
                                     "check that they were taken with the lights' camera "
                                     "settings, or remove them"))
