@@ -299,7 +299,7 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
 
             run_dask(plan, scheduler, out_data, out_unc, out_n, out_rej)
         return _result(all_sources, sources, unit, method, rejection, scale_obj, weights_json,
-                       memory_limit, out_data, out_unc, out_n, out_rej)
+                       memory_limit, workers, out_data, out_unc, out_n, out_rej)
     finally:
         for src in sources:
             src.close()
@@ -333,7 +333,8 @@ def _scale_card(scale_obj: Scale | None) -> str:
 
 
 def _result(all_sources, sources, unit, method, rejection, scale_obj: Scale | None,
-            weights_json, memory_limit, out_data, out_unc, out_n, out_rej) -> CCDData:
+            weights_json, memory_limit, workers, out_data, out_unc, out_n,
+            out_rej) -> CCDData:
     mask = out_n == 0
     header = fits.Header(sources[0].header, copy=True) if sources[0].header is not None \
         else fits.Header()
@@ -358,12 +359,19 @@ def _result(all_sources, sources, unit, method, rejection, scale_obj: Scale | No
     out.rejected = out_rej
 
     prov = Provenance()
+
+    def record(src):
+        return InputRecord.from_file(
+            src.path, role=src.frametype or "input", frametype=src.frametype,
+            exptime=src.exptime, date_obs=str(src.header.get("DATE-OBS", "")),
+            shape=src.shape)
+
+    with_path = [src for src in all_sources if src.path is not None]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:  # hashing releases the GIL
+        records = dict(zip((id(s) for s in with_path), ex.map(record, with_path), strict=True))
     for src in all_sources:
         if src.path is not None:
-            prov.add_input(InputRecord.from_file(
-                src.path, role=src.frametype or "input", frametype=src.frametype,
-                exptime=src.exptime, date_obs=str(src.header.get("DATE-OBS", "")),
-                shape=src.shape))
+            prov.add_input(records[id(src)])
         elif src.provenance is not None:
             prov.extend(src.provenance)
     labels = [src.path if src.path is not None else src.label for src in sources]

@@ -90,14 +90,22 @@ def decode_i2be(raw, out, bscale, bzero, blank, has_blank, saturate):  # pragma:
     (``>= saturate``) pixels become NaN.
     """
     nr, nx = raw.shape
+    zero = np.float32(bzero)
+    sat = np.float32(saturate)
+    nan = np.float32(np.nan)
+    # integer offsets up to 2**16 keep float32 arithmetic exact
+    exact = bscale == 1.0 and bzero == math.floor(bzero) and abs(bzero) <= 65536.0
     for r in range(nr):
         for x in range(nx):
-            u = np.int32(raw[r, x])
-            u = ((u & 0xFF) << 8) | ((u >> 8) & 0xFF)
-            s = u - 65536 if u >= 32768 else u
-            v = np.float32(s * bscale + bzero)
-            bad = (has_blank and s == blank) or v >= saturate
-            out[r, x] = np.float32(np.nan) if bad else v
+            u = np.uint32(raw[r, x])
+            w = ((u & np.uint32(0xFF)) << np.uint32(8)) | (u >> np.uint32(8))
+            s = np.int32(w) - np.int32(65536) * np.int32(w >= np.uint32(32768))
+            if exact:
+                v = np.float32(s) + zero
+            else:
+                v = np.float32(np.float64(s) * bscale + bzero)
+            bad = (has_blank & (s == blank)) | (v >= sat)
+            out[r, x] = nan if bad else v
 
 
 # ----------------------------------------------------------------------------
@@ -419,13 +427,22 @@ def _tile_sums(t, tw, nf, lo, hi, by_rank, ref, s1, s2):  # pragma: no cover
                 if t[i, p] < inf:
                     ref[p] = np.float64(t[i, p])
                     break
-    for i in range(nf):
-        for p in range(tw):
-            v = t[i, p]
-            keep = (i >= lo[p] and i < hi[p]) if by_rank else v < inf
-            d = np.float64(v) - ref[p] if keep else 0.0
-            s1[p] += d
-            s2[p] += d * d
+    if by_rank:
+        for i in range(nf):
+            for p in range(tw):
+                keep = (i >= lo[p]) & (i < hi[p])
+                d = np.float64(t[i, p]) - ref[p]
+                d = d if keep else 0.0
+                s1[p] += d
+                s2[p] += d * d
+    else:
+        for i in range(nf):
+            for p in range(tw):
+                v = t[i, p]
+                d = np.float64(v) - ref[p]
+                d = d if v < inf else 0.0
+                s1[p] += d
+                s2[p] += d * d
 
 
 @njit(nogil=True, cache=True)
