@@ -134,3 +134,47 @@ def test_encode_gamma_errors_and_values():
         encode_gamma(ccd, gamma=0)
     with pytest.raises(ValueError, match=r"white=0\.0 must be positive"):
         encode_gamma(ccd, white=0.0)
+
+
+@pytest.mark.parametrize("gamma", [1.0, 1.8, 2.2])
+def test_response_exponent_measures_the_tone_curve(gamma):
+    # a bias-subtracted starry sky through colour vignetting, with no header that
+    # says whether it was developed: the data tell
+    light, flat = _night("GRBG", seed=3)
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
+    stars = np.zeros(SHAPE)
+    for _ in range(150):
+        y0, x0 = rng.uniform(0, SHAPE[0]), rng.uniform(0, SHAPE[1])
+        stars += rng.uniform(1e3, 3e4) * np.exp(-((yy - y0) ** 2 + (xx - x0) ** 2) / 4.0)
+    sky = CCDData((light.data + stars).astype(np.float32), unit="adu", meta=fits.Header())
+    if gamma != 1.0:
+        sky = encode_gamma(sky, gamma=gamma, white=65535.0)
+        sky.meta = fits.Header()  # the developed file says nothing about it
+    assert linearity(sky)[0] is None
+    flat = bayer.normalise_channels(flat, region="centre")
+    exponent = _response(sky, flat)
+    assert_allclose(exponent, 1 / gamma, atol=0.03)
+    if gamma == 1.0:
+        check_linear_pair(sky, flat, check_data=True)
+    else:
+        with pytest.raises(NonLinearDataError, match=r"looks gamma-encoded .* not flat \*\* 1"):
+            check_linear_pair(sky, flat, check_data=True)
+        check_linear_pair(sky, flat)  # without check_data the silent header passes
+
+
+def _response(light, flat):
+    from calframe.linearity import response_exponent
+
+    return response_exponent(light, flat)
+
+
+def test_response_exponent_cannot_tell():
+    from calframe.linearity import response_exponent
+
+    flat = CCDData(np.ones((64, 64)), unit="")            # no vignetting
+    light = CCDData(np.full((64, 64), 100.0), unit="adu")
+    assert np.isnan(response_exponent(light, flat))
+    assert np.isnan(response_exponent(light, CCDData(np.ones((32, 64)), unit="")))
+    assert np.isnan(response_exponent(CCDData(np.ones((20, 20)), unit="adu"),
+                                      CCDData(np.ones((20, 20)), unit="")))

@@ -39,7 +39,7 @@ from astropy.nddata import CCDData
 
 from .errors import NonLinearDataError, NonLinearDataWarning
 
-__all__ = ["check_linear_pair", "encode_gamma", "linearity"]
+__all__ = ["check_linear_pair", "encode_gamma", "linearity", "response_exponent"]
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,90 @@ def linearity(frame: CCDData) -> tuple[bool | None, str]:
     return None, "nothing in the header says"
 
 
+def response_exponent(light: CCDData, flat: CCDData, *, block: int = 16,
+                      pattern: str | None = None) -> float:
+    """How a light's background follows the flat's vignetting: ``light ~ flat ** b``.
+
+    A linear light of a smooth sky seen through the same optics is proportional
+    to the flat (``b = 1``); one developed with a display gamma follows
+    ``flat ** (1 / gamma)`` (``b`` near 0.45).  Measured on block medians (robust
+    to stars) of one green channel of a mosaic, by a least-squares fit of
+    ``log(light)`` against ``log(flat)``.  Needs bias-subtracted frames and a
+    flat whose level varies by at least 20 % across the frame.
+
+    Parameters
+    ----------
+    light, flat : `~astropy.nddata.CCDData`
+        2-D frames of the same shape (bias/dark removed).
+    block : int
+        Block size, in pixels of the channel, for the medians.
+    pattern : str, optional
+        Effective Bayer pattern; default from the flat's (or light's) keywords;
+        the frames are treated as monochrome when neither has one.
+
+    Returns
+    -------
+    float
+        The exponent ``b``; NaN when it cannot be measured (shapes differ, too
+        few blocks, or too little vignetting).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.nddata import CCDData
+    >>> yy, xx = np.mgrid[0:128, 0:128]
+    >>> vig = 1 - 0.6 * ((xx - 64) ** 2 + (yy - 64) ** 2) / 64 ** 2 / 2
+    >>> flat = CCDData(vig, unit="")
+    >>> light = CCDData(3000 * vig, unit="adu")
+    >>> round(response_exponent(light, flat), 3)
+    1.0
+    >>> round(response_exponent(encode_gamma(light, white=65535.0), flat), 3)
+    0.455
+    """
+    from . import bayer
+
+    if light.shape != flat.shape or light.ndim != 2:
+        return float("nan")
+    if pattern is None:
+        for frame in (flat, light):
+            if str(frame.meta.get("BAYERPAT", "")).strip():
+                pattern = bayer.effective_pattern(frame)
+                break
+
+    def plane(frame):
+        data = np.array(frame.data, dtype=np.float64)
+        if frame.mask is not None:
+            data[np.asarray(frame.mask, bool)] = np.nan
+        return bayer.channel_views(data, pattern)["G1"] if pattern else data
+
+    lp, fp = plane(light), plane(flat)
+    by, bx = lp.shape[0] // block, lp.shape[1] // block
+    if by * bx < 9:
+        return float("nan")
+
+    def blocks(a):
+        a = a[:by * block, :bx * block].reshape(by, block, bx, block).transpose(0, 2, 1, 3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks
+            return np.nanmedian(a.reshape(by, bx, -1), axis=-1).ravel()
+
+    lb, fb = blocks(lp), blocks(fp)
+    good = np.isfinite(lb) & np.isfinite(fb) & (lb > 0) & (fb > 0)
+    if good.sum() < 9 or fb[good].max() < 1.2 * fb[good].min():
+        return float("nan")
+    x, y = np.log(fb[good]), np.log(lb[good])
+    slope = np.polyfit(x, y, 1)[0]
+    # one pass of outlier rejection (a bright nebula, a satellite trail...)
+    resid = y - np.polyval(np.polyfit(x, y, 1), x)
+    keep = np.abs(resid) < 3 * 1.4826 * np.median(np.abs(resid)) + 1e-12
+    if keep.sum() >= 9:
+        slope = np.polyfit(x[keep], y[keep], 1)[0]
+    return float(slope)
+
+
 def check_linear_pair(light: CCDData, flat: CCDData, *, on_mismatch: str = "raise",
-                      light_name: str = "light", flat_name: str = "flat") -> None:
+                      light_name: str = "light", flat_name: str = "flat",
+                      check_data: bool = False) -> None:
     """Refuse (or warn about) a gamma-encoded frame meeting a linear flat.
 
     Parameters
@@ -131,6 +213,11 @@ def check_linear_pair(light: CCDData, flat: CCDData, *, on_mismatch: str = "rais
         What to do when one of them is not linear.
     light_name, flat_name : str
         Names (e.g. file names) used in the message.
+    check_data : bool
+        When the headers do not tell whether the light is linear, measure
+        :func:`response_exponent` and count an exponent below 0.75 as
+        gamma-encoded (for bias-subtracted lights of the sky through the same
+        optics as the flat).
 
     Raises
     ------
@@ -167,6 +254,12 @@ def check_linear_pair(light: CCDData, flat: CCDData, *, on_mismatch: str = "rais
         problems.append(f"{light_name} is not linear ({light_why})")
     if flat_lin is False:
         problems.append(f"{flat_name} is not linear ({flat_why})")
+    if check_data and light_lin is None and flat_lin is not False:
+        exponent = response_exponent(light, flat)
+        log.debug("response exponent of %s against %s: %.3f", light_name, flat_name, exponent)
+        if np.isfinite(exponent) and exponent < 0.75:
+            problems.append(f"{light_name} looks gamma-encoded (its background follows the "
+                            f"flat's vignetting as flat ** {exponent:.2f}, not flat ** 1)")
     if not problems or on_mismatch == "ignore":
         return
     message = ("; ".join(problems) + ": flat-fielding needs linear data on both sides "
