@@ -417,3 +417,60 @@ def test_night_headers_normalise_with_read_frame(tmp_path):
             assert ccd.meta.get("BAYERPAT") == cfa
             assert_array_equal(ccd.data, night.frame(rec.path).data)
             assert ccd.uncertainty is not None
+
+
+@pytest.mark.parametrize("roworder", ["TOP-DOWN", "BOTTOM-UP"])
+@pytest.mark.parametrize("ny", [6, 7])
+def test_header_pattern_describes_the_array_pattern(roworder, ny):
+    """BAYERPAT/XBAYROFF/YBAYROFF/ROWORDER as written describe ``cfa`` at array [0, 0],
+    read by calframe.bayer with the MaxIm/NINA/Siril convention."""
+    from calframe.bayer import effective_pattern
+
+    for cfa in CFA_PATTERNS:
+        for offset in [(0, 0), (1, 0), (0, 1), (1, 1)]:
+            cam = SyntheticCamera(shape=(ny, 8), cfa=cfa, roworder=roworder,
+                                  bayer_offset=offset)
+            header = dict((key, value) for key, value, _ in cam.header_cards())
+            header["NAXIS2"], header["NAXIS1"] = ny, 8
+            assert header["ROWORDER"] == roworder
+            assert (header["XBAYROFF"], header["YBAYROFF"]) == offset
+            assert effective_pattern(header) == cfa
+
+
+def test_bottom_up_night_reads_back_with_the_array_pattern(tmp_path):
+    from calframe import read_frame
+    from calframe.bayer import effective_pattern
+
+    cam = SyntheticCamera(shape=(33, 40), cfa="GRBG", roworder="BOTTOM-UP",
+                          bayer_offset=(1, 0))
+    night = make_night(tmp_path, seed=0, camera=cam, n_bias=0, n_dark=0, n_flat=1,
+                       n_light=0)
+    ccd = read_frame(night.files["flat"][0])
+    assert ccd.meta["ROWORDER"] == "BOTTOM-UP"
+    assert effective_pattern(ccd) == "GRBG"
+    # the pattern read from the header puts each colour's response where the truth has it
+    letters = np.array(list("RGB"))[cfa_colour_index(effective_pattern(ccd), cam.shape)]
+    signal = ccd.data - cam.bias_map()
+    flat = cam.flat_map()
+    for colour in "RB":
+        measured = np.median(signal[letters == colour]) / np.median(signal[letters == "G"])
+        true = np.median(flat[letters == colour]) / np.median(flat[letters == "G"])
+        assert_allclose(measured, true, rtol=0.02)
+        assert measured < 0.7
+
+
+def test_temperatures_per_frame_type(tmp_path):
+    cam = SyntheticCamera(shape=(16, 16), temperature=-10.0, dark_doubling=5.0)
+    night = make_night(tmp_path, seed=0, camera=cam, n_bias=1, n_dark=1,
+                       dark_exptimes=(100.0,), n_flat=0, n_light=1,
+                       temperatures={"dark": -5.0})
+    dark = night.frame(night.files["dark"][0])
+    light = night.frame(night.files["light"][0])
+    assert fits.getheader(night.files["dark"][0])["CCD-TEMP"] == -5.0
+    assert fits.getheader(night.files["light"][0])["CCD-TEMP"] == -10.0
+    assert_allclose(dark.truth.dark_current, 2 * cam.dark_current_map())
+    assert_allclose(light.truth.dark_current, cam.dark_current_map())
+    with pytest.raises(ValueError, match=r"temperatures has unknown frame types \['darks'\]"):
+        make_night(tmp_path / "x", camera=cam, temperatures={"darks": 0.0})
+    with pytest.raises(ValueError, match="roworder='UP' must be 'TOP-DOWN' or 'BOTTOM-UP'"):
+        SyntheticCamera(roworder="UP")

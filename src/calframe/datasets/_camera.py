@@ -133,6 +133,13 @@ class SyntheticCamera:
         Camera name written to INSTRUME.
     pattern_seed : int
         Seed of the fixed-pattern parts.
+    roworder : {'TOP-DOWN', 'BOTTOM-UP'}
+        Row order the camera writes in ROWORDER (CFA only).  ``cfa`` is always
+        the pattern at array element ``[0, 0]``; the header's BAYERPAT is
+        chosen so that, read with XBAYROFF / YBAYROFF and ROWORDER as MaxIm DL,
+        NINA and Siril do, it describes ``cfa`` (see :meth:`header_pattern`).
+    bayer_offset : tuple of int
+        ``(XBAYROFF, YBAYROFF)`` written to the header (CFA only).
 
     Examples
     --------
@@ -168,6 +175,8 @@ class SyntheticCamera:
     temperature: float = -10.0
     instrument: str = "calframe synthetic camera"
     pattern_seed: int = 0
+    roworder: str = "TOP-DOWN"
+    bayer_offset: tuple[int, int] = (0, 0)
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False,
                          hash=False)
 
@@ -190,6 +199,11 @@ class SyntheticCamera:
                      "n_dust"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}={getattr(self, name)!r} must not be negative")
+        order = str(self.roworder).upper()
+        if order not in ("TOP-DOWN", "BOTTOM-UP"):
+            raise ValueError(f"roworder={self.roworder!r} must be 'TOP-DOWN' or 'BOTTOM-UP'")
+        object.__setattr__(self, "roworder", order)
+        object.__setattr__(self, "bayer_offset", tuple(int(v) for v in self.bayer_offset))
         if self.vignetting >= 1:
             raise ValueError(f"vignetting={self.vignetting!r} is the light lost in the "
                              "corners and must be below 1")
@@ -355,6 +369,37 @@ class SyntheticCamera:
         return _readonly(out)
 
     # --------------------------------------------------------------- headers
+    def header_pattern(self) -> str | None:
+        """The BAYERPAT this camera writes (None for mono).
+
+        BAYERPAT is the pattern in the camera's top-down read-out order; the
+        pixel at column ``x`` and top-down row ``y`` has the colour BAYERPAT has
+        at ``(x + XBAYROFF, y + YBAYROFF)``; with ROWORDER 'BOTTOM-UP' array
+        row ``i`` is top-down row ``ny - 1 - i``.
+
+        Examples
+        --------
+        >>> SyntheticCamera(shape=(4, 4), cfa="RGGB").header_pattern()
+        'RGGB'
+        >>> SyntheticCamera(shape=(4, 4), cfa="RGGB", roworder="BOTTOM-UP").header_pattern()
+        'GBRG'
+        >>> SyntheticCamera(shape=(4, 4), cfa="RGGB", bayer_offset=(1, 0)).header_pattern()
+        'GRBG'
+        """
+        if self.cfa is None:
+            return None
+        ny = self.shape[0]
+        xoff, yoff = self.bayer_offset
+        for candidate in CFA_PATTERNS:
+            seen = ""
+            for row in (0, 1):
+                top_down = row if self.roworder == "TOP-DOWN" else ny - 1 - row
+                for col in (0, 1):
+                    seen += candidate[2 * ((top_down + yoff) % 2) + (col + xoff) % 2]
+            if seen == self.cfa:
+                return candidate
+        raise AssertionError("unreachable: every pattern has a description")  # pragma: no cover
+
     def header_cards(self) -> list[tuple[str, object, str]]:
         """FITS cards that a camera driver writes for every frame of this camera."""
         cards: list[tuple[str, object, str]] = [
@@ -365,10 +410,10 @@ class SyntheticCamera:
             ("YBINNING", 1, "binning in y"),
         ]
         if self.cfa is not None:
-            cards += [("BAYERPAT", self.cfa, "Bayer colour filter pattern"),
-                      ("XBAYROFF", 0, "x offset of the Bayer pattern"),
-                      ("YBAYROFF", 0, "y offset of the Bayer pattern"),
-                      ("ROWORDER", "TOP-DOWN", "order of the rows in the array")]
+            cards += [("BAYERPAT", self.header_pattern(), "Bayer colour filter pattern"),
+                      ("XBAYROFF", self.bayer_offset[0], "x offset of the Bayer pattern"),
+                      ("YBAYROFF", self.bayer_offset[1], "y offset of the Bayer pattern"),
+                      ("ROWORDER", self.roworder, "order of the rows in the array")]
         return cards
 
 

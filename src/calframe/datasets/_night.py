@@ -53,6 +53,8 @@ class NightFrame:
         Number of cosmic-ray hits in the frame.
     shift : tuple of float
         ``(dy, dx)`` dither of a light (0 otherwise).
+    temperature : float or None
+        Sensor temperature (deg C); None means the camera's.
     """
 
     path: Path
@@ -62,6 +64,7 @@ class NightFrame:
     seed: int
     cosmic_rays: int = 0
     shift: tuple[float, float] = (0.0, 0.0)
+    temperature: float | None = None
 
 
 @dataclass
@@ -177,8 +180,9 @@ class Night:
 
 def _make_frame(camera: SyntheticCamera, truth: NightTruth, rec: NightFrame,
                 imagetyp: dict[str, str] | None) -> SyntheticFrame:
+    temp = truth.temperature if rec.temperature is None else rec.temperature
     common = dict(seed=rec.seed, cosmic_rays=rec.cosmic_rays, date_obs=rec.date_obs,
-                  imagetyp=imagetyp, temperature=truth.temperature)
+                  imagetyp=imagetyp, temperature=temp)
     if rec.frametype == "bias":
         return bias_frame(camera, **common)
     if rec.frametype in ("dark", "darkflat"):
@@ -200,6 +204,7 @@ def make_night(path: str | os.PathLike, *, seed: int = 0,
                cosmic_rate: float = 1.0,
                layout: Mapping[str, str] | None = None,
                imagetyp: Mapping[str, str] | None = None,
+               temperatures: Mapping[str, float] | None = None,
                start: str = "2026-03-14T19:00:00",
                overwrite: bool = False) -> Night:
     """Write a synthetic night of FITS frames to ``path`` and return it with its truth.
@@ -243,6 +248,11 @@ def make_night(path: str | os.PathLike, *, seed: int = 0,
         (``''`` writes into ``path`` itself).
     imagetyp : mapping, optional
         IMAGETYP spellings overriding the MaxIm ones (e.g. ``{'bias': 'zero'}``).
+    temperatures : mapping, optional
+        Sensor temperature (deg C) of the frames of some types, e.g.
+        ``{'dark': -5.0}`` for darks taken warmer than the lights; the dark
+        current scales with it (:meth:`SyntheticCamera.dark_current_map`).
+        Other types are at the camera's temperature.
     start : str
         DATE-OBS of the first frame (UTC, ISO format).
     overwrite : bool
@@ -282,6 +292,10 @@ def make_night(path: str | os.PathLike, *, seed: int = 0,
                          f"light_exptime={light_exptime}")
     if cosmic_rate < 0:
         raise ValueError(f"cosmic_rate={cosmic_rate!r} must not be negative")
+    unknown = set(temperatures or {}) - set(DEFAULT_LAYOUT)
+    if unknown:
+        raise ValueError(f"temperatures has unknown frame types {sorted(unknown)}; use "
+                         f"{', '.join(DEFAULT_LAYOUT)}")
     camera = SyntheticCamera() if camera is None else camera
     field = StarField() if field is None else field
     folders = {**DEFAULT_LAYOUT, **(layout or {})}
@@ -329,9 +343,11 @@ def make_night(path: str | os.PathLike, *, seed: int = 0,
         if target.exists() and not overwrite:
             raise OutputExistsError(f"{target} exists; choose an empty folder for the "
                                     "synthetic night or pass overwrite=True")
+        temp = (temperatures or {}).get(frametype)
         records.append(NightFrame(path=target, frametype=frametype, exptime=exptime,
                                   date_obs=when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3],
-                                  seed=frame_seed, cosmic_rays=n_cr, shift=shift))
+                                  seed=frame_seed, cosmic_rays=n_cr, shift=shift,
+                                  temperature=None if temp is None else float(temp)))
         when += timedelta(seconds=exptime + _READOUT)
 
     for rec in records:
