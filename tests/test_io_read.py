@@ -567,3 +567,19 @@ def test_uint32_bzero_fits(tmp_path):
     ccd = read_frame(path, dtype=np.float64, **NOISE)
     assert_array_equal(ccd.data, truth.astype(np.float64))
     assert ccd.mask[1, 0] and ccd.mask.sum() == 1      # full scale = saturated
+
+
+def test_degenerate_cube_is_one_frame_and_colour_cube_stays(tmp_path):
+    one = np.arange(12, dtype=np.float32).reshape(1, 3, 4)
+    path = tmp_path / "one.fits"
+    fits.PrimaryHDU(one).writeto(path)
+    ccd = read_frame(path, **NOISE)
+    assert ccd.shape == (3, 4)
+    assert_array_equal(ccd.data, one[0])
+    rgb = np.arange(36, dtype=np.int16).reshape(3, 3, 4)
+    path = tmp_path / "rgb.fits"
+    fits.PrimaryHDU(rgb).writeto(path)
+    ccd = read_frame(path, **NOISE)
+    assert ccd.shape == (3, 3, 4)
+    assert_array_equal(ccd.data, rgb.astype(np.float32))
+    assert ccd.uncertainty.array.shape == (3, 3, 4)

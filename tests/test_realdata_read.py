@@ -69,6 +69,7 @@ def test_saao_ste3(real_data):
     assert ccd.meta["EGAIN"] == 1.9 and ccd.meta["RDNOISE"] == 5.0
     assert_allclose(ccd.meta["CCD-TEMP"], 180.2 - 273.15, atol=1e-6)   # written in kelvin
     assert ccd.meta["UNCSRC"] == "detector model"
+    assert ccd.meta["DATE-OBS"] == "2013-07-13T00:57:33"   # DATE-OBS + UT
     record = get_provenance(ccd).inputs[0]
     assert record.path == str(path) and record.exptime == 150.04 and record.role == "light"
 

@@ -433,7 +433,14 @@ def row_order(header: Mapping) -> str | None:
 def date_obs(header: Mapping) -> str | None:
     """The start of the exposure as ISO 8601 text, when known.
 
-    EXIF's ``'2024:01:31 22:10:05'`` becomes ``'2024-01-31T22:10:05'``.
+    EXIF's ``'2024:01:31 22:10:05'`` becomes ``'2024-01-31T22:10:05'``; a
+    date alone is completed with TIME-OBS or UT when the header has one.
+
+    Examples
+    --------
+    >>> from astropy.io import fits
+    >>> date_obs(fits.Header({"DATE-OBS": "2013-07-13", "UT": "00:57:33"}))
+    '2013-07-13T00:57:33'
     """
     for key in _DATE_KEYS:
         value = _get(header, key)
@@ -443,6 +450,14 @@ def date_obs(header: Mapping) -> str | None:
         match = re.fullmatch(r"(\d{4}):(\d{2}):(\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)", text)
         if match:
             text = f"{match.group(1)}-{match.group(2)}-{match.group(3)}T{match.group(4)}"
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            # A date alone (old FITS): the start time is in TIME-OBS / UT.
+            for time_key in ("TIME-OBS", "UT", "UTSTART", "UT-START"):
+                clock = _get(header, time_key)
+                if clock is not None and re.fullmatch(r"\d{1,2}:\d{2}:\d{2}(?:\.\d+)?",
+                                                      str(clock).strip()):
+                    clock = str(clock).strip()
+                    return f"{text}T{clock if len(clock.split(':')[0]) == 2 else '0' + clock}"
         return text
     return None
 
@@ -531,7 +546,7 @@ def normalize_header(header: Mapping, *, path: str | os.PathLike | None = None,
     if order is not None:
         out["ROWORDER"] = (order, "order of the rows")
     date = date_obs(header)
-    if date is not None and _get(header, "DATE-OBS") is None:
+    if date is not None and date != _get(header, "DATE-OBS"):
         out["DATE-OBS"] = (date, "start of the exposure")
     return out
 

@@ -113,6 +113,8 @@ def load_fits(path, *, hdu=None, dtype=np.float32) -> Loaded:
             # The compressed table's own header keywords describe the table.
             for key in ("ZBLANK",):
                 header.remove(key, ignore_missing=True)
+        while raw.ndim > 2 and raw.shape[0] == 1:
+            raw = raw[0]  # (1, ny, nx) cubes written by some programs: one frame
         data, blank = _physical(raw, header, dtype)
         full_scale = integer_full_scale(raw.dtype, float(header.get("BZERO", 0.0)),
                                         float(header.get("BSCALE", 1.0)))
