@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from calframe import bayer
@@ -314,3 +316,24 @@ def test_row_order_and_offsets_agree_with_siril(tmp_path):
         assert_allclose(medians, [1000, 3000, 6000], rtol=0.01, err_msg=str(case))
     rgb = fits.getdata(wrong / "out_00001.fit").astype(float)
     assert abs(np.median(rgb[0][4:-4, 4:-4]) - 1000) > 500
+
+
+@settings(max_examples=60, deadline=None)
+@given(pattern=st.sampled_from(bayer.PATTERNS), ny=st.integers(2, 13), nx=st.integers(2, 13),
+       x0=st.integers(0, 7), y0=st.integers(0, 7), x1=st.integers(0, 7), y1=st.integers(0, 7),
+       order=st.sampled_from(["TOP-DOWN", "BOTTOM-UP"]))
+def test_property_crops_compose_and_split_merge_round_trips(pattern, ny, nx, x0, y0, x1, y1,
+                                                            order):
+    # the pattern of a crop of a crop is that of the combined crop
+    base = bayer.effective_pattern(pattern, roworder=order, shape=(ny, nx))
+    assert bayer.shift_pattern(bayer.shift_pattern(base, x0, y0), x1, y1) == \
+        bayer.effective_pattern(pattern, roworder=order, shape=(ny, nx),
+                                origin=(x0 + x1, y0 + y1))
+    # split / merge is the identity for any shape and pattern
+    data = np.arange(ny * nx, dtype=np.float32).reshape(ny, nx)
+    planes = bayer.split(CCDData(data, unit="adu"), pattern=base)
+    assert_array_equal(bayer.merge(planes, pattern=base).data, data)
+    # channel statistics of a mosaic holding its channel index give that index
+    index = bayer.channel_index((ny, nx), base).astype(float)
+    table = bayer.channel_statistics(index, pattern=base, regions="full")
+    assert list(table["median"]) == [0.0, 1.0, 2.0, 3.0]
