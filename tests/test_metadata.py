@@ -179,7 +179,7 @@ def test_frame_type_spelling_is_case_and_separator_insensitive():
 
     words = sorted({w for ws in metadata._TYPE_WORDS.values() for w in ws})
 
-    @settings(max_examples=200, deadline=None, derandomize=True)
+    @settings(max_examples=60, deadline=None, derandomize=True)
     @given(st.sampled_from(words), st.lists(st.booleans(), min_size=30, max_size=30),
            st.sampled_from([" ", "_", "-", "  "]))
     def check(word, upper, sep):
