@@ -1,5 +1,6 @@
 """Keyword normalisation: frame types, exposure, temperature, gain, CFA keywords."""
 
+import numpy as np
 import pytest
 from astropy.io import fits
 from numpy.testing import assert_allclose
@@ -174,18 +175,13 @@ def test_mapping_to_header_keeps_what_fits_and_drops_the_rest():
 
 
 def test_frame_type_spelling_is_case_and_separator_insensitive():
-    from hypothesis import given, settings
-    from hypothesis import strategies as st
-
+    rng = np.random.default_rng(15)
     words = sorted({w for ws in metadata._TYPE_WORDS.values() for w in ws})
-
-    @settings(max_examples=60, deadline=None, derandomize=True)
-    @given(st.sampled_from(words), st.lists(st.booleans(), min_size=30, max_size=30),
-           st.sampled_from([" ", "_", "-", "  "]))
-    def check(word, upper, sep):
-        spelled = "".join(c.upper() if u else c for c, u in zip(word, upper, strict=False))
-        spelled = spelled.replace(" ", sep)
-        assert metadata.parse_frame_type(spelled) == metadata.parse_frame_type(word)
-        assert metadata.parse_frame_type(word) in metadata.FRAME_TYPES
-
-    check()
+    for word in words:
+        expected = metadata.parse_frame_type(word)
+        assert expected in metadata.FRAME_TYPES
+        for _ in range(5):
+            upper = rng.random(len(word)) < 0.5
+            spelled = "".join(c.upper() if u else c for c, u in zip(word, upper, strict=True))
+            spelled = spelled.replace(" ", str(rng.choice([" ", "_", "-", "  "])))
+            assert metadata.parse_frame_type(f" {spelled} ") == expected, spelled
