@@ -5,6 +5,8 @@ import itertools
 import numpy as np
 import pytest
 from astropy.io import fits
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from calframe.datasets import (
@@ -474,3 +476,32 @@ def test_temperatures_per_frame_type(tmp_path):
         make_night(tmp_path / "x", camera=cam, temperatures={"darks": 0.0})
     with pytest.raises(ValueError, match="roworder='UP' must be 'TOP-DOWN' or 'BOTTOM-UP'"):
         SyntheticCamera(roworder="UP")
+
+
+@settings(max_examples=40, deadline=None)
+@given(x=st.floats(20, 43), y=st.floats(20, 43), fwhm=st.floats(1.0, 5.0),
+       flux=st.floats(1.0, 1e6))
+def test_gaussian_star_flux_and_centroid_property(x, y, fwhm, flux):
+    stars = np.array([(x, y, flux)], dtype=[("x", float), ("y", float), ("flux", float)])
+    img = render_stars((64, 64), stars, StarField(fwhm=fwhm))
+    assert_allclose(img.sum(), flux, rtol=1e-6)
+    yy, xx = np.indices(img.shape)
+    # an undersampled PSF has a pixel-phase centroid error (a few 0.01 px at FWHM 1)
+    atol = 1e-4 if fwhm >= 2.0 else 0.03
+    assert_allclose((img * xx).sum() / img.sum(), x, atol=atol)
+    assert_allclose((img * yy).sum() / img.sum(), y, atol=atol)
+    # second moment: sigma^2 of the Gaussian plus 1/12 from the pixel integration
+    # (Sheppard's correction, exact enough once the PSF spans a few pixels)
+    if fwhm >= 2.0:
+        sigma2 = (fwhm / (2 * np.sqrt(2 * np.log(2)))) ** 2 + 1 / 12
+        assert_allclose((img * (xx - x) ** 2).sum() / img.sum(), sigma2, rtol=1e-3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(ny=st.integers(1, 9), nx=st.integers(1, 9), pattern=st.sampled_from(CFA_PATTERNS))
+def test_cfa_colour_index_property(ny, nx, pattern):
+    idx = cfa_colour_index(pattern, (ny, nx))
+    assert idx.shape == (ny, nx)
+    for y in range(ny):
+        for x in range(nx):
+            assert "RGB"[idx[y, x]] == pattern[2 * (y % 2) + x % 2]
