@@ -95,7 +95,7 @@ def test_median_factor_table_is_the_integral():
                                          rel=1e-9)
     # the tabulated variance of the median of 3 unit Gaussians is 0.4487
     assert table[3] ** 2 / 3 == pytest.approx(0.4487, abs=1e-4)
-    assert table[200] ** 2 == pytest.approx(np.pi / 2, rel=5e-3)
+    assert 1.55 < table[200] ** 2 < np.pi / 2  # approaches pi/2 from below, as 1/n
     assert _efficiency.median_efficiency_factor(1001) ** 2 == pytest.approx(np.pi / 2, rel=1e-3)
 
 
