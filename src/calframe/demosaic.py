@@ -259,12 +259,16 @@ def demosaic(frame: CCDData, *, method: str = "bilinear", pattern: str | None = 
         bad |= ~np.isfinite(var)
     index = channel_index(data.shape, pattern)
 
-    values, variances, flags = _bilinear(data, var, bad, index)
-    if method != "bilinear":
+    any_bad = bool(bad.any())
+    if method == "bilinear":
+        values, variances, flags = _bilinear(data, var, bad, index)
+    else:
         # replace unusable samples by their bilinear estimate, then filter
-        filled = data.copy()
-        fill_var = None if var is None else var.copy()
-        if bad.any():
+        filled = data if not any_bad else data.copy()
+        fill_var = None if var is None else (var if not any_bad else var.copy())
+        variances = None
+        if any_bad:
+            values, variances, _ = _bilinear(data, var, bad, index)
             plane = _PLANE_OF_CHANNEL[index]
             ys, xs = np.nonzero(bad)
             filled[ys, xs] = values[plane[ys, xs], ys, xs]
