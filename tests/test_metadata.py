@@ -49,6 +49,11 @@ def test_frame_type_header_wins_over_names_and_unknown_values_fall_through():
     ("offset_12.fit", ("bias", "filename")),
     ("M31_dark_300s_001.fits", ("dark", "filename")),
     ("IMG_0001.CR2", ("unknown", "none")),
+    ("night/Flat_Darks/IMG_0001.CR2", ("darkflat", "folder")),
+    ("Lightroom/exports/IMG_0001.CR2", ("unknown", "none")),
+    ("flatiron/img.fits", ("unknown", "none")),
+    ("dark_flat_003.fits", ("darkflat", "filename")),
+    ("DarkBefore-001D120s.fit", ("dark", "filename")),
 ])
 def test_frame_type_from_folder_and_file_names(path, expected):
     assert metadata.frame_type(fits.Header(), path=path) == expected

@@ -92,10 +92,9 @@ _TYPE_WORDS: dict[str, tuple[str, ...]] = {
 }
 _WORD_TO_TYPE = {w: t for t, words in _TYPE_WORDS.items() for w in words}
 
-# Words recognised in folder and file names (checked in this order, so that
-# 'darkflat' wins over 'dark' and 'flat').
+# Words recognised in folder and file names ('darkflat'/'flatdark', also split
+# as 'Flat_Darks', are checked first).
 _NAME_WORDS: tuple[tuple[str, str], ...] = (
-    ("darkflat", "darkflat"), ("flatdark", "darkflat"),
     ("bias", "bias"), ("offset", "bias"), ("zero", "bias"),
     ("dark", "dark"), ("flat", "flat"), ("light", "light"),
 )
@@ -192,12 +191,21 @@ def parse_frame_type(value: Any) -> str | None:
     return _WORD_TO_TYPE.get(text)
 
 
-def _type_from_name(name: str) -> str | None:
+def _type_from_name(name: str, *, prefix: bool) -> str | None:
+    """Frame type from a folder or file name.
+
+    Words must match whole (``Darks``, ``flat_001``); with ``prefix`` a word may
+    also start a longer token (``DarkBefore-001``), which is allowed for file
+    names only (a folder called ``Lightroom`` says nothing).
+    """
     tokens = [t for t in re.split(r"[^a-z]+", name.lower()) if t]
+    joined = "".join(tokens)
+    if "darkflat" in joined or "flatdark" in joined:
+        return "darkflat"
     for token in tokens:
         for word, ftype in _NAME_WORDS:
-            if token == word or token == word + "s" or token == word + "es" \
-                    or (token.startswith(word) and len(word) >= 4):
+            if token in (word, word + "s", word + "es") \
+                    or (prefix and token.startswith(word) and len(word) >= 4):
                 return ftype
     return None
 
@@ -241,10 +249,10 @@ def frame_type(header: Mapping, *, path: str | os.PathLike | None = None
     if path is not None:
         pure = PurePath(os.fspath(path))
         for folder in list(pure.parent.parts)[::-1][:3]:
-            parsed = _type_from_name(folder)
+            parsed = _type_from_name(folder, prefix=False)
             if parsed is not None:
                 return parsed, "folder"
-        parsed = _type_from_name(pure.stem)
+        parsed = _type_from_name(pure.stem, prefix=True)
         if parsed is not None:
             return parsed, "filename"
     return "unknown", "none"
