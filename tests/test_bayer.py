@@ -279,7 +279,7 @@ def test_same_colour_neighbours(pattern):
 @pytest.mark.skipif(shutil.which("siril-cli") is None, reason="siril-cli is not installed")
 def test_row_order_and_offsets_agree_with_siril(tmp_path):
     # Siril (which introduced ROWORDER) debayers files written with calframe's reading
-    # of BAYERPAT / YBAYROFF / ROWORDER into the right colours; a file that ignores the
+    # of BAYERPAT / X,YBAYROFF / ROWORDER into the right colours; a file that ignores the
     # bottom-up flip comes out with swapped colours (so the check can fail).
     levels = {"R": 1000, "G1": 3000, "G2": 3000, "B": 6000}
     script = ["requires 1.0.0"]
