@@ -218,3 +218,23 @@ def test_errors():
         demosaic(CCDData(np.zeros((3, 8, 8)), unit="adu", meta={"BAYERPAT": "RGGB"}))
     with pytest.raises(ValueError, match="too small"):
         demosaic(CCDData(np.zeros((4, 8)), unit="adu", meta={"BAYERPAT": "RGGB"}))
+
+
+def test_cube_written_and_read_back(tmp_path):
+    # the RGB cube with its UNCERT and MASK cubes survives write_frame / CCDData.read
+    import calframe
+
+    rng = np.random.default_rng(8)
+    raw = rng.normal(1000, 10, (32, 40)).astype(np.float32)
+    mask = np.zeros(raw.shape, bool)
+    mask[5, 5] = True
+    ccd = CCDData(raw, unit="adu", meta={"BAYERPAT": "RGGB"}, mask=mask,
+                  uncertainty=StdDevUncertainty(np.full(raw.shape, 10, np.float32)))
+    cube = demosaic(ccd, method="malvar2004")
+    path = calframe.write_frame(cube, tmp_path / "rgb.fits")
+    back = CCDData.read(path)
+    assert back.shape == (3, 32, 40)
+    assert_array_equal(back.data, cube.data)
+    assert_array_equal(back.mask, cube.mask)
+    assert_allclose(back.uncertainty.array, cube.uncertainty.array)
+    assert back.header["DEMOSAIC"] == "malvar2004"
