@@ -57,7 +57,7 @@ def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output
         ccd = make_master_flat(list(files), bias=bias, dark=dark, **options)
     write_frame(ccd, output, overwrite=overwrite)
     click.echo(f"master {kind} from {len(files)} frames -> {output} "
-               f"({'x'.join(map(str, ccd.data.shape))}, {ccd.unit}, "
+               f"({'x'.join(map(str, ccd.data.shape))}, {str(ccd.unit) or 'dimensionless'}, "
                f"median {float(_median(ccd)):.6g})")
     return 0
 
