@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -129,21 +130,40 @@ class _RawImage:
                                -32: ">f4", -64: ">f8"}[self.bitpix])
         self.saturate = np.inf if saturate is None else float(saturate)
         self._fd: int | None = None
+        self._lock = threading.Lock()
 
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_fd"] = None
+        del state["_lock"]
         return state
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def _handle(self) -> int:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        return self._fd
+        fd = self._fd
+        if fd is None:
+            with self._lock:
+                if self._fd is None:
+                    self._fd = os.open(self.path, os.O_RDONLY)
+                fd = self._fd
+        return fd
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __del__(self):
+        try:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+        except (AttributeError, OSError):  # pragma: no cover - interpreter shutdown
+            pass
 
     def read_rows(self, r0: int, r1: int, out: np.ndarray) -> None:
         nx = self.shape[1]
