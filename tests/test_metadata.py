@@ -190,3 +190,10 @@ def test_frame_type_spelling_is_case_and_separator_insensitive():
             spelled = "".join(c.upper() if u else c for c, u in zip(word, upper, strict=True))
             spelled = spelled.replace(" ", str(rng.choice([" ", "_", "-", "  "])))
             assert metadata.parse_frame_type(f" {spelled} ") == expected, spelled
+
+
+def test_user_frame_type_survives_a_write_and_read():
+    first = metadata.normalize_header(fits.Header({"IMAGETYP": "LIGHT"}), frametype="flat")
+    again = metadata.normalize_header(first)       # e.g. read back from an output file
+    assert (again["FRAMETYP"], again["FTSOURCE"]) == ("flat", "user")
+    assert again["IMAGETYP"] == "LIGHT"            # the original card is kept

@@ -214,8 +214,10 @@ def frame_type(header: Mapping, *, path: str | os.PathLike | None = None
                ) -> tuple[str, str]:
     """The frame type and where it came from.
 
-    The header is searched first (IMAGETYP, FRAMETYP, OBSTYPE and a few
-    aliases; IRAF, MaxIm and NINA spellings), then the folders of ``path``
+    A FRAMETYP that a user gave (FTSOURCE = 'user', e.g. in a file calframe
+    wrote) is kept.  Otherwise the header is searched (IMAGETYP, FRAMETYP,
+    OBSTYPE and a few aliases; IRAF, MaxIm and NINA spellings), then the
+    folders of ``path``
     (nearest first, e.g. ``Darks/``, ``bias/``, ``offset/``, ``flats/``,
     ``lights/``), then the file name (``flat_001.fits``).
 
@@ -224,7 +226,7 @@ def frame_type(header: Mapping, *, path: str | os.PathLike | None = None
     frametype : str
         One of :data:`FRAME_TYPES`.
     source : str
-        'header', 'exif', 'folder', 'filename' or 'none'.
+        'user', 'header', 'exif', 'folder', 'filename' or 'none'.
 
     Examples
     --------
@@ -238,6 +240,11 @@ def frame_type(header: Mapping, *, path: str | os.PathLike | None = None
     >>> frame_type(fits.Header(), path="img_0001.fits")
     ('unknown', 'none')
     """
+    if str(_get(header, "FTSOURCE") or "").strip().lower() == "user":
+        # A type the user gave when the frame was read stays the user's.
+        parsed = parse_frame_type(_get(header, "FRAMETYP"))
+        if parsed is not None:
+            return parsed, "user"
     for key in _TYPE_KEYS:
         parsed = parse_frame_type(_get(header, key))
         if parsed is not None:
