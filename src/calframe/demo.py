@@ -423,7 +423,7 @@ def _step_dark(ctx: DemoContext) -> None:
         rel_g = p.get("gain_rel_error", 0.01)
         ctx.check(name, "mean dark current", current.mean(), truth.dark_current.mean(),
                   n_sig * np.hypot(err, rel_g * truth.dark_current.mean()), "e-/s",
-                  "two exposures (bias cancels), measured gain")
+                  "two exposures, measured gain")
         threshold = np.median(current) + 10 * _robust_std(current)
         found = set(zip(*np.nonzero(current > max(threshold, 1.0)), strict=True))
         hot = {(int(y), int(x)) for y, x in zip(truth.hot_pixels["y"], truth.hot_pixels["x"],
@@ -461,8 +461,8 @@ def _step_flat(ctx: DemoContext) -> None:
                       / n) / s_adu * truth.flat_normalised
         pull = (norm - truth.flat_normalised) / sig
         rel = 1 / np.sqrt(2 * pull.size)
-        ctx.check(name, "flat: rms pull about true flat", pull.std(), 1.0, n_sig * rel + 0.02,
-                  how="1 when the flat equals the truth within noise")
+        ctx.check(name, "flat from mean of flats: rms pull", pull.std(), 1.0,
+                  n_sig * rel + 0.02, how="pull = (value - truth) / expected noise")
         dust_depth = 1 - night.camera.dust_map().min()
         i = np.unravel_index(np.argmin(night.camera.dust_map()), signal.shape)
         ratio = norm[i] / truth.flat_normalised[i]
@@ -527,10 +527,10 @@ def _step_noise_model(ctx: DemoContext) -> None:
 def _pull_checks(ctx: DemoContext, camera: str, what: str, pull: np.ndarray,
                  *, rms_tol: float = 0.08, mean_tol: float = 0.1) -> None:
     ctx.check(camera, f"{what}: rms pull", pull.std(), 1.0, rms_tol,
-              how="(value - truth) / its uncertainty; 1 = honest error bars")
-    ctx.check(camera, f"{what}: mean pull", pull.mean(), 0.0, mean_tol,
-              how="bias in units of the uncertainty; a variance taken from the noisy "
-              "data itself gives about -1/(2 gain sigma)")
+              how="pull = (value - truth) / uncertainty")
+    # a variance taken from the noisy data itself biases the mean pull by about
+    # -1 / (2 gain sigma): a few hundredths here
+    ctx.check(camera, f"{what}: mean pull", pull.mean(), 0.0, mean_tol)
 
 
 def _step_masters(ctx: DemoContext) -> None:
@@ -583,7 +583,7 @@ def _step_masters(ctx: DemoContext) -> None:
         p["true_flat"] = true_flat
         pull = ((flat.data - true_flat) / flat.uncertainty.array)[good]
         ctx.check(name, "master flat: rms pull", pull.std(), 1.0, 0.08,
-                  how="(value - truth) / its uncertainty, truth at the master's level")
+                  how="truth scaled to the master's level")
 
 
 def _step_calibrate(ctx: DemoContext) -> None:
