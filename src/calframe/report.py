@@ -114,50 +114,47 @@ def _save(fig, folder: Path, name: str) -> str:
 
 
 def flat_channel_table(flat, *, size: float = 0.1):
-    """Centre and corner statistics of a flat, per CFA channel (one 'L' channel if mono).
+    """Centre and corner statistics of a flat, per CFA channel ('L' for a mono flat).
 
-    Returns a table with ``region``, ``channel``, ``median``, ``std`` and
-    ``snr`` (median / std) and the ratio ``corner_over_centre`` of each corner's
-    median to the centre's, per channel.
+    For a CFA mosaic this is the ``regions`` table of
+    :func:`calframe.flat_quality`; a monochrome flat gets the same columns
+    with one channel, 'L'.  Columns: ``region``, ``channel``, ``npix``,
+    ``median``, ``std``, ``snr`` (median / std) and ``relative`` (the
+    region's median over the channel's median in the centre: the vignetting
+    that the flat corrects).
 
     Examples
     --------
     >>> from astropy.nddata import CCDData
     >>> f = CCDData(np.ones((40, 40), np.float32), unit="")
     >>> t = flat_channel_table(f)
-    >>> sorted(set(t["channel"].tolist())), float(t["corner_over_centre"][0])
+    >>> sorted(set(t["channel"].tolist())), float(t["relative"][0])
     (['L'], 1.0)
     """
     from astropy.table import Table
 
     from . import bayer
+    from .flatquality import flat_quality
 
     data = np.asarray(flat.data, dtype=np.float64)
+    if str(flat.meta.get("BAYERPAT", "") or "").strip() and data.ndim == 2:
+        return flat_quality(flat, size=size).regions
     mask = None if flat.mask is None else np.asarray(flat.mask, dtype=bool)
-    pattern = str(flat.meta.get("BAYERPAT", "") or "").upper()
-    if pattern and data.ndim == 2:
-        stats = bayer.channel_statistics(flat, regions=bayer.standard_regions(
-            data.shape, size=size))
-        rows = [(str(r["region"]), str(r["channel"]), float(r["median"]), float(r["std"]))
-                for r in stats]
-    else:
-        plane = data if data.ndim == 2 else np.nanmean(data, axis=0)
-        rows = []
-        for name, sl in bayer.standard_regions(plane.shape, size=size).items():
-            values = plane[sl]
-            good = np.isfinite(values)
-            if mask is not None and mask.shape == plane.shape:
-                good &= ~mask[sl]
-            v = values[good]
-            rows.append((name, "L", float(np.median(v)) if v.size else np.nan,
-                         float(np.std(v, ddof=1)) if v.size > 1 else np.nan))
-    table = Table(rows=rows, names=("region", "channel", "median", "std"),
-                  dtype=(str, str, float, float))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        table["snr"] = table["median"] / table["std"]
-    centre = {r["channel"]: r["median"] for r in table if r["region"] == "centre"}
-    table["corner_over_centre"] = [r["median"] / centre[r["channel"]]
-                                   if centre.get(r["channel"]) else np.nan for r in table]
+    plane = data if data.ndim == 2 else np.nanmean(data, axis=0)
+    rows = []
+    for name, sl in bayer.standard_regions(plane.shape, size=size).items():
+        good = np.isfinite(plane[sl])
+        if mask is not None and mask.shape == plane.shape:
+            good &= ~mask[sl]
+        v = plane[sl][good]
+        med = float(np.median(v)) if v.size else np.nan
+        std = float(np.std(v, ddof=1)) if v.size > 1 else np.nan
+        rows.append((name, "L", int(v.size), med, std,
+                     med / std if std and np.isfinite(std) and std > 0 else np.nan))
+    table = Table(rows=rows, names=("region", "channel", "npix", "median", "std", "snr"),
+                  dtype=(str, str, int, float, float, float))
+    centre = float(table["median"][0])
+    table["relative"] = table["median"] / centre if centre else np.nan
     return table
 
 
@@ -236,10 +233,23 @@ def _master_section(path: Path, name: str, kind: str, figdir: Path) -> str:
             ax.set_xticks([])
             ax.set_yticks([])
     src = _save(fig, figdir, f"{name}.png")
+    badtext = ""
+    if kind in ("dark", "flat") and data.ndim == 2:
+        from .cosmetic import find_bad_pixels
+
+        sides = {"hot_sigma": 5.0} if kind == "dark" else {"hot_sigma": None,
+                                                             "cold_sigma": 5.0}
+        try:
+            found = int(np.sum(find_bad_pixels(ccd, **sides)) - nbad)
+            badtext = (f", {'hot' if kind == 'dark' else 'cold'} pixels beyond 5 robust "
+                       f"sigma {found}")
+        except ValueError as err:
+            log.info("bad-pixel search of %s failed: %s", name, err)
     parts = [f"<h3>{html.escape(name)}</h3>",
              f"<p>{html.escape(str(path.name))}: shape {'x'.join(map(str, data.shape))}, "
              f"unit {html.escape(str(ccd.unit))}, NCOMBINE {html.escape(str(ncombine))}, "
              f"masked (bad) pixels {nbad} ({100 * nbad / max(data.size, 1):.3f}%)"
+             + badtext
              + (f", median {float(np.median(good)):.6g}" if good.size else "") + "</p>",
              f"<img src='{src}' alt='{html.escape(name)}'>"]
     if kind == "flat":
@@ -287,8 +297,8 @@ def _flat_section(ccd, name: str, figdir: Path) -> str:
     src = _save(fig, figdir, f"{name}_profile.png")
     table = flat_channel_table(ccd)
     return (f"<img src='{src}' alt='flat profiles'>\n<p>Centre and corner statistics "
-            "per channel (corner/centre is the vignetting the flat corrects):</p>\n"
-            + _table_html(table))
+            "per channel (relative: the level over the centre's, the vignetting the flat "
+            "corrects):</p>\n" + _table_html(table))
 
 
 def _distortion_section(model_path: str, figdir: Path) -> str:
