@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit, prange
 
 __all__ = ["Plane", "divide", "multiply", "subtract"]
 
@@ -32,13 +33,19 @@ class Plane:
     mask: np.ndarray
 
     @classmethod
-    def from_ccd(cls, ccd, *, dtype=np.float32) -> Plane:
-        """Arrays of a CCDData (copied; the input is never modified)."""
-        data = np.array(ccd.data, dtype=dtype, copy=True)
+    def from_ccd(cls, ccd, *, dtype=np.float32, copy: bool = True) -> Plane:
+        """Arrays of a CCDData.
+
+        With ``copy=False`` the data array may be the frame's own (when it
+        already has ``dtype``): the caller must not write into it.  The mask
+        is always a new array.
+        """
+        data = np.array(ccd.data, dtype=dtype, copy=True) if copy else \
+            np.asarray(ccd.data, dtype=dtype)
         var = None
         if ccd.uncertainty is not None:
-            std = np.asarray(ccd.uncertainty.array, dtype=dtype)
-            var = np.broadcast_to(std, data.shape).astype(dtype) ** 2
+            std = np.broadcast_to(np.asarray(ccd.uncertainty.array, dtype=dtype), data.shape)
+            var = np.square(std, dtype=dtype)
             if not np.isfinite(var).any():
                 var = None  # an uncertainty of NaN everywhere says nothing
         mask = np.zeros(data.shape, dtype=bool)
@@ -74,15 +81,12 @@ def subtract(a: Plane, b: Plane, scale: float = 1.0) -> Plane:
     >>> r.data.tolist(), r.var.tolist(), r.mask.tolist()
     ([8.0, 10.0], [8.0, 4.0], [False, True])
     """
-    good = b.valid()
-    data = a.data - np.float32(scale) * np.where(good, b.data, 0).astype(a.data.dtype)
-    var = None
-    if a.var is not None:
-        var = a.var.copy()
-        if b.var is not None:
-            var += np.float32(scale) ** 2 * np.where(good, b.var, 0).astype(var.dtype)
-    mask = a.mask | ~good
-    return Plane(data.astype(a.data.dtype, copy=False), var, mask)
+    data, var, mask = _prepare(a)
+    bvar = b.var if b.var is not None else _EMPTY
+    _subtract_kernel(_flat(a.data), _flat(a.var), _flat(a.mask), _flat(b.data), _flat(bvar),
+                     _flat(b.mask), np.float32(scale), a.var is not None, b.var is not None,
+                     data.reshape(-1), _flat(var), mask.reshape(-1))
+    return Plane(data, var, mask)
 
 
 def divide(a: Plane, f: Plane) -> Plane:
@@ -104,16 +108,12 @@ def divide(a: Plane, f: Plane) -> Plane:
     >>> round(float(r.var[0]), 6)  # 4/4 + 25 * 0.01/4
     1.0625
     """
-    good = f.valid() & (np.where(np.isfinite(f.data), f.data, 0) > 0)
-    denom = np.where(good, f.data, 1).astype(a.data.dtype)
-    data = a.data / denom
-    var = None
-    if a.var is not None:
-        var = a.var / denom**2
-        if f.var is not None:
-            fvar = np.where(good, f.var, 0).astype(var.dtype)
-            var += data**2 * fvar / denom**2
-    return Plane(data.astype(a.data.dtype, copy=False), var, a.mask | ~good)
+    data, var, mask = _prepare(a)
+    fvar = f.var if f.var is not None else _EMPTY
+    _divide_kernel(_flat(a.data), _flat(a.var), _flat(a.mask), _flat(f.data), _flat(fvar),
+                   _flat(f.mask), a.var is not None, f.var is not None,
+                   data.reshape(-1), _flat(var), mask.reshape(-1))
+    return Plane(data, var, mask)
 
 
 def multiply(a: Plane, factor: float, factor_var: float = 0.0) -> Plane:
@@ -125,3 +125,61 @@ def multiply(a: Plane, factor: float, factor_var: float = 0.0) -> Plane:
         if factor_var:
             var += a.data.astype(var.dtype) ** 2 * np.float32(factor_var)
     return Plane(data.astype(a.data.dtype, copy=False), var, a.mask.copy())
+
+
+# ---------------------------------------------------------------------------
+# Kernels: one pass over the pixels, in parallel, no temporaries.
+# ---------------------------------------------------------------------------
+_EMPTY = np.zeros(1, dtype=np.float32)
+
+
+def _flat(array: np.ndarray | None) -> np.ndarray:
+    """A 1-D C-contiguous view (or copy) of an array; a dummy for None."""
+    if array is None:
+        return _EMPTY
+    return np.ascontiguousarray(array).reshape(-1)
+
+
+def _prepare(a: Plane):
+    data = np.empty(a.data.shape, dtype=a.data.dtype)
+    var = None if a.var is None else np.empty(a.var.shape, dtype=a.var.dtype)
+    mask = np.empty(a.data.shape, dtype=bool)
+    return data, var, mask
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _subtract_kernel(a, avar, amask, b, bvar, bmask, scale, has_avar, has_bvar,
+                     out, outvar, outmask):  # pragma: no cover - compiled
+    for i in prange(a.size):
+        bv = b[i]
+        good = (not bmask[i]) and np.isfinite(bv)
+        if good:
+            out[i] = a[i] - scale * bv
+        else:
+            out[i] = a[i]
+        outmask[i] = amask[i] or (not good) or (not np.isfinite(a[i]))
+        if has_avar:
+            v = avar[i]
+            if has_bvar and good:
+                v += scale * scale * bvar[i]
+            outvar[i] = v
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _divide_kernel(a, avar, amask, f, fvar, fmask, has_avar, has_fvar,
+                   out, outvar, outmask):  # pragma: no cover - compiled
+    for i in prange(a.size):
+        fv = f[i]
+        good = (not fmask[i]) and np.isfinite(fv) and fv > 0
+        if good:
+            q = a[i] / fv
+        else:
+            fv = np.float32(1.0)
+            q = a[i]
+        out[i] = q
+        outmask[i] = amask[i] or (not good) or (not np.isfinite(a[i]))
+        if has_avar:
+            v = avar[i] / (fv * fv)
+            if has_fvar and good:
+                v += q * q * fvar[i] / (fv * fv)
+            outvar[i] = v

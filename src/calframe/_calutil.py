@@ -218,5 +218,5 @@ def plane_to_ccd(plane: Plane, *, unit, meta, dtype=np.float32) -> CCDData:
     if plane.var is not None:
         unc = StdDevUncertainty(np.sqrt(np.maximum(plane.var, 0)).astype(np.float32))
     header = header_of(meta)
-    return CCDData(plane.data.astype(dtype, copy=False), unit=u.Unit(unit),
+    return CCDData(np.array(plane.data, dtype=dtype, copy=True), unit=u.Unit(unit),
                    uncertainty=unc, mask=plane.mask.copy(), meta=header)

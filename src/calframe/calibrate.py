@@ -217,10 +217,6 @@ def _prepare_master(value, *, role: str, prov: Provenance, raw_shape, shape, row
     if value is None:
         return None
     ccd = as_frame(value, role=role, prov=prov)
-    if role == "bias":
-        ccd = ccd.copy()
-        ccd.meta = header_of(ccd.meta)
-        ccd.meta["BIASID"] = data_id(ccd)  # of the bias as given (before any trim)
     if ccd.shape == shape:
         return ccd
     if rows_cols is not None and ccd.shape == raw_shape:
@@ -401,8 +397,8 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     light = as_frame(frame, role="light", prov=prov)
     raw_shape = light.shape
     unit = _unit(light)
-    plane = Plane.from_ccd(light)
-    raw_data = plane.data.copy()
+    plane = Plane.from_ccd(light, copy=False)
+    raw_data = plane.data
     params: dict = {}
     calstat = ""
 
@@ -429,6 +425,9 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     master_kw = dict(prov=prov, raw_shape=raw_shape, shape=shape, rows_cols=rows_cols)
     bias_ccd = _prepare_master(bias, role="bias", **master_kw)
     dark_ccd = _prepare_master(dark, role="dark", **master_kw)
+    bias_untrimmed = None
+    if bias_ccd is not None:
+        bias_untrimmed = bias if isinstance(bias, CCDData) else bias_ccd
     flat_ccd = _prepare_master(flat, role="flat", **master_kw)
 
     # 2. uncertainty of the frame: estimated when unknown, and re-evaluated
@@ -461,7 +460,7 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     bias_plane = None
     if bias_ccd is not None:
         _check_unit("bias", bias_ccd, unit)
-        bias_plane = Plane.from_ccd(bias_ccd)
+        bias_plane = Plane.from_ccd(bias_ccd, copy=False)
     bias_coefficient = 1.0
     if dark_ccd is not None:
         dark_unit = _unit(dark_ccd)
@@ -469,7 +468,7 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         if not is_rate:
             _check_unit("dark", dark_ccd, unit)
         with_bias = dark_includes_bias(dark_ccd)
-        dark_plane = Plane.from_ccd(dark_ccd)
+        dark_plane = Plane.from_ccd(dark_ccd, copy=False)
         t_frame = t_dark = None
         if isinstance(dark_scale, str) and dark_scale not in ("exposure", "optimize"):
             raise ValueError(f"dark_scale: '{dark_scale}' is not one of 'exposure', "
@@ -530,9 +529,9 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     if bias_plane is not None:
         if bias_coefficient != 0.0:
             plane = subtract(plane, bias_plane, bias_coefficient)
-            if dark_ccd is not None and dark_ccd.meta.get("BIASID") == \
-                    bias_ccd.meta["BIASID"] and plane.var is not None \
-                    and bias_plane.var is not None:
+            if dark_ccd is not None and plane.var is not None \
+                    and bias_plane.var is not None and "BIASID" in dark_ccd.meta \
+                    and dark_ccd.meta["BIASID"] == data_id(bias_untrimmed):
                 # the dark was made with this very bias: its error is in both
                 # terms of frame - bias - k (dark_raw - bias), which therefore
                 # carries (1 - k)**2 var_bias, not (1 + k**2) var_bias
@@ -559,7 +558,7 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
             plane = multiply(plane, 1.0 / t_frame)
             ratio_unit = u.Unit(ratio_unit / u.s)
             params["flat_rate"] = True
-        flat_plane = Plane.from_ccd(flat_ccd)
+        flat_plane = Plane.from_ccd(flat_ccd, copy=False)
         plane = divide(plane, flat_plane)
         out_unit = ratio_unit.decompose() if ratio_unit.physical_type == \
             "dimensionless" else ratio_unit
