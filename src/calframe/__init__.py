@@ -44,10 +44,13 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .flatquality import FlatQuality, flat_quality
+from .inventory import Inventory, Tolerances, take_inventory
 from .io import iter_frames, read_frame, read_provenance, write_frame
 from .linearity import check_linear_pair
 from .masters import make_master_bias, make_master_dark, make_master_flat
+from .pipeline import PipelineConfig, load_config, make_plan, run_pipeline
 from .provenance import InputRecord, Provenance, get_provenance, set_provenance
+from .report import write_report
 
 __all__ = [
     "GESD",
@@ -59,6 +62,7 @@ __all__ = [
     "FrameReadError",
     "IncompatibleFramesError",
     "InputRecord",
+    "Inventory",
     "LinearFitClip",
     "MinMaxClip",
     "MissingMetadataError",
@@ -66,9 +70,11 @@ __all__ = [
     "NonLinearDataWarning",
     "OutputExistsError",
     "PercentileClip",
+    "PipelineConfig",
     "Provenance",
     "Scale",
     "SigmaClip",
+    "Tolerances",
     "UncertaintyUnknownWarning",
     "UnsupportedFormatError",
     "WinsorizedSigmaClip",
@@ -83,14 +89,19 @@ __all__ = [
     "flat_quality",
     "get_provenance",
     "iter_frames",
+    "load_config",
     "make_master_bias",
     "make_master_dark",
     "make_master_flat",
+    "make_plan",
     "read_frame",
     "read_provenance",
     "remove_cosmic_rays",
+    "run_pipeline",
     "running_mean",
     "set_provenance",
     "split_rgb",
+    "take_inventory",
     "write_frame",
+    "write_report",
 ]
