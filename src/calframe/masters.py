@@ -28,6 +28,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from ._arith import Plane, subtract
 from ._calutil import (
     as_frame,
+    cfa_groups,
     cfa_pattern,
     data_id,
     exposure_of,
@@ -398,59 +399,66 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
         dark_nounc = CCDData(dark_ccd.data, unit=dark_ccd.unit, mask=dark_ccd.mask,
                              meta=dark_ccd.meta)
         set_provenance(dark_nounc, get_provenance(dark_ccd))
-    corrected = []
-    flat_levels = []
-    bias_coeff = dark_coeff = None  # sums over flats of c_i / s_i and k_i / s_i
-    groups = None
-    chan = False
-    for i, frame in enumerate(frames):
-        flat = as_frame(frame, role="flat", prov=prov)
-        if groups is None:
-            pattern = cfa_pattern(flat.meta)
-            chan = (pattern is not None) if per_channel is None else bool(per_channel)
-            if chan and pattern is None:
-                raise ValueError("make_master_flat: per_channel=True but the flats have no "
-                                 "BAYERPAT; set it in their headers or use per_channel=False")
-            from ._calutil import cfa_groups
+    # The corrected flats are produced one at a time and handed to the
+    # combine as an iterator, which caches each to disk: memory stays bounded
+    # however many flats there are.
+    state: dict = {"levels": [], "bias_coeff": None, "dark_coeff": None, "groups": None,
+                   "chan": False}
 
-            groups = cfa_groups(flat.meta if chan else {}, flat.shape, by_colour=True)
-        if bias_nounc is not None or dark_nounc is not None:
-            cal = calibrate(flat, bias=bias_nounc, dark=dark_nounc, dark_scale=dark_scale)
-            step = get_provenance(cal).steps[-1].parameters
-            k = float(step.get("dark_scale", 0.0)) if dark_nounc is not None else 0.0
-            c = float(step.get("bias_coefficient", 0.0 if bias_nounc is None else 1.0))
-        else:
-            cal, k, c = flat, 0.0, 0.0
-        plane = Plane.from_ccd(cal)
-        good = plane.valid()
-        if normalize in ("median", "mean"):
-            levels = _levels(plane.data, good, groups, region, normalize)
-        elif normalize == "exposure":
-            t = exposure_of(flat, name=f"flat {i}")
-            levels = [t] * len(groups)
-        else:
-            levels = [1.0] * len(groups)
-        if not all(np.isfinite(v) and v > 0 for v in levels):
-            raise ValueError(f"make_master_flat: flat {i} has a non-positive level {levels}; "
-                             "is it bias-subtracted twice, or not a flat?")
-        flat_levels.append(levels)
-        scale_map = np.empty(plane.data.shape, np.float32)
-        for level, group in zip(levels, groups, strict=True):
-            for sl in group:
-                scale_map[sl] = level
-        data = plane.data / scale_map
-        var = None if plane.var is None else plane.var / scale_map**2
-        if bias_coeff is None:
-            bias_coeff = np.zeros(scale_map.shape, np.float64)
-            dark_coeff = np.zeros(scale_map.shape, np.float64)
-        bias_coeff += c / scale_map
-        dark_coeff += k / scale_map
-        meta = header_of(cal.meta)
-        out = CCDData(data, unit=cal.unit, mask=plane.mask, meta=meta,
-                      uncertainty=None if var is None else StdDevUncertainty(np.sqrt(var)))
-        set_provenance(out, get_provenance(cal))
-        corrected.append(out)
-    combined = _combine(corrected, method=method, rejection=rejection, **combine_options)
+    def corrected_flats():
+        for i, frame in enumerate(frames):
+            flat = as_frame(frame, role="flat", prov=prov)
+            if state["groups"] is None:
+                pattern = cfa_pattern(flat.meta)
+                chan = (pattern is not None) if per_channel is None else bool(per_channel)
+                if chan and pattern is None:
+                    raise ValueError("make_master_flat: per_channel=True but the flats have "
+                                     "no BAYERPAT; set it in their headers or use "
+                                     "per_channel=False")
+                state["chan"] = chan
+                state["groups"] = cfa_groups(flat.meta if chan else {}, flat.shape,
+                                             by_colour=True)
+            groups = state["groups"]
+            if bias_nounc is not None or dark_nounc is not None:
+                cal = calibrate(flat, bias=bias_nounc, dark=dark_nounc, dark_scale=dark_scale)
+                step = get_provenance(cal).steps[-1].parameters
+                k = float(step.get("dark_scale", 0.0)) if dark_nounc is not None else 0.0
+                c = float(step.get("bias_coefficient", 0.0 if bias_nounc is None else 1.0))
+            else:
+                cal, k, c = flat, 0.0, 0.0
+            plane = Plane.from_ccd(cal)
+            good = plane.valid()
+            if normalize in ("median", "mean"):
+                levels = _levels(plane.data, good, groups, region, normalize)
+            elif normalize == "exposure":
+                t = exposure_of(flat, name=f"flat {i}")
+                levels = [t] * len(groups)
+            else:
+                levels = [1.0] * len(groups)
+            if not all(np.isfinite(v) and v > 0 for v in levels):
+                raise ValueError(f"make_master_flat: flat {i} has a non-positive level "
+                                 f"{levels}; is it bias-subtracted twice, or not a flat?")
+            state["levels"].append(levels)
+            scale_map = np.empty(plane.data.shape, np.float32)
+            for level, group in zip(levels, groups, strict=True):
+                for sl in group:
+                    scale_map[sl] = level
+            data = plane.data / scale_map
+            var = None if plane.var is None else plane.var / scale_map**2
+            if state["bias_coeff"] is None:
+                state["bias_coeff"] = np.zeros(scale_map.shape, np.float64)
+                state["dark_coeff"] = np.zeros(scale_map.shape, np.float64)
+            state["bias_coeff"] += c / scale_map
+            state["dark_coeff"] += k / scale_map
+            out = CCDData(data, unit=cal.unit, mask=plane.mask, meta=header_of(cal.meta),
+                          uncertainty=None if var is None else StdDevUncertainty(
+                              np.sqrt(var)))
+            yield out
+
+    combined = _combine(corrected_flats(), method=method, rejection=rejection,
+                        **combine_options)
+    groups, chan, flat_levels = state["groups"], state["chan"], state["levels"]
+    bias_coeff, dark_coeff = state["bias_coeff"], state["dark_coeff"]
     prov.extend(get_provenance(combined))
     plane = Plane.from_ccd(combined)
     # common (correlated) errors of the bias and dark, added once
