@@ -274,3 +274,23 @@ def test_outlier_frame_is_flagged(tmp_path):
     flagged = [r["path"] for r in result.quality if r["outlier"]]
     assert flagged == [leak]
     assert "median" in next(r["outlier"] for r in result.quality if r["outlier"])
+
+
+def test_cfa_night_demosaiced(tmp_path):
+    """A one-shot-colour night: per-channel flat, lights demosaiced to RGB cubes."""
+    camera = SyntheticCamera(shape=(24, 32), cfa="GRBG", n_hot_pixels=2, n_dust=0,
+                             bias_level=(1000.0, 1010.0, 990.0, 1005.0))
+    night = make_night(tmp_path / "night", camera=camera, n_bias=3, n_dark=3, n_flat=3,
+                       n_light=1, dark_exptimes=(60.0,), light_exptime=60.0, seed=4)
+    config = PipelineConfig(inputs=[str(night.path)], output=str(tmp_path / "out"),
+                            report=False).replace(calibrate__demosaic="bilinear")
+    result = run_pipeline(config)
+    assert result.ok and not result.problems
+    flat = next(p for p in result.made if "flat" in os.path.basename(p))
+    data, header = _read(flat)
+    assert header["BAYERPAT"] == "GRBG"
+    for dy in (0, 1):  # every CFA channel normalised to 1 on its own
+        for dx in (0, 1):
+            assert abs(np.median(data[dy::2, dx::2]) - 1.0) < 0.02
+    light, _ = _read(os.path.join(config.output, "lights", "light_0001.fits"))
+    assert light.shape == (3, 24, 32)
