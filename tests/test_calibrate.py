@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 from astropy import units as u
 from astropy.nddata import CCDData, StdDevUncertainty
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from calframe._calutil import cfa_groups
@@ -451,3 +453,18 @@ def test_pull_of_a_night_calibrated_from_files(tmp_path):
     pulls = np.concatenate(pulls)
     assert abs(pulls.mean()) < 0.05
     assert abs(pulls.std() - 1) < 0.05
+
+
+@given(scale=st.floats(min_value=1e-3, max_value=1e3), seed=st.integers(0, 2**16))
+@settings(max_examples=25, deadline=None)
+def test_scaling_the_inputs_scales_the_result(scale, seed):
+    light, bias, dark, flat = _random_set(seed)
+    ref = calibrate(light, bias=bias, dark=dark, flat=flat)
+
+    def scaled(ccd):
+        return CCDData(ccd.data * np.float32(scale), unit=ccd.unit, meta=ccd.meta,
+                       uncertainty=StdDevUncertainty(ccd.uncertainty.array * np.float32(scale)))
+
+    out = calibrate(scaled(light), bias=scaled(bias), dark=scaled(dark), flat=flat)
+    assert_allclose(out.data, ref.data * scale, rtol=1e-5)
+    assert_allclose(out.uncertainty.array, ref.uncertainty.array * scale, rtol=1e-5)
