@@ -14,11 +14,9 @@ map of the frame's shape.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 
-import numba
 import numpy as np
 
 from .errors import UncertaintyUnknownWarning
@@ -28,23 +26,32 @@ __all__: list[str] = []
 _warned: set[str] = set()
 
 
-@numba.njit(cache=True, nogil=True, fastmath=True)
-def _sigma_kernel(data, tile, inv_gain, floor, out):  # pragma: no cover - numba
-    ny, nx = data.shape
+#: Rows processed at a time, so that the temporaries stay in the CPU cache.
+_BLOCK_ROWS = 64
+
+
+def blocks(plane: np.ndarray, tile: np.ndarray):
+    """Yield (row slice, level block) pairs covering a 2-D plane.
+
+    The level block is the repeating ``tile`` laid over those rows (a view
+    when the tile is one number or a full map).
+    """
+    ny, nx = plane.shape
     ty, tx = tile.shape
-    for y in range(ny):
-        row = tile[y % ty]
-        if tx == 1:
-            level = row[0]
-            for x in range(nx):
-                out[y, x] = math.sqrt(max(data[y, x] - level, 0.0) * inv_gain + floor)
-        else:
-            xi = 0
-            for x in range(nx):
-                out[y, x] = math.sqrt(max(data[y, x] - row[xi], 0.0) * inv_gain + floor)
-                xi += 1
-                if xi == tx:
-                    xi = 0
+    if (ty, tx) == (ny, nx):
+        for y0 in range(0, ny, _BLOCK_ROWS):
+            rows = slice(y0, min(y0 + _BLOCK_ROWS, ny))
+            yield rows, tile[rows]
+        return
+    step = ty * max(1, _BLOCK_ROWS // ty)        # blocks start on a tile row 0
+    if (ty, tx) == (1, 1):
+        for y0 in range(0, ny, step):
+            yield slice(y0, min(y0 + step, ny)), tile     # broadcasts
+        return
+    pattern = np.tile(tile, (step // ty, -(-nx // tx)))[:, :nx]
+    for y0 in range(0, ny, step):
+        rows = slice(y0, min(y0 + step, ny))
+        yield rows, pattern[:rows.stop - y0]
 
 
 def as_tile(level, shape) -> np.ndarray:
@@ -80,11 +87,18 @@ def detector_sigma(data: np.ndarray, *, gain: float, read_noise: float,
         raise ValueError(f"gain={gain!r}: must be a positive number of e-/ADU")
     if not read_noise >= 0:
         raise ValueError(f"read_noise={read_noise!r}: must be >= 0 electrons")
-    data = np.ascontiguousarray(data)
-    out = np.empty_like(data)
-    tile = as_tile(pedestal, data.shape)
+    out = np.empty(data.shape, dtype=data.dtype)
+    tile = as_tile(pedestal, data.shape).astype(data.dtype)
+    inv_gain = data.dtype.type(1.0 / gain)
+    floor = data.dtype.type((read_noise / gain) ** 2)
     for plane, out_plane in zip(planes(data), planes(out), strict=True):
-        _sigma_kernel(plane, tile, 1.0 / gain, (read_noise / gain) ** 2, out_plane)
+        for rows, level in blocks(plane, tile):
+            block = out_plane[rows]
+            np.subtract(plane[rows], level, out=block)
+            np.maximum(block, 0, out=block)
+            block *= inv_gain
+            block += floor
+            np.sqrt(block, out=block)
     return out
 
 

@@ -1,36 +1,15 @@
-"""Array kernels of the readers: saturation and non-finite masks in one pass."""
+"""Array kernels of the readers: saturation and non-finite masks.
+
+Rows are processed in blocks that stay in the CPU cache (numpy's compare and
+``isfinite`` are vectorised; this is as fast as a compiled loop and needs no
+compilation).
+"""
 
 from __future__ import annotations
 
-import math
-
-import numba
 import numpy as np
 
-from .._detector import as_tile, planes
-
-
-@numba.njit(cache=True, nogil=True)
-def _mask_kernel(data, tile, use_level, check_finite, mask):  # pragma: no cover - numba
-    ny, nx = data.shape
-    ty, tx = tile.shape
-    nsat = 0
-    nonfinite = 0
-    for y in range(ny):
-        row = tile[y % ty]
-        xi = 0
-        for x in range(nx):
-            v = data[y, x]
-            if check_finite and not math.isfinite(v):
-                mask[y, x] = True
-                nonfinite += 1
-            elif use_level and v >= row[xi]:
-                mask[y, x] = True
-                nsat += 1
-            xi += 1
-            if xi == tx:
-                xi = 0
-    return nsat, nonfinite
+from .._detector import as_tile, blocks, planes
 
 
 def mask_levels(data: np.ndarray, level, *, check_finite: bool, mask: np.ndarray
@@ -39,12 +18,23 @@ def mask_levels(data: np.ndarray, level, *, check_finite: bool, mask: np.ndarray
 
     A value that is both is counted as non-finite only (NaN >= x is false).
     """
-    tile = as_tile(0.0 if level is None else level, data.shape)
     nsat = nonfinite = 0
+    tile = None if level is None else as_tile(level, data.shape).astype(data.dtype)
     for plane, mask_plane in zip(planes(data), planes(mask), strict=True):
-        n1, n2 = _mask_kernel(plane, tile, level is not None, check_finite, mask_plane)
-        nsat += int(n1)
-        nonfinite += int(n2)
+        for rows, block_level in blocks(plane, tile if tile is not None
+                                        else np.zeros((1, 1), data.dtype)):
+            values = plane[rows]
+            target = mask_plane[rows]
+            flags = np.empty(values.shape, dtype=bool)
+            if check_finite:
+                np.isfinite(values, out=flags)
+                np.logical_not(flags, out=flags)
+                nonfinite += int(np.count_nonzero(flags))
+                target |= flags
+            if tile is not None:
+                np.greater_equal(values, block_level, out=flags)
+                nsat += int(np.count_nonzero(flags))
+                target |= flags
     return nsat, nonfinite
 
 
