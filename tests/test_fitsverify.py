@@ -86,12 +86,13 @@ def _cfa():
 def _long_provenance():
     ccd = frame()
     prov = Provenance()
-    for i in range(500):
+    for i in range(1000):
         prov.inputs.append(InputRecord(f"night/lights/light_{i:05d}_é.fits", f"{i:064x}",
                                        role="light", frametype="light",
                                        exptime=float(i), date_obs="2026-01-01T00:00:00",
                                        shape=(16, 24)))
-    prov.add_step("combine", frames=[r.path for r in prov.inputs], weights=[1.0] * 500)
+    # About 60,000 characters of parameters: more than a FITS text cell can hold.
+    prov.add_step("combine", frames=[r.path for r in prov.inputs], weights=[1.0] * 1000)
     for i in range(40):
         prov.add_step(f"step_{i}", value=i, text="x" * 300)
     set_provenance(ccd, prov)

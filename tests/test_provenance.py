@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -193,7 +194,7 @@ def test_cli_warns_on_damaged_file(night, capsys):
 def test_table_round_trip_odd_values(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     prov = Provenance()
-    prov.inputs.append(InputRecord(path="données/100% flat é.fits", sha256="a" * 64,
+    prov.inputs.append(InputRecord(path="données/100% flat é.fits  ", sha256="a" * 64,
                                    role="flat", frametype="flat", exptime=None,
                                    date_obs="", shape=()))
     prov.inputs.append(InputRecord(path="raw/x.fits", sha256="b" * 64, role="light",
@@ -203,9 +204,10 @@ def test_table_round_trip_odd_values(tmp_path, monkeypatch):
     prov.steps.append(StepRecord("empty"))
     hdu = prov.to_fits_table(out_dir="out")
     back = Provenance.from_fits_table(hdu)
-    assert [r.path for r in back.inputs] == ["../données/100% flat é.fits", "../raw/x.fits"]
+    assert [r.path for r in back.inputs] == ["../données/100% flat é.fits  ",
+                                             "../raw/x.fits"]
     back = Provenance.from_fits_table(hdu, file_path="out/file.fits")
-    assert [r.path for r in back.inputs] == ["données/100% flat é.fits", "raw/x.fits"]
+    assert [r.path for r in back.inputs] == ["données/100% flat é.fits  ", "raw/x.fits"]
     assert back.inputs[0].exptime is None and back.inputs[0].shape == ()
     assert back.inputs[1].exptime == 1e-4 and back.inputs[1].shape == (3, 4, 5)
     assert back.steps[0].parameters == {"sigma": "nan", "names": ["é"],
@@ -323,3 +325,49 @@ def test_cli_on_a_file_without_provenance(tmp_path, capsys):
     assert "no provenance recorded" in out and "verified 0 inputs" in out
     assert main(["provenance", str(tmp_path / "absent.fits")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_long_parameters_continue_on_more_rows(monkeypatch):
+    from urllib.parse import unquote
+
+    import calframe.provenance as provenance_module
+
+    prov = Provenance()
+    prov.add_step("combine", frames=[f"dossier é/100% {i}.fits" for i in range(40)],
+                  method="median")
+    prov.add_step("read", format="fits", note="  spaces   " + " " * 30)
+    text = prov.steps[0].parameters_json()
+    for chunk in (7, 8, 9, 100):  # pieces cut inside percent-escapes too
+        monkeypatch.setattr(provenance_module, "PARAMS_CHUNK", chunk)
+        buffer = io.BytesIO()
+        fits.HDUList([fits.PrimaryHDU(), prov.to_fits_table()]).writeto(buffer)
+        buffer.seek(0)
+        hdu = fits.open(buffer)["PROVENANCE"]
+        kinds = list(hdu.data["KIND"])
+        assert kinds[0] == "step" and kinds.count("step") == 2 and "more" in kinds
+        cells = ["".join(cell) for cell in hdu.data["PARAMS"]]
+        assert max(len(cell) for cell in cells) <= chunk
+        # What the file-layout page tells archive users to do gives it back.
+        texts: list[str] = []
+        for cell, kind in zip(cells, kinds, strict=True):
+            if kind == "step":
+                texts.append(cell)
+            elif kind == "more":
+                texts[-1] += cell
+        assert [json.loads(unquote(t)) for t in texts] == \
+            [s.parameters for s in prov.steps]
+        back = Provenance.from_fits_table(hdu)
+        assert [s.parameters for s in back.steps] == [s.parameters for s in prov.steps]
+        assert back.steps[0].parameters_json() == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=" ab%é\\\"", max_size=60), st.integers(3, 12))
+def test_pieces_round_trip(text, size):
+    from urllib.parse import unquote
+
+    from calframe.provenance import _encode_text, _pieces
+
+    pieces = _pieces(_encode_text(text), size)
+    assert all(len(p) <= size and not p.endswith(" ") for p in pieces)
+    assert unquote("".join(pieces)) == text

@@ -60,6 +60,11 @@ _ATTRIBUTE = "_calframe_provenance"
 #: Layout version of the ``PROVENANCE`` table (keyword ``PROVVERS``).
 TABLE_VERSION = 1
 
+#: Longest piece of ``PARAMS`` text in one table cell (CFITSIO reads text
+#: cells of at most 2879 characters); longer parameters continue on rows of
+#: ``KIND='more'``.
+PARAMS_CHUNK = 2000
+
 
 def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 22) -> str:
     """Return the hexadecimal SHA-256 of the bytes of a file.
@@ -270,10 +275,37 @@ _SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
 
 def _encode_text(text: str) -> str:
     """FITS table strings are ASCII: percent-encode anything else (and '%')."""
-    return quote(str(text), safe=_SAFE)
+    return _keep_trailing_spaces(quote(str(text), safe=_SAFE))
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    """Cut encoded text into cells of at most ``size`` characters.
+
+    A cut never leaves a trailing space (FITS drops it); a run of spaces
+    longer than a cell is written ``%20``.
+    """
+    pieces = []
+    i = 0
+    while i < len(text):
+        piece = text[i:i + size]
+        stripped = piece.rstrip(" ")
+        piece = stripped if stripped else text[i:i + max(1, size // 3)]
+        pieces.append(piece)
+        i += len(piece)
+    return [_keep_trailing_spaces(p) for p in pieces] or [""]
+
+
+def _keep_trailing_spaces(text: str) -> str:
+    # FITS readers drop trailing spaces of a string cell: encode them.
+    stripped = text.rstrip(" ")
+    return stripped + "%20" * (len(text) - len(stripped))
 
 
 def _decode_text(text) -> str:
+    if hasattr(text, "tolist") and not isinstance(text, (str, bytes)):
+        # A variable-length column comes back as an array of characters.
+        text = "".join(c.decode("ascii", "replace") if isinstance(c, bytes) else str(c)
+                       for c in text.tolist())
     if isinstance(text, bytes):
         text = text.decode("ascii", errors="replace")
     return unquote(str(text).rstrip())
@@ -333,7 +365,7 @@ def path_from_file(stored: str, file_dir: str | os.PathLike) -> str:
 # --- the record ------------------------------------------------------------------
 
 _COLUMNS = (
-    # name, kind ('text', 'float'), comment
+    # name, kind ('text': fixed width, 'long': variable length, 'float'), comment
     ("KIND", "text", "input (a file read) or step (processing)"),
     ("PATH", "text", "input file, relative to this file's folder"),
     ("SHA256", "text", "SHA-256 of the input file's bytes"),
@@ -343,7 +375,7 @@ _COLUMNS = (
     ("DATE_OBS", "text", "DATE-OBS of the input"),
     ("SHAPE", "text", "input array shape, numpy order, JSON"),
     ("STEP", "text", "name of the processing step"),
-    ("PARAMS", "text", "parameters of the step, JSON"),
+    ("PARAMS", "long", "parameters of the step, JSON"),
     ("VERSIONS", "text", "software versions used by the step, JSON"),
     ("TIME", "text", "UTC time of the step"),
     ("ORIGIN", "text", "file that first recorded the row (empty: this)"),
@@ -499,6 +531,11 @@ class Provenance:
         One row per input (``KIND='input'``) then one per step
         (``KIND='step'``); unused cells are empty (``EXPTIME`` NaN).  Text is
         ASCII: other characters (and ``%``) are percent-encoded as UTF-8.
+        Trailing spaces, which FITS readers drop, are written ``%20``, and so
+        are all spaces of ``PARAMS``.
+        ``PARAMS`` is a variable-length column, the others fixed-width;
+        parameters longer than :data:`PARAMS_CHUNK` characters continue on
+        the following rows, of ``KIND='more'``.
 
         Examples
         --------
@@ -523,17 +560,33 @@ class Provenance:
                                           absolute_paths=absolute_paths),
             })
         for s in self.steps:
+            # Spaces too are encoded here: astropy drops them when a
+            # variable-length cell is iterated character by character.
+            params = _encode_text(s.parameters_json()).replace(" ", "%20")
+            pieces = _pieces(params, PARAMS_CHUNK)
             rows.append({
-                "KIND": "step", "STEP": s.step, "PARAMS": s.parameters_json(),
+                "KIND": "step", "STEP": s.step, "PARAMS": pieces[0],
                 "VERSIONS": _to_json(s.versions), "TIME": s.time, "EXPTIME": np.nan,
                 "ORIGIN": path_for_output(s.origin, out_dir,
                                           absolute_paths=absolute_paths),
             })
+            # CFITSIO (and so fitsverify) cannot read text cells longer than
+            # 2879 characters: long parameters continue on 'more' rows.
+            rows.extend({"KIND": "more", "PARAMS": piece, "EXPTIME": np.nan}
+                        for piece in pieces[1:])
         columns = []
         for name, kind, _comment in _COLUMNS:
             if kind == "float":
                 values = np.array([row.get(name, np.nan) for row in rows], dtype=">f8")
                 columns.append(fits.Column(name=name, format="D", unit="s", array=values))
+            elif kind == "long":
+                # Variable length (already encoded): one long value, the list
+                # of frames of a big combine, must not widen every row.
+                texts = [row.get(name, "").encode("ascii") for row in rows]
+                width = max([1, *(len(t) for t in texts)])
+                values = np.empty(len(texts), dtype=object)
+                values[:] = texts
+                columns.append(fits.Column(name=name, format=f"PA({width})", array=values))
             else:
                 texts = [_encode_text(row.get(name, "")) for row in rows]
                 width = max([1, *(len(t) for t in texts)])
@@ -567,8 +620,25 @@ class Provenance:
         def cell(row, name, default=""):
             return _decode_text(row[name]) if name in names else default
 
+        def raw(row, name):
+            # Undecoded text: a percent-escape may straddle two pieces.
+            if name not in names:
+                return ""
+            value = row[name]
+            if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+                value = "".join(c.decode("ascii", "replace") if isinstance(c, bytes)
+                                else str(c) for c in value.tolist())
+            elif isinstance(value, bytes):
+                value = value.decode("ascii", "replace")
+            return str(value).rstrip()
+
+        step_params: list[str] = []
         for row in data:
             kind = cell(row, "KIND")
+            if kind == "more":
+                if step_params:
+                    step_params[-1] += raw(row, "PARAMS")
+                continue
             origin = path_from_file(cell(row, "ORIGIN"), file_dir) or this
             if kind == "input":
                 exptime = float(row["EXPTIME"]) if "EXPTIME" in names else math.nan
@@ -582,11 +652,13 @@ class Provenance:
                     shape=tuple(int(n) for n in json.loads(shape_text)),
                     origin=origin))
             elif kind == "step":
+                step_params.append(raw(row, "PARAMS"))
                 prov.steps.append(StepRecord(
-                    step=cell(row, "STEP"),
-                    parameters=json.loads(cell(row, "PARAMS") or "{}"),
+                    step=cell(row, "STEP"), parameters={},
                     versions=json.loads(cell(row, "VERSIONS") or "{}"),
                     time=cell(row, "TIME"), origin=origin))
+        for step, text in zip(prov.steps, step_params, strict=True):
+            step.parameters = json.loads(unquote(text) or "{}")
         return prov
 
     # -- W3C PROV --------------------------------------------------------------
