@@ -583,3 +583,24 @@ def test_degenerate_cube_is_one_frame_and_colour_cube_stays(tmp_path):
     assert ccd.shape == (3, 3, 4)
     assert_array_equal(ccd.data, rgb.astype(np.float32))
     assert ccd.uncertainty.array.shape == (3, 3, 4)
+
+
+@pytest.mark.parametrize(("shape", "tile_shape"), [((150, 9), (70, 3)), ((130, 10), (2, 2)),
+                                                   ((131, 11), (1, 1)), ((40, 6), (40, 6)),
+                                                   ((2, 200, 7), (3, 2))])
+def test_repeating_levels_over_row_blocks(shape, tile_shape):
+    """Levels given as tiles repeat exactly, across the 64-row processing blocks."""
+    from calframe._detector import detector_sigma
+    from calframe.io._kernels import mask_levels
+
+    rng = np.random.default_rng(16)
+    data = rng.uniform(0, 1000, shape)
+    tile = rng.uniform(0, 500, tile_shape)
+    reps = (-(-shape[-2] // tile_shape[0]), -(-shape[-1] // tile_shape[1]))
+    full = np.tile(tile, reps)[:shape[-2], :shape[-1]]
+    sigma = detector_sigma(data, gain=1.0, read_noise=0.0, pedestal=tile)
+    assert_allclose(sigma, np.sqrt(np.maximum(data - full, 0)), rtol=1e-12)
+    mask = np.zeros(shape, bool)
+    nsat, _ = mask_levels(data, tile + 500, check_finite=False, mask=mask)
+    assert_array_equal(mask, data >= full + 500)
+    assert nsat == int((data >= full + 500).sum())
