@@ -98,8 +98,10 @@ def write_frame(ccd: CCDData, path: str | os.PathLike, *, overwrite: bool = Fals
     (``UNCERT``) and mask (``MASK``) unchanged.  Per-pixel counts
     (``ccd.ncombine`` / ``ccd.rejected`` when the frame carries them) go in
     ``NCOMBINE`` / ``REJECTED`` images and the frame's provenance in the
-    ``PROVENANCE`` table.  Header keywords that are not FITS-legal (long or
-    lower-case names, non-ASCII or over-long text, objects, NaN) are left out.
+    ``PROVENANCE`` table.  Header keywords that cannot be written legally
+    (names longer than 8 characters, objects, NaN, dates that are not dates)
+    are left out, text is cut to one card and reduced to ASCII (see the
+    file-layout page of the documentation).
 
     The file is written to a hidden temporary file in the destination folder,
     flushed to disk and renamed over ``path``, so an interrupted write leaves
