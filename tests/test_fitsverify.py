@@ -6,15 +6,19 @@ built on CFITSIO); these tests skip when it is not installed.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 import warnings
 
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from calframe import read_frame, write_frame
 from calframe.provenance import InputRecord, Provenance, set_provenance
@@ -220,4 +224,26 @@ def test_command_outputs_pass_fitsverify(tmp_path, monkeypatch):
         assert_clean(path)
     # The synthetic raw frames that the demo writes are clean too.
     for path in sorted(tmp_path.glob("colour/**/*.fits"))[:4]:
+        assert_clean(path)
+
+
+_key = st.text(alphabet="ABCXYZabc019_- .éH", min_size=1, max_size=12)
+_value = st.one_of(
+    st.integers(-2**70, 2**70), st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(), st.none(), st.text(max_size=120),
+    st.text(alphabet="0123456789-/:T .Z", max_size=25),
+    st.lists(st.integers(), max_size=3))
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(_key, _value, max_size=12))
+def test_any_metadata_gives_a_clean_file(meta):
+    """Whatever a frame's meta holds, the file written is FITS-clean."""
+    with tempfile.TemporaryDirectory() as folder:
+        ccd = frame((4, 5), meta=dict(meta))
+        path = write_frame(ccd, os.path.join(folder, "m.fits"))
+        with fits.open(path) as hdulist:
+            hdulist.verify("exception")
+            assert all(len(card.image) == 80 for card in hdulist[0].header.cards)
         assert_clean(path)
