@@ -197,3 +197,10 @@ def test_user_frame_type_survives_a_write_and_read():
     again = metadata.normalize_header(first)       # e.g. read back from an output file
     assert (again["FRAMETYP"], again["FTSOURCE"]) == ("flat", "user")
     assert again["IMAGETYP"] == "LIGHT"            # the original card is kept
+
+
+def test_exif_capture_time_to_utc_when_the_zone_is_known():
+    tags = {"EXIF DateTimeOriginal": "2024:03:10 22:15:00", "EXIF OffsetTimeOriginal": "-05:00"}
+    out = metadata.normalize_header(tags)
+    assert out["DATE-OBS"] == "2024-03-11T03:15:00"
+    assert out.comments["DATE-OBS"] == "start of the exposure"

@@ -177,5 +177,6 @@ def test_raw_exif_becomes_normalised_keywords(real_data, monkeypatch):
     assert meta["EXPSRC"] == "EXIF ExposureTime"
     assert meta["ISOSPEED"] == 1600
     assert meta["DATE-OBS"] == "2023-08-12T23:01:02"
+    assert meta.comments["DATE-OBS"] == "camera clock, time zone unknown"
     assert meta["CCD-TEMP"] == 31.0 and meta["TEMPSRC"] == "MakerNote CameraTemperature"
     assert get_provenance(ccd).inputs[0].exptime == 0.004

@@ -448,14 +448,19 @@ def row_order(header: Mapping) -> str | None:
 def date_obs(header: Mapping) -> str | None:
     """The start of the exposure as ISO 8601 text, when known.
 
-    EXIF's ``'2024:01:31 22:10:05'`` becomes ``'2024-01-31T22:10:05'``; a
-    date alone is completed with TIME-OBS or UT when the header has one.
+    EXIF's ``'2024:01:31 22:10:05'`` becomes ``'2024-01-31T22:10:05'`` (the
+    camera's clock, converted to UTC when EXIF OffsetTimeOriginal gives its
+    time zone); a date alone is completed with TIME-OBS or UT when the header
+    has one.
 
     Examples
     --------
     >>> from astropy.io import fits
     >>> date_obs(fits.Header({"DATE-OBS": "2013-07-13", "UT": "00:57:33"}))
     '2013-07-13T00:57:33'
+    >>> date_obs({"EXIF DateTimeOriginal": "2024:01:01 01:30:00",
+    ...           "EXIF OffsetTimeOriginal": "+02:00"})
+    '2023-12-31T23:30:00'
     """
     for key in _DATE_KEYS:
         value = _get(header, key)
@@ -465,6 +470,8 @@ def date_obs(header: Mapping) -> str | None:
         match = re.fullmatch(r"(\d{4}):(\d{2}):(\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?)", text)
         if match:
             text = f"{match.group(1)}-{match.group(2)}-{match.group(3)}T{match.group(4)}"
+            if key.startswith("EXIF"):
+                return _exif_to_utc(text, _get(header, "EXIF OffsetTimeOriginal"))
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
             # A date alone (old FITS): the start time is in TIME-OBS / UT.
             for time_key in ("TIME-OBS", "UT", "UTSTART", "UT-START"):
@@ -475,6 +482,19 @@ def date_obs(header: Mapping) -> str | None:
                     return f"{text}T{clock if len(clock.split(':')[0]) == 2 else '0' + clock}"
         return text
     return None
+
+
+def _exif_to_utc(local: str, offset) -> str:
+    """A camera's local clock time as UTC when EXIF gives its zone ('+02:00')."""
+    from datetime import datetime, timedelta
+
+    match = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", str(offset or "").strip())
+    if not match:
+        return local
+    shift = timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
+    when = datetime.fromisoformat(local)
+    when = when - shift if match.group(1) == "+" else when + shift
+    return when.isoformat()
 
 
 def normalize_header(header: Mapping, *, path: str | os.PathLike | None = None,
@@ -562,7 +582,11 @@ def normalize_header(header: Mapping, *, path: str | os.PathLike | None = None,
         out["ROWORDER"] = (order, "order of the rows")
     date = date_obs(header)
     if date is not None and date != _get(header, "DATE-OBS"):
-        out["DATE-OBS"] = (date, "start of the exposure")
+        comment = "start of the exposure"
+        if _get(header, "DATE-OBS") is None and _get(header, "EXIF DateTimeOriginal") \
+                is not None and _get(header, "EXIF OffsetTimeOriginal") is None:
+            comment = "camera clock, time zone unknown"
+        out["DATE-OBS"] = (date, comment)
     return out
 
 

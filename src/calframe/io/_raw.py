@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 
 _EXIF_KEYS = (
     "Image Make", "Image Model", "EXIF ExposureTime", "EXIF ISOSpeedRatings",
-    "EXIF PhotographicSensitivity", "EXIF DateTimeOriginal", "Image DateTime",
+    "EXIF PhotographicSensitivity", "EXIF DateTimeOriginal", "EXIF OffsetTimeOriginal",
+    "Image DateTime",
     "EXIF ImageDescription", "Image ImageDescription", "EXIF BodySerialNumber",
     "MakerNote CameraTemperature", "MakerNote SensorTemperature",
     "MakerNote AmbientTemperature", "Image Tag 0xC614",
