@@ -42,16 +42,19 @@ class Plane:
         """
         data = np.array(ccd.data, dtype=dtype, copy=True) if copy else \
             np.asarray(ccd.data, dtype=dtype)
-        var = None
+        std = None
         if ccd.uncertainty is not None:
             std = np.broadcast_to(np.asarray(ccd.uncertainty.array, dtype=dtype), data.shape)
-            var = np.square(std, dtype=dtype)
-            if not np.isfinite(var).any():
-                var = None  # an uncertainty of NaN everywhere says nothing
-        mask = np.zeros(data.shape, dtype=bool)
+        inmask = None
         if ccd.mask is not None:
-            mask |= np.broadcast_to(np.asarray(ccd.mask, dtype=bool), data.shape)
-        mask |= ~np.isfinite(data)
+            inmask = np.broadcast_to(np.asarray(ccd.mask, dtype=bool), data.shape)
+        var = None if std is None else np.empty(data.shape, dtype=dtype)
+        mask = np.empty(data.shape, dtype=bool)
+        finite_var = _load_kernel(_flat(data), _flat(std), std is not None,
+                                  _flat(inmask) if inmask is not None else _NOMASK,
+                                  inmask is not None, _flat(var), mask.reshape(-1))
+        if var is not None and not finite_var:
+            var = None  # an uncertainty of NaN everywhere says nothing
         return cls(data, var, mask)
 
     def valid(self) -> np.ndarray:
@@ -131,6 +134,7 @@ def multiply(a: Plane, factor: float, factor_var: float = 0.0) -> Plane:
 # Kernels: one pass over the pixels, in parallel, no temporaries.
 # ---------------------------------------------------------------------------
 _EMPTY = np.zeros(1, dtype=np.float32)
+_NOMASK = np.zeros(1, dtype=bool)
 
 
 def _flat(array: np.ndarray | None) -> np.ndarray:
@@ -145,6 +149,22 @@ def _prepare(a: Plane):
     var = None if a.var is None else np.empty(a.var.shape, dtype=a.var.dtype)
     mask = np.empty(a.data.shape, dtype=bool)
     return data, var, mask
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _load_kernel(data, std, has_std, inmask, has_mask, var, mask):  # pragma: no cover
+    any_finite = 0
+    for i in prange(data.size):
+        m = not np.isfinite(data[i])
+        if has_mask:
+            m = m or inmask[i]
+        mask[i] = m
+        if has_std:
+            v = std[i] * std[i]
+            var[i] = v
+            if np.isfinite(v):
+                any_finite += 1
+    return any_finite > 0
 
 
 @njit(parallel=True, cache=True, nogil=True)
