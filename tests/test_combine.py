@@ -327,3 +327,67 @@ def test_errors(tmp_path):
     bad.write_bytes(bad.read_bytes()[:3000])
     with pytest.raises(FrameReadError, match="truncated"):
         combine([bad])
+
+
+def test_running_mean_matches_numpy_and_streams():
+    from calframe import running_mean
+    from calframe.errors import NoFramesError as NoFrames
+
+    stack = _stack(n=6, shape=(5, 7), seed=9).astype(np.float64)
+    stack[2, 1, 1] = np.nan
+    steps = list(running_mean(iter(list(stack))))
+    assert [s.meta["NCOMBINE"] for s in steps] == [1, 2, 3, 4, 5, 6]
+    for k, step in enumerate(steps, start=1):
+        part = stack[:k]
+        assert_allclose(step.data, np.nanmean(part, axis=0), rtol=1e-6)
+        n = np.isfinite(part).sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # one value: no std
+            sem = np.nanstd(part, axis=0, ddof=1) / np.sqrt(n)
+        sem[n < 2] = np.nan
+        assert_allclose(step.uncertainty.array, sem, rtol=1e-5, equal_nan=True)
+    assert steps[-1].ncombine[1, 1] == 5
+    with pytest.raises(NoFrames, match="no frames"):
+        list(running_mean([]))
+    with pytest.raises(IncompatibleFramesError, match="shape"):
+        list(running_mean([np.zeros((2, 2)), np.zeros((3, 3))]))
+    with pytest.raises(IncompatibleFramesError, match="wrap it in a list"):
+        list(running_mean(np.zeros((2, 2))))
+
+
+def test_other_formats_are_decoded_once(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    from calframe import UncertaintyUnknownWarning
+
+    rng = np.random.default_rng(10)
+    ints = rng.integers(100, 4000, size=(4, 12, 16)).astype(np.uint16)
+    paths = []
+    for i, frame in enumerate(ints):
+        path = tmp_path / f"dark_{i}.tif"
+        tifffile.imwrite(path, frame)
+        paths.append(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UncertaintyUnknownWarning)
+        out = combine(paths, method="mean")
+    assert_allclose(out.data, ints.astype(np.float64).mean(0), rtol=1e-6)
+    assert [r.path for r in get_provenance(out).inputs] == [str(p) for p in paths]
+    leftovers = [p for p in tmp_path.parent.glob("calframe-combine-*")]
+    assert not leftovers
+
+
+@pytest.mark.realdata
+def test_real_st7_darks(real_data):
+    folder = real_data / "ast325-st7"
+    paths = sorted(folder.glob("DarkBefore-00?D120s.fit"))
+    assert len(paths) == 3
+    out = combine(paths, method="median")
+    data = np.stack([fits.getdata(p).astype(np.float64) for p in paths])
+    data[data >= 65535] = np.nan
+    assert_allclose(out.data, np.nanmedian(data, axis=0), rtol=0, atol=0, equal_nan=True)
+    assert out.meta["FRAMETYP"] == "dark"
+    assert out.meta["EXPTIME"] == pytest.approx(120.0)
+    assert {r.frametype for r in get_provenance(out).inputs} == {"dark"}
+    # hot pixels grow with exposure (~0.6 ADU/s): the 900 s master is brighter there
+    long = combine(sorted(folder.glob("DarkBefore-00?D900s.fit")), method="median")
+    hot = out.data > np.nanpercentile(out.data, 99.9)
+    assert np.nanmedian(long.data[hot] - out.data[hot]) > 100

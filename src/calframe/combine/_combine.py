@@ -265,6 +265,12 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         if not np.all(keep):
             sources = [s for s, k in zip(sources, keep, strict=True) if k]
             fweight = fweight[keep]
+            if scale_obj is not None and isinstance(scale_obj.statistic, tuple):
+                if len(scale_obj.statistic) != len(all_sources):
+                    raise InvalidSettingsError(
+                        f"scale has {len(scale_obj.statistic)} values for "
+                        f"{len(all_sources)} frames; give one per frame")
+                scale_obj = Scale(np.asarray(scale_obj.statistic)[keep], mode=scale_obj.mode)
         mul, add = frame_scales(scale_obj, sources)
         has_unc = all(s.has_unc for s in sources)
         if not has_unc and any(s.has_unc for s in sources):

@@ -278,6 +278,23 @@ def _normalised_header(header: fits.Header, path) -> fits.Header:
     return out
 
 
+def _as_header(meta) -> fits.Header:
+    """A FITS header from a CCDData's meta (cards that cannot be FITS are left out)."""
+    if isinstance(meta, fits.Header):
+        return meta.copy()
+    header = fits.Header()
+    for key, value in dict(meta or {}).items():
+        if not isinstance(key, str):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                header[key] = value
+        except (ValueError, TypeError, KeyError):
+            log.debug("meta key %r cannot be a FITS card; left out of the header", key)
+    return header
+
+
 def _uncertainty_array(ccd: NDData) -> np.ndarray | None:
     unc = ccd.uncertainty
     if unc is None:
@@ -308,10 +325,7 @@ class ArraySource(FrameSource):
         if isinstance(obj, NDData):
             data = np.asarray(obj.data)
             self.unit = obj.unit if obj.unit is not None else u.dimensionless_unscaled
-            meta = obj.meta
-            self.header = meta.copy() if isinstance(meta, fits.Header) \
-                else fits.Header({k: v for k, v in dict(meta or {}).items()
-                                  if isinstance(k, str) and len(k) <= 8})
+            self.header = _as_header(obj.meta)
             self._mask = None if obj.mask is None else np.asarray(obj.mask, dtype=bool)
             self._unc = _uncertainty_array(obj)
             from ..provenance import get_provenance
