@@ -17,7 +17,8 @@ from calframe.errors import OutputExistsError
 SMALL = DemoSettings(shape=(64, 64), n_bias=8, n_dark=4, n_flat=6, n_light=2)
 
 
-MEASURE = [step for step in DEFAULT_STEPS if step[0] != "read outputs back"]
+MEASURE = [step for step in DEFAULT_STEPS
+           if step[0] not in ("read outputs back", "whole-folder run")]
 
 
 def test_run_demo_small_passes_and_measures_the_truth(tmp_path):
@@ -42,15 +43,17 @@ def test_run_demo_small_passes_and_measures_the_truth(tmp_path):
     assert len(record["checks"]) == len(result.checks)
 
 
-def test_demo_outputs_read_back_with_their_unit(tmp_path):
-    """Masters and calibrated lights written by the demo read back unchanged
-    (unit included: a normalised flat must stay dimensionless)."""
+def test_demo_outputs_and_whole_folder_run(tmp_path):
+    """Masters and calibrated lights written by the demo read back unchanged (unit
+    included: a normalised flat must stay dimensionless), and the whole-folder run
+    makes every output, in ADU, with honest uncertainties."""
     names = {"make night", "read back", "bias, read noise, gain", "dark current", "masters",
-             "calibrate lights", "read outputs back"}
+             "calibrate lights", "read outputs back", "whole-folder run"}
     steps = [step for step in DEFAULT_STEPS if step[0] in names]
     result = run_demo(tmp_path, seed=2, settings=SMALL, steps=steps)
-    checks = [c for c in result.checks if c.name.startswith("outputs read back")]
-    assert len(checks) == 2
+    checks = [c for c in result.checks if c.name.startswith(("outputs read back",
+                                                              "calframe run"))]
+    assert len(checks) == 2 * 6
     assert all(c.passed for c in checks), "\n".join(c.line() for c in checks)
 
 

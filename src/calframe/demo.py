@@ -9,7 +9,10 @@ compares every figure with the truth, each as a PASS/FAIL :class:`DemoCheck`.
 It then builds master bias, dark and flat frames with :mod:`calframe.masters`,
 calibrates the lights with :func:`calframe.calibrate`, writes them with
 :func:`calframe.write_frame`, and checks that their errors from the truth
-match the uncertainties they claim (pull distributions).
+match the uncertainties they claim (pull distributions).  Every file written
+is read back and must keep its unit and values, and the whole-folder run
+(:func:`calframe.pipeline.run_pipeline`, what ``calframe run`` does) is run on
+each camera's raw folders and checked the same way.
 
 The run is a list of steps (:data:`DEFAULT_STEPS`), each a function of a
 :class:`DemoContext`.  A step reads what earlier steps left in the context
@@ -32,7 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .datasets import Night, StarField, SyntheticCamera, make_night
+from .datasets import Night, StarField, SyntheticCamera, SyntheticFrame, make_night
 from .errors import OutputExistsError
 
 __all__ = [
@@ -248,6 +251,8 @@ class DemoContext:
     result: DemoResult
     frames: dict[str, dict[Path, Any]] = field(default_factory=dict)
     products: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _synthetic: dict[str, dict[Path, SyntheticFrame]] = field(default_factory=dict,
+                                                              repr=False)
 
     @property
     def nights(self) -> dict[str, Night]:
@@ -263,6 +268,13 @@ class DemoContext:
         self.result.checks.append(item)
         log.info(item.line())
         return item
+
+    def synthetic(self, camera: str, path: Path) -> SyntheticFrame:
+        """The synthetic frame written to ``path``, with its truth (made once, kept)."""
+        cache = self._synthetic.setdefault(camera, {})
+        if path not in cache:
+            cache[path] = self.nights[camera].frame(path)
+        return cache[path]
 
     def stack(self, camera: str, frametype: str, exptime: float | None = None) -> np.ndarray:
         """The data of the frames of one type (and exposure) as a float64 cube."""
@@ -307,7 +319,7 @@ def _step_read_back(ctx: DemoContext) -> None:
                 log.warning("%s read as %s %s s, written as %s %s s", rec.path,
                             ccd.meta.get("FRAMETYP"), ccd.meta.get("EXPTIME"),
                             rec.frametype, rec.exptime)
-            truth = night.frame(rec.path)
+            truth = ctx.synthetic(name, rec.path)
             max_diff = max(max_diff, float(np.max(np.abs(
                 np.asarray(ccd.data, dtype=np.float64) - truth.data))))
         ctx.check(name, "frames with wrong type/exposure", wrong_meta, 0, 0,
@@ -324,7 +336,7 @@ def _summarise(ctx: DemoContext, name: str, night: Night) -> None:
         means, stds, truths = [], [], []
         for rec in recs:
             ccd = ctx.frames[name][rec.path]
-            truth = night.frame(rec.path).truth
+            truth = ctx.synthetic(name, rec.path).truth
             good = ~truth.cosmic_mask & ~truth.saturated
             if ccd.mask is not None:
                 good &= ~ccd.mask
@@ -514,7 +526,7 @@ def _step_noise_model(ctx: DemoContext) -> None:
         for frametype in ("flat", "light"):
             path = night.files_of(frametype)[0]
             ccd = read_frame(path, pedestal=pedestal)
-            truth = night.frame(path).truth
+            truth = ctx.synthetic(name, path).truth
             good = ~truth.saturated & ~truth.cosmic_mask
             if ccd.uncertainty is None:
                 ratio = np.nan
@@ -603,13 +615,59 @@ def _step_calibrate(ctx: DemoContext) -> None:
                               overwrite=True)
             ctx.result.outputs.append(out)
             p.setdefault("written", {})[out] = cal
-            frame = night.frame(path).truth
+            frame = ctx.synthetic(name, path).truth
             light_adu = (frame.signal - frame.dark_current * frame.exptime) / truth.gain
             good = ~frame.cosmic_mask & ~frame.saturated
             if cal.mask is not None:
                 good &= ~np.asarray(cal.mask)
             pulls.append(((cal.data - light_adu / true_flat) / cal.uncertainty.array)[good])
         _pull_checks(ctx, name, "calibrated lights", np.concatenate(pulls))
+
+
+def _step_pipeline(ctx: DemoContext) -> None:
+    """The whole-folder run (what ``calframe run`` does) on each camera's raw folders:
+    every planned output made without problems, calibrated lights in ADU whose
+    errors from the truth match their uncertainties."""
+    from astropy.io import fits
+
+    from .io import read_frame
+    from .pipeline import PipelineConfig, run_pipeline
+
+    for name, night in ctx.nights.items():
+        truth = night.truth
+        colour = night.camera.colour_index()
+        raw = sorted({rec.path.parent for rec in night.frames})
+        out = night.path / "run"
+        config = PipelineConfig(inputs=[str(folder) for folder in raw], output=str(out),
+                                report=False)
+        run = run_pipeline(config)
+        ctx.result.outputs.extend(Path(made) for made in run.made)
+        ctx.check(name, "calframe run: outputs failed", len(run.failed), 0, 0,
+                  how=f"{len(run.made)} made")
+        ctx.check(name, "calframe run: problems reported", len(run.problems), 0, 0)
+        pulls, wrong_unit = [], 0
+        for path in night.files_of("light"):
+            written = out / "lights" / path.name
+            if not written.is_file():
+                continue
+            wrong_unit += fits.getheader(written).get("BUNIT", "").strip().lower() != "adu"
+            cal = read_frame(written)
+            frame = ctx.synthetic(name, path).truth
+            light_adu = (frame.signal - frame.dark_current * frame.exptime) / truth.gain
+            good = ~frame.cosmic_mask & ~frame.saturated
+            if cal.mask is not None:
+                good &= ~np.asarray(cal.mask)
+            # the truth at the level of the run's master flat (one number per colour)
+            expected = np.empty_like(light_adu)
+            for c in np.unique(colour):
+                sel = colour == c
+                level = np.median((cal.data * truth.flat / light_adu)[sel & good])
+                expected[sel] = light_adu[sel] * level / truth.flat[sel]
+            pulls.append(((cal.data - expected) / cal.uncertainty.array)[good])
+        ctx.check(name, "calframe run: lights not in ADU (BUNIT)", wrong_unit, 0, 0,
+                  how=f"of {len(pulls)} calibrated lights")
+        if pulls:
+            _pull_checks(ctx, name, "calframe run: lights", np.concatenate(pulls))
 
 
 def _unit_name(unit) -> str:
@@ -655,6 +713,7 @@ DEFAULT_STEPS: tuple[DemoStep, ...] = (
     ("masters", _step_masters),
     ("calibrate lights", _step_calibrate),
     ("read outputs back", _step_read_outputs),
+    ("whole-folder run", _step_pipeline),
 )
 
 
