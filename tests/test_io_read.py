@@ -344,6 +344,9 @@ def test_detect_format_by_content(tmp_path):
     fits_path = tmp_path / "no_suffix"
     fits.PrimaryHDU(np.zeros((2, 2), np.float32)).writeto(fits_path, output_verify="ignore")
     assert detect_format(fits_path) == "fits"
+    mef = tmp_path / "master.mef"          # also a RAW ending (Mamiya)
+    fits.PrimaryHDU(np.zeros((2, 2), np.float32)).writeto(mef, output_verify="ignore")
+    assert detect_format(mef) == "fits"
 
 
 # ---------------------------------------------------------------- EDF

@@ -18,7 +18,7 @@ from ..provenance import InputRecord, get_provenance
 from ._common import Loaded
 from ._kernels import mask_levels
 
-__all__ = ["detect_format", "iter_frames", "read_frame"]
+__all__ = ["detect_format", "frame_count", "iter_frames", "read_frame"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ def detect_format(path: str | os.PathLike) -> str:
                                  f" (starts with {head[:16]!r})",
                                  "it is not a FITS file; check what wrote it")
         return "fits"
+    if head.startswith(_FITS_MAGIC):
+        return "fits"       # whatever the name says (e.g. a FITS named .mef)
     if suffix in RAW_SUFFIXES:
         return "raw"
     if suffix in EDF_SUFFIXES:
@@ -86,8 +88,6 @@ def detect_format(path: str | os.PathLike) -> str:
         return "tiff"
     if suffix in IMAGE_SUFFIXES:
         return "image"
-    if head.startswith(_FITS_MAGIC):
-        return "fits"
     if head.lstrip().startswith(b"{") and b"=" in head:
         return "edf"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
