@@ -505,3 +505,13 @@ def test_cfa_colour_index_property(ny, nx, pattern):
     for y in range(ny):
         for x in range(nx):
             assert "RGB"[idx[y, x]] == pattern[2 * (y % 2) + x % 2]
+
+
+def test_extra_header_cards(tmp_path):
+    cam = SyntheticCamera(shape=(8, 8), cfa="RGGB",
+                          extra_cards=(("GAIN", 120, "gain setting"), ("OFFSET", 30, "")))
+    frame = bias_frame(cam, seed=0)
+    assert frame.header["GAIN"] == 120 and frame.header["OFFSET"] == 30
+    assert frame.header["EGAIN"] == cam.gain
+    night = make_night(tmp_path, camera=cam, n_bias=1, n_dark=0, n_flat=0, n_light=0)
+    assert fits.getheader(night.files["bias"][0])["GAIN"] == 120

@@ -140,6 +140,9 @@ class SyntheticCamera:
         NINA and Siril do, it describes ``cfa`` (see :meth:`header_pattern`).
     bayer_offset : tuple of int
         ``(XBAYROFF, YBAYROFF)`` written to the header (CFA only).
+    extra_cards : tuple of (keyword, value, comment)
+        More header cards, e.g. ``(("GAIN", 120, "gain setting"),)`` as some
+        CMOS drivers write a gain *setting* under GAIN.
 
     Examples
     --------
@@ -177,6 +180,7 @@ class SyntheticCamera:
     pattern_seed: int = 0
     roworder: str = "TOP-DOWN"
     bayer_offset: tuple[int, int] = (0, 0)
+    extra_cards: tuple[tuple[str, object, str], ...] = ()
     _cache: dict = field(default_factory=dict, init=False, repr=False, compare=False,
                          hash=False)
 
@@ -414,6 +418,7 @@ class SyntheticCamera:
                       ("XBAYROFF", self.bayer_offset[0], "x offset of the Bayer pattern"),
                       ("YBAYROFF", self.bayer_offset[1], "y offset of the Bayer pattern"),
                       ("ROWORDER", self.roworder, "order of the rows in the array")]
+        cards += [(str(key), value, str(comment)) for key, value, comment in self.extra_cards]
         return cards
 
 
