@@ -114,8 +114,10 @@ def load_raw(path, *, dtype=np.float32) -> Loaded:
         black = np.array([[per_channel[int(c)] for c in row] for row in colors],
                          dtype=np.float64)
         white_channels = raw.camera_white_level_per_channel
-        white = np.array([[(white_channels[int(c)] if white_channels else raw.white_level)
-                           for c in row] for row in colors], dtype=np.float64)
+        if not white_channels or min(white_channels) <= 0:
+            white_channels = [raw.white_level] * 4      # no usable per-channel levels
+        white = np.array([[white_channels[int(c)] for c in row] for row in colors],
+                         dtype=np.float64)
         sizes = raw.sizes
     finally:
         raw.close()
