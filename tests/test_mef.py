@@ -300,12 +300,40 @@ def _leftovers(folder: Path) -> list[str]:
 
 def test_crash_before_rename_leaves_nothing(tmp_path, monkeypatch):
     def crash(src, dst):
-        raise OSError("simulated crash between write and rename")
+        raise KeyboardInterrupt("simulated crash between write and rename")
 
+    # A new file is linked into place (never over another), a replaced one renamed.
+    monkeypatch.setattr(os, "link", crash)
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(KeyboardInterrupt, match="simulated crash"):
         write_frame(make_frame(), tmp_path / "m.fits")
     assert not (tmp_path / "m.fits").exists()
+    assert _leftovers(tmp_path) == []
+
+
+def test_file_appearing_during_the_write_is_not_replaced(tmp_path, monkeypatch):
+    target = tmp_path / "m.fits"
+    real_fsync = os.fsync
+
+    def someone_else_writes(fd):
+        real_fsync(fd)
+        if not target.exists():
+            target.write_bytes(b"another writer's file")
+
+    monkeypatch.setattr(os, "fsync", someone_else_writes)
+    with pytest.raises(OutputExistsError, match="appeared while writing"):
+        write_frame(make_frame(), target)
+    assert target.read_bytes() == b"another writer's file"
+    assert _leftovers(tmp_path) == []
+
+
+def test_without_hard_links_a_new_file_is_renamed(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise PermissionError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = write_frame(make_frame(), tmp_path / "m.fits")
+    assert_same_frame(CCDData.read(path), make_frame())
     assert _leftovers(tmp_path) == []
 
 
@@ -335,7 +363,7 @@ def test_killed_process_leaves_no_file(tmp_path):
             assert os.path.getsize(src) > 0
             os.kill(os.getpid(), signal.SIGKILL)
 
-        os.replace = die
+        os.replace = os.link = die
         write_frame(CCDData(np.ones((64, 64), np.float32), unit="adu"), sys.argv[1])
     """)
     target = tmp_path / "killed.fits"

@@ -309,15 +309,33 @@ def _atomic_write(hdulist: fits.HDUList, path: Path, *, overwrite: bool,
             hdulist.writeto(handle, checksum=checksum, output_verify="exception")
             handle.flush()
             os.fsync(handle.fileno())
-        if path.exists() and not overwrite:
-            raise OutputExistsError(f"{path}: file appeared while writing; pass "
-                                    "overwrite=True to replace it")
-        os.replace(tmp, path)
+        if overwrite or not _link_no_clobber(tmp, path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
     _fsync_folder(folder)
+
+
+def _link_no_clobber(tmp: Path, path: Path) -> bool:
+    """Give ``tmp`` the name ``path`` only if no file has it (atomically).
+
+    Returns False when the file system has no hard links (the caller then
+    renames, after a last check).
+    """
+    try:
+        os.link(tmp, path)
+    except FileExistsError as err:
+        raise OutputExistsError(f"{path}: file appeared while writing; pass "
+                                "overwrite=True to replace it") from err
+    except OSError:  # no hard links here (FAT, some network shares)
+        if path.exists():
+            raise OutputExistsError(f"{path}: file appeared while writing; pass "
+                                    "overwrite=True to replace it") from None
+        return False
+    os.unlink(tmp)
+    return True
 
 
 def _fsync_folder(folder: Path) -> None:
