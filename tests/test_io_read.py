@@ -607,3 +607,49 @@ def test_repeating_levels_over_row_blocks(shape, tile_shape):
     nsat, _ = mask_levels(data, tile + 500, check_finite=False, mask=mask)
     assert_array_equal(mask, data >= full + 500)
     assert nsat == int((data >= full + 500).sum())
+
+
+class _FakeBayerRaw:
+    """A GRBG sensor with per-colour black and white levels, as rawpy would report."""
+
+    def __init__(self, visible):
+        import rawpy
+
+        # colour indices: 0 R, 1 G, 2 B, 3 G2 (color_desc 'RGBG'); GRBG at (0, 0)
+        self.raw_pattern = np.array([[1, 0], [2, 3]], np.uint8)
+        self.color_desc = b"RGBG"
+        self.raw_type = rawpy.RawType.Flat
+        ny, nx = visible.shape
+        self.raw_colors_visible = np.tile(self.raw_pattern, (ny // 2, nx // 2))
+        self.raw_image_visible = visible
+        self.black_level_per_channel = [100, 200, 300, 400]     # R, G, B, G2
+        self.white_level = 4095
+        self.camera_white_level_per_channel = [4000, 4095, 3900, 4095]
+        self.sizes = type("Sizes", (), {"flip": 0, "crop_width": 0, "crop_height": 0,
+                                        "crop_left_margin": 0, "crop_top_margin": 0})()
+
+    def close(self):
+        pass
+
+
+def test_raw_levels_per_cfa_position(tmp_path, monkeypatch):
+    import rawpy
+
+    visible = np.full((4, 6), 3950, np.uint16)
+    fake = _FakeBayerRaw(visible)
+    monkeypatch.setattr(rawpy, "imread", lambda _path: fake)
+    path = tmp_path / "IMG_0001.NEF"
+    path.write_bytes(b"fake")
+    ccd = read_frame(path, gain=1.0, read_noise=0.0)
+    meta = ccd.meta
+    assert meta["BAYERPAT"] == "GRBG"
+    # positions (0,0) G, (0,1) R, (1,0) B, (1,1) G2
+    assert [meta[f"BLKLEV{i}"] for i in range(4)] == [200.0, 100.0, 300.0, 400.0]
+    assert meta["BLKLEVEL"] == 250.0 and meta["WHITELEV"] == 3900.0
+    # 3950 reaches the white level of B (3900) only; R (4000) and G (4095) stay.
+    assert_array_equal(ccd.mask, np.tile([[False, False], [True, False]], (2, 3)))
+    assert meta["NSATUR"] == 6
+    expected_sigma = np.sqrt(3950.0 - np.tile([[200.0, 100.0], [300.0, 400.0]], (2, 3)))
+    assert_allclose(ccd.uncertainty.array, expected_sigma, rtol=1e-6)
+    black = read_frame(path, subtract_black=True, gain=1.0, read_noise=0.0)
+    assert_array_equal(black.data, 3950.0 - np.tile([[200.0, 100.0], [300.0, 400.0]], (2, 3)))
