@@ -371,3 +371,15 @@ def test_pieces_round_trip(text, size):
     pieces = _pieces(_encode_text(text), size)
     assert all(len(p) <= size and not p.endswith(" ") for p in pieces)
     assert unquote("".join(pieces)) == text
+
+
+def test_history_groups_runs_of_steps():
+    prov = Provenance()
+    for i in range(500):
+        prov.add_step("read", index=i)
+    prov.add_step("combine", method="median")
+    prov.add_step("subtract_bias")
+    prov.add_step("subtract_bias")
+    lines = [line.split(" ", 2)[2] for line in prov.history_lines()]
+    assert lines == ["read x500", "combine: method=median", "subtract_bias",
+                     "subtract_bias"]

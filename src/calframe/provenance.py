@@ -502,21 +502,41 @@ class Provenance:
     def history_lines(self, *, width: int = 72) -> list[str]:
         """One plain-words line per step, for the FITS ``HISTORY`` cards.
 
+        A run of three or more steps of the same name (the ``read`` of each
+        frame of a stack) takes one line, ``read x40``, with the parameters
+        when they are all the same; the table has every step.
+
         Examples
         --------
         >>> prov = Provenance()
         >>> prov.add_step("combine", method="median", nframes=3)
         >>> prov.history_lines()[0].split(" ", 2)[2]
         'combine: method=median, nframes=3'
+        >>> for _ in range(40):
+        ...     prov.add_step("read", format="fits")
+        >>> prov.history_lines()[1].split(" ", 2)[2]
+        'read x40: format=fits'
         """
-        lines = []
+        runs: list[list[StepRecord]] = []
         for step in self.steps:
-            words = ", ".join(f"{k}={_short(v)}" for k, v in step.parameters.items())
-            text = f"calframe {step.time[:19]} {step.step}"
-            if words:
-                text += f": {words}"
-            if step.origin:
-                text += f" (in {os.path.basename(step.origin)})"
+            if runs and runs[-1][0].step == step.step and runs[-1][0].origin == step.origin:
+                runs[-1].append(step)
+            else:
+                runs.append([step])
+        groups: list[list[StepRecord]] = []
+        for run in runs:
+            groups.extend([run] if len(run) >= 3 else [[s] for s in run])
+        lines = []
+        for group in groups:
+            first = group[0]
+            text = f"calframe {first.time[:19]} {first.step}"
+            if len(group) > 1:
+                text += f" x{len(group)}"
+            if all(s.parameters == first.parameters for s in group) and first.parameters:
+                text += ": " + ", ".join(f"{k}={_short(v)}"
+                                         for k, v in first.parameters.items())
+            if first.origin:
+                text += f" (in {os.path.basename(first.origin)})"
             text = text.encode("ascii", "replace").decode("ascii")
             if len(text) > width:
                 text = text[:width - 3] + "..."
