@@ -53,7 +53,7 @@ def test_demo_outputs_and_whole_folder_run(tmp_path):
     result = run_demo(tmp_path, seed=2, settings=SMALL, steps=steps)
     checks = [c for c in result.checks if c.name.startswith(("outputs read back",
                                                               "calframe run"))]
-    assert len(checks) == 2 * 6
+    assert len(checks) == 2 * 7
     assert all(c.passed for c in checks), "\n".join(c.line() for c in checks)
 
 

@@ -646,9 +646,13 @@ def _step_pipeline(ctx: DemoContext) -> None:
                   how=f"{len(run.made)} made")
         ctx.check(name, "calframe run: problems reported", len(run.problems), 0, 0)
         pulls, wrong_unit = [], 0
-        for path in night.files_of("light"):
-            written = out / "lights" / path.name
-            if not written.is_file():
+        made = {Path(m).name: Path(m) for m in run.made}
+        lights = night.files_of("light")
+        ctx.check(name, "calframe run: calibrated lights made",
+                  sum(p.name in made for p in lights), len(lights), 0)
+        for path in lights:
+            written = made.get(path.name)
+            if written is None:
                 continue
             wrong_unit += fits.getheader(written).get("BUNIT", "").strip().lower() != "adu"
             cal = read_frame(written)
