@@ -578,6 +578,7 @@ class _Runner:
         self.keys: dict[str, str] = {}     # task name -> task hash
         self.excluded: dict[str, str] = {}  # input path -> reason
         self.quality_rows: list[dict] = []
+        self.masters: dict[str, Any] = {}  # task name -> CCDData, current light group only
 
     # -- problems -------------------------------------------------------
     def problem(self, path: str, what: str, fix: str = "") -> None:
@@ -717,6 +718,16 @@ class _Runner:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_frame(ccd, path, overwrite=True)
 
+    def master(self, name: str):
+        """A master of the current light group, read once."""
+        if name not in self.masters:
+            from .io import read_frame
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=Warning)
+                self.masters[name] = read_frame(self.out / self.plan.task(name).output)
+        return self.masters[name]
+
     def run_master(self, task: Task) -> None:
         from .masters import make_master_bias, make_master_dark, make_master_flat
 
@@ -794,9 +805,9 @@ class _Runner:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=Warning)
-                # masters by path, so that provenance names them and their hash
-                masters = {r: str(self.out / self.plan.task(n).output)
-                           for r, n in task.uses.items()}
+                # masters read once per light group; their provenance still names
+                # the master files and their hashes
+                masters = {r: self.master(n) for r, n in task.uses.items()}
                 ccd = calibrate(
                     source, bias=masters.get("bias"), dark=masters.get("dark"),
                     flat=masters.get("flat"), gain=c.gain,
@@ -832,8 +843,13 @@ class _Runner:
             from .distortion import DistortionModel
 
             model = DistortionModel.from_fits(self.config.calibrate.distortion)
+        current = None
         for task in self.progress(lights, desc="calibrating lights", total=len(lights)):
+            if task.uses != current:  # memory: only the masters of one group at a time
+                self.masters.clear()
+                current = task.uses
             self.run_light(task, model)
+        self.masters.clear()
         self.result.quality = _quality_table(self.quality_rows)
         if self.config.report:
             from .report import write_report
