@@ -166,6 +166,7 @@ def test_calibrate_corrects_hot_pixels_found_in_the_dark(cfa):
         calibrate(light, cosmetic="yes")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cfa", [None, "RGGB"])
 def test_cosmic_rays_are_found_and_masked(cfa):
     cam = _camera(n_hot_pixels=0, cfa=cfa)
@@ -173,8 +174,8 @@ def test_cosmic_rays_are_found_and_masked(cfa):
     # saturating stars for cosmic rays)
     field = StarField(n_stars=15, fwhm=4.0, flux=(50.0, 2000.0))
     found = flagged = total = 0
-    for seed in range(3):
-        frame = light_frame(cam, 60.0, field=field, seed=seed, cosmic_rays=25)
+    for seed in range(2):
+        frame = light_frame(cam, 60.0, field=field, seed=seed, cosmic_rays=30)
         bias = CCDData(cam.bias_map().astype(np.float32), unit="adu",
                        meta={"BAYERPAT": cam.cfa} if cam.cfa else {})
         light = frame.to_ccddata()
@@ -196,4 +197,4 @@ def test_cosmic_rays_are_found_and_masked(cfa):
         resid = (out.data - expected)[hit] / np.sqrt(expected[hit] / cam.gain + 12)
         assert np.all(np.abs(resid) < 10)
     assert found / total >= 0.97
-    assert flagged / (3 * cam.shape[0] * cam.shape[1]) < 2e-3
+    assert flagged / (2 * cam.shape[0] * cam.shape[1]) < 2e-3
