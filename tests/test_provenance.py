@@ -149,7 +149,12 @@ def test_cli_tree_and_verify(night, capsys):
     # The bias is seen under both masters, the flat under the master flat only.
     assert "verified 13 inputs: 10 unchanged, 2 changed, 1 not found" in captured.out
     assert main(["provenance", night["out"], "--no-follow"]) == 0
-    assert "bias_2.fits" not in capsys.readouterr().out.split("recorded from")[0]
+    out = capsys.readouterr().out
+    assert "bias_2.fits" not in out.split("recorded from")[0]
+    assert "recorded from masters/master_bias.fits\n" in out
+    os.remove(night["master_bias"])
+    assert main(["provenance", night["out"]]) == 0
+    assert "recorded from masters/master_bias.fits (not found)" in capsys.readouterr().out
 
 
 def test_cli_finds_masters_beside_the_file(night, tmp_path, capsys):
@@ -383,3 +388,15 @@ def test_history_groups_runs_of_steps():
     lines = [line.split(" ", 2)[2] for line in prov.history_lines()]
     assert lines == ["read x500", "combine: method=median", "subtract_bias",
                      "subtract_bias"]
+
+
+def test_tree_shortens_runs_of_steps(tmp_path):
+    ccd = CCDData(np.zeros((2, 2), np.float32), unit="adu")
+    prov = get_provenance(ccd)
+    for i in range(30):
+        prov.add_step("read", index=i)
+    prov.add_step("combine", method="mean")
+    path = write_frame(ccd, tmp_path / "s.fits")
+    short = provenance_tree(path).render()
+    assert "read x30" in short and short.count(" read ") == 1
+    assert provenance_tree(path).render(full=True).count("  read  ") == 30

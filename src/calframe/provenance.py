@@ -850,6 +850,7 @@ class ProvenanceNode:
     inherited: dict[str, Provenance] = field(default_factory=dict)
     children: dict[int, ProvenanceNode] = field(default_factory=dict)
     checks: dict[int, InputCheck] = field(default_factory=dict)
+    followed: bool = True
 
     def iter_checks(self):
         """Every check of this node and of the nodes below it."""
@@ -857,35 +858,37 @@ class ProvenanceNode:
         for child in self.children.values():
             yield from child.iter_checks()
 
-    def render(self) -> str:
-        """The tree as text, one record per line."""
+    def render(self, *, full: bool = False) -> str:
+        """The tree as text, one record per line.
+
+        Three or more consecutive steps of the same name take one line
+        (``read x40``) unless ``full`` is true.
+        """
         lines = [f"{self.path}  sha256 {self.sha256[:16]}  CALSTAT {self.calstat or '-'}"]
         if not (self.steps or self.inputs or self.inherited):
             lines.append("└── no provenance recorded (not written by calframe?)")
-        self._render_body(lines, "")
+        self._render_body(lines, "", full)
         return "\n".join(lines)
 
-    def _render_body(self, lines: list[str], indent: str) -> None:
-        sections = [("steps", self.steps), ("inputs", self.inputs)]
-        sections += [(f"recorded from {origin} (not found beside it)", prov)
-                     for origin, prov in self.inherited.items()]
-        sections = [(title, items) for title, items in sections
-                    if not isinstance(items, list) or items]
+    def _render_body(self, lines: list[str], indent: str, full: bool) -> None:
+        sections: list[tuple[str, list[str] | list[InputRecord]]] = []
+        if self.steps:
+            sections.append(("steps", _step_rows(self.steps, full)))
+        if self.inputs:
+            sections.append(("inputs", self.inputs))
+        for origin, prov in self.inherited.items():
+            rows = _step_rows(prov.steps, full) + [_input_line(r, None) for r in prov.inputs]
+            where = " (not found)" if self.followed else ""
+            sections.append((f"recorded from {origin}{where}", rows))
         for k, (title, items) in enumerate(sections):
             last = k == len(sections) - 1
             lines.append(f"{indent}{'└── ' if last else '├── '}{title}")
             sub = indent + ("    " if last else "│   ")
-            if isinstance(items, Provenance):
-                rows = [_step_line(s) for s in items.steps] + \
-                       [_input_line(r, None) for r in items.inputs]
-                for i, row in enumerate(rows):
-                    lines.append(f"{sub}{'└── ' if i == len(rows) - 1 else '├── '}{row}")
-                continue
             for i, item in enumerate(items):
                 end = i == len(items) - 1
                 branch = "└── " if end else "├── "
-                if isinstance(item, StepRecord):
-                    lines.append(f"{sub}{branch}{_step_line(item)}")
+                if isinstance(item, str):
+                    lines.append(f"{sub}{branch}{item}")
                     continue
                 lines.append(f"{sub}{branch}{_input_line(item, self.checks.get(i))}")
                 child = self.children.get(i)
@@ -893,7 +896,28 @@ class ProvenanceNode:
                     child_indent = sub + ("    " if end else "│   ")
                     lines.append(f"{child_indent}└── {child.path}  CALSTAT "
                                  f"{child.calstat or '-'}")
-                    child._render_body(lines, child_indent + "    ")
+                    child._render_body(lines, child_indent + "    ", full)
+
+
+def _step_rows(steps: list[StepRecord], full: bool) -> list[str]:
+    if full:
+        return [_step_line(s) for s in steps]
+    rows: list[str] = []
+    i = 0
+    while i < len(steps):
+        j = i
+        while j < len(steps) and steps[j].step == steps[i].step:
+            j += 1
+        if j - i >= 3:
+            same = all(s.parameters == steps[i].parameters for s in steps[i:j])
+            row = f"{steps[i].time[:19]}  {steps[i].step} x{j - i}"
+            if same and steps[i].parameters:
+                row += "  " + _step_line(steps[i]).split(f"{steps[i].step}  ", 1)[-1]
+            rows.append(row + f"  (until {steps[j - 1].time[:19]}; --full lists them)")
+        else:
+            rows.extend(_step_line(s) for s in steps[i:j])
+        i = j
+    return rows
 
 
 def _step_line(step: StepRecord) -> str:
@@ -964,7 +988,7 @@ def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> Provenanc
         if s not in own_steps:
             inherited.setdefault(s.origin, Provenance()).steps.append(s)
     node = ProvenanceNode(path=path, sha256=sha256_file(path), calstat=_calstat_of(path),
-                          inputs=own_inputs, steps=own_steps)
+                          inputs=own_inputs, steps=own_steps, followed=follow)
     for i, record in enumerate(own_inputs):
         located = _locate(record, path)
         if verify:

@@ -19,9 +19,11 @@ from . import cli
               help="Also write the record as W3C PROV-JSON to this file.")
 @click.option("--no-follow", is_flag=True,
               help="Do not open the calframe files (masters) the file was made from.")
+@click.option("--full", is_flag=True,
+              help="List every step (runs of steps of the same name are shortened).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --prov-json file.")
 def provenance_command(file: str, verify: bool, prov_json: str | None, no_follow: bool,
-                       overwrite: bool) -> int:
+                       full: bool, overwrite: bool) -> int:
     """Print how FILE was made: its steps and inputs as a tree, following the
     masters it used when they are found (at their recorded place or beside FILE)."""
     from ..errors import OutputExistsError
@@ -33,7 +35,7 @@ def provenance_command(file: str, verify: bool, prov_json: str | None, no_follow
         node = provenance_tree(file, verify=verify, follow=not no_follow)
     for item in caught:
         click.echo(f"warning: {item.message}", err=True)
-    click.echo(node.render())
+    click.echo(node.render(full=full))
 
     status = 0
     if verify:
