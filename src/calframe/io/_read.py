@@ -221,6 +221,8 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
 
     Raises
     ------
+    FileNotFoundError
+        No such file.
     FrameReadError
         Empty, truncated or unreadable file, or a file whose bytes do not
         match its name.
@@ -229,6 +231,14 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
     MissingMetadataError
         ``require_exposure=True`` and no exposure time; ``subtract_black``
         without a known black level.
+    ValueError
+        ``hdu``/``frame`` that the file does not have or its format does not
+        use; a ``bad_pixel_mask`` or ``pedestal`` of another shape.
+
+    Warns
+    -----
+    UncertaintyUnknownWarning
+        Gain or read noise unknown (once per process).
 
     Examples
     --------
