@@ -252,3 +252,19 @@ def test_rejection_passes_through():
     master = make_master_bias(frames, method="mean", rejection=SigmaClip(low=3, high=3))
     assert master.rejected[5, 5] >= 1
     assert abs(master.data[5, 5] - cam.bias_map()[5, 5]) < 5
+
+
+def test_flat_with_a_dark_flat_that_includes_the_bias():
+    cam = _camera(n_dust=2)
+    flats = _ccds(flat_frame(cam, level=20000.0, exptime=5.0, seed=40 + i) for i in range(6))
+    darkflat = make_master_dark(_ccds(dark_frame(cam, 5.0, seed=60 + i, frametype="darkflat")
+                                      for i in range(6)))
+    assert darkflat.meta["BIASSUB"] is False
+    master = make_master_flat(flats, dark=darkflat)
+    bias, dark = _masters(cam)
+    reference = make_master_flat(flats, bias=bias, dark=dark)
+    good = ~master.mask & ~reference.mask
+    # both remove bias and dark: they agree within the noise of the dark-flat
+    assert np.sqrt(np.mean((master.data - reference.data)[good] ** 2)) < 0.002
+    truth = _flat_truth(cam, {})
+    assert np.sqrt(np.mean(((master.data - truth) / truth)[good] ** 2)) < 0.003
