@@ -133,3 +133,13 @@ def test_cli_demo_exit_code_on_failure(tmp_path, capsys, monkeypatch):
     assert "FAIL mono   forced failure" in out
     assert "demo FAILED: 0/1 checks" in out
     assert main(["demo", "-o", str(tmp_path / "x"), "--seed", "nope"]) == 2
+
+
+def test_demo_rerun_after_a_step_raised(tmp_path):
+    def boom(ctx):
+        raise RuntimeError("stopped half-way")
+
+    with pytest.raises(RuntimeError, match="stopped half-way"):
+        run_demo(tmp_path, settings=SMALL, steps=[DEFAULT_STEPS[0], ("boom", boom)])
+    result = run_demo(tmp_path, settings=SMALL, steps=DEFAULT_STEPS[:3])
+    assert result.passed

@@ -641,12 +641,14 @@ def _step_pipeline(ctx: DemoContext) -> None:
         config = PipelineConfig(inputs=[str(folder) for folder in raw], output=str(out),
                                 report=False)
         run = run_pipeline(config)
-        ctx.result.outputs.extend(Path(made) for made in run.made)
+        # a rerun of the demonstration finds the outputs of the last one up to date
+        outputs = [Path(m) for m in (*run.made, *run.skipped)]
+        ctx.result.outputs.extend(outputs)
         ctx.check(name, "calframe run: outputs failed", len(run.failed), 0, 0,
-                  how=f"{len(run.made)} made")
+                  how=f"{len(run.made)} made, {len(run.skipped)} up to date")
         ctx.check(name, "calframe run: problems reported", len(run.problems), 0, 0)
         pulls, wrong_unit = [], 0
-        made = {Path(m).name: Path(m) for m in run.made}
+        made = {m.name: m for m in outputs}
         lights = night.files_of("light")
         ctx.check(name, "calframe run: calibrated lights made",
                   sum(p.name in made for p in lights), len(lights), 0)
@@ -772,6 +774,9 @@ def run_demo(outdir: str | os.PathLike = "calframe-demo", *, seed: int = 0,
     outdir = Path(outdir)
     _prepare(outdir)
     settings = DemoSettings() if settings is None else settings
+    # mark the folder as the demonstration's before writing into it, so that a
+    # run that stops half-way can be rerun into the same folder
+    (outdir / _MARKER).write_text(json.dumps({"seed": int(seed), "passed": None}))
     result = DemoResult(outdir=outdir, nights={})
     ctx = DemoContext(outdir=outdir, seed=int(seed), settings=settings, result=result)
     for name, step in (DEFAULT_STEPS if steps is None else steps):
