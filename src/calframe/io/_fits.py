@@ -26,7 +26,7 @@ def _open(path) -> fits.HDUList:
             warnings.simplefilter("always")
             hdul = fits.open(path, memmap=True, do_not_scale_image_data=True,
                              lazy_load_hdus=False)
-    except OSError as err:
+    except (OSError, ValueError, fits.verify.VerifyError) as err:
         raise FrameReadError(path, f"not a readable FITS file ({err})",
                              "check that the file is complete and really is FITS") from err
     for item in caught:
