@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from calframe import read_provenance, write_frame
 from calframe.cli import main
+from calframe.errors import FrameReadError
 from calframe.provenance import (
     InputRecord,
     Provenance,
@@ -330,6 +331,12 @@ def test_cli_on_a_file_without_provenance(tmp_path, capsys):
     assert "no provenance recorded" in out and "verified 0 inputs" in out
     assert main(["provenance", str(tmp_path / "absent.fits")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    text = tmp_path / "notes.fits"
+    text.write_text("not a FITS file\n")
+    assert main(["provenance", str(text)]) == 1
+    assert "notes.fits: cannot be read as FITS" in capsys.readouterr().err
+    with pytest.raises(FrameReadError, match="give a FITS file written by calframe"):
+        read_provenance(text)
 
 
 def test_long_parameters_continue_on_more_rows(monkeypatch):

@@ -48,6 +48,7 @@ from astropy.nddata import (
 
 from ..errors import (
     ChecksumMismatchWarning,
+    FrameReadError,
     IncompatibleFramesError,
     InputOverwriteError,
     OutputExistsError,
@@ -584,7 +585,10 @@ def read_provenance(path: str | os.PathLike, *, verify_checksum: bool = True
                     ) -> Provenance:
     """The provenance recorded in a calframe file (empty if it has none).
 
-    Stored input paths are rewritten relative to the current folder.
+    Stored input paths are rewritten relative to the current folder.  Raises
+    :class:`~calframe.errors.FrameReadError` for a file that is not FITS and
+    warns (:class:`~calframe.errors.ChecksumMismatchWarning`) when a checksum
+    fails.
 
     Examples
     --------
@@ -597,7 +601,12 @@ def read_provenance(path: str | os.PathLike, *, verify_checksum: bool = True
     >>> read_provenance(out).calstat()
     'B'
     """
-    with fits.open(path) as hdulist:
+    try:
+        hdulist = fits.open(path)
+    except OSError as err:
+        raise FrameReadError(path, f"cannot be read as FITS ({err})",
+                             "give a FITS file written by calframe") from err
+    with hdulist:
         if verify_checksum:
             _verify_checksums(hdulist, path)
         if "PROVENANCE" not in hdulist:
