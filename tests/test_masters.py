@@ -268,3 +268,21 @@ def test_flat_with_a_dark_flat_that_includes_the_bias():
     assert np.sqrt(np.mean((master.data - reference.data)[good] ** 2)) < 0.002
     truth = _flat_truth(cam, {})
     assert np.sqrt(np.mean(((master.data - truth) / truth)[good] ** 2)) < 0.003
+
+
+@pytest.mark.parametrize("region", ["[1:8,1:8]", (0, 8, 0, 8), "centre"])
+def test_normalisation_region(region):
+    rng = np.random.default_rng(9)
+    response = np.linspace(0.5, 1.5, 32 * 32).reshape(32, 32)
+    flats = [CCDData((1e4 * response + rng.normal(0, 1, response.shape)).astype(np.float32),
+                     unit="adu") for _ in range(3)]
+    master = make_master_flat(flats, region=region)
+    box = (slice(0, 8), slice(0, 8))
+    if region == "centre":
+        from calframe.bayer import standard_regions
+
+        box = standard_regions((32, 32))["centre"]
+    assert np.median(master.data[box]) == pytest.approx(1.0, abs=1e-6)
+    assert_allclose(master.data, response / np.median(response[box]), rtol=1e-3)
+    with pytest.raises(ValueError, match="is not None, 'centre'"):
+        make_master_flat(flats, region=(1, 2))
