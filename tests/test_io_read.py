@@ -653,3 +653,20 @@ def test_raw_levels_per_cfa_position(tmp_path, monkeypatch):
     assert_allclose(ccd.uncertainty.array, expected_sigma, rtol=1e-6)
     black = read_frame(path, subtract_black=True, gain=1.0, read_noise=0.0)
     assert_array_equal(black.data, 3950.0 - np.tile([[200.0, 100.0], [300.0, 400.0]], (2, 3)))
+
+
+def test_non_standard_cards_are_fixed_or_logged(tmp_path, caplog):
+    path = tmp_path / "odd.fits"
+    header = fits.Header({"EXPTIME": 1.0, "FOO": "bar"})
+    fits.PrimaryHDU(np.zeros((4, 4), np.float32), header=header).writeto(path)
+    raw = bytearray(path.read_bytes())
+    for key, image in ((b"EXPTIME =", b"EXPTIME = 2.5E / written by an old program"),
+                       (b"FOO     =", b"FOO     = 12.5.3")):
+        at = raw.find(key)
+        raw[at:at + 80] = image.ljust(80)
+    path.write_bytes(bytes(raw))
+    with caplog.at_level("WARNING", logger="calframe.io._fits"):
+        ccd = read_frame(path, **NOISE)
+    assert ccd.meta["EXPTIME"] == 2.5 and ccd.meta["EXPSRC"] == "EXPTIME"
+    assert ccd.meta["FOO"] == "12.5.3"
+    assert "odd.fits: card EXPTIME is not FITS standard" in caplog.text

@@ -39,6 +39,35 @@ def _open(path) -> fits.HDUList:
     return hdul
 
 
+def _sanitised(header: fits.Header, path) -> fits.Header:
+    """A copy of ``header`` in which every card can be read.
+
+    Cards that break the FITS standard (``EXPTIME = 1.0E``) are fixed the way
+    astropy fixes them (the value kept as text) or, if that fails, left out;
+    either way the file and keyword are logged.
+    """
+    clean = fits.Header()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for card in header.cards:
+            try:
+                _ = card.value
+                clean.append(card, end=True)
+                continue
+            except (fits.verify.VerifyError, ValueError):
+                pass
+            try:
+                fixed = fits.Card.fromstring(card.image)
+                fixed.verify("fix")
+                _ = fixed.value
+                clean.append(fixed, end=True)
+                log.warning("%s: card %s is not FITS standard; read as %r",
+                            path, card.keyword, fixed.value)
+            except (fits.verify.VerifyError, ValueError):
+                log.warning("%s: card %s cannot be read and is left out", path, card.keyword)
+    return clean
+
+
 def _frame_hdus(hdul: fits.HDUList) -> list[int]:
     return [i for i, h in enumerate(hdul)
             if h.is_image and h.header.get("NAXIS", 0) >= 2
@@ -94,7 +123,7 @@ def load_fits(path, *, hdu=None, dtype=np.float32) -> Loaded:
     try:
         index = _pick_hdu(hdul, hdu, path)
         image = hdul[index]
-        header = image.header.copy()
+        header = _sanitised(image.header, path)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
