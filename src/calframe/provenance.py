@@ -35,11 +35,16 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
+
+if TYPE_CHECKING:  # pragma: no cover
+    from astropy.io.fits import BinTableHDU
+    from prov.model import ProvDocument
 
 __all__ = [
     "CALSTAT_LETTERS",
+    "PARAMS_CHUNK",
     "InputCheck",
     "InputRecord",
     "Provenance",
@@ -545,7 +550,7 @@ class Provenance:
 
     # -- FITS table ----------------------------------------------------------
     def to_fits_table(self, *, out_dir: str | os.PathLike = ".",
-                      absolute_paths: bool = False):
+                      absolute_paths: bool = False) -> BinTableHDU:
         """The ``PROVENANCE`` binary table HDU of a file written in ``out_dir``.
 
         One row per input (``KIND='input'``) then one per step
@@ -621,8 +626,8 @@ class Provenance:
         return hdu
 
     @classmethod
-    def from_fits_table(cls, hdu, *, file_path: str | os.PathLike | None = None
-                        ) -> Provenance:
+    def from_fits_table(cls, hdu: BinTableHDU, *,
+                        file_path: str | os.PathLike | None = None) -> Provenance:
         """Read a ``PROVENANCE`` table written by :meth:`to_fits_table`.
 
         ``file_path`` is the file the table was read from: stored relative
@@ -683,7 +688,7 @@ class Provenance:
 
     # -- W3C PROV --------------------------------------------------------------
     def to_prov_document(self, *, output: str | None = None,
-                         output_sha256: str | None = None):
+                         output_sha256: str | None = None) -> ProvDocument:
         """The record as a W3C PROV document (:class:`prov.model.ProvDocument`).
 
         Inputs are entities identified by their SHA-256, steps are
