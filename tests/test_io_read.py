@@ -127,6 +127,8 @@ def test_multi_hdu_default_and_hdu_choice(tmp_path):
         read_frame(path, hdu=1)
     with pytest.raises(ValueError, match=r"frame=2: FITS frames are chosen with hdu="):
         read_frame(path, frame=2)
+    with pytest.raises(ValueError, match=r"dtype=int16: frames are read as float32 or float64"):
+        read_frame(path, dtype=np.int16)
     with pytest.raises(TypeError, match=r"iter_frames\(\) got hdu="):
         next(iter_frames(path, hdu=1))
 

@@ -254,6 +254,8 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
     >>> round(float(ccd.uncertainty.array[0, 0]), 4)  # sqrt(1000 / 2 + (4 / 2)**2)
     22.4499
     """
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype={np.dtype(dtype).name}: frames are read as float32 or float64")
     kind = detect_format(path)
     options = {"hdu": hdu, "frame": frame}
     loaded = _load(kind, path, options, dtype)
