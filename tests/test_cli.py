@@ -73,6 +73,8 @@ def test_master_and_calibrate(night, tmp_path, capsys):
     by_hand = calibrate(light, bias=str(bias), dark=str(dark), flat=str(flat))
     assert_allclose(fits.getdata(out / "light_0001.fits"), by_hand.data, rtol=1e-6,
                     atol=1e-6)
+    # a light divided by a normalised flat stays in adu
+    assert fits.getheader(out / "light_0001.fits")["BUNIT"] == "adu"
 
 
 def test_calibrate_reports_a_bad_light(night, tmp_path, capsys):

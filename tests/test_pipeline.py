@@ -170,6 +170,8 @@ def test_run_outputs_match_the_library(finished, tmp_path):
     data, header = _read(os.path.join(config.output, "lights", "light_0001.fits"))
     assert_allclose(data, by_hand.data, rtol=1e-6, atol=1e-6)
     assert len(header[HASH_KEYWORD]) == 64
+    # raw frames in adu divided by a normalised (dimensionless) flat stay in adu
+    assert header["BUNIT"] == "adu"
 
 
 def test_light_provenance_names_masters_and_inputs(finished):

@@ -721,11 +721,7 @@ class _Runner:
     def master(self, name: str):
         """A master of the current light group, read once."""
         if name not in self.masters:
-            from .io import read_frame
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", category=Warning)
-                self.masters[name] = read_frame(self.out / self.plan.task(name).output)
+            self.masters[name] = read_output(self.out / self.plan.task(name).output)
         return self.masters[name]
 
     def run_master(self, task: Task) -> None:
@@ -856,6 +852,23 @@ class _Runner:
 
             self.result.report = str(write_report(self.result))
         return self.result
+
+
+def read_output(path: str | os.PathLike):
+    """Read a calframe output back, dimensionless when it says no unit.
+
+    :func:`calframe.write_frame` writes no ``BUNIT`` for a dimensionless frame
+    (a normalised flat), while :func:`calframe.read_frame` takes a file without
+    ``BUNIT`` to be in adu, as a camera file is.
+    """
+    from astropy.io import fits
+
+    from .io import read_frame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=Warning)
+        unit = None if "BUNIT" in fits.getheader(path) else ""
+        return read_frame(path, unit=unit)
 
 
 def _str(path) -> str | None:

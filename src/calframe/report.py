@@ -178,11 +178,9 @@ def _table_html(table, columns=None, *, row_class=None, fmt="{:.4g}") -> str:
 
 
 def _master_section(path: Path, name: str, kind: str, figdir: Path) -> str:
-    from .io import read_frame
+    from .pipeline import read_output
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ccd = read_frame(path)
+    ccd = read_output(path)
     data = np.asarray(ccd.data)
     mask = None if ccd.mask is None else np.asarray(ccd.mask, dtype=bool)
     cfa = bool(ccd.meta.get("BAYERPAT")) and data.ndim == 2

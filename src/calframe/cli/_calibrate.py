@@ -39,6 +39,10 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
 
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     enable_progress(not quiet)
+    from ..pipeline import read_output
+
+    # masters read once (and a normalised flat kept dimensionless)
+    bias, dark, flat = (None if m is None else read_output(m) for m in (bias, dark, flat))
     os.makedirs(output, exist_ok=True)
     names: set[str] = set()
     failed = 0
