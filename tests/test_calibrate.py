@@ -468,3 +468,19 @@ def test_scaling_the_inputs_scales_the_result(scale, seed):
     out = calibrate(scaled(light), bias=scaled(bias), dark=scaled(dark), flat=flat)
     assert_allclose(out.data, ref.data * scale, rtol=1e-5)
     assert_allclose(out.uncertainty.array, ref.uncertainty.array * scale, rtol=1e-5)
+
+
+def test_detector_model_after_overscan():
+    rng = np.random.default_rng(8)
+    ny = 20
+    over = 300.0 + rng.normal(0, 2.0, (ny, 10))
+    raw = np.hstack([np.full((ny, 30), 1300.0), over]).astype(np.float32)
+    light = CCDData(raw, unit="adu", meta={"EGAIN": 2.0, "RDNOISE": 4.0,
+                                           "UNCSRC": "detector model"},
+                    uncertainty=StdDevUncertainty(np.sqrt(raw / 2.0 + 4.0)))
+    out = calibrate(light, overscan="[31:40,1:20]", trim="[1:30,1:20]")
+    level = np.median(over, axis=1)[:, None]
+    expected_var = (1300.0 - level) / 2.0 + 4.0 + np.pi / 2 * over.std(axis=1)[:, None] ** 2 / 10
+    # the read-time model counted the 300 adu offset as photons; calibrate does not
+    assert_allclose(out.uncertainty.array, np.sqrt(np.broadcast_to(expected_var, (ny, 30))),
+                    rtol=1e-4)

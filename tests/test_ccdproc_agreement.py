@@ -156,3 +156,17 @@ def test_real_st7_dark_subtraction_agrees(real_data):
     good = ~ours.mask
     assert good.mean() > 0.99
     assert_allclose(ours.data[good], theirs.data[good], rtol=RTOL, atol=1e-3)
+
+
+@pytest.mark.realdata
+def test_real_saao_overscan_and_trim_agree(real_data):
+    """BIASSEC and TRIMSEC of a real CCD frame, applied by both."""
+    from calframe.io import read_frame
+
+    light = read_frame(real_data / "saao-ste3" / "a8280271.fits")
+    biassec, trimsec = light.meta["BIASSEC"], light.meta["TRIMSEC"]
+    theirs = ccdproc.ccd_process(light, oscan=biassec, trim=trimsec, oscan_median=True)
+    ours = calibrate(light, overscan=biassec, trim=trimsec)
+    assert ours.shape == theirs.shape == (520, 512)
+    assert_allclose(ours.data, theirs.data, rtol=RTOL, atol=1e-3)
+    assert ours.meta["CALSTAT"] == "OT"

@@ -227,7 +227,7 @@ def _prepare_master(value, *, role: str, prov: Provenance, raw_shape, shape, row
         f"{raw_shape} before); use masters made from frames of the same detector area")
 
 
-def _overscan_plane(plane: Plane, section, *, shape) -> tuple[Plane, str]:
+def _overscan_plane(plane: Plane, section, *, shape) -> tuple[Plane, str, np.ndarray]:
     rows, cols = parse_section(section, shape, what="overscan")
     region = plane.data[rows, cols].astype(np.float64)
     nrow, ncol = region.shape
@@ -252,7 +252,7 @@ def _overscan_plane(plane: Plane, section, *, shape) -> tuple[Plane, str]:
         kind = "columns"
     data = (plane.data - value).astype(plane.data.dtype)
     pvar = None if plane.var is None else (plane.var + var).astype(plane.var.dtype)
-    return Plane(data, pvar, plane.mask.copy()), kind
+    return Plane(data, pvar, plane.mask.copy()), kind, var.astype(np.float32)
 
 
 def _estimate_variance(raw: np.ndarray, offset: np.ndarray | float, gain: float,
@@ -404,8 +404,9 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
 
     # 1. overscan and trim
     overscan_used = False
+    overscan_var = np.float32(0.0)
     if overscan is not None:
-        plane, kind = _overscan_plane(plane, overscan, shape=raw_shape)
+        plane, kind, overscan_var = _overscan_plane(plane, overscan, shape=raw_shape)
         overscan_used = True
         params["overscan"] = overscan if isinstance(overscan, str) else str(overscan)
         params["overscan_per"] = kind
@@ -417,6 +418,8 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         plane = Plane(plane.data[rows, cols], None if plane.var is None
                       else plane.var[rows, cols], plane.mask[rows, cols])
         raw_data = raw_data[rows, cols]
+        if overscan_used:
+            overscan_var = np.broadcast_to(overscan_var, raw_shape)[rows, cols]
         params["trim"] = trim if isinstance(trim, str) else str(trim)
         calstat += "T"
     shape = plane.data.shape
@@ -434,7 +437,7 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     # when it came from the detector model at read time, where the bias level
     # was not known and so carried photon noise
     from_model = str(meta.get("UNCSRC", "")).strip() == "detector model"
-    if plane.var is None or (from_model and not overscan_used):
+    if plane.var is None or from_model:
         g = meta.get("EGAIN")
         rn = meta.get("RDNOISE")
         offset = None
@@ -445,9 +448,12 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         elif overscan_used:
             offset = 0.0
         if g is not None and rn is not None and offset is not None and unit == u.adu:
-            plane.var = _estimate_variance(raw_data if not overscan_used else plane.data,
-                                           0.0 if overscan_used else offset,
-                                           float(g), float(rn))
+            # after an overscan subtraction the values (and a master bias made
+            # the same way) are relative to the overscan level
+            values = plane.data if overscan_used else raw_data
+            plane.var = _estimate_variance(values, offset, float(g), float(rn))
+            if overscan_used:
+                plane.var = (plane.var + overscan_var).astype(np.float32)
             params["uncertainty"] = ("detector model (EGAIN, RDNOISE) with the bias as the "
                                      "level without photon noise")
             log.info("calibrate: uncertainty from EGAIN=%s, RDNOISE=%s and the bias", g, rn)
