@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import signal
 import subprocess
@@ -140,11 +142,18 @@ def test_round_trip_read_frame(tmp_path, case):
     for name in ("ncombine", "rejected"):
         if hasattr(ccd, name):
             assert_array_equal(getattr(back, name), getattr(ccd, name))
-    prov = get_provenance(back)
-    # The file's own record comes back, then read_frame adds the file itself.
-    assert prov.inputs[0].sha256 == "0" * 64
-    assert prov.steps[0].step == "combine"
+    prov, expected = get_provenance(back), get_provenance(ccd)
+    # The file's own record comes back whole (with the file as its origin),
+    # then read_frame adds the file itself and its 'read' step.
+    assert len(prov.inputs) == len(expected.inputs) + 1
+    assert len(prov.steps) == len(expected.steps) + 1
+    for got, want in zip(prov.inputs, expected.inputs, strict=False):
+        assert dataclasses.replace(got, origin="") == want
+        assert got.origin == os.fspath(path)
+    for got, want in zip(prov.steps, expected.steps, strict=False):
+        assert dataclasses.replace(got, origin="") == want
     assert prov.inputs[-1].path == os.fspath(path)
+    assert prov.inputs[-1].sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
     assert prov.steps[-1].step == "read"
 
 
