@@ -672,3 +672,22 @@ def test_non_standard_cards_are_fixed_or_logged(tmp_path, caplog):
     assert ccd.meta["EXPTIME"] == 2.5 and ccd.meta["EXPSRC"] == "EXPTIME"
     assert ccd.meta["FOO"] == "12.5.3"
     assert "odd.fits: card EXPTIME is not FITS standard" in caplog.text
+
+
+def test_monochrome_raw_has_one_black_level_and_no_pattern(tmp_path, monkeypatch):
+    import rawpy
+
+    fake = _FakeBayerRaw(np.full((4, 6), 1000, np.uint16))
+    fake.num_colors = 1
+    fake.raw_pattern = None
+    fake.color_desc = b"R"
+    fake.raw_colors_visible = np.zeros((4, 6), np.uint8)
+    fake.black_level_per_channel = [64, 64, 64, 64]
+    fake.camera_white_level_per_channel = None
+    monkeypatch.setattr(rawpy, "imread", lambda _path: fake)
+    path = tmp_path / "L1000001.DNG"
+    path.write_bytes(b"fake")
+    ccd = read_frame(path, gain=2.0, read_noise=4.0)
+    assert "BAYERPAT" not in ccd.meta and "BLKLEV0" not in ccd.meta
+    assert ccd.meta["BLKLEVEL"] == 64.0 and ccd.meta["WHITELEV"] == 4095.0
+    assert_allclose(ccd.uncertainty.array, np.sqrt((1000 - 64) / 2.0 + 4.0), rtol=1e-6)

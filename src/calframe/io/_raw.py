@@ -17,9 +17,10 @@ LibRaw) is recorded per CFA position as BLKLEV0..BLKLEV3 (positions (0, 0),
 subtracted unless ``subtract_black=True``.  White level (per channel when the
 file has one) -> WHITELEV and the saturation mask.
 
-RAW files without a 2x2 Bayer CFA (Fuji X-Trans, Foveon, linear or already
-demosaiced DNG, CMYG sensors) are refused with
-:class:`~calframe.UnsupportedFormatError`.
+Monochrome RAW files (no CFA, one colour) are read the same way without
+BAYERPAT and with one black level (BLKLEVEL).  RAW files with another colour
+filter array (Fuji X-Trans, Foveon, CMYG sensors) or already demosaiced
+(linear DNG) are refused with :class:`~calframe.UnsupportedFormatError`.
 """
 
 from __future__ import annotations
@@ -93,14 +94,18 @@ def load_raw(path, *, dtype=np.float32) -> Loaded:
             raise UnsupportedFormatError(
                 path, f"the RAW holds {raw_type.name} (already demosaiced or linear) data, "
                 "not a CFA mosaic", "calibrate the camera's CFA RAW files instead")
-        if pattern is None or np.asarray(pattern).shape != (2, 2):
+        mono = int(getattr(raw, "num_colors", 3)) == 1
+        if mono:
+            name, colors = None, np.zeros((1, 1), dtype=np.uint8)
+        elif pattern is None or np.asarray(pattern).shape != (2, 2):
             shape = None if pattern is None else np.asarray(pattern).shape
             raise UnsupportedFormatError(
                 path, f"the sensor's colour filter array is not a 2x2 Bayer pattern "
                 f"(LibRaw pattern {shape}, e.g. Fuji X-Trans 6x6)",
                 "calframe calibrates 2x2 Bayer and mono sensors only")
-        name, colors = _cfa_name(raw)
-        if sorted(name) != ["B", "G", "G", "R"]:
+        else:
+            name, colors = _cfa_name(raw)
+        if not mono and sorted(name) != ["B", "G", "G", "R"]:
             raise UnsupportedFormatError(
                 path, f"the CFA colours are {name!r}, not a red/green/blue Bayer pattern",
                 "calframe calibrates RGGB/BGGR/GRBG/GBRG sensors only")
@@ -135,13 +140,15 @@ def load_raw(path, *, dtype=np.float32) -> Loaded:
         if key not in ("Image Make", "Image Model", "Image Tag 0xC614"):
             mapping[key] = value
     header = mapping_to_header(mapping)
-    header["BAYERPAT"] = (name, "CFA pattern at pixel (0, 0) of the visible area")
-    header["XBAYROFF"] = (0, "CFA x offset")
-    header["YBAYROFF"] = (0, "CFA y offset")
+    if name is not None:
+        header["BAYERPAT"] = (name, "CFA pattern at pixel (0, 0) of the visible area")
+        header["XBAYROFF"] = (0, "CFA x offset")
+        header["YBAYROFF"] = (0, "CFA y offset")
     header["ROWORDER"] = ("TOP-DOWN", "row 0 is the top of the sensor readout")
-    for i, value in enumerate(black.ravel()):
-        header[f"BLKLEV{i}"] = (float(value), f"[adu] black level at CFA position "
-                                f"({i // 2}, {i % 2})")
+    if name is not None:
+        for i, value in enumerate(black.ravel()):
+            header[f"BLKLEV{i}"] = (float(value), f"[adu] black level at CFA position "
+                                    f"({i // 2}, {i % 2})")
     header["BLKLEVEL"] = (float(black.mean()), "[adu] mean black level (not subtracted)")
     header["WHITELEV"] = (float(white.min()), "[adu] white level (saturation)")
     header["RAWFLIP"] = (int(sizes.flip), "LibRaw orientation flag (data not rotated)")
