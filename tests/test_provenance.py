@@ -52,28 +52,33 @@ def write_raw(path: Path, frametype: str, level: float, exptime: float, seed: in
 
 @pytest.fixture(scope="module")
 def built_night(tmp_path_factory):
-    """Raw biases, flats and a light on disk; masters and a calibrated light written
-    by the library itself (built once, copied for each test)."""
+    """Raw biases, darks, flats and a light on disk; masters and a calibrated light
+    written by the library itself (built once, copied for each test)."""
     import contextlib
 
     from calframe.calibrate import calibrate
-    from calframe.masters import make_master_bias, make_master_flat
+    from calframe.masters import make_master_bias, make_master_dark, make_master_flat
 
     root = tmp_path_factory.mktemp("night")
     with contextlib.chdir(root):
         biases = [write_raw(root / "raw" / f"bias_{i}.fits", "bias", 100, 0.0, i)
                   for i in range(3)]
+        darks = [write_raw(root / "raw" / f"dark_{i}.fits", "dark", 130, 30.0, 30 + i)
+                 for i in range(3)]
         flats = [write_raw(root / "raw" / f"flat_{i}.fits", "flat", 10000, 1.0, 10 + i)
                  for i in range(3)]
         light = write_raw(root / "raw" / "light.fits", "light", 500, 30.0, 20)
         write_frame(make_master_bias(biases), "masters/master_bias.fits")
+        write_frame(make_master_dark(darks, bias="masters/master_bias.fits"),
+                    "masters/master_dark.fits")
         write_frame(make_master_flat(flats, bias="masters/master_bias.fits"),
                     "masters/master_flat.fits")
         out = calibrate(light, bias="masters/master_bias.fits",
-                        flat="masters/master_flat.fits")
+                        dark="masters/master_dark.fits", flat="masters/master_flat.fits")
         write_frame(out, "out/light_cal.fits")
-    return root, {"biases": biases, "flats": flats, "light": light,
+    return root, {"biases": biases, "darks": darks, "flats": flats, "light": light,
                   "master_bias": "masters/master_bias.fits",
+                  "master_dark": "masters/master_dark.fits",
                   "master_flat": "masters/master_flat.fits", "out": "out/light_cal.fits"}
 
 
@@ -89,7 +94,8 @@ def night(built_night, tmp_path, monkeypatch):
 
 
 def test_chain_hashes_match_files_on_disk(night):
-    outputs = [night["master_bias"], night["master_flat"], night["out"]]
+    outputs = [night["master_bias"], night["master_dark"], night["master_flat"],
+               night["out"]]
     # Every SHA-256 in every table is the hash of the file it names.
     for output in outputs:
         table = fits.getdata(output, "PROVENANCE")
@@ -103,34 +109,35 @@ def test_chain_hashes_match_files_on_disk(night):
     bias_prov = read_provenance(night["master_bias"])
     assert {(r.path, r.sha256) for r in bias_prov.inputs} == \
         {(p, sha(p)) for p in night["biases"]}
-    # The master flat lists its raw flats and the master bias it used.
-    flat_prov = read_provenance(night["master_flat"])
-    flat_paths = {r.path: r.sha256 for r in flat_prov.inputs}
-    for p in [*night["flats"], night["master_bias"]]:
-        assert flat_paths[p] == sha(p)
-    # The light lists both masters by name and hash, and its own raw file.
+    # The master dark and flat list their raw frames and the master bias used.
+    for kind in ("dark", "flat"):
+        paths = {r.path: r.sha256 for r in read_provenance(night[f"master_{kind}"]).inputs}
+        for p in [*night[f"{kind}s"], night["master_bias"]]:
+            assert paths[p] == sha(p)
+    # The light lists the three masters by name and hash, and its own raw file.
     light_prov = read_provenance(night["out"])
     own = {r.path: r.sha256 for r in light_prov.inputs
            if r.origin == night["out"]}
     assert own == {night["light"]: sha(night["light"]),
                    night["master_bias"]: sha(night["master_bias"]),
+                   night["master_dark"]: sha(night["master_dark"]),
                    night["master_flat"]: sha(night["master_flat"])}
     header = fits.getheader(night["out"])
-    assert header["CALSTAT"] == "BF"
+    assert header["CALSTAT"] == "BDF"
     assert fits.getheader(night["master_bias"])["CALSTAT"] == ""
 
 
 def test_tree_follows_masters(night):
     node = provenance_tree(night["out"], verify=True)
-    assert node.calstat == "BF"
+    assert node.calstat == "BDF"
     followed = {child.path for child in node.children.values()}
-    assert followed == {night["master_bias"], night["master_flat"]}
+    assert followed == {night["master_bias"], night["master_dark"], night["master_flat"]}
     flat_node = next(c for c in node.children.values() if c.path == night["master_flat"])
     assert {c.path for c in flat_node.children.values()} == {night["master_bias"]}
     checks = list(node.iter_checks())
     assert checks and all(c.status == "ok" for c in checks)
     text = node.render()
-    for p in night["biases"] + night["flats"]:
+    for p in night["biases"] + night["darks"] + night["flats"]:
         assert p in text
     assert "make_master_flat" in text and "calibrate" in text
 
@@ -139,7 +146,7 @@ def test_cli_tree_and_verify(night, capsys):
     assert main(["provenance", night["out"], "--verify"]) == 0
     out = capsys.readouterr().out
     assert "master_flat.fits" in out and "bias_2.fits" in out
-    assert "13 inputs: 13 unchanged, 0 changed, 0 not found" in out
+    assert "21 inputs: 21 unchanged, 0 changed, 0 not found" in out
     # Change a raw bias and remove a raw flat: the change is an error, the loss not.
     Path(night["biases"][1]).write_bytes(b"changed")
     os.remove(night["flats"][2])
@@ -147,8 +154,9 @@ def test_cli_tree_and_verify(night, capsys):
     captured = capsys.readouterr()
     assert "CHANGED" in captured.out and "missing" in captured.out
     assert f"changed: {night['biases'][1]}" in captured.err
-    # The bias is seen under both masters, the flat under the master flat only.
-    assert "verified 13 inputs: 10 unchanged, 2 changed, 1 not found" in captured.out
+    # The master bias, and so the changed bias, is seen three times (used
+    # directly and through the master dark and flat); the flat once.
+    assert "verified 21 inputs: 17 unchanged, 3 changed, 1 not found" in captured.out
     assert main(["provenance", night["out"], "--no-follow"]) == 0
     out = capsys.readouterr().out
     assert "bias_2.fits" not in out.split("recorded from")[0]
@@ -161,7 +169,7 @@ def test_cli_tree_and_verify(night, capsys):
 def test_cli_finds_masters_beside_the_file(night, tmp_path, capsys):
     moved = tmp_path / "archive"
     moved.mkdir()
-    for key in ("out", "master_bias", "master_flat"):
+    for key in ("out", "master_bias", "master_dark", "master_flat"):
         os.replace(night[key], moved / Path(night[key]).name)
     assert main(["provenance", "archive/light_cal.fits", "--verify"]) == 0
     out = capsys.readouterr().out
