@@ -296,3 +296,15 @@ def test_cfa_night_demosaiced(tmp_path):
             assert abs(np.median(data[dy::2, dx::2]) - 1.0) < 0.02
     light, _ = _read(os.path.join(config.output, "lights", "light_0001.fits"))
     assert light.shape == (3, 24, 32)
+
+
+def test_output_inside_the_input_folder_is_not_scanned(finished, tmp_path):
+    night, _, _ = finished
+    shutil.copytree(night.path, tmp_path / "night")
+    config = PipelineConfig(inputs=[str(tmp_path / "night")],
+                            output=str(tmp_path / "night" / "calibrated"), report=False)
+    first = run_pipeline(config)
+    again = run_pipeline(config)
+    assert len(first.made) == 5 and not first.problems
+    assert again.made == [] and len(again.skipped) == 5 and not again.problems
+    assert len(again.plan.inventory.frames) == 14
