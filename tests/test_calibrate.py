@@ -484,3 +484,16 @@ def test_detector_model_after_overscan():
     # the read-time model counted the 300 adu offset as photons; calibrate does not
     assert_allclose(out.uncertainty.array, np.sqrt(np.broadcast_to(expected_var, (ny, 30))),
                     rtol=1e-4)
+
+
+def test_normalised_flat_read_back_from_a_file_keeps_the_light_in_adu(tmp_path):
+    from calframe import write_frame
+    from calframe.masters import make_master_flat
+
+    rng = np.random.default_rng(11)
+    flats = [_frame(rng.normal(1e4, 50, SHAPE)) for _ in range(3)]
+    master = make_master_flat(flats)
+    path = write_frame(master, tmp_path / "master_flat.fits")
+    out = calibrate(_frame(500.0, 5.0), flat=path)
+    assert out.unit == u.adu
+    assert_allclose(out.data, 500.0 / master.data, rtol=1e-6)

@@ -558,6 +558,10 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     out_unit = unit
     if flat_ccd is not None:
         flat_unit = _unit(flat_ccd)
+        if str(flat_ccd.meta.get("FLATNORM", "")).strip() in ("median", "mean"):
+            # a normalised master flat has no unit; FITS files carry none
+            # (no BUNIT), which a reader may take for adu
+            flat_unit = u.dimensionless_unscaled
         ratio_unit = u.Unit(unit / flat_unit)
         if ratio_unit.physical_type == "time":
             t_frame = exposure_of(light, name="frame")
