@@ -497,3 +497,12 @@ def test_normalised_flat_read_back_from_a_file_keeps_the_light_in_adu(tmp_path):
     out = calibrate(_frame(500.0, 5.0), flat=path)
     assert out.unit == u.adu
     assert_allclose(out.data, 500.0 / master.data, rtol=1e-6)
+
+
+def test_variance_uncertainty_is_understood():
+    from astropy.nddata import VarianceUncertainty
+
+    light = CCDData(np.full(SHAPE, 100.0, np.float32), unit="adu",
+                    uncertainty=VarianceUncertainty(np.full(SHAPE, 16.0, np.float32)))
+    out = calibrate(light, bias=_frame(10.0, 3.0))
+    assert_allclose(out.uncertainty.array, 5.0, rtol=1e-6)

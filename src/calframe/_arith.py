@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from astropy.nddata import StdDevUncertainty
 from numba import njit, prange
 
 __all__ = ["Plane", "divide", "multiply", "subtract"]
@@ -44,7 +45,10 @@ class Plane:
             np.asarray(ccd.data, dtype=dtype)
         std = None
         if ccd.uncertainty is not None:
-            std = np.broadcast_to(np.asarray(ccd.uncertainty.array, dtype=dtype), data.shape)
+            unc = ccd.uncertainty
+            if not isinstance(unc, StdDevUncertainty):
+                unc = unc.represent_as(StdDevUncertainty)  # variance, inverse variance
+            std = np.broadcast_to(np.asarray(unc.array, dtype=dtype), data.shape)
         inmask = None
         if ccd.mask is not None:
             inmask = np.broadcast_to(np.asarray(ccd.mask, dtype=bool), data.shape)
