@@ -27,6 +27,7 @@ __all__ = [
     "header_of",
     "parse_section",
     "plane_to_ccd",
+    "std_of",
     "temperature_of",
 ]
 
@@ -200,6 +201,16 @@ def data_id(ccd: CCDData) -> str:
 
     data = np.ascontiguousarray(np.asarray(ccd.data, dtype=np.float32))
     return hashlib.sha256(data.tobytes()).hexdigest()[:16]
+
+
+def std_of(ccd: CCDData) -> np.ndarray | None:
+    """The standard deviation array of a frame's uncertainty (any kind), or None."""
+    unc = ccd.uncertainty
+    if unc is None:
+        return None
+    if not isinstance(unc, StdDevUncertainty):
+        unc = unc.represent_as(StdDevUncertainty)
+    return np.asarray(unc.array)
 
 
 def header_of(meta) -> fits.Header:

@@ -26,7 +26,7 @@ from astropy import units as u
 from astropy.nddata import CCDData, StdDevUncertainty
 from scipy import ndimage
 
-from ._calutil import as_frame, cfa_groups, cfa_pattern, header_of
+from ._calutil import as_frame, cfa_groups, cfa_pattern, header_of, std_of
 from .provenance import Provenance, set_provenance
 
 __all__ = [
@@ -244,8 +244,8 @@ def correct_bad_pixels(frame, bad: np.ndarray, *, unmask: bool = False,
         raise ValueError(f"correct_bad_pixels: bad-pixel map has shape {bad.shape}, the "
                          f"frame {ccd.shape}; give a map of the frame's shape")
     data = np.array(ccd.data, dtype=np.float32, copy=True)
-    std = None if ccd.uncertainty is None else np.array(ccd.uncertainty.array,
-                                                         dtype=np.float32, copy=True)
+    std = None if ccd.uncertainty is None else np.array(std_of(ccd), dtype=np.float32,
+                                                         copy=True)
     mask = np.zeros(ccd.shape, bool) if ccd.mask is None else np.array(ccd.mask, bool)
     unusable = bad | mask | ~np.isfinite(data)
     corrected = 0
@@ -353,7 +353,7 @@ def remove_cosmic_rays(frame, settings: CosmicRays | None = None) -> CCDData:
     unc = ccd.uncertainty
     work_ccd = CCDData(data, unit=ccd.unit, mask=mask, meta=header_of(ccd.meta),
                        uncertainty=None if unc is None else StdDevUncertainty(
-                           np.array(unc.array, dtype=np.float32, copy=True)))
+                           np.array(std_of(ccd), dtype=np.float32, copy=True)))
     fixed = correct_bad_pixels(work_ccd, crmask)
     meta = header_of(ccd.meta)
     meta["NCOSMIC"] = (ncosmic, "pixels flagged as cosmic rays (L.A.Cosmic)")

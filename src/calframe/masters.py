@@ -33,6 +33,7 @@ from ._calutil import (
     data_id,
     exposure_of,
     header_of,
+    std_of,
     temperature_of,
 )
 from .calibrate import calibrate
@@ -465,10 +466,10 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
     if plane.var is not None:
         if bias_ccd is not None and bias_ccd.uncertainty is not None:
             a = bias_coeff / len(frames)
-            plane.var = plane.var + a**2 * np.nan_to_num(bias_ccd.uncertainty.array) ** 2
+            plane.var = plane.var + a**2 * np.nan_to_num(std_of(bias_ccd)) ** 2
         if dark_ccd is not None and dark_ccd.uncertainty is not None:
             a = dark_coeff / len(frames)
-            plane.var = plane.var + a**2 * np.nan_to_num(dark_ccd.uncertainty.array) ** 2
+            plane.var = plane.var + a**2 * np.nan_to_num(std_of(dark_ccd)) ** 2
     good = plane.valid()
     stat = normalize if normalize in ("median", "mean") else "median"
     levels = _levels(plane.data, good, groups, region, stat)
