@@ -36,7 +36,7 @@ A TOML file can set everything the command line can::
     [master]
     method = "median"          # median | mean
     rejection = "sigma"        # none | sigma | minmax | percentile
-    low = 3.0
+    low = 3.0                  # limits; leave out for the rejection's defaults
     high = 3.0
 
     [calibrate]
@@ -118,14 +118,15 @@ class MasterSettings:
         Rejection before combining: sigma clipping at ``low``/``high``
         sigma, min/max rejection of ``low``/``high`` frames, or percentile
         clipping at ``low``/``high``.
-    low, high : float
-        Rejection limits (see ``rejection``).
+    low, high : float, optional
+        Rejection limits (see ``rejection``); default: the rejection's own
+        (3 and 3 sigma, 1 and 1 frames, 0.2 and 0.1 of the median).
     """
 
     method: str = "median"
     rejection: str = "sigma"
-    low: float = 3.0
-    high: float = 3.0
+    low: float | None = None
+    high: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
@@ -139,13 +140,15 @@ class MasterSettings:
         """The calframe rejection settings object (None for no rejection)."""
         from .combine import MinMaxClip, PercentileClip, SigmaClip
 
+        limits = {k: v for k, v in (("low", self.low), ("high", self.high))
+                  if v is not None}
         if self.rejection == "none":
             return None
         if self.rejection == "sigma":
-            return SigmaClip(low=self.low, high=self.high)
+            return SigmaClip(**limits)
         if self.rejection == "minmax":
-            return MinMaxClip(nlow=int(self.low), nhigh=int(self.high))
-        return PercentileClip(low=self.low, high=self.high)
+            return MinMaxClip(**{f"n{k}": int(v) for k, v in limits.items()})
+        return PercentileClip(**limits)
 
 
 @dataclass
@@ -365,8 +368,9 @@ class Plan:
             steps.append(f"distortion correction with {c.distortion}")
         lines.append("  light steps: " + ", ".join(steps))
         m = self.config.master
-        lines.append(f"  masters: {m.method}, rejection {m.rejection} ({m.low:g}, "
-                     f"{m.high:g}), memory limit {self.config.memory_limit}")
+        rejection = m.rejection_object()
+        lines.append(f"  masters: {m.method}, rejection {rejection!r}, memory limit "
+                     f"{self.config.memory_limit}")
         if problems and self.problems:
             lines.append(f"problems ({len(self.problems)}):")
             lines.extend(f"  {p}" for p in self.problems)

@@ -18,10 +18,11 @@ from . import cli
 @click.option("--reject", "rejection", default="sigma", show_default=True,
               type=click.Choice(["none", "sigma", "minmax", "percentile"]),
               help="Rejection before combining.")
-@click.option("--low", type=float, default=3.0, show_default=True,
-              help="Lower rejection limit (sigma, frames or percentile).")
-@click.option("--high", type=float, default=3.0, show_default=True,
-              help="Upper rejection limit.")
+@click.option("--low", type=float, default=None,
+              help="Lower rejection limit: sigma (default 3), frames (1) or fraction of "
+                   "the median (0.2).")
+@click.option("--high", type=float, default=None,
+              help="Upper rejection limit: sigma (3), frames (1) or fraction (0.1).")
 @click.option("--bias", type=click.Path(exists=True, dir_okay=False),
               help="Master bias to subtract (darks and flats).")
 @click.option("--dark", type=click.Path(exists=True, dir_okay=False),
@@ -32,7 +33,8 @@ from . import cli
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.pass_context
 def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output: str,
-                   method: str, rejection: str, low: float, high: float, bias: str | None,
+                   method: str, rejection: str, low: float | None, high: float | None,
+                   bias: str | None,
                    dark: str | None, per_second: bool, memory_limit: str,
                    overwrite: bool) -> int:
     """Combine FILES into a master KIND frame (bias, dark or flat) and write OUTPUT."""
