@@ -239,19 +239,32 @@ def main(argv=None) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"load average after: {os.getloadavg()}")
     print()
-    print("| work | calframe | ccdproc | Siril | ccdproc / calframe | calframe / Siril |")
-    print("|---|---|---|---|---|---|")
+    print("Process wall time (imports and start-up included; with --warm, the second call is")
+    print("subtracted) and, for the Python tools, the combine call alone; peak RSS.")
+    print()
+    print("| work | calframe process | calframe call (warm) | ccdproc process | ccdproc call "
+          "| Siril process | ccdproc / calframe (process, call) | calframe / Siril |")
+    print("|---|---|---|---|---|---|---|---|")
     for kind in ("median", "sigclip"):
         c = results.get(f"calframe-{kind}")
         p = results.get(f"ccdproc-{kind}")
         s = results.get(f"siril-{kind}")
 
-        def cell(r):
-            return "-" if not r else f"{r['wall_s']:.2f} s, {r['rss_mb']:.0f} MB"
+        def one(r):
+            return r["wall_s"] - r.get("warm_s", 0.0)
 
-        r1 = f"{p['wall_s'] / c['wall_s']:.1f}x" if c and p else "-"
-        r2 = f"{c['wall_s'] / s['wall_s']:.2f}x" if c and s else "-"
-        print(f"| {kind} of {n} | {cell(c)} | {cell(p)} | {cell(s)} | {r1} | {r2} |")
+        def proc(r):
+            return "-" if not r else f"{one(r):.2f} s, {r['rss_mb']:.0f} MB"
+
+        call = "-" if not c else f"{c['combine_s']:.2f} s" + (
+            f" ({c['warm_s']:.2f} s)" if "warm_s" in c else "")
+        pcall = "-" if not p else f"{p['combine_s']:.2f} s"
+        r1 = (f"{one(p) / one(c):.1f}x, {p['combine_s'] / c['combine_s']:.1f}x"
+              if c and p else "-")
+        r2 = f"{one(c) / one(s):.2f}x" if c and s else "-"
+        label = "median" if kind == "median" else "sigma-clipped mean (3, 3)"
+        print(f"| {label} of {n} | {proc(c)} | {call} | {proc(p)} | {pcall} | {proc(s)} "
+              f"| {r1} | {r2} |")
     return 0
 
 
