@@ -110,10 +110,11 @@ def test_esrf_normalised_projection(real_data):
     assert good.mean() > 0.999
     assert_allclose(out.data[good], expected[good], rtol=1e-5)
     assert out.unit.physical_type == "dimensionless"
-    # per-pixel uncertainty: first-order propagation of the three frames'
+    # per-pixel uncertainty: first-order propagation of the three frames', the
+    # dark being in numerator and denominator: dT/dk = (T - 1) / (f - k)
     sd, sf, sk = (np.asarray(x.uncertainty.array, np.float64) for x in (data, flat, dark))
     num, den = d - k, f - k
-    var = (sd**2 + sk**2) / den**2 + expected**2 * (sf**2 + sk**2) / den**2
+    var = (sd**2 + expected**2 * sf**2 + (1 - expected) ** 2 * sk**2) / den**2
     assert_allclose(out.uncertainty.array[good], np.sqrt(var)[good], rtol=1e-4)
     assert np.all(out.uncertainty.array[good] > 0)
     # transmission of a phase-contrast projection: about 1 with a few % contrast

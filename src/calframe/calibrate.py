@@ -29,6 +29,7 @@ from ._calutil import (
     header_of,
     parse_section,
     plane_to_ccd,
+    std_of,
     temperature_of,
 )
 from .cosmetic import Cosmetic, correct_bad_pixels, find_bad_pixels, remove_cosmic_rays
@@ -207,6 +208,26 @@ def _frame_type(ccd: CCDData) -> str | None:
         if ftype is not None:
             return ftype
     return None
+
+
+def _dark_flat_covariance(plane: Plane, flat: CCDData, dark: CCDData, k: float) -> None:
+    """Remove the covariance of a dark that is in the frame and in its flat."""
+    pattern_meta = flat.meta if flat.meta.get("FLATCHAN") else {}
+    groups = cfa_groups(pattern_meta, flat.shape, by_colour=True)
+    names = ["R", "G", "B"] if len(groups) == 3 else [""]
+    coef = np.zeros(flat.shape, np.float32)
+    for name, group in zip(names, groups, strict=True):
+        value = flat.meta.get("DKCOEF" + name)
+        if value is None:
+            return
+        for sl in group:
+            coef[sl] = float(value)
+    fdata = np.asarray(flat.data, np.float32)
+    dvar = np.square(np.nan_to_num(np.asarray(std_of(dark), np.float32)))
+    good = ~plane.mask & np.isfinite(fdata) & (fdata > 0)
+    fsafe = np.where(good, fdata, 1)
+    term = 2 * np.float32(k) * plane.data * coef * dvar / fsafe**2
+    plane.var = np.maximum(plane.var - np.where(good, term, 0), 0).astype(np.float32)
 
 
 def _unit(ccd: CCDData) -> u.UnitBase:
@@ -570,6 +591,17 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
             params["flat_rate"] = True
         flat_plane = Plane.from_ccd(flat_ccd, copy=False)
         plane = divide(plane, flat_plane)
+        if dark_ccd is not None and bias_ccd is None and "DARKID" in flat_ccd.meta \
+                and plane.var is not None and flat_ccd.meta["DARKID"] == data_id(
+                    dark if isinstance(dark, CCDData) else dark_ccd):
+            # the flat was made with this very dark: its error is in numerator
+            # and denominator, T = (d - k D) / F(D), and
+            # var_T gets -2 k T a var_D / F**2 (a: the dark's share of F)
+            k_eff = params["dark_scale"]
+            if params.get("flat_rate"):
+                k_eff = k_eff / exposure_of(light, name="frame")
+            _dark_flat_covariance(plane, flat_ccd, dark_ccd, k_eff)
+            params["dark_flat_correlated"] = True
         out_unit = ratio_unit.decompose() if ratio_unit.physical_type == \
             "dimensionless" else ratio_unit
         params["flat"] = True

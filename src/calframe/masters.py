@@ -497,6 +497,14 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
             mask[sl] |= low
         overall = level * float(np.mean([lv[names.index(name)] for lv in flat_levels]))
         meta[f"NORM_{name}"] = (overall, "mean level of the flats in this colour")
+        if dark_ccd is not None and bias_ccd is None:
+            # how much of the dark is in this colour of the master flat, so
+            # that calibrate can account for the dark's error being in both
+            coef = float(np.mean(dark_coeff[group[0]])) / len(frames) / level
+            meta["DKCOEF" + ("" if name == "ALL" else name)] = (
+                coef, "coefficient of the dark in the master flat")
+    if dark_ccd is not None and bias_ccd is None:
+        meta["DARKID"] = (data_id(dark_ccd), "data SHA-256 (16 hex) of the dark subtracted")
     nlow = int(mask.sum() - plane.mask.sum())
     meta["FRAMETYP"] = ("flat", "calframe master flat")
     meta["IMAGETYP"] = "Flat Field"
