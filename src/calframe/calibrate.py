@@ -397,6 +397,11 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     bias level and counts it as signal.  Without EGAIN and RDNOISE the
     output has no uncertainty (the masters' alone would understate it).
 
+    Errors shared by two inputs are counted with their covariance: the
+    master bias inside a master dark made with it (``BIASID``), and the dark
+    inside a master flat made with it and no bias (``DARKID``).  Other
+    first-order terms treat the inputs as independent.
+
     Examples
     --------
     >>> import numpy as np

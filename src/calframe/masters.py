@@ -9,11 +9,18 @@ with the combine's uncertainty, mask, per-pixel counts (``ncombine``,
 
 - master bias: ``FRAMETYP = 'bias'``;
 - master dark: ``FRAMETYP = 'dark'``, ``EXPTIME``, ``CCD-TEMP`` (mean of the
-  inputs), ``BIASSUB`` (T: dark current only; F: the bias is included) and,
-  with ``per_second=True``, unit adu/s (``DARKRATE = T``);
+  inputs), ``BIASSUB`` (T: dark current only; F: the bias is included),
+  ``BIASID`` (fingerprint of the bias subtracted) and, with
+  ``per_second=True``, unit adu/s (``DARKRATE = T``);
 - master flat: ``FRAMETYP = 'flat'``, ``FLATNORM`` (how it was normalised),
   ``FLATCHAN`` (normalised per CFA colour), ``NORM_<colour>`` levels,
-  ``FLATMIN`` (values below it are masked).
+  ``FLATMIN`` (values below it are masked) and, for a flat made with a dark
+  and no bias, ``DARKID`` and ``DKCOEF<colour>`` (that dark and its share of
+  the flat).
+
+The fingerprints let :func:`calframe.calibrate` count an error that is in two
+of its inputs (the bias in the master dark, the dark in the master flat) with
+its covariance rather than twice.
 """
 
 from __future__ import annotations
