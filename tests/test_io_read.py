@@ -691,3 +691,21 @@ def test_monochrome_raw_has_one_black_level_and_no_pattern(tmp_path, monkeypatch
     assert "BAYERPAT" not in ccd.meta and "BLKLEV0" not in ccd.meta
     assert ccd.meta["BLKLEVEL"] == 64.0 and ccd.meta["WHITELEV"] == 4095.0
     assert_allclose(ccd.uncertainty.array, np.sqrt((1000 - 64) / 2.0 + 4.0), rtol=1e-6)
+
+
+def test_dimensionless_master_flat_reads_back_dimensionless(tmp_path):
+    from calframe.io import write_frame
+
+    flat = CCDData(np.full((3, 4), 1.0, np.float32), unit=u.dimensionless_unscaled,
+                   uncertainty=StdDevUncertainty(np.full((3, 4), 0.01, np.float32)),
+                   meta={"IMAGETYP": "FLAT"})
+    path = write_frame(flat, tmp_path / "master_flat.fits")
+    assert "BUNIT" not in fits.getheader(path)
+    back = read_frame(path)
+    assert back.unit == u.dimensionless_unscaled
+    assert_allclose(back.uncertainty.array, 0.01, rtol=1e-7)
+    empty = tmp_path / "empty_bunit.fits"
+    fits.PrimaryHDU(np.ones((2, 2), np.float32), header=fits.Header({"BUNIT": ""})
+                    ).writeto(empty)
+    with pytest.warns(UncertaintyUnknownWarning, match=r"a noise model for unit"):
+        assert read_frame(empty).unit == u.dimensionless_unscaled

@@ -179,6 +179,10 @@ def load_fits(path, *, hdu=None, dtype=np.float32) -> Loaded:
                                      f"from the image {data.shape}",
                                      "the file is inconsistent; rewrite it")
             loaded.uncertainty = values
+            if loaded.unit is None and "BUNIT" in uncert.header:
+                # calframe writes no BUNIT for dimensionless data (as astropy
+                # does); its uncertainty, in the data's unit, says '' then.
+                loaded.unit = str(uncert.header["BUNIT"])
         mask = _extension_array(hdul, "MASK")
         if mask is not None and index == 0 and mask.data is not None:
             values = np.asarray(mask.data).astype(bool)

@@ -125,6 +125,8 @@ def _parse_unit(value, path) -> u.UnitBase:
         return u.adu
     if text.lower() in ("e", "e-", "electron", "electrons"):
         return u.electron
+    if text.lower() in ("", "dimensionless", "none"):
+        return u.dimensionless_unscaled
     try:
         return u.Unit(text)
     except ValueError as err:
@@ -182,7 +184,9 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
     frame : int, optional
         EDF and multi-page TIFF: the frame to read (default 0).
     unit : str or astropy unit, optional
-        The data unit (default: BUNIT of a FITS header, else ``adu``).
+        The data unit (default: BUNIT of a FITS header, an empty BUNIT being
+        dimensionless; for a calframe file without BUNIT, the unit of its
+        UNCERT extension; else ``adu``).
     gain, read_noise : float, optional
         Gain in e-/ADU and read noise in e-; they override the header
         (EGAIN / GAIN / RDNOISE and aliases, see :mod:`calframe.metadata`)
@@ -364,7 +368,8 @@ def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, s
     if require_exposure:
         metadata.require_exposure(meta, path=path)
     data = np.ascontiguousarray(loaded.data)
-    the_unit = _parse_unit(unit if unit is not None else (loaded.unit or "adu"), path)
+    the_unit = _parse_unit(unit if unit is not None else
+                           ("adu" if loaded.unit is None else loaded.unit), path)
 
     # --- masks (levels in the file's ADU, before any black subtraction)
     mask = np.zeros(data.shape, dtype=bool) if loaded.mask is None else loaded.mask.copy()
@@ -424,8 +429,11 @@ def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, s
                                      pedestal=0.0 if ped is None else ped)
         source = "detector model"
     else:
-        missing = " and ".join(name for name, v in (("gain", g), ("read noise", rn))
-                               if v is None) or f"a noise model for unit {the_unit}"
+        if the_unit in (u.adu, u.electron):
+            missing = " and ".join(name for name, v in (("gain", g), ("read noise", rn))
+                                   if v is None)
+        else:
+            missing = f"a noise model for unit {the_unit.to_string() or 'dimensionless'!r}"
         warn_uncertainty_unknown(path, missing, stacklevel=4)
     meta["UNCSRC"] = (source, "where the uncertainty came from")
 
