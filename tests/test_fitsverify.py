@@ -125,7 +125,13 @@ def _wcs():
     return ccd
 
 
-KINDS = {"wcs": _wcs, "mono": _mono, "float64": _float64, "no-uncertainty-no-mask": _bare,
+def _normalised_flat():
+    ccd = frame()
+    return CCDData(ccd.data / np.float32(100), unit="", mask=ccd.mask,
+                   uncertainty=StdDevUncertainty(ccd.uncertainty.array / np.float32(100)))
+
+
+KINDS = {"wcs": _wcs, "dimensionless": _normalised_flat, "mono": _mono, "float64": _float64, "no-uncertainty-no-mask": _bare,
          "with-counts": _counts, "rgb-cube": _rgb, "cfa": _cfa,
          "long-provenance": _long_provenance, "dirty-header": _dirty_header}
 

@@ -94,6 +94,7 @@ CASES = {
     "no-mask": {"mask": None},
     "no-uncertainty": {"uncertainty": False},
     "electron": {"unit": "electron"},
+    "dimensionless": {"unit": ""},
     "counts": {"counts": True},
     "rgb-counts": {"shape": (3, 8, 9), "counts": True},
 }

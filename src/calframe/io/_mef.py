@@ -201,8 +201,11 @@ def _build_hdulist(ccd: CCDData, prov: Provenance, folder: Path, *,
     if ccd.wcs is not None:
         header.extend(ccd.wcs.to_header(relax=True), useblanks=False, update=True)
     unit = ccd.unit
-    if unit is not None and unit is not u.dimensionless_unscaled:
-        header["BUNIT"] = (unit.to_string(), "physical unit of the data")
+    if unit is not None:
+        # A dimensionless frame (a normalised flat) gets a blank BUNIT, which
+        # CCDData.read takes as dimensionless (no BUNIT at all is an error).
+        header["BUNIT"] = (unit.to_string(), "physical unit of the data"
+                           if unit != u.dimensionless_unscaled else "dimensionless")
     _summary_keywords(header, ccd, prov)
     hdus: list[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU] = [
         fits.PrimaryHDU(_big_endian(data), header)]
