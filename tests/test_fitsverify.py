@@ -131,9 +131,10 @@ def _normalised_flat():
                    uncertainty=StdDevUncertainty(ccd.uncertainty.array / np.float32(100)))
 
 
-KINDS = {"wcs": _wcs, "dimensionless": _normalised_flat, "mono": _mono, "float64": _float64, "no-uncertainty-no-mask": _bare,
-         "with-counts": _counts, "rgb-cube": _rgb, "cfa": _cfa,
-         "long-provenance": _long_provenance, "dirty-header": _dirty_header}
+KINDS = {"mono": _mono, "float64": _float64, "no-uncertainty-no-mask": _bare,
+         "with-counts": _counts, "rgb-cube": _rgb, "cfa": _cfa, "wcs": _wcs,
+         "dimensionless": _normalised_flat, "long-provenance": _long_provenance,
+         "dirty-header": _dirty_header}
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
