@@ -408,6 +408,9 @@ def test_tiff_mono_stack_and_rgb(tmp_path):
     tifffile.imwrite(path, stack, photometric="minisblack")
     assert frame_count(path) == 3
     assert_array_equal(read_frame(path, frame=2, **NOISE).data, (mono + 2).astype(np.float32))
+    frames = list(iter_frames(path, **NOISE))
+    assert [f.meta["TIFFPAGE"] for f in frames] == [0, 1, 2]
+    assert_array_equal(frames[1].data, (mono + 1).astype(np.float32))
 
     rgb = np.random.default_rng(9).integers(0, 255, (7, 5, 3)).astype(np.uint8)
     path = tmp_path / "rgb.tiff"

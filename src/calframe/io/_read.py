@@ -327,10 +327,13 @@ def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
         for index in image_hdus(path):
             yield read_frame(path, hdu=index, **kwargs)
         return
-    if kind == "edf":
-        from ._edf import iter_edf
+    if kind in ("edf", "tiff"):
+        if kind == "edf":
+            from ._edf import iter_edf as iterate
+        else:
+            from ._tiff import iter_tiff as iterate
         options = _read_options(**kwargs)
-        for loaded in iter_edf(path, dtype=options["dtype"]):
+        for loaded in iterate(path, dtype=options["dtype"]):
             yield _finish(loaded, path, kind, hdu=None, frame=loaded.location["frame"],
                           **options)
         return

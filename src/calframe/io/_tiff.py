@@ -71,6 +71,18 @@ def load_tiff(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
     frames = _frames(data, photometric, info.pop("axes"), path)
     if not 0 <= frame < frames.shape[0]:
         raise ValueError(f"frame={frame}: {path} has {frames.shape[0]} frame(s)")
+    return _loaded(frames, frame, photometric, info, dtype)
+
+
+def iter_tiff(path, *, dtype=np.float32):
+    """Yield every frame of a TIFF file, reading it once."""
+    data, photometric, info = _read(path)
+    frames = _frames(data, photometric, info.pop("axes"), path)
+    for frame in range(frames.shape[0]):
+        yield _loaded(frames, frame, photometric, info, dtype)
+
+
+def _loaded(frames, frame, photometric, info, dtype) -> Loaded:
     header = mapping_to_header({k.upper()[:8]: v for k, v in info.items()})
     header["TIFFPHOT"] = (photometric, "TIFF photometric interpretation")
     if frames.shape[0] > 1:
