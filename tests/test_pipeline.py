@@ -308,3 +308,15 @@ def test_output_inside_the_input_folder_is_not_scanned(finished, tmp_path):
     assert len(first.made) == 5 and not first.problems
     assert again.made == [] and len(again.skipped) == 5 and not again.problems
     assert len(again.plan.inventory.frames) == 14
+
+
+@pytest.mark.skipif(shutil.which("fitsverify") is None,
+                    reason="fitsverify is not installed (Debian package 'fitsverify')")
+def test_outputs_pass_fitsverify(finished):
+    import subprocess
+
+    _, _, result = finished
+    for path in result.made:
+        done = subprocess.run(["fitsverify", "-q", path], capture_output=True, text=True,
+                              timeout=60)
+        assert done.stdout.startswith("verification OK"), done.stdout + done.stderr
