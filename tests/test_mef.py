@@ -134,7 +134,7 @@ def test_round_trip_attach_extras(tmp_path, case):
 
 
 @pytest.mark.parametrize("case", ["mono-float32", "mono-float64", "rgb-cube", "counts",
-                                  "mask-no-true"])
+                                  "mask-no-true", "dimensionless", "electron"])
 def test_round_trip_read_frame(tmp_path, case):
     ccd = make_frame(**CASES[case])
     path = write_frame(ccd, tmp_path / "out.fits")
