@@ -136,3 +136,15 @@ def test_run_strict_stops_without_traceback(night, tmp_path, capsys):
     assert "zero.fits: is an empty file" in err and "strict" in err
     assert "Traceback" not in err
     assert not os.path.exists(tmp_path / "out" / "masters")
+
+
+def test_run_with_an_unusable_distortion_model(night, tmp_path, capsys):
+    model = tmp_path / "model.fits"
+    model.write_text("not a distortion model")
+    code = main(["-q", "run", str(night.path), "-o", str(tmp_path / "out"), "--no-report",
+                 "--distortion", str(model)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "model.fits: distortion model cannot be used" in captured.err
+    assert "3 outputs made, 0 up to date, 2 failed" in captured.out
+    assert not (tmp_path / "out" / "lights").exists()

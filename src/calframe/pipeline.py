@@ -840,9 +840,18 @@ class _Runner:
             self.run_master(task)
         model = None
         if self.config.calibrate.distortion:
-            from .distortion import DistortionModel
+            try:
+                from .distortion import DistortionModel
 
-            model = DistortionModel.from_fits(self.config.calibrate.distortion)
+                model = DistortionModel.from_fits(self.config.calibrate.distortion)
+            except (ImportError, CalframeError, OSError, ValueError) as err:
+                self.problem(self.config.calibrate.distortion,
+                             f"distortion model cannot be used ({_oneline(err)})",
+                             "give a model written by DistortionModel.to_fits")
+                for task in lights:
+                    self.fail(task, "not calibrated: no distortion model",
+                              "see the problem above")
+                lights = []
         current = None
         for task in self.progress(lights, desc="calibrating lights", total=len(lights)):
             if task.uses != current:  # memory: only the masters of one group at a time
@@ -873,6 +882,11 @@ def read_output(path: str | os.PathLike):
         warnings.simplefilter("ignore", category=Warning)
         unit = None if "BUNIT" in fits.getheader(path) else ""
         return read_frame(path, unit=unit)
+
+
+def _oneline(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def _str(path) -> str | None:
