@@ -703,10 +703,16 @@ def test_dimensionless_master_flat_reads_back_dimensionless(tmp_path):
                    uncertainty=StdDevUncertainty(np.full((3, 4), 0.01, np.float32)),
                    meta={"IMAGETYP": "FLAT"})
     path = write_frame(flat, tmp_path / "master_flat.fits")
-    assert "BUNIT" not in fits.getheader(path)
     back = read_frame(path)
     assert back.unit == u.dimensionless_unscaled
     assert_allclose(back.uncertainty.array, 0.01, rtol=1e-7)
+    # A file without BUNIT whose UNCERT extension says '' (astropy's layout).
+    old = tmp_path / "old_flat.fits"
+    uncert = fits.ImageHDU(np.full((3, 4), 0.01, np.float32), name="UNCERT")
+    uncert.header["UTYPE"] = "StdDevUncertainty"
+    uncert.header["BUNIT"] = ""
+    fits.HDUList([fits.PrimaryHDU(np.ones((3, 4), np.float32)), uncert]).writeto(old)
+    assert read_frame(old).unit == u.dimensionless_unscaled
     empty = tmp_path / "empty_bunit.fits"
     fits.PrimaryHDU(np.ones((2, 2), np.float32), header=fits.Header({"BUNIT": ""})
                     ).writeto(empty)
