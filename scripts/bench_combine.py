@@ -134,8 +134,8 @@ def _siril_script(folder: Path, work: Path, kind: str) -> str:
     ])
 
 
-def _measure(cmd: list[str], env=None) -> tuple[float, float, int]:
-    """Wall time, peak RSS (MB) and exit code of one process (wait4)."""
+def _measure(cmd: list[str], env=None) -> tuple[float, float, int, float]:
+    """Wall time, peak RSS (MB), exit code and CPU time (user + system) of one process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -145,7 +145,7 @@ def _measure(cmd: list[str], env=None) -> tuple[float, float, int]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         print(output[-3000:], file=sys.stderr)
-    return wall, usage.ru_maxrss / 1024.0, proc.returncode
+    return wall, usage.ru_maxrss / 1024.0, proc.returncode, usage.ru_utime + usage.ru_stime
 
 
 def main(argv=None) -> int:
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
                     work.mkdir()
                     script = scratch / f"{tool}.ssf"
                     script.write_text(_siril_script(folder, work, tool.split("-")[1]))
-                    wall, rss, code = _measure(["siril-cli", "-s", str(script)])
+                    wall, rss, code, cpu = _measure(["siril-cli", "-s", str(script)])
                     info = {}
                     shutil.rmtree(work, ignore_errors=True)
                 else:
@@ -209,16 +209,17 @@ def main(argv=None) -> int:
                         if args.cold_cache:
                             env = {**os.environ,
                                    "NUMBA_CACHE_DIR": tempfile.mkdtemp(dir=scratch)}
-                    wall, rss, code = _measure(cmd, env=env)
+                    wall, rss, code, cpu = _measure(cmd, env=env)
                     info = json.loads(result.read_text()) if code == 0 else {}
-                run = {"wall_s": wall, "rss_mb": rss, "code": code, **info}
+                run = {"wall_s": wall, "rss_mb": rss, "code": code, "cpu_s": cpu, **info}
                 if best is None or run["wall_s"] < best["wall_s"]:
                     best = run
             results[tool] = best
             extra = f", combine call {best['combine_s']:.2f} s" if "combine_s" in best else ""
             if "warm_s" in best:
                 extra += f" (second call in the process {best['warm_s']:.2f} s)"
-            print(f"{tool:18s} wall {best['wall_s']:7.2f} s{extra}, peak RSS "
+            print(f"{tool:18s} wall {best['wall_s']:7.2f} s{extra}, CPU {best['cpu_s']:6.2f} s, "
+                  f"peak RSS "
                   f"{best['rss_mb']:7.0f} MB" + ("" if best["code"] == 0 else "  FAILED"),
                   flush=True)
         # correctness: calframe median against numpy on the first 64 rows
@@ -240,7 +241,8 @@ def main(argv=None) -> int:
     print(f"load average after: {os.getloadavg()}")
     print()
     print("Process wall time (imports and start-up included; with --warm, the second call is")
-    print("subtracted) and, for the Python tools, the combine call alone; peak RSS.")
+    print("subtracted; CPU = user + system time of the process, all threads, both calls with")
+    print("--warm) and, for the Python tools, the combine call alone; peak RSS.")
     print()
     print("| work | calframe process | calframe call (warm) | ccdproc process | ccdproc call "
           "| Siril process | ccdproc / calframe (process, call) | calframe / Siril |")
@@ -254,7 +256,8 @@ def main(argv=None) -> int:
             return r["wall_s"] - r.get("warm_s", 0.0)
 
         def proc(r):
-            return "-" if not r else f"{one(r):.2f} s, {r['rss_mb']:.0f} MB"
+            return "-" if not r else (f"{one(r):.2f} s ({r['cpu_s']:.1f} s CPU), "
+                                      f"{r['rss_mb']:.0f} MB")
 
         call = "-" if not c else f"{c['combine_s']:.2f} s" + (
             f" ({c['warm_s']:.2f} s)" if "warm_s" in c else "")
