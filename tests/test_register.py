@@ -7,6 +7,7 @@ from numpy.testing import assert_allclose
 from scipy import ndimage
 from scipy.special import erf
 
+from calframe import read_frame, write_frame
 from calframe.errors import IncompatibleFramesError
 from calframe.provenance import get_provenance
 from calframe.register import Alignment, AlignmentError, align, stack, warp
@@ -224,3 +225,34 @@ def test_stack_puts_stars_at_truth_and_rejects_a_trail():
     assert np.median(np.hypot(cx - bright[:, 0], cy - bright[:, 1])) < 0.05
     steps = [s.step for s in get_provenance(result).steps]
     assert "stack" in steps and "combine" in steps
+
+
+def test_colour_cubes_align_on_the_channel_sum_and_warp_plane_by_plane(tmp_path):
+    truth = [np.eye(3), _matrix(2.6, -1.4), _matrix(-3.2, 2.1)]
+    mono, _ = _star_field(truth, seed=12, nstars=80)
+    colour = [0.5, 1.0, 0.8]
+    cubes = [CCDData(np.stack([c * f.data for c in colour]), unit="adu",
+                     uncertainty=StdDevUncertainty(
+                         np.stack([c * f.uncertainty.array for c in colour])))
+             for f in mono]
+    found = align(cubes, method="stars")
+    corners = np.array([[0, 0], [255, 0], [0, 255], [255, 255], [128, 128]], float)
+    for got, want in zip(found, truth, strict=True):
+        gx, gy = got(corners[:, 0], corners[:, 1])
+        wx, wy = Alignment(want, "truth")(corners[:, 0], corners[:, 1])
+        assert np.max(np.hypot(gx - wx, gy - wy)) < 0.02
+    warped = warp(cubes[1], found[1])
+    assert warped.shape == cubes[1].shape and warped.mask.shape == cubes[1].shape
+    plain = warp(mono[1], found[1])
+    for k, c in enumerate(colour):
+        assert_allclose(warped.data[k], c * plain.data, rtol=1e-5, atol=1e-3)
+        assert_allclose(warped.uncertainty.array[k], c * plain.uncertainty.array,
+                        rtol=1e-5)
+    stacked = stack(cubes, transforms=found, method="mean")
+    assert stacked.shape == cubes[0].shape
+    assert stacked.ncombine.shape == cubes[0].shape
+    assert stacked.ncombine.max() == 3
+    write_frame(stacked, tmp_path / "rgb.fits")
+    back = read_frame(tmp_path / "rgb.fits")
+    assert_allclose(back.data, stacked.data)
+    assert_allclose(back.ncombine, stacked.ncombine)

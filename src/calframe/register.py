@@ -123,14 +123,30 @@ def _valid(ccd: CCDData, extra_mask=None) -> np.ndarray:
     valid = np.isfinite(ccd.data)
     if ccd.mask is not None:
         valid &= ~np.asarray(ccd.mask, bool)
+    if ccd.ndim == 3:  # a colour cube: a pixel is usable where every channel is
+        valid = valid.all(axis=0)
     if extra_mask is not None:
         extra = np.asarray(extra_mask, bool)
-        if extra.shape != ccd.shape:
+        if extra.shape != valid.shape:
             raise IncompatibleFramesError(
-                f"mask has shape {extra.shape} but the frames are {ccd.shape}; "
-                "pass a mask of the frames' shape (True = ignore)")
+                f"mask has shape {extra.shape} but the frames' images are {valid.shape}; "
+                "pass a mask of the image shape (True = ignore)")
         valid &= ~extra
     return valid
+
+
+def _plane(ccd: CCDData, extra_mask=None) -> tuple[np.ndarray, np.ndarray]:
+    """The image that alignment works on (the channel sum of a colour cube), and
+    where it is valid."""
+    _refuse_cfa(ccd, "align")
+    if ccd.ndim not in (2, 3):
+        raise IncompatibleFramesError(
+            f"alignment needs 2-D frames or (channel, y, x) cubes, got shape {ccd.shape}")
+    valid = _valid(ccd, extra_mask)
+    data = np.asarray(ccd.data, np.float64)
+    if ccd.ndim == 3:
+        data = np.where(valid, data.sum(axis=0), 0.0)
+    return data, valid
 
 
 def _refuse_cfa(ccd: CCDData, what: str) -> None:
@@ -383,8 +399,7 @@ def align(frames, *, reference=None, method: str = "translation", mask=None,
     if reference is None:
         reference = 0
     ref_ccd = _as_frame(frames[reference] if isinstance(reference, int) else reference)
-    ref_valid = _valid(ref_ccd, mask)
-    ref_data = np.asarray(ref_ccd.data, np.float64)
+    ref_data, ref_valid = _plane(ref_ccd, mask)
     ref_xy = None
     results = []
     for index, frame in enumerate(frames):
@@ -394,8 +409,7 @@ def align(frames, *, reference=None, method: str = "translation", mask=None,
             raise IncompatibleFramesError(
                 f"frame shape {ccd.shape} differs from the reference {ref_ccd.shape}; "
                 "translation alignment needs frames of one shape")
-        valid = _valid(ccd, mask if ccd.shape == ref_ccd.shape else None)
-        data = np.asarray(ccd.data, np.float64)
+        data, valid = _plane(ccd, mask if ccd.shape == ref_ccd.shape else None)
         if method == "translation":
             masked = mask is not None or not ref_valid.all() or not valid.all()
             matrix = _translation(ref_data, ref_valid, data, valid, masked=masked,
@@ -430,7 +444,8 @@ def warp(ccd, transform, *, output_shape: tuple[int, int] | None = None, order: 
     Parameters
     ----------
     ccd : CCDData, path or ndarray
-        The frame (2-D, not a CFA mosaic; demosaic first).
+        The frame: 2-D (not a CFA mosaic; demosaic first) or a (channel, y, x)
+        colour cube, whose planes are warped alike.
     transform : Alignment, skimage transform or (3, 3) array
         Map from output (reference) pixel coordinates to frame coordinates.
     output_shape : tuple, optional
@@ -459,10 +474,9 @@ def warp(ccd, transform, *, output_shape: tuple[int, int] | None = None, order: 
     ([1.0, 2.0, 3.0, 0.0], [False, False, False, True])
     """
     ccd = _as_frame(ccd)
-    if ccd.ndim != 2:
+    if ccd.ndim not in (2, 3):
         raise IncompatibleFramesError(
-            f"warp needs a 2-D frame, got shape {ccd.shape}; warp each channel of a "
-            "colour cube separately")
+            f"warp needs a 2-D frame or a (channel, y, x) cube, got shape {ccd.shape}")
     _refuse_cfa(ccd, "warp")
     if order not in (0, 1, 3):
         raise ValueError(f"order={order} is not supported; use 0, 1 or 3")
@@ -474,18 +488,31 @@ def warp(ccd, transform, *, output_shape: tuple[int, int] | None = None, order: 
         matrix = np.asarray(transform, float)
     if matrix.shape != (3, 3):
         raise ValueError(f"transform must be a 3x3 matrix, got shape {matrix.shape}")
-    ny, nx = output_shape or ccd.shape
+    ny, nx = output_shape or ccd.shape[-2:]
+    matrix = np.ascontiguousarray(matrix, dtype=np.float64)
     data = np.ascontiguousarray(ccd.data, dtype=np.float32)
-    bad_in = ~_valid(ccd)
+    bad_in = ~np.isfinite(data)
+    if ccd.mask is not None:
+        bad_in |= np.asarray(ccd.mask, bool)
     var_in = None
     if ccd.uncertainty is not None:
         var_in = np.square(ccd.uncertainty.represent_as(StdDevUncertainty).array,
                            dtype=np.float32)
-    out, out_var, out_mask = warp_kernel(data, bad_in, var_in if var_in is not None
-                                         else np.zeros((1, 1), np.float32),
-                                         var_in is not None,
-                                         np.ascontiguousarray(matrix, dtype=np.float64),
-                                         int(ny), int(nx), int(order))
+    planes = [(data, bad_in, var_in)] if ccd.ndim == 2 else \
+        [(data[k], bad_in[k], None if var_in is None else var_in[k])
+         for k in range(ccd.shape[0])]
+    outs, variances, masks = [], [], []
+    for plane, bad, var in planes:
+        o, v, m = warp_kernel(plane, bad, var if var is not None
+                              else np.zeros((1, 1), np.float32), var is not None,
+                              matrix, int(ny), int(nx), int(order))
+        outs.append(o)
+        variances.append(v)
+        masks.append(m)
+    if ccd.ndim == 2:
+        out, out_var, out_mask = outs[0], variances[0], masks[0]
+    else:
+        out, out_var, out_mask = np.stack(outs), np.stack(variances), np.stack(masks)
     if var_in is None:
         out_var = None
     result = CCDData(out, unit=ccd.unit, mask=out_mask, meta=ccd.meta.copy(),
@@ -547,21 +574,27 @@ def stack(frames: Iterable, *, reference=None, align: str | None = "translation"
     if transforms is not None and len(transforms) != len(frames):
         raise ValueError(f"{len(transforms)} transforms for {len(frames)} frames")
     ref_index = reference if isinstance(reference, int) else 0
-    if reference is None or isinstance(reference, int):
-        out_shape = _as_frame(frames[ref_index]).shape
-    else:
-        out_shape = _as_frame(reference).shape
+    first = _as_frame(frames[ref_index] if reference is None or isinstance(reference, int)
+                      else reference)
+    out_shape = first.shape[-2:]
+    channels = [None] if first.ndim == 2 else list(range(first.shape[0]))
 
-    def warped():
+    def warped(channel):
         for i, frame in enumerate(frames):
             ccd = _as_frame(frame)
+            if channel is not None:
+                ccd = _channel(ccd, channel)
             if transforms is None:
                 yield ccd
             else:
                 yield warp(ccd, transforms[i], output_shape=out_shape, order=order)
 
-    result = combine(warped(), method=method, rejection=rejection, scale=scale,
-                     weights=weights, memory_limit=memory_limit, scheduler=scheduler)
+    # The combine engine works on 2-D images: a colour cube is stacked plane by
+    # plane (each frame is read once per plane, never held whole in memory).
+    planes = [combine(warped(channel), method=method, rejection=rejection, scale=scale,
+                      weights=weights, memory_limit=memory_limit, scheduler=scheduler)
+              for channel in channels]
+    result = planes[0] if len(planes) == 1 else _stack_planes(planes)
     prov = get_provenance(result)
     prov.add_step("stack", align=align, order=order, nframes=len(frames),
                   transforms=None if transforms is None else
@@ -569,3 +602,37 @@ def stack(frames: Iterable, *, reference=None, align: str | None = "translation"
                    else np.asarray(getattr(t, "params", t), float).round(10).tolist()
                    for t in transforms])
     return result
+
+
+def _channel(ccd: CCDData, k: int) -> CCDData:
+    """Plane ``k`` of a colour cube, with its mask, uncertainty and provenance."""
+    if ccd.ndim != 3:
+        raise IncompatibleFramesError(
+            f"frames mix colour cubes and 2-D images (got shape {ccd.shape}); "
+            "stack frames of one kind")
+    plane = CCDData(np.asarray(ccd.data[k]), unit=ccd.unit, meta=ccd.meta.copy(),
+                    mask=None if ccd.mask is None else np.asarray(ccd.mask[k], bool),
+                    uncertainty=None if ccd.uncertainty is None else StdDevUncertainty(
+                        ccd.uncertainty.represent_as(StdDevUncertainty).array[k]))
+    set_provenance(plane, get_provenance(ccd).copy())
+    return plane
+
+
+def _stack_planes(planes: list[CCDData]) -> CCDData:
+    """One colour cube from per-plane combine results."""
+    first = planes[0]
+    cube = CCDData(np.stack([p.data for p in planes]), unit=first.unit,
+                   meta=first.meta.copy(),
+                   mask=np.stack([np.zeros(p.shape, bool) if p.mask is None else p.mask
+                                  for p in planes]),
+                   uncertainty=None if first.uncertainty is None else StdDevUncertainty(
+                       np.stack([p.uncertainty.array for p in planes])))
+    for name in ("ncombine", "rejected"):
+        if all(getattr(p, name, None) is not None for p in planes):
+            setattr(cube, name, np.stack([getattr(p, name) for p in planes]))
+    prov = get_provenance(first).copy()
+    for p in planes[1:]:
+        prov.extend(get_provenance(p))
+    set_provenance(cube, prov)
+    return cube
+
