@@ -425,10 +425,9 @@ def test_bias_error_shared_with_the_dark_is_counted_once():
 def test_pull_of_a_night_calibrated_from_files(tmp_path):
     """The whole path from FITS files: read_frame's noise model, masters, calibrate.
 
-    The detector model takes the Poisson term from each pixel's own value, so
-    a low pixel gets a smaller sigma: at a few tens of electrons that makes
-    the mean pull about -0.06 (a known property of data-based noise models,
-    see the astrophotographers' guide).  The sky here gives ~300 e-.
+    A faint sky (~30 e-), where a Poisson term taken from each pixel's own
+    value would bias the mean pull to about -0.06; calibrate takes it from
+    the pixel's neighbourhood (see ``_estimate_variance``).
     """
     from calframe.datasets import make_night
     from calframe.masters import make_master_bias, make_master_dark, make_master_flat
@@ -436,7 +435,7 @@ def test_pull_of_a_night_calibrated_from_files(tmp_path):
     cam = SyntheticCamera(shape=(96, 96), n_hot_pixels=30, pattern_seed=5)
     night = make_night(tmp_path / "night", camera=cam, n_bias=8, n_dark=6,
                        dark_exptimes=(300.0,), n_flat=10, n_light=3, light_exptime=60.0,
-                       field=StarField(n_stars=20, sky=5.0), cosmic_rate=0.0, seed=3)
+                       field=StarField(n_stars=20, sky=0.5), cosmic_rate=0.0, seed=3)
     bias = make_master_bias(night.files_of("bias"))
     dark = make_master_dark(night.files_of("dark", 300.0), bias=bias)
     flat = make_master_flat(night.files_of("flat"), bias=bias, dark=dark)
@@ -481,9 +480,10 @@ def test_detector_model_after_overscan():
     out = calibrate(light, overscan="[31:40,1:20]", trim="[1:30,1:20]")
     level = np.median(over, axis=1)[:, None]
     expected_var = (1300.0 - level) / 2.0 + 4.0 + np.pi / 2 * over.std(axis=1)[:, None] ** 2 / 10
-    # the read-time model counted the 300 adu offset as photons; calibrate does not
+    # the read-time model counted the 300 adu offset as photons (+150 adu**2);
+    # calibrate does not (the Poisson term is a 3x3 mean: rows differ by < 1 adu)
     assert_allclose(out.uncertainty.array, np.sqrt(np.broadcast_to(expected_var, (ny, 30))),
-                    rtol=1e-4)
+                    rtol=2e-3)
 
 
 def test_normalised_flat_read_back_from_a_file_keeps_the_light_in_adu(tmp_path):
