@@ -51,14 +51,9 @@ __all__ = ["make_master_bias", "make_master_dark", "make_master_flat"]
 
 log = logging.getLogger(__name__)
 
-_DEFAULT = object()
-
-
 def _combine(frames, *, method, rejection, **options) -> CCDData:
     from .combine import combine
 
-    if rejection is _DEFAULT:
-        return combine(frames, method=method, **options)
     return combine(frames, method=method, rejection=rejection, **options)
 
 
@@ -132,7 +127,7 @@ def _reevaluate_model_variance(plane: Plane, combined: CCDData, bias: CCDData,
     plane.var = (single * factor).astype(np.float32)
 
 
-def make_master_bias(frames, *, method: str = "median", rejection=_DEFAULT,
+def make_master_bias(frames, *, method: str = "median", rejection=None,
                      **combine_options) -> CCDData:
     """Combine bias frames into a master bias.
 
@@ -143,7 +138,8 @@ def make_master_bias(frames, *, method: str = "median", rejection=_DEFAULT,
     method : str
         Combine method (``'median'``, ``'mean'``...; see :func:`calframe.combine`).
     rejection : settings object, optional
-        Rejection for the combine (its default when omitted).
+        Rejection for the combine, e.g. ``SigmaClip(low=3, high=3)`` (None:
+        no rejection).
     **combine_options
         Passed to :func:`calframe.combine` (``weights``, ``memory_limit``,
         ``workers``, ``scheduler``...).
@@ -178,7 +174,7 @@ def make_master_bias(frames, *, method: str = "median", rejection=_DEFAULT,
     return _finish(out, combined, prov)
 
 
-def make_master_dark(frames, *, bias=None, method: str = "median", rejection=_DEFAULT,
+def make_master_dark(frames, *, bias=None, method: str = "median", rejection=None,
                      per_second: bool = False, **combine_options) -> CCDData:
     """Combine dark frames of one exposure into a master dark.
 
@@ -326,7 +322,7 @@ def _levels(data: np.ndarray, good: np.ndarray, groups, region, statistic: str
 
 
 def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
-                     rejection=_DEFAULT, normalize: str | None = "median", region=None,
+                     rejection=None, normalize: str | None = "median", region=None,
                      per_channel: bool | None = None, min_value: float = 0.1,
                      dark_scale: str | float | None = "exposure",
                      **combine_options) -> CCDData:
