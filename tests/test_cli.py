@@ -34,6 +34,22 @@ def test_inventory(night, capsys):
     assert "calibration of each light and flat group" in out
 
 
+def test_inventory_frame_types(night, tmp_path, capsys):
+    import shutil
+
+    folder = tmp_path / "night"
+    shutil.copytree(night.path, folder)
+    with fits.open(folder / "lights" / "light_0001.fits", mode="update") as hdul:
+        hdul[0].header["IMAGETYP"] = "?"
+    shutil.move(folder / "lights" / "light_0001.fits", folder / "frame.fits")
+    assert main(["-q", "inventory", str(folder)]) == 0
+    assert "frame.fits: frame type unknown" in capsys.readouterr().out
+    assert main(["-q", "inventory", str(folder), "--type", "*/frame.fits=light"]) == 0
+    out = capsys.readouterr().out
+    assert "0 problems" in out.splitlines()[0]
+    assert main(["-q", "inventory", str(folder), "--type", "frame.fits"]) == 2
+
+
 def test_inventory_table(night, tmp_path, capsys):
     table = tmp_path / "frames.csv"
     assert main(["-q", "inventory", str(night.path), "--table", str(table)]) == 0

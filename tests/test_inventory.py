@@ -151,6 +151,21 @@ def test_unknown_type_from_filename_and_folder(tmp_path):
                for p in inv.problems)
 
 
+def test_user_frame_types(tmp_path):
+    _write(str(tmp_path / "beam" / "data.fits"), imagetyp="", exptime=1.0)
+    _write(str(tmp_path / "beam" / "other.fits"), imagetyp="", exptime=1.0)
+    inv = take_inventory(tmp_path, frame_types={"*/beam/data.fits": "object"})
+    row = {os.path.basename(r["path"]): r for r in inv.frames}
+    assert (row["data.fits"]["frametype"], row["data.fits"]["ftsource"]) == ("light", "user")
+    assert row["other.fits"]["frametype"] == "unknown"
+    assert [os.path.basename(p.path) for p in inv.problems
+            if "frame type unknown" in p.what] == ["other.fits"]
+    by_name = take_inventory(tmp_path, frame_types={"other.fits": "Dark Frame"})
+    assert "dark" in by_name.frames["frametype"].tolist()
+    with pytest.raises(ValueError, match=r"'sky' \(for '\*'\) is not a frame type"):
+        take_inventory(tmp_path, frame_types={"*": "sky"})
+
+
 def test_flats_grouped_by_filter_not_exposure(tmp_path):
     for i, (flt, t) in enumerate([("R", 1.0), ("R", 2.5), ("G", 1.0)]):
         _write(str(tmp_path / f"f{i}.fits"), imagetyp="Flat Field", exptime=t,

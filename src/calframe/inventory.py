@@ -20,11 +20,12 @@ applied to:
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import math
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -679,6 +680,7 @@ def _format_table(table: Table, columns: list[str]) -> list[str]:
 def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
                    recursive: bool = True, tolerances: Tolerances | None = None,
                    exclude: Sequence[str | os.PathLike] = (),
+                   frame_types: Mapping[str, str] | None = None,
                    progress=None) -> Inventory:
     """Scan folders and files of frames, group them and match calibration to lights.
 
@@ -692,6 +694,10 @@ def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
         Grouping and matching tolerances.
     exclude : sequence of paths
         Folders not to walk (e.g. an output folder inside an input folder).
+    frame_types : mapping, optional
+        ``{glob: type}``: the frame type of files whose path (or file name)
+        matches ``glob``, for files whose headers do not say (recorded with
+        FTSOURCE 'user').
     progress : callable, optional
         ``progress(iterable, desc=..., total=...)`` wrapping the scan (see
         the progress-bar helper of the command line).
@@ -719,8 +725,14 @@ def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
     rows, problems = [], []
     iterator = progress(files, desc="reading headers", total=len(files)) if progress \
         else files
+    overrides = _parse_frame_types(frame_types or {})
     for path in iterator:
         row, problem = _header_row(path)
+        for pattern, ftype in overrides:
+            if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(os.path.basename(path),
+                                                                 pattern):
+                row["frametype"], row["ftsource"] = ftype, "user"
+                break
         if problem is not None:
             row["problem"] = problem.what
             problems.append(problem)
@@ -741,6 +753,19 @@ def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
     log.info("inventory: %d files, %d groups, %d problems", len(frames), len(groups),
              len(problems))
     return Inventory(frames=frames, groups=groups, matches=matches, problems=problems)
+
+
+def _parse_frame_types(frame_types: Mapping[str, str]) -> list[tuple[str, str]]:
+    from .metadata import parse_frame_type
+
+    out = []
+    for pattern, ftype in frame_types.items():
+        parsed = parse_frame_type(ftype)
+        if parsed is None:
+            raise ValueError(f"frame_types: {ftype!r} (for {pattern!r}) is not a frame type; "
+                             "use bias, dark, flat, darkflat or light")
+        out.append((str(pattern), parsed))
+    return out
 
 
 def _dtype(t):

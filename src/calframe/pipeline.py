@@ -57,7 +57,6 @@ A TOML file can set everything the command line can::
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import hashlib
 import json
 import logging
@@ -383,41 +382,6 @@ class Plan:
                 "problems": [dataclasses.asdict(p) for p in self.problems]}
 
 
-def _apply_frame_types(inv: Inventory, patterns: dict[str, str], tol: Tolerances) -> None:
-    """Set the type of frames matching user patterns, then regroup."""
-    from .inventory import group_frames, match_calibration
-    from .metadata import parse_frame_type
-
-    if not patterns:
-        return
-    changed = False
-    for i, path in enumerate(inv.frames["path"]):
-        for pattern, ftype in patterns.items():
-            if fnmatch.fnmatch(str(path), pattern) or fnmatch.fnmatch(
-                    os.path.basename(str(path)), pattern):
-                parsed = parse_frame_type(ftype)
-                if parsed is None:
-                    raise ValueError(f"frame_types: {ftype!r} (for {pattern!r}) is not a "
-                                     "frame type; use bias, dark, flat, darkflat or light")
-                inv.frames["frametype"][i] = parsed
-                inv.frames["ftsource"][i] = "user"
-                if inv.frames["problem"][i] == "frame type unknown":
-                    inv.frames["problem"][i] = ""
-                changed = True
-                break
-    if changed:
-        inv.problems[:] = [p for p in inv.problems if not (
-            "frame type unknown" in p.what and p.path in set(
-                inv.frames["path"][inv.frames["ftsource"] == "user"]))]
-        inv.problems[:] = [p for p in inv.problems if "match no lights" not in p.what
-                           and "lights have" not in p.what]
-        inv.groups = group_frames(inv.frames, tolerances=tol)
-        inv.matches = match_calibration(inv.groups, tolerances=tol)
-        from .inventory import _match_problems
-
-        inv.problems.extend(_match_problems(inv.groups, inv.matches, tol))
-
-
 def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
     """Take the inventory of ``config.inputs`` and decide every output.
 
@@ -435,8 +399,7 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
         raise ValueError("no inputs: give at least one folder or file of frames")
     inv = take_inventory(config.inputs, recursive=config.recursive,
                          tolerances=config.tolerances, exclude=[config.output],
-                         progress=progress)
-    _apply_frame_types(inv, config.frame_types, config.tolerances)
+                         frame_types=config.frame_types, progress=progress)
     problems = list(inv.problems)
     if config.strict and problems:
         raise PipelineProblemError(problems[0])

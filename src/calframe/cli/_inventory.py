@@ -21,12 +21,14 @@ def _progress_from(ctx: click.Context) -> None:
               help="Relative exposure difference allowed within a dark group.")
 @click.option("--temperature-tolerance", type=float, default=2.0, show_default=True,
               help="Temperature difference (deg C) allowed within a group.")
+@click.option("--type", "frame_types", multiple=True, metavar="GLOB=TYPE",
+              help="Frame type for files whose headers do not say (repeatable).")
 @click.option("--table", "table_path", type=click.Path(dir_okay=False),
               help="Also write the frame table (ECSV, or CSV by the name's ending).")
 @click.pass_context
 def inventory_command(ctx: click.Context, paths: tuple[str, ...], no_recursive: bool,
                       exptime_tolerance: float, temperature_tolerance: float,
-                      table_path: str | None) -> int:
+                      frame_types: tuple[str, ...], table_path: str | None) -> int:
     """List every frame under PATHS with its type, exposure, ISO/gain, temperature,
     filter, binning, shape and CFA; the groups; which lights have matching
     calibration frames; and the problems found."""
@@ -35,8 +37,15 @@ def inventory_command(ctx: click.Context, paths: tuple[str, ...], no_recursive: 
 
     _progress_from(ctx)
     tol = Tolerances(exptime_rel=exptime_tolerance, temperature=temperature_tolerance)
+    types = {}
+    for item in frame_types:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r} is not GLOB=TYPE (e.g. '*data.edf=light')",
+                                     param_hint="--type")
+        glob, ftype = item.rsplit("=", 1)
+        types[glob] = ftype
     inv = take_inventory(list(paths), recursive=not no_recursive, tolerances=tol,
-                         progress=progress)
+                         frame_types=types, progress=progress)
     click.echo(inv.summary())
     if table_path:
         fmt = "ascii.csv" if table_path.lower().endswith(".csv") else "ascii.ecsv"
