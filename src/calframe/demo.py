@@ -546,11 +546,9 @@ def _pull_checks(ctx: DemoContext, camera: str, what: str, pull: np.ndarray,
 
 
 def _step_masters(ctx: DemoContext) -> None:
-    """Master bias, dark and flat made by calframe.masters, against the truth.
-
-    Frames other than biases are read with the master bias as ``pedestal``,
-    so that their detector-model uncertainty counts photons only."""
-    from .io import read_frame, write_frame
+    """Master bias, dark and flat made by calframe.masters from the frames as read,
+    against the truth."""
+    from .io import write_frame
     from .masters import make_master_bias, make_master_dark, make_master_flat
 
     for name, night in ctx.nights.items():
@@ -559,13 +557,12 @@ def _step_masters(ctx: DemoContext) -> None:
         colour = night.camera.colour_index()
         folder = ctx.outdir / name / "masters"
         bias = make_master_bias([ctx.frames[name][f] for f in night.files_of("bias")])
-        pedestal = np.asarray(bias.data)
         t_dark = night.dark_exptimes[-1]
-        dark = make_master_dark([read_frame(f, pedestal=pedestal)
-                                 for f in night.files_of("dark", t_dark)], bias=bias)
-        flat = make_master_flat([read_frame(f, pedestal=pedestal)
-                                 for f in night.files_of("flat")], bias=bias, dark=dark)
-        p.update(master_bias=bias, master_dark=dark, master_flat=flat, pedestal=pedestal)
+        dark = make_master_dark([ctx.frames[name][f] for f in night.files_of("dark", t_dark)],
+                                bias=bias)
+        flat = make_master_flat([ctx.frames[name][f] for f in night.files_of("flat")],
+                                bias=bias, dark=dark)
+        p.update(master_bias=bias, master_dark=dark, master_flat=flat)
         written = p.setdefault("written", {})
         for ccd, fname in ((bias, "master_bias.fits"), (dark, f"master_dark_{t_dark:g}s.fits"),
                            (flat, "master_flat.fits")):
@@ -601,7 +598,7 @@ def _step_masters(ctx: DemoContext) -> None:
 def _step_calibrate(ctx: DemoContext) -> None:
     """Lights calibrated by calframe.calibrate with the masters, against the truth."""
     from .calibrate import calibrate
-    from .io import read_frame, write_frame
+    from .io import write_frame
 
     for name, night in ctx.nights.items():
         truth = night.truth
@@ -609,7 +606,7 @@ def _step_calibrate(ctx: DemoContext) -> None:
         true_flat = p["true_flat"]
         pulls = []
         for path in night.files_of("light"):
-            cal = calibrate(read_frame(path, pedestal=p["pedestal"]), bias=p["master_bias"],
+            cal = calibrate(ctx.frames[name][path], bias=p["master_bias"],
                             dark=p["master_dark"], flat=p["master_flat"])
             out = write_frame(cal, ctx.outdir / name / "calibrated" / path.name,
                               overwrite=True)
