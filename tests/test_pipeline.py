@@ -264,18 +264,24 @@ def test_bad_frames_are_left_out(tmp_path):
     assert header["NCOMBINE"] == 3
 
 
-def test_outlier_frame_is_flagged(tmp_path):
-    night = _night(tmp_path / "night", n_dark=6, dark_exptimes=(60.0,))
-    # a dark with a light leak
+def test_outlier_frames_are_flagged(tmp_path):
+    night = _night(tmp_path / "night", n_dark=6, n_flat=6, dark_exptimes=(60.0,))
+    # a dark with a light leak, and a flat with a star on it
     leak = sorted(map(str, night.files_of("dark")))[2]
     with fits.open(leak, mode="update") as hdul:
         hdul[0].data += np.uint16(400)
+    star = sorted(map(str, night.files_of("flat")))[4]
+    with fits.open(star, mode="update") as hdul:
+        yy, xx = np.mgrid[0:24, 0:32]
+        blob = 30000 * np.exp(-((yy - 12) ** 2 + (xx - 20) ** 2) / (2 * 2.0 ** 2))
+        hdul[0].data = np.minimum(hdul[0].data + blob, 65000).astype(np.uint16)
     config = PipelineConfig(inputs=[str(night.path)], output=str(tmp_path / "out"),
                             report=False)
     result = run_pipeline(config)
-    flagged = [r["path"] for r in result.quality if r["outlier"]]
-    assert flagged == [leak]
-    assert "median" in next(r["outlier"] for r in result.quality if r["outlier"])
+    flagged = {r["path"]: r["outlier"] for r in result.quality if r["outlier"]}
+    assert sorted(flagged) == sorted([leak, star])
+    assert flagged[leak].startswith("median")
+    assert "tail" in flagged[star]
 
 
 def test_cfa_night_demosaiced(tmp_path):
