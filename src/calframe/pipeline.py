@@ -546,6 +546,7 @@ class _Runner:
         self.excluded: dict[str, str] = {}  # input path -> reason
         self.quality_rows: list[dict] = []
         self.masters: dict[str, Any] = {}  # task name -> CCDData, current light group only
+        self.failed_names: set[str] = set()  # tasks whose output could not be made
 
     # -- problems -------------------------------------------------------
     def problem(self, path: str, what: str, fix: str = "") -> None:
@@ -733,14 +734,8 @@ class _Runner:
         self.result.made.append(str(path))
         log.info("made %s from %d frames", path, len(inputs))
 
-    @property
-    def failed_names(self) -> set[str]:
-        return self._failed
-
-    _failed: set[str]
-
     def fail(self, task: Task, what: str, fix: str) -> None:
-        self._failed.add(task.name)
+        self.failed_names.add(task.name)
         self.result.failed.append(str(self.out / task.output))
         self.problem(str(self.out / task.output), what, fix)
 
@@ -792,7 +787,6 @@ class _Runner:
         self.result.made.append(str(path))
 
     def run(self) -> RunResult:
-        self._failed = set()
         self.out.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(self.out)
         self.check_frames()
