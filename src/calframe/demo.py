@@ -537,9 +537,9 @@ def _step_noise_model(ctx: DemoContext) -> None:
 
 
 def _pull_checks(ctx: DemoContext, camera: str, what: str, pull: np.ndarray,
-                 *, rms_tol: float = 0.08, mean_tol: float = 0.1) -> None:
-    ctx.check(camera, f"{what}: rms pull", pull.std(), 1.0, rms_tol,
-              how="pull = (value - truth) / uncertainty")
+                 *, rms_tol: float = 0.08, mean_tol: float = 0.1,
+                 how: str = "pull = (value - truth) / uncertainty") -> None:
+    ctx.check(camera, f"{what}: rms pull", pull.std(), 1.0, rms_tol, how=how)
     # a variance taken from the noisy data itself biases the mean pull by about
     # -1 / (2 gain sigma): a few hundredths here
     ctx.check(camera, f"{what}: mean pull", pull.mean(), 0.0, mean_tol)
@@ -571,8 +571,11 @@ def _step_masters(ctx: DemoContext) -> None:
             written[path] = ccd
 
         good = ~np.asarray(bias.mask) if bias.mask is not None else np.ones(bias.shape, bool)
+        # the median of integer ADU values scatters ~3 % more than the median of
+        # continuous ones (the rounding does not average down in a median)
         _pull_checks(ctx, name, "master bias",
-                     ((bias.data - truth.bias) / bias.uncertainty.array)[good])
+                     ((bias.data - truth.bias) / bias.uncertainty.array)[good],
+                     how="median of integer ADU: ~1.03 expected")
         dark_adu = truth.dark_current * t_dark / truth.gain
         good = ~np.asarray(dark.mask) if dark.mask is not None else np.ones(dark.shape, bool)
         _pull_checks(ctx, name, f"master dark {t_dark:g} s",
