@@ -326,3 +326,50 @@ def test_outputs_pass_fitsverify(finished):
         done = subprocess.run(["fitsverify", "-q", path], capture_output=True, text=True,
                               timeout=60)
         assert done.stdout.startswith("verification OK"), done.stdout + done.stderr
+
+
+@pytest.mark.realdata
+def test_real_st7_dark_subtraction(real_data, tmp_path):
+    """The ST-7 light is calibrated with the median of its three 120 s darks."""
+    from calframe.io import read_frame
+
+    folder = real_data / "ast325-st7"
+    config = PipelineConfig(inputs=[str(folder)], output=str(tmp_path / "out"),
+                            report=False)
+    result = run_pipeline(config)
+    assert result.ok
+    assert [os.path.basename(p) for p in result.made] == ["dark_120s_-17C_g0.fits",
+                                                           "Vega.fits"]
+    assert any("no matching flat" in p.what for p in result.problems)
+    darks = np.stack([fits.getdata(folder / f"DarkBefore-00{i}D120s.fit").astype(float)
+                      for i in (1, 2, 3)])
+    light = fits.getdata(folder / "Vega.fit").astype(float)
+    calibrated = read_frame(result.made[1])
+    good = ~np.asarray(calibrated.mask) if calibrated.mask is not None else slice(None)
+    expected = light - np.median(darks, axis=0)
+    assert_allclose(np.asarray(calibrated.data)[good], expected[good], rtol=0, atol=0.01)
+    assert calibrated.unit == "adu"
+
+
+@pytest.mark.realdata
+def test_real_esrf_flat_field_normalisation(real_data, tmp_path):
+    """ESRF ID16B: (data - dark) / (flat - dark), the flat scaled to a median of 1."""
+    import fabio
+
+    from calframe.io import read_frame
+
+    folder = real_data / "esrf-id16b"
+    config = PipelineConfig(inputs=[str(folder / n) for n in ("dark.edf", "flat.edf",
+                                                              "data.edf")],
+                            output=str(tmp_path / "out"), report=False,
+                            frame_types={"data.edf": "light"})
+    result = run_pipeline(config)
+    assert result.ok and not result.problems
+    dark, flat, data = (fabio.open(str(folder / n)).data.astype(float)
+                        for n in ("dark.edf", "flat.edf", "data.edf"))
+    calibrated = read_frame(next(p for p in result.made if p.endswith("data.fits")))
+    good = ~np.asarray(calibrated.mask)
+    assert good.mean() > 0.99
+    norm = flat - dark
+    expected = (data - dark) / (norm / np.median(norm[good]))
+    assert_allclose(np.asarray(calibrated.data)[good], expected[good], rtol=1e-5)
