@@ -1,0 +1,106 @@
+"""Apply a distortion model to a frame."""
+
+from __future__ import annotations
+
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData, StdDevUncertainty
+
+from ..provenance import Provenance, get_provenance, set_provenance
+from ._kernels import resample_bilinear
+
+__all__ = ["correct_distortion"]
+
+_METHODS = ("flux-conserving", "interpolate")
+
+
+def _jacobian(ix, iy):
+    """|det d(observed)/d(ideal)| from the inverse displacement maps."""
+    dxx = np.gradient(ix, axis=1)
+    dxy = np.gradient(ix, axis=0)
+    dyx = np.gradient(iy, axis=1)
+    dyy = np.gradient(iy, axis=0)
+    return np.abs((1 + dxx) * (1 + dyy) - dxy * dyx).astype(np.float32)
+
+
+def correct_distortion(ccd, model, *, method: str = "flux-conserving") -> CCDData:
+    """Resample a frame onto the ideal (undistorted) pixel grid.
+
+    Each output pixel at ideal position ``(X, Y)`` takes the bilinearly
+    interpolated value at the observed position ``(X, Y) + model.inverse(X,
+    Y)``.  With ``method="flux-conserving"`` (the default) the value is
+    multiplied by the Jacobian determinant of the mapping (the area of the
+    output pixel seen on the detector), so that the total flux of a source
+    is conserved; ``"interpolate"`` keeps surface brightness instead.  The
+    variance is propagated with the squared interpolation weights (the
+    correlation that resampling introduces between neighbouring output
+    pixels is not recorded).  Output pixels whose source lies outside the
+    grid's hull, outside the frame, or on a masked pixel are masked.
+
+    Parameters
+    ----------
+    ccd : CCDData or array-like
+        The frame, of the model's shape.
+    model : DistortionModel
+        The fitted distortion.
+    method : {"flux-conserving", "interpolate"}
+        See above.
+
+    Returns
+    -------
+    CCDData
+        float32 data, the unit, uncertainty (when the input has one) and mask.
+
+    Raises
+    ------
+    ValueError
+        For an unknown method or a frame whose shape differs from the model's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from calframe.datasets._grid import make_grid_image
+    >>> from calframe.distortion import DistortionModel
+    >>> img, _ = make_grid_image((160, 160), pitch=20, seed=3)
+    >>> model = DistortionModel.fit(img)
+    >>> out = correct_distortion(img, model)
+    >>> out.shape, bool(out.mask.any() and not out.mask.all())
+    ((160, 160), True)
+    """
+    if method not in _METHODS:
+        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    if not isinstance(ccd, CCDData):
+        ccd = CCDData(np.asarray(ccd, dtype=np.float32), unit="adu")
+    if ccd.shape != model.shape:
+        raise ValueError(f"frame shape {ccd.shape} differs from the distortion model's "
+                         f"{model.shape}; fit a model on a grid image of this detector")
+    data = np.ascontiguousarray(ccd.data, dtype=np.float32)
+    mask = (np.zeros(data.shape, bool) if ccd.mask is None
+            else np.ascontiguousarray(ccd.mask, dtype=bool))
+    mask = mask | ~np.isfinite(data)
+    use_var = ccd.uncertainty is not None
+    if use_var:
+        sd = ccd.uncertainty.represent_as(StdDevUncertainty).array
+        var = np.ascontiguousarray(np.asarray(sd, np.float32) ** 2)
+    else:
+        var = np.zeros((1, 1), np.float32)
+    ix, iy = model.inverse_maps()
+    flux = method == "flux-conserving"
+    cache = model.__dict__.setdefault("_jac", None)
+    if flux and cache is None:
+        cache = model._jac = _jacobian(ix, iy)
+    jac = cache if flux else np.ones((1, 1), np.float32)
+    valid = np.ascontiguousarray(model.valid_mask_cached())
+    out, ovar, omask = resample_bilinear(data, var, mask, valid, ix, iy, jac, use_var, flux)
+    meta = fits.Header(ccd.meta) if not isinstance(ccd.meta, fits.Header) else ccd.meta.copy()
+    meta["DISTCORR"] = (method, "geometric distortion corrected")
+    meta.add_history(f"calframe: geometric distortion corrected ({method}, bilinear)")
+    result = CCDData(out, unit=ccd.unit, mask=omask, meta=meta,
+                     uncertainty=StdDevUncertainty(np.sqrt(ovar)) if use_var else None)
+    prov = Provenance()
+    prov.extend(get_provenance(ccd))
+    prov.extend(model.meta.get("provenance", Provenance()))
+    prov.add_step("correct_distortion", method=method, model=model.meta.get("source", ""),
+                  rms_px=round(model.rms, 6))
+    set_provenance(result, prov)
+    return result

@@ -1,0 +1,121 @@
+"""Saving and loading distortion models (calframe MEF FITS, pyFAI NeXus detector)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.nddata import CCDData
+from astropy.table import Table
+
+from ..errors import OutputExistsError
+from ..provenance import Provenance, get_provenance, set_provenance
+
+_PARAMS = "DISTPAR"
+
+
+def write_model(model, path, *, overwrite=False):
+    from ..io import write_frame
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists; pass overwrite=True (or --overwrite) to "
+                                "replace it")
+    dx, dy = model.maps()
+    valid = model.valid_mask_cached()
+    hdr = fits.Header()
+    hdr["DISTKIND"] = ("dx", "primary: x displacement, ideal = observed + d")
+    hdr["DISTRMS"] = (round(model.rms, 6), "[pixel] rms residual of the spots")
+    hdr["DISTNSP"] = (len(model.spots), "spots indexed")
+    hdr["DISTPIT"] = (round(model.meta["pitch_px"], 6), "[pixel] lattice pitch")
+    hdr.add_history("calframe: geometric distortion model fitted on a grid target")
+    ccd = CCDData(dx, unit="pixel", mask=~valid, meta=hdr)
+    prov = Provenance()
+    prov.extend(model.meta.get("provenance", Provenance()))
+    prov.add_step("distortion_fit", rms_px=round(model.rms, 6),
+                  nspots=int(model.meta["nspots"]), nindexed=int(model.meta["nindexed"]),
+                  nrejected=int(model.meta["nrejected"]), smoothing=model.meta["lambda"],
+                  settings=model.meta["settings"])
+    set_provenance(ccd, prov)
+    tmp = path.with_name(f".{path.name}.part.fits")
+    write_frame(ccd, tmp, overwrite=True)
+    params = {"shape": list(model.shape), "centre": model.centre.tolist(),
+              "scale": model.scale, "k": model.k.tolist(), "T": model.T.tolist(),
+              "meta": {k: v for k, v in model.meta.items() if k != "provenance"}}
+    dyh = fits.ImageHDU(dy, name="DY")
+    dyh.header["BUNIT"] = "pixel"
+    spots = Table(model.spots, copy=True)
+    spots.meta = {}
+    ph = fits.BinTableHDU(spots, name="SPOTS")
+    kh = fits.BinTableHDU(Table({"tx": [model.tx]}), name="KNOTSX")
+    kyh = fits.BinTableHDU(Table({"ty": [model.ty]}), name="KNOTSY")
+    ch = fits.ImageHDU(np.vstack([model.coef_x, model.coef_y]), name="SPLCOEF")
+    par = fits.BinTableHDU(Table({"json": [json.dumps(params)]}), name=_PARAMS)
+    with fits.open(tmp, mode="append") as hdul:
+        for hdu in (dyh, ph, kh, kyh, ch, par):
+            hdu.add_checksum()
+            hdul.append(hdu)
+    os.replace(tmp, path)
+    return path
+
+
+def read_model(cls, path):
+    with fits.open(path) as hdul:
+        try:
+            params = json.loads(hdul[_PARAMS].data["json"][0])
+        except KeyError as err:
+            from ..errors import FrameReadError
+
+            raise FrameReadError(path, "no DISTPAR extension: not a calframe distortion model",
+                                 "write one with DistortionModel.to_fits") from err
+        tx = np.asarray(hdul["KNOTSX"].data["tx"][0], float)
+        ty = np.asarray(hdul["KNOTSY"].data["ty"][0], float)
+        coef = np.asarray(hdul["SPLCOEF"].data, float)
+        spots = Table(hdul["SPOTS"].data)
+    model = cls(params["shape"], params["centre"], params["scale"], params["k"], tx, ty,
+                coef[0], coef[1], params["T"], spots, params["meta"])
+    try:
+        from ..io import read_provenance
+
+        prov = read_provenance(path)
+    except Exception:
+        prov = Provenance()
+    model.meta["provenance"] = prov
+    model.meta["source"] = str(path)
+    return model
+
+
+def write_pyfai(model, path, *, pixel_size=(1e-4, 1e-4), overwrite=False):
+    from pyFAI.detectors import Detector
+
+    path = Path(path)
+    if path.exists():
+        if not overwrite:
+            raise OutputExistsError(f"{path}: exists; pass overwrite=True to replace it")
+        path.unlink()
+    ny, nx = model.shape
+    px, py = (float(v) for v in pixel_size)
+    # corners of pixel (r, c) at calframe positions c +- 0.5, r +- 0.5; pyFAI puts the
+    # corner of pixel 0 at 0, so pyFAI position = (calframe position + 0.5) * size
+    cx = np.arange(nx + 1, dtype=float) - 0.5
+    cy = np.arange(ny + 1, dtype=float) - 0.5
+    yy, xx = np.meshgrid(cy, cx, indexing="ij")
+    dx, dy = model(xx, yy)
+    ux = (xx + dx + 0.5) * px
+    uy = (yy + dy + 0.5) * py
+    corners = np.zeros((ny, nx, 4, 3), np.float32)
+    # pyFAI corner order A (r, c), B (r+1, c), C (r+1, c+1), D (r, c+1); (z, y, x)
+    for n, (a, b) in enumerate(((0, 0), (1, 0), (1, 1), (0, 1))):
+        corners[:, :, n, 1] = uy[a:a + ny, b:b + nx]
+        corners[:, :, n, 2] = ux[a:a + ny, b:b + nx]
+    det = Detector(pixel1=py, pixel2=px, max_shape=(ny, nx))
+    det.set_pixel_corners(corners)
+    det.mask = (~model.valid_mask_cached()).astype(np.int8)
+    det.save(str(path))
+    return path
+
+
+__all__ = ["get_provenance", "read_model", "write_model", "write_pyfai"]

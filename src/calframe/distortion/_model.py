@@ -1,0 +1,527 @@
+"""The smooth distortion field fitted to an indexed grid of spots."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from astropy.table import Table
+from scipy import optimize
+from scipy.interpolate import BSpline
+
+from ._detect import _as_array, detect_grid_spots
+from ._lattice import index_lattice
+
+__all__ = ["DistortionModel", "FailedDistortionFit", "FitSettings"]
+
+log = logging.getLogger(__name__)
+_NONE = np.iinfo(np.int32).min
+
+
+@dataclass
+class FitSettings:
+    """Settings of :meth:`DistortionModel.fit`.
+
+    Parameters
+    ----------
+    radial_order : int
+        Number of radial polynomial terms ``r**1 .. r**n`` of the global part.
+    knot_spacing : float
+        Knot spacing of the residual spline, in lattice pitches.
+    lambdas : tuple of float
+        Candidate smoothing weights (relative) tried by cross-validation.
+    folds : int
+        Cross-validation folds.
+    clip : float
+        Spots whose residual exceeds ``clip`` robust standard deviations
+        (and 0.1 px) are rejected and the fit repeated.
+    tolerance : float
+        Lattice growth acceptance radius, in pitches.
+    seed : int
+        Seed of the random assignment of spots to folds.
+    """
+
+    radial_order: int = 3
+    knot_spacing: float = 2.0
+    lambdas: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    folds: int = 5
+    clip: float = 5.0
+    tolerance: float = 0.25
+    seed: int = 0
+
+
+class FailedDistortionFit:
+    """A distortion fit that could not be made; falsy, with the ``reason``.
+
+    Examples
+    --------
+    >>> bad = FailedDistortionFit("only 3 spots indexed")
+    >>> bool(bad), bad.reason
+    (False, 'only 3 spots indexed')
+    """
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"FailedDistortionFit({self.reason!r})"
+
+
+def _knots(lo, hi, spacing):
+    m = max(2, int(np.ceil((hi - lo) / spacing)) + 1)
+    inner = np.linspace(lo, hi, m)
+    return np.r_[[lo] * 3, inner, [hi] * 3]
+
+
+def _dmat(x, t):
+    x = np.clip(x, t[3], t[-4])
+    return BSpline.design_matrix(x, t, 3)
+
+
+def _d2(n):
+    d = np.zeros((n - 2, n))
+    for r in range(n - 2):
+        d[r, r:r + 3] = (1, -2, 1)
+    return d.T @ d
+
+
+def _radial(x, y, centre, scale, k):
+    u = (x - centre[0]) / scale
+    v = (y - centre[1]) / scale
+    r = np.sqrt(u * u + v * v)
+    f = np.zeros_like(r)
+    for n, kn in enumerate(k, start=1):
+        f = f + kn * r ** n
+    return u * f * scale, v * f * scale
+
+
+class DistortionModel:
+    """A detector's geometric distortion: displacement from observed to ideal.
+
+    Sign convention: ``model(x, y)`` returns ``(dx, dy)`` such that the ideal
+    (undistorted) position of what is seen at pixel ``(x, y)`` is
+    ``(x + dx, y + dy)``; ``model.inverse(x, y)`` returns ``(dx, dy)`` such
+    that the observed position of the ideal point ``(x, y)`` is
+    ``(x + dx, y + dy)``.  Pixel centres are at integers, ``x`` the column.
+
+    The field is ``T(p + R(p) + S(p)) - p``: ``R`` is a radial polynomial
+    about a fitted centre, ``S`` a cubic tensor-product B-spline of the
+    remaining displacement (a P-spline: knots every ``knot_spacing`` pitches
+    and a second-difference roughness penalty whose weight is chosen by
+    K-fold cross-validation), and ``T`` the affine map that makes the field
+    free of any affine part over the spots (zero mean shift, rotation, scale
+    and shear), so that the corrected image overlays the raw one.
+
+    Build one with :meth:`fit` or :meth:`from_fits`.
+    """
+
+    def __init__(self, shape, centre, scale, k, tx, ty, coef_x, coef_y, T, spots, meta):
+        self.shape = tuple(int(n) for n in shape)
+        self.centre = np.asarray(centre, float)
+        self.scale = float(scale)
+        self.k = np.asarray(k, float)
+        self.tx, self.ty = np.asarray(tx, float), np.asarray(ty, float)
+        self.coef_x = np.asarray(coef_x, float)
+        self.coef_y = np.asarray(coef_y, float)
+        self.T = np.asarray(T, float)  # 2x3 affine
+        self.spots = spots
+        self.meta = dict(meta)
+        self._maps = None
+        self._inverse_maps = None
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return (f"DistortionModel(shape={self.shape}, nspots={len(self.spots)}, "
+                f"rms={self.rms:.4f} px)")
+
+    # ------------------------------------------------------------------ fit
+    @classmethod
+    def fit(cls, spots_or_image, *, pitch: float | None = None, shape=None,
+            polarity: str = "auto", spot_radius: float | None = None, mask=None,
+            settings: FitSettings | None = None):
+        """Fit the distortion of a grid image (or of already detected spots).
+
+        Parameters
+        ----------
+        spots_or_image : astropy.table.Table, CCDData or array-like
+            A table with ``x`` and ``y`` columns (as from
+            :func:`detect_grid_spots`), or the grid image itself.
+        pitch : float, optional
+            Approximate lattice pitch in pixels (measured if not given).
+        shape : tuple of int, optional
+            ``(ny, nx)`` of the detector; required with a table.
+        polarity, spot_radius, mask
+            Passed to :func:`detect_grid_spots` for an image.
+        settings : FitSettings, optional
+            Model and fit settings.
+
+        Returns
+        -------
+        DistortionModel or FailedDistortionFit
+            A falsy :class:`FailedDistortionFit` with the ``reason`` when too
+            few spots could be indexed or the fit is degenerate.
+
+        Raises
+        ------
+        ValueError
+            For a table without ``x``/``y`` columns or without ``shape``, and
+            for bad detection arguments.
+
+        Examples
+        --------
+        >>> from calframe.datasets._grid import make_grid_image, GridDistortion
+        >>> field = GridDistortion((192, 192), radial=1.0, smooth=0.5, seed=2)
+        >>> img, truth = make_grid_image((192, 192), pitch=20, distortion=field, seed=1)
+        >>> model = DistortionModel.fit(img)
+        >>> bool(model), bool(model.rms < 0.05)
+        (True, True)
+        """
+        settings = settings or FitSettings()
+        if isinstance(spots_or_image, Table):
+            spots = spots_or_image
+            if "x" not in spots.colnames or "y" not in spots.colnames:
+                raise ValueError("spots: the table needs 'x' and 'y' columns "
+                                 f"(found {spots.colnames}); use detect_grid_spots")
+            if shape is None:
+                raise ValueError("shape: give the detector shape (ny, nx) when fitting a "
+                                 "table of spots")
+        else:
+            data, _ = _as_array(spots_or_image, mask)
+            shape = data.shape
+            spots = detect_grid_spots(spots_or_image, polarity=polarity,
+                                      spot_radius=spot_radius, mask=mask)
+        spots = Table(spots, copy=True)
+        x = np.asarray(spots["x"], float)
+        y = np.asarray(spots["y"], float)
+        if pitch is None:
+            pitch = spots.meta.get("pitch")
+        i, j, nconflict = index_lattice(x, y, pitch=pitch, tolerance=settings.tolerance)
+        good = i != _NONE
+        if good.sum() < 16:
+            return FailedDistortionFit(f"only {int(good.sum())} spots indexed (need 16)")
+        ny, nx = shape
+        scale = 0.5 * float(np.hypot(nx, ny))
+        xg, yg, ig, jg = x[good], y[good], i[good].astype(float), j[good].astype(float)
+        keep = np.ones(xg.size, bool)
+        nclip = 0
+        for _ in range(3):
+            glob = _fit_global(xg[keep], yg[keep], ig[keep], jg[keep], shape, scale,
+                               settings.radial_order)
+            if glob is None:
+                return FailedDistortionFit("the global lattice fit is degenerate")
+            centre, k, L = glob
+            rx, ry = _radial(xg, yg, centre, scale, k)
+            lx = L[0, 0] + L[0, 1] * ig + L[0, 2] * jg
+            ly = L[1, 0] + L[1, 1] * ig + L[1, 2] * jg
+            resx, resy = lx - xg - rx, ly - yg - ry
+            step = float(np.hypot(L[0, 1], L[1, 1]))
+            spacing = settings.knot_spacing * step
+            tx = _knots(-0.5, nx - 0.5, spacing)
+            ty = _knots(-0.5, ny - 0.5, spacing)
+            cx, cy, lam = _fit_spline(xg[keep], yg[keep], resx[keep], resy[keep], tx, ty,
+                                      settings)
+            sx, sy = _eval_spline(xg, yg, tx, ty, cx, cy)
+            ex, ey = resx - sx, resy - sy
+            e = np.hypot(ex, ey)
+            sig = 1.4826 * np.median(e[keep]) / 1.1774 * 1.0  # Rayleigh median -> sigma
+            bad = e > max(settings.clip * sig, 0.1)
+            if np.array_equal(bad, ~keep):
+                break
+            keep = ~bad
+            nclip = int(bad.sum())
+        # ideal = p + R + S, in the lattice frame; choose T so that T(ideal) - p has no
+        # affine part over the spots
+        ux, uy = xg + rx + sx, yg + ry + sy
+        A = np.column_stack([np.ones(keep.sum()), ux[keep], uy[keep]])
+        T = np.vstack([np.linalg.lstsq(A, xg[keep], rcond=None)[0],
+                       np.linalg.lstsq(A, yg[keep], rcond=None)[0]])
+        spots = spots[good]
+        spots["i"] = ig.astype(int) - int(ig.min())
+        spots["j"] = jg.astype(int) - int(jg.min())
+        spots["used"] = keep
+        # ideal lattice positions in the final frame
+        Lx = T[0, 0] + T[0, 1] * lx + T[0, 2] * ly
+        Ly = T[1, 0] + T[1, 1] * lx + T[1, 2] * ly
+        spots["x_ideal"], spots["y_ideal"] = Lx, Ly
+        basis = T[:, 1:] @ L[:, 1:]
+        meta = {"nspots": len(x), "nindexed": int(good.sum()),
+                "nrejected": int(len(x) - good.sum()) + nclip, "nconflict": int(nconflict),
+                "nclipped": nclip, "pitch_px": float(np.hypot(*basis[:, 0])),
+                "basis": basis.tolist(), "lambda": float(lam),
+                "settings": asdict(settings)}
+        model = cls(shape, centre, scale, k, tx, ty, cx, cy, T, spots, meta)
+        log.info("distortion fit: %d spots, %d indexed, rms %.4f px", len(x), good.sum(),
+                 model.rms)
+        return model
+
+    # ------------------------------------------------------------ evaluation
+    def _ideal(self, x, y):
+        rx, ry = _radial(x, y, self.centre, self.scale, self.k)
+        sx, sy = _eval_spline(x, y, self.tx, self.ty, self.coef_x, self.coef_y)
+        ux, uy = x + rx + sx, y + ry + sy
+        T = self.T
+        return T[0, 0] + T[0, 1] * ux + T[0, 2] * uy, T[1, 0] + T[1, 1] * ux + T[1, 2] * uy
+
+    def __call__(self, x, y):
+        """Displacement ``(dx, dy)`` at observed positions: ideal = observed + d."""
+        x = np.asarray(x, float)
+        y = np.asarray(y, float)
+        shp = np.broadcast(x, y).shape
+        x, y = np.broadcast_to(x, shp).ravel(), np.broadcast_to(y, shp).ravel()
+        outx = np.empty(x.size)
+        outy = np.empty(x.size)
+        chunk = 1 << 20
+        for s in range(0, x.size, chunk):
+            ux, uy = self._ideal(x[s:s + chunk], y[s:s + chunk])
+            outx[s:s + chunk] = ux - x[s:s + chunk]
+            outy[s:s + chunk] = uy - y[s:s + chunk]
+        return outx.reshape(shp), outy.reshape(shp)
+
+    def inverse(self, x, y, *, iterations: int = 8):
+        """Displacement ``(dx, dy)`` at ideal positions: observed = ideal + d."""
+        xi = np.asarray(x, float)
+        yi = np.asarray(y, float)
+        px, py = xi, yi
+        for _ in range(iterations):
+            dx, dy = self(px, py)
+            px, py = xi - dx, yi - dy
+        return px - xi, py - yi
+
+    def maps(self):
+        """``(dx, dy)`` images over the detector (observed pixel grid), float32."""
+        if self._maps is None:
+            ny, nx = self.shape
+            bx = _dmat(np.arange(nx, dtype=float), self.tx).toarray()
+            by = _dmat(np.arange(ny, dtype=float), self.ty).toarray()
+            yy, xx = np.mgrid[0:ny, 0:nx].astype(float)
+            rx, ry = _radial(xx, yy, self.centre, self.scale, self.k)
+            nb = by.shape[1]
+            ux = xx + rx + by @ self.coef_x.reshape(nb, -1) @ bx.T
+            uy = yy + ry + by @ self.coef_y.reshape(nb, -1) @ bx.T
+            T = self.T
+            dx = T[0, 0] + T[0, 1] * ux + T[0, 2] * uy - xx
+            dy = T[1, 0] + T[1, 1] * ux + T[1, 2] * uy - yy
+            self._maps = (dx.astype(np.float32), dy.astype(np.float32))
+        return self._maps
+
+    def inverse_maps(self, *, step: int = 8):
+        """``(dx, dy)`` images over the ideal pixel grid: observed = ideal + d, float32.
+
+        Computed on a coarse grid (every ``step`` pixels) and interpolated
+        with cubic splines (the field is smooth on the scale of a pitch).
+        """
+        if self._inverse_maps is None:
+            from scipy.interpolate import RectBivariateSpline
+
+            ny, nx = self.shape
+            gx = np.unique(np.r_[np.arange(0, nx, step), nx - 1]).astype(float)
+            gy = np.unique(np.r_[np.arange(0, ny, step), ny - 1]).astype(float)
+            yy, xx = np.meshgrid(gy, gx, indexing="ij")
+            dx, dy = self.inverse(xx, yy)
+            kx, ky = min(3, gx.size - 1), min(3, gy.size - 1)
+            fx = RectBivariateSpline(gy, gx, dx, kx=ky, ky=kx)
+            fy = RectBivariateSpline(gy, gx, dy, kx=ky, ky=kx)
+            ax, ay = np.arange(nx, dtype=float), np.arange(ny, dtype=float)
+            self._inverse_maps = (fx(ay, ax).astype(np.float32), fy(ay, ax).astype(np.float32))
+        return self._inverse_maps
+
+    # --------------------------------------------------------------- summary
+    @property
+    def residuals(self) -> Table:
+        """Per spot: ``x``, ``y``, ``i``, ``j``, ``dx``, ``dy`` (corrected - lattice), ``used``."""
+        s = self.spots
+        x = np.asarray(s["x"], float)
+        y = np.asarray(s["y"], float)
+        ux, uy = self._ideal(x, y)
+        return Table({"x": x, "y": y, "i": s["i"], "j": s["j"],
+                      "dx": ux - np.asarray(s["x_ideal"]), "dy": uy - np.asarray(s["y_ideal"]),
+                      "used": s["used"]})
+
+    @property
+    def rms(self) -> float:
+        """Root-mean-square length of the residuals of the spots used (pixels)."""
+        r = self.residuals
+        u = np.asarray(r["used"], bool)
+        return float(np.sqrt(np.mean(np.asarray(r["dx"])[u] ** 2 + np.asarray(r["dy"])[u] ** 2)))
+
+    def pixel_size(self, pitch_mm: float):
+        """Pixel size ``(x, y)`` in the units of ``pitch_mm`` for a square target.
+
+        Solves ``pitch**2 = (sx a_x)**2 + (sy a_y)**2`` for both lattice
+        steps ``a`` (in ideal pixels).
+
+        Examples
+        --------
+        >>> from calframe.datasets._grid import make_grid_image
+        >>> img, _ = make_grid_image((192, 192), pitch=20, seed=1)
+        >>> sx, sy = DistortionModel.fit(img).pixel_size(1.0)
+        >>> round(sx, 3), round(sy, 3)
+        (0.05, 0.05)
+        """
+        if not pitch_mm > 0:
+            raise ValueError(f"pitch_mm must be positive, got {pitch_mm!r}")
+        B = np.asarray(self.meta["basis"], float)  # columns: steps along i and j
+        M = (B.T) ** 2
+        s2 = np.linalg.solve(M, np.full(2, float(pitch_mm) ** 2))
+        return float(np.sqrt(abs(s2[0]))), float(np.sqrt(abs(s2[1])))
+
+    @property
+    def valid_mask(self) -> np.ndarray:
+        """True inside the convex hull of the indexed spots (observed pixel grid)."""
+        from scipy.spatial import ConvexHull
+        from skimage.draw import polygon2mask
+
+        pts = np.column_stack([self.spots["y"], self.spots["x"]])
+        hull = ConvexHull(pts)
+        return polygon2mask(self.shape, pts[hull.vertices])
+
+    def valid_mask_cached(self) -> np.ndarray:
+        """:attr:`valid_mask`, computed once."""
+        if getattr(self, "_valid", None) is None:
+            self._valid = self.valid_mask
+        return self._valid
+
+    # ------------------------------------------------------------------- I/O
+    def to_fits(self, path, *, overwrite: bool = False) -> None:
+        """Write the model: dx (primary), DY, VALID images, SPOTS table, parameters.
+
+        The parameters (radial centre and factors, spline knots and
+        coefficients, affine frame) are stored so that :meth:`from_fits`
+        rebuilds an identical model.
+        """
+        from ._io import write_model
+
+        write_model(self, path, overwrite=overwrite)
+
+    @classmethod
+    def from_fits(cls, path) -> DistortionModel:
+        """Read a model written by :meth:`to_fits`."""
+        from ._io import read_model
+
+        return read_model(cls, path)
+
+    def to_pyfai(self, path, *, pixel_size=(1e-4, 1e-4), overwrite: bool = False):
+        """Write a pyFAI NeXus detector whose pixel corners carry this distortion.
+
+        pyFAI's ``Distortion(detector).correct(image)`` then moves what is seen
+        at ``(x, y)`` to ``(x + dx, y + dy)``, the same as
+        :func:`correct_distortion`.  Pixels outside the valid area are masked.
+
+        Parameters
+        ----------
+        path : str or path-like
+            Output ``.h5`` file.
+        pixel_size : tuple of float
+            ``(x, y)`` pixel size in metres (e.g. from :meth:`pixel_size`).
+        overwrite : bool
+            Replace an existing file.
+        """
+        from ._io import write_pyfai
+
+        return write_pyfai(self, path, pixel_size=pixel_size, overwrite=overwrite)
+
+    def params_json(self) -> str:
+        """The model parameters as JSON (for headers and provenance)."""
+        return json.dumps({"centre": self.centre.tolist(), "scale": self.scale,
+                           "k": self.k.tolist(), "T": self.T.tolist()})
+
+
+def _fit_global(x, y, i, j, shape, scale, order):
+    """Affine lattice + radial polynomial: p + R(p) = L(i, j), centre by optimisation."""
+
+    def solve(c):
+        u = (x - c[0]) / scale
+        v = (y - c[1]) / scale
+        r = np.sqrt(u * u + v * v)
+        n = x.size
+        cols = []
+        for m in range(1, order + 1):
+            cols.append(r ** m)
+        # unknowns: k (order), Lx (3), Ly (3); equations: x + u f scale = Lx.(1,i,j)
+        Ax = np.zeros((2 * n, order + 6))
+        for m, rm in enumerate(cols):
+            Ax[:n, m] = -u * rm * scale
+            Ax[n:, m] = -v * rm * scale
+        Ax[:n, order:order + 3] = np.column_stack([np.ones(n), i, j])
+        Ax[n:, order + 3:] = np.column_stack([np.ones(n), i, j])
+        b = np.r_[x, y]
+        sol, *_ = np.linalg.lstsq(Ax, b, rcond=None)
+        return sol, float(np.sum((Ax @ sol - b) ** 2))
+
+    ny, nx = shape
+    c0 = np.array([0.5 * (nx - 1), 0.5 * (ny - 1)])
+    try:
+        res = optimize.minimize(lambda c: solve(c)[1], c0, method="Nelder-Mead",
+                                options={"xatol": 0.05, "fatol": 1e-9, "maxiter": 400})
+    except np.linalg.LinAlgError:
+        return None
+    centre = res.x
+    sol, _ = solve(centre)
+    if not np.all(np.isfinite(sol)):
+        return None
+    k = sol[:order]
+    L = np.vstack([sol[order:order + 3], sol[order + 3:]])
+    if abs(np.linalg.det(L[:, 1:])) < 1e-6:
+        return None
+    return centre, k, L
+
+
+def _design(x, y, tx, ty):
+    bx = _dmat(x, tx).toarray()
+    by = _dmat(y, ty).toarray()
+    return np.einsum("nb,na->nba", by, bx).reshape(x.size, -1), bx.shape[1], by.shape[1]
+
+
+def _fit_spline(x, y, rx, ry, tx, ty, settings):
+    B, na, nb = _design(x, y, tx, ty)
+    P = np.kron(np.eye(nb), _d2(na)) + np.kron(_d2(nb), np.eye(na))
+    BtB = B.T @ B
+    scale = np.trace(BtB) / max(np.trace(P), 1e-12)
+    R = np.column_stack([rx, ry])
+    rng = np.random.default_rng(settings.seed)
+    fold = rng.integers(0, settings.folds, x.size)
+    ridge = 1e-9 * scale * np.eye(B.shape[1])
+    best = (np.inf, settings.lambdas[0])
+    for lam in settings.lambdas:
+        err = 0.0
+        for f in range(settings.folds):
+            tr = fold != f
+            Bt = B[tr]
+            C = np.linalg.solve(Bt.T @ Bt + lam * scale * P + ridge, Bt.T @ R[tr])
+            err += float(np.sum((B[~tr] @ C - R[~tr]) ** 2))
+        if err < best[0]:
+            best = (err, lam)
+    lam = best[1]
+    C = np.linalg.solve(BtB + lam * scale * P + ridge, B.T @ R)
+    return C[:, 0], C[:, 1], lam
+
+
+def _eval_spline(x, y, tx, ty, cx, cy):
+    x = np.asarray(x, float).ravel()
+    y = np.asarray(y, float).ravel()
+    bx = _dmat(x, tx)
+    by = _dmat(y, ty)
+    na = bx.shape[1]
+    nb = by.shape[1]
+    Cx = cx.reshape(nb, na)
+    Cy = cy.reshape(nb, na)
+    # sum_ab By[n,b] C[b,a] Bx[n,a]
+    sx = np.asarray((by @ Cx) * bx.toarray()).sum(axis=1) if x.size < 200_000 else None
+    if sx is None:
+        sx = np.empty(x.size)
+        sy = np.empty(x.size)
+        for s in range(0, x.size, 100_000):
+            e = slice(s, s + 100_000)
+            bxs = bx[e].toarray()
+            sx[e] = ((by[e] @ Cx) * bxs).sum(axis=1)
+            sy[e] = ((by[e] @ Cy) * bxs).sum(axis=1)
+        return sx, sy
+    sy = np.asarray((by @ Cy) * bx.toarray()).sum(axis=1)
+    return sx, sy
