@@ -277,6 +277,10 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
             log.warning("only some frames carry an uncertainty; the combined uncertainty is "
                         "estimated from the scatter of the frames instead")
         nf = len(sources)
+        if nf > np.iinfo(np.int16).max:
+            raise InvalidSettingsError(
+                f"{nf} frames: the per-pixel counts are int16, so at most 32767 frames can "
+                "be combined at once; combine in groups and combine the results")
         ny, nx = shape
         rej_code = REJECTION_CODES[rejection._code] if rejection is not None else 0
         params = rejection._params() if rejection is not None else np.zeros(6)
