@@ -38,6 +38,7 @@ from .errors import (
     NegativePixelsWarning,
     TemperatureMismatchWarning,
 )
+from .linearity import check_linear_pair
 from .provenance import Provenance, get_provenance, set_provenance
 
 __all__ = ["DarkScaleFit", "calibrate", "dark_includes_bias", "fit_dark_scale"]
@@ -230,6 +231,10 @@ def _dark_flat_covariance(plane: Plane, flat: CCDData, dark: CCDData, k: float) 
     plane.var = np.maximum(plane.var - np.where(good, term, 0), 0).astype(np.float32)
 
 
+def _display_name(value, default: str) -> str:
+    return default if isinstance(value, CCDData) else str(value)
+
+
 def _unit(ccd: CCDData) -> u.UnitBase:
     return ccd.unit if ccd.unit is not None else u.adu
 
@@ -345,7 +350,8 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
               cosmetic: Cosmetic | np.ndarray | bool | None = None,
               overscan: str | Sequence[slice] | None = None,
               trim: str | Sequence[slice] | None = None,
-              temperature_tolerance: float = TEMPERATURE_TOLERANCE) -> CCDData:
+              temperature_tolerance: float = TEMPERATURE_TOLERANCE,
+              on_nonlinear: str = "raise") -> CCDData:
     """Calibrate one frame: overscan, trim, bias, dark, flat, gain, cosmetics.
 
     Every argument accepts a :class:`~astropy.nddata.CCDData` or a path.
@@ -386,6 +392,10 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     temperature_tolerance : float
         Largest CCD-TEMP difference (deg C) between frame and dark without a
         :class:`~calframe.errors.TemperatureMismatchWarning`.
+    on_nonlinear : {"raise", "warn", "ignore"}
+        What to do when the frame or the flat is display-encoded (gamma, e.g. a
+        developed JPEG/TIFF) while the other is linear: dividing them
+        over-corrects vignetting (see :func:`calframe.linearity.check_linear_pair`).
 
     Returns
     -------
@@ -484,6 +494,11 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     if bias_ccd is not None:
         bias_untrimmed = bias if isinstance(bias, CCDData) else bias_ccd
     flat_ccd = _prepare_master(flat, role="flat", **master_kw)
+    if flat_ccd is not None:
+        # a display-encoded (gamma) light divided by a linear flat over-corrects
+        check_linear_pair(light, flat_ccd, on_mismatch=on_nonlinear,
+                          light_name=_display_name(frame, "light"),
+                          flat_name=_display_name(flat, "flat"))
 
     # 2. uncertainty of the frame: estimated when unknown, and re-evaluated
     # when it came from the detector model at read time, where the bias level
