@@ -445,6 +445,33 @@ def _tile_sums(t, tw, nf, lo, hi, by_rank, ref, s1, s2):  # pragma: no cover
                 s2[p] += d * d
 
 
+@njit(nogil=True)
+def _weighted_sums(buf, ubuf, has_unc, ivar, mul, add, fweight, r, x0, tw,
+                   ref, sw, swx, sw2, sw2u2, su2, sx, sxx):  # pragma: no cover
+    """Weighted sums over every valid value of a tile (no rejection)."""
+    inf = np.float32(np.inf)
+    nf = buf.shape[0]
+    for i in range(nf):
+        mi = np.float32(mul[i])
+        ai = np.float32(add[i])
+        am = abs(mul[i])
+        fw = fweight[i]
+        for p in range(tw):
+            v = buf[i, r, x0 + p]
+            u = np.float64(ubuf[i, r, x0 + p]) * am if has_unc else 0.0
+            ok = (abs(v) < inf) & ((abs(u) < np.inf) & ((u > 0) | (not ivar)))
+            uu = u * u if ok else 1.0
+            w = (fw / uu if ivar else fw) if ok else 0.0
+            d = (np.float64(v * mi + ai) - ref[p]) if ok else 0.0
+            sw[p] += w
+            swx[p] += w * d
+            sw2[p] += w * w
+            sw2u2[p] += w * w * uu
+            su2[p] += uu if ok else 0.0
+            sx[p] += d
+            sxx[p] += d * d
+
+
 @njit(nogil=True, cache=True)
 def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, params,
                   lam, pairs, medfac, c4, nframes_total, simple,
@@ -567,7 +594,18 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
                 sxx[p] = 0.0
                 ref[p] = med[p] if need_sort and hi > lo else np.nan
             # 4. sums over kept values, in frame order
-            for i in range(nf):
+            if rej == 0:
+                # every valid value is kept: branch-free, vectorised over pixels
+                for p in range(tw):
+                    if ref[p] != ref[p]:
+                        ref[p] = 0.0
+                        for i in range(nf):
+                            if t[i, p] < inf:
+                                ref[p] = np.float64(t[i, p])
+                                break
+                _weighted_sums(buf, ubuf, has_unc, ivar, mul, add, fweight, r, x0, tw,
+                               ref, sw, swx, sw2, sw2u2, su2, sx, sxx)
+            for i in range(nf if rej != 0 else 0):
                 mi = np.float32(mul[i])
                 ai = np.float32(add[i])
                 am = abs(mul[i])
