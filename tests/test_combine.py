@@ -391,3 +391,29 @@ def test_real_st7_darks(real_data):
     long = combine(sorted(folder.glob("DarkBefore-00?D900s.fit")), method="median")
     hot = out.data > np.nanpercentile(out.data, 99.9)
     assert np.nanmedian(long.data[hot] - out.data[hot]) > 100
+
+
+def test_weighted_and_uncertain_means_skip_masked_values():
+    rng = np.random.default_rng(12)
+    stack = rng.normal(50.0, 3.0, size=(5, 8, 9))
+    sig = rng.uniform(1.0, 4.0, size=stack.shape)
+    masks = rng.random(stack.shape) < 0.2
+    masks[:, 0, 0] = True
+    stack[masks] = 1e20
+    ccds = [CCDData(d, mask=m, unit="adu", uncertainty=StdDevUncertainty(s))
+            for d, m, s in zip(stack, masks, sig, strict=True)]
+    w = np.array([1.0, 2.0, 3.0, 0.5, 1.5])
+    data = np.ma.masked_array(stack, masks)
+    ww = np.ma.masked_array(np.broadcast_to(w[:, None, None], stack.shape), masks)
+    out = combine(ccds, method="mean", weights=w)
+    assert_allclose(out.data, ((data * ww).sum(0) / ww.sum(0)).filled(np.nan), rtol=1e-6,
+                    equal_nan=True)
+    expect_unc = np.sqrt((ww**2 * sig**2).sum(0)) / ww.sum(0)
+    assert_allclose(out.uncertainty.array, expect_unc.filled(np.nan), rtol=1e-5,
+                    equal_nan=True)
+    iv = combine(ccds, method="mean", weights="inverse-variance")
+    iw = np.ma.masked_array(1 / sig**2, masks)
+    assert_allclose(iv.data, ((data * iw).sum(0) / iw.sum(0)).filled(np.nan), rtol=1e-6,
+                    equal_nan=True)
+    assert out.mask[0, 0] and iv.mask[0, 0]
+    assert_array_equal(out.ncombine, (~masks).sum(0))
