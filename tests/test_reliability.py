@@ -209,7 +209,7 @@ _MEMORY_SCRIPT = """
 import resource, sys
 from calframe.cli import main
 code = main(["-q", "run", sys.argv[1], "-o", sys.argv[2], "--no-report",
-             "--memory-limit", "64MiB"])
+             "--memory-limit", "8MiB"])
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 sys.exit(code)
 """
@@ -223,19 +223,26 @@ def _peak_rss_kib(night_path, out) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason=(
+    "building masters keeps about 0.1 MiB of state per input frame whatever memory_limit "
+    "(make_master_bias of 400 128x128 frames peaks 44 MiB above 10 frames at "
+    "memory_limit='4MiB'); the inventory and frame checks of the run stay flat"))
 def test_memory_bounded_on_many_frames(tmp_path):
-    """Peak memory does not grow with the number of frames (300 vs 30)."""
-    camera = SyntheticCamera(shape=(128, 128), n_hot_pixels=4, n_dust=0)
+    """Peak memory does not grow with the number of frames (600 vs 30 small frames)
+    when the combine's memory limit is far below the size of the night."""
+    camera = SyntheticCamera(shape=(32, 32), n_hot_pixels=4, n_dust=0)
     small = make_night(tmp_path / "small", camera=camera, n_bias=10, n_dark=10, n_flat=8,
                        n_light=2, dark_exptimes=(30.0,), light_exptime=30.0, seed=1,
                        cosmic_rate=0.0)
-    big = make_night(tmp_path / "big", camera=camera, n_bias=150, n_dark=80, n_flat=60,
-                     n_light=10, dark_exptimes=(30.0,), light_exptime=30.0, seed=1,
+    big = make_night(tmp_path / "big", camera=camera, n_bias=250, n_dark=180, n_flat=150,
+                     n_light=20, dark_exptimes=(30.0,), light_exptime=30.0, seed=1,
                      cosmic_rate=0.0)
-    assert sum(len(f) for _, _, f in os.walk(big.path)) == 300
+    assert sum(len(f) for _, _, f in os.walk(big.path)) == 600
     base = _peak_rss_kib(small.path, tmp_path / "out_small")
     peak = _peak_rss_kib(big.path, tmp_path / "out_big")
-    all_frames_mib = 300 * 128 * 128 * 4 * 3 / 2**20  # data, uncertainty, mask as float
     growth_mib = (peak - base) / 1024
-    assert growth_mib < all_frames_mib / 3, (base, peak)
+    # bounded: the 570 extra frames may add their rows to the inventory and the
+    # quality table (about 20 KB each) and the noise of a peak-RSS measurement,
+    # not per-frame pixel buffers or other per-frame state kept while combining
+    assert growth_mib < 20.0, (base, peak)
     shutil.rmtree(tmp_path / "big")
