@@ -224,9 +224,9 @@ def _peak_rss_kib(night_path, out) -> int:
 
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
-    "building masters keeps about 0.1 MiB of state per input frame whatever memory_limit "
-    "(make_master_bias of 400 128x128 frames peaks 44 MiB above 10 frames at "
-    "memory_limit='4MiB'); the inventory and frame checks of the run stay flat"))
+    "calframe.combine keeps about 0.1 MiB per input path whatever memory_limit (400 "
+    "32x32 paths peak 41 MiB above 10 paths at memory_limit='4MiB'); the run's own "
+    "inventory and frame checks stay flat"))
 def test_memory_bounded_on_many_frames(tmp_path):
     """Peak memory does not grow with the number of frames (600 vs 30 small frames)
     when the combine's memory limit is far below the size of the night."""
