@@ -125,3 +125,32 @@ def test_report_renders_in_chromium(report, tmp_path):
     # not a blank page: dark text and figure pixels over a good part of the page
     assert (grey < 0.5).mean() > 0.01
     assert grey.std() > 0.1
+
+
+def test_run_with_distortion_model(tmp_path):
+    """Lights corrected with a fitted grid model; the report draws the field."""
+    from calframe.datasets._grid import GridDistortion, make_grid_image
+    from calframe.distortion import DistortionModel
+
+    image, _ = make_grid_image((96, 96), pitch=16, spot_radius=3.0,
+                               distortion=GridDistortion((96, 96), radial=1.5, smooth=0.5),
+                               seed=2)
+    model = DistortionModel.fit(image, pitch=16)
+    assert model
+    model_path = tmp_path / "model.fits"
+    model.to_fits(model_path)
+    night = make_night(tmp_path / "night", camera=SyntheticCamera(shape=(96, 96), n_dust=0),
+                       n_bias=3, n_dark=3, n_flat=3, n_light=1, dark_exptimes=(60.0,),
+                       light_exptime=60.0, seed=3)
+    config = PipelineConfig(inputs=[str(night.path)], output=str(tmp_path / "out"))
+    result = run_pipeline(config.replace(calibrate__distortion=str(model_path)))
+    assert result.ok, result.problems
+    text = (tmp_path / "out" / "report.html").read_text()
+    assert "<h2>Distortion</h2>" in text and "report/distortion.png" in text
+    light = tmp_path / "out" / "lights" / "light_0001.fits"
+    plain = run_pipeline(config.replace(output=str(tmp_path / "plain"), report=False))
+    assert plain.ok
+    corrected, reference = fits.getdata(light), fits.getdata(
+        tmp_path / "plain" / "lights" / "light_0001.fits")
+    assert corrected.shape == reference.shape
+    assert not np.allclose(corrected, reference, equal_nan=True)

@@ -300,33 +300,24 @@ def _flat_section(ccd, name: str, figdir: Path) -> str:
 
 
 def _distortion_section(model_path: str, figdir: Path) -> str:
+    from matplotlib.figure import Figure
+
+    from .errors import CalframeError
+
     try:
-        from .distortion import DistortionModel
+        from .distortion import DistortionModel, plot_distortion
 
         model = DistortionModel.from_fits(model_path)
-        shape = tuple(int(n) for n in getattr(model, "shape", ()) or ())
-        if len(shape) != 2:
-            raise ValueError("the model does not record the detector shape")
-        ny, nx = shape
-        step = max(1, max(ny, nx) // 24)
-        yy, xx = np.mgrid[step // 2:ny:step, step // 2:nx:step].astype(float)
-        dx, dy = model(xx, yy)
-        fy, fx = np.mgrid[0:ny:max(1, ny // 200), 0:nx:max(1, nx // 200)].astype(float)
-        mdx, mdy = model(fx, fy)
-    except (ImportError, AttributeError, OSError, ValueError, TypeError) as err:
-        return f"<p>Distortion model {html.escape(model_path)}: cannot be drawn ({err}).</p>"
-    fig, axes = _figure(3)
-    axes[0].quiver(xx, yy, dx, dy, angles="xy", color="k")
-    axes[0].set_title("distortion vectors")
-    axes[0].set_aspect("equal")
-    for ax, field, label in ((axes[1], mdx, "dx"), (axes[2], mdy, "dy")):
-        im = ax.imshow(field, origin="lower", cmap="coolwarm",
-                       extent=(0, nx, 0, ny))
-        fig.colorbar(im, ax=ax, shrink=0.8)
-        ax.set_title(f"{label} (px)")
+        dx, dy = model.maps()
+        fig = plot_distortion(model, figure=Figure(figsize=(13, 4.2), dpi=80))
+    except (ImportError, CalframeError, OSError, ValueError) as err:
+        return (f"<p class='bad'>Distortion model {html.escape(model_path)}: cannot be "
+                f"drawn ({html.escape(str(err))}).</p>")
     src = _save(fig, figdir, "distortion.png")
+    size = np.hypot(dx, dy)
     return (f"<p>Model {html.escape(model_path)}: |d| up to "
-            f"{float(np.nanmax(np.hypot(mdx, mdy))):.3g} px.</p>\n"
+            f"{float(np.nanmax(size)):.3g} px, median {float(np.nanmedian(size)):.3g} px"
+            f"; fit residual rms {float(getattr(model, 'rms', np.nan)):.3g} px.</p>\n"
             f"<img src='{src}' alt='distortion'>")
 
 
