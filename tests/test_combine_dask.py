@@ -16,7 +16,7 @@ distributed = pytest.importorskip("dask.distributed")
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as cl:
         yield cl
 
@@ -57,3 +57,20 @@ def test_dask_by_address(tmp_path, client):
 def test_bad_scheduler():
     with pytest.raises(InvalidSettingsError, match="scheduler=42"):
         combine([np.zeros((2, 2))], scheduler=42)
+
+
+@pytest.mark.slow
+def test_dask_worker_processes(tmp_path):
+    # separate worker processes: the plan (open files, caches) must pickle
+    paths, arrays = _frames(tmp_path, n=5, shape=(150, 40))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as cl:
+        for frames in (paths, arrays, iter(arrays)):
+            remote = combine(frames, method="mean", rejection=SigmaClip(), memory_limit="2MB",
+                             scheduler=cl)
+            local = combine(paths, method="mean", rejection=SigmaClip())
+            if frames is not paths:
+                local = combine(arrays, method="mean", rejection=SigmaClip())
+            assert_array_equal(remote.data, local.data)
+            assert_array_equal(remote.uncertainty.array, local.uncertainty.array)
