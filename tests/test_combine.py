@@ -417,3 +417,27 @@ def test_weighted_and_uncertain_means_skip_masked_values():
                     equal_nan=True)
     assert out.mask[0, 0] and iv.mask[0, 0]
     assert_array_equal(out.ncombine, (~masks).sum(0))
+
+
+def test_calframe_files_with_uncertainty_and_mask(tmp_path):
+    # combining calframe outputs (e.g. masters): UNCERT and MASK are read by offset
+    from calframe import write_frame
+
+    rng = np.random.default_rng(13)
+    ccds, paths = [], []
+    for i in range(4):
+        data = rng.normal(200.0, 2.0, size=(16, 24)).astype(np.float32)
+        unc = rng.uniform(1.0, 3.0, size=data.shape).astype(np.float32)
+        mask = rng.random(data.shape) < 0.1
+        ccd = CCDData(data, unit="electron", uncertainty=StdDevUncertainty(unc), mask=mask)
+        ccds.append(ccd)
+        paths.append(write_frame(ccd, tmp_path / f"cal_{i}.fits"))
+    for method in ("mean", "median"):
+        from_files = combine(paths, method=method)
+        from_memory = combine(ccds, method=method)
+        assert from_files.unit == from_memory.unit
+        assert_allclose(from_files.data, from_memory.data, rtol=1e-6, equal_nan=True)
+        assert_allclose(from_files.uncertainty.array, from_memory.uncertainty.array,
+                        rtol=1e-6, equal_nan=True)
+        assert_array_equal(from_files.ncombine, from_memory.ncombine)
+    assert get_provenance(from_files).steps[-1].parameters["uncertainty"] == "propagated"
