@@ -24,10 +24,12 @@ from pathlib import Path
 
 def _child(args: list[str]) -> tuple[float, float]:
     """Run a child Python; return (wall seconds, peak RSS MiB of that child)."""
-    script = ("import resource, sys\n"
+    # VmHWM: the child's own peak (ru_maxrss would include the parent it was forked from)
+    script = ("import sys\n"
               "from calframe.cli import main\n"
               "code = main(sys.argv[1:]) if len(sys.argv) > 1 else 0\n"
-              "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+              "status = open('/proc/self/status').read().splitlines()\n"
+              "print('RSS', next(l.split()[1] for l in status if l.startswith('VmHWM:')))\n"
               "sys.exit(code)\n")
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
