@@ -227,3 +227,16 @@ def test_bad_settings():
         PercentileClip(low=float("nan"))
     with pytest.raises(InvalidSettingsError, match=r"maxiters=2\.5"):
         LinearFitClip(maxiters=2.5)
+
+
+@pytest.mark.parametrize("rejection", ALGORITHMS, ids=lambda r: r.describe())
+def test_vectorised_and_per_pixel_paths_agree(rejection):
+    # equal weights take the tile-vectorised path, unequal ones the per-pixel path:
+    # rejection does not depend on weights, so the counts must be identical
+    stack, *_ = _with_outliers(n=12, seed=8)
+    fast = combine(list(stack), method="mean", rejection=rejection)
+    weights = np.ones(len(stack))
+    weights[0] = 1 + 1e-9
+    slow = combine(list(stack), method="mean", rejection=rejection, weights=weights)
+    assert_array_equal(fast.ncombine, slow.ncombine)
+    assert_allclose(fast.data, slow.data, rtol=1e-7)

@@ -335,9 +335,11 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, scratch
     """Equal weights, no input uncertainties: all from the tile, vectorised over pixels.
 
     ``lo``/``hi`` (int64), ``ref``/``s1``/``s2``/``blo``/``bhi`` (float64) are
-    scratch arrays of the tile width.
+    scratch arrays of the tile width.  Sigma clipping with the standard
+    deviation is iterated over the whole tile at once; the other algorithms
+    (whose iterations differ from pixel to pixel) run per pixel on the sorted
+    values.
     """
-    np.float32(np.inf)
     for p in range(tw):
         lo[p] = 0
         hi[p] = nvalid[p]
@@ -357,8 +359,9 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, scratch
                     blo[p] = -np.inf
                     bhi[p] = np.inf
                     continue
-                mean = ref[p] + s1[p] / n
-                var = (s2[p] - s1[p] * s1[p] / n) / (n - 1)
+                m1 = s1[p] / n
+                mean = ref[p] + m1
+                var = (s2[p] - s1[p] * m1) / (n - 1)
                 sd = math.sqrt(var) if var > 0 else 0.0
                 c = mean if center_mean else _median_sorted(t, p, lo[p], hi[p])
                 blo[p] = c - low * sd
