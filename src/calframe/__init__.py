@@ -50,10 +50,13 @@ from .linearity import check_linear_pair
 from .masters import make_master_bias, make_master_dark, make_master_flat
 from .pipeline import PipelineConfig, load_config, make_plan, run_pipeline
 from .provenance import InputRecord, Provenance, get_provenance, set_provenance
+from .register import Alignment, AlignmentError, align, stack, warp
 from .report import write_report
 
 __all__ = [
     "GESD",
+    "Alignment",
+    "AlignmentError",
     "CalframeError",
     "CalframeWarning",
     "Cosmetic",
@@ -79,6 +82,7 @@ __all__ = [
     "UnsupportedFormatError",
     "WinsorizedSigmaClip",
     "__version__",
+    "align",
     "calibrate",
     "check_linear_pair",
     "combine",
@@ -101,7 +105,9 @@ __all__ = [
     "running_mean",
     "set_provenance",
     "split_rgb",
+    "stack",
     "take_inventory",
+    "warp",
     "write_frame",
     "write_report",
 ]
