@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 
+from ._calutil import as_frame
 from ._register_kernels import warp_kernel
 from .errors import CalframeError, IncompatibleFramesError
 from .provenance import get_provenance, set_provenance
@@ -110,13 +111,9 @@ def _apply_matrix(matrix, x, y):
 
 def _as_frame(frame) -> CCDData:
     """A CCDData from a path, CCDData or array (arrays get unit 'adu')."""
-    if isinstance(frame, CCDData):
-        return frame
     if isinstance(frame, np.ndarray):
         return CCDData(np.asarray(frame, dtype=np.float32), unit="adu")
-    from .io import read_frame
-
-    return read_frame(frame)
+    return as_frame(frame, role="light")
 
 
 def _valid(ccd: CCDData, extra_mask=None) -> np.ndarray:
