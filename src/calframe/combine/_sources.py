@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -129,47 +128,20 @@ class _RawImage:
         self.dtype = np.dtype({8: "u1", 16: ">i2", 32: ">i4", 64: ">i8",
                                -32: ">f4", -64: ">f8"}[self.bitpix])
         self.saturate = np.inf if saturate is None else float(saturate)
-        self._fd: int | None = None
-        self._lock = threading.Lock()
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_fd"] = None
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
-    def _handle(self) -> int:
-        fd = self._fd
-        if fd is None:
-            with self._lock:
-                if self._fd is None:
-                    self._fd = os.open(self.path, os.O_RDONLY)
-                fd = self._fd
-        return fd
 
     def close(self) -> None:
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-
-    def __del__(self):
-        try:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-        except (AttributeError, OSError):  # pragma: no cover - interpreter shutdown
-            pass
+        """Nothing stays open: each read opens and closes the file."""
 
     def read_rows(self, r0: int, r1: int, out: np.ndarray) -> None:
         nx = self.shape[1]
         nbytes = self.dtype.itemsize
         raw = np.empty((r1 - r0, nx), dtype=self.dtype)
-        _pread(self._handle(), self.offset + r0 * nx * nbytes, raw)
+        # one descriptor per read: thousands of frames never exhaust the limit
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            _pread(fd, self.offset + r0 * nx * nbytes, raw)
+        finally:
+            os.close(fd)
         target = out[: r1 - r0]
         if self.bitpix == 16:
             decode_i2be(raw.view(np.uint16), target, self.bscale, self.bzero,
@@ -206,7 +178,8 @@ class FitsSource(FrameSource):
     them; an astropy/calframe ``MASK`` and ``UNCERT`` extension is honoured.
     """
 
-    def __init__(self, path, label: str, hdul: fits.HDUList, index: int):
+    def __init__(self, path, label: str, hdul: fits.HDUList, index: int, *,
+                 keep_header: bool = True):
         self.path = str(path)
         self.label = label
         image = hdul[index]
@@ -223,7 +196,7 @@ class FitsSource(FrameSource):
         except ValueError as err:
             raise FrameReadError(path, f"BUNIT={unit!r} is not a unit astropy knows",
                                  "fix BUNIT in the header") from err
-        self.header = _normalised_header(header, path)
+        self.header = _slim(_normalised_header(header, path), keep_header)
         self._mask = self._unc = None
         self._utype = "StdDevUncertainty"
         if index == 0:
@@ -278,6 +251,23 @@ def _normalised_header(header: fits.Header, path) -> fits.Header:
     return out
 
 
+_KEPT_KEYS = ("FRAMETYP", "EXPTIME", "DATE-OBS")
+
+
+def _slim(header: fits.Header, keep: bool) -> fits.Header:
+    """The whole header (the first frame's, for the result) or only what every frame needs.
+
+    Headers of thousands of frames would otherwise cost about 0.1 MB each.
+    """
+    if keep:
+        return header
+    slim = fits.Header()
+    for key in _KEPT_KEYS:
+        if key in header:
+            slim[key] = header[key]
+    return slim
+
+
 def _as_header(meta) -> fits.Header:
     """A FITS header from a CCDData's meta (cards that cannot be FITS are left out)."""
     if isinstance(meta, fits.Header):
@@ -320,12 +310,12 @@ def _uncertainty_array(ccd: NDData) -> np.ndarray | None:
 class ArraySource(FrameSource):
     """An in-memory CCDData or ndarray."""
 
-    def __init__(self, obj, label: str):
+    def __init__(self, obj, label: str, *, keep_header: bool = True):
         self.label = label
         if isinstance(obj, NDData):
             data = np.asarray(obj.data)
             self.unit = obj.unit if obj.unit is not None else u.dimensionless_unscaled
-            self.header = _as_header(obj.meta)
+            self.header = _slim(_as_header(obj.meta), keep_header)
             self._mask = None if obj.mask is None else np.asarray(obj.mask, dtype=bool)
             self._unc = _uncertainty_array(obj)
             from ..provenance import get_provenance
@@ -365,8 +355,9 @@ class ArraySource(FrameSource):
 class CacheSource(FrameSource):
     """A frame decoded once into float32 files in a temporary folder."""
 
-    def __init__(self, ccd: CCDData, label: str, folder: str, *, path: str | None = None):
-        src = ArraySource(ccd, label)
+    def __init__(self, ccd: CCDData, label: str, folder: str, *, path: str | None = None,
+                 keep_header: bool = True):
+        src = ArraySource(ccd, label, keep_header=keep_header)
         self.label = label
         self.path = path
         self.shape = src.shape
@@ -413,7 +404,7 @@ def _is_plain_fits(path: Path) -> bool:
                              "check the path and permissions") from err
 
 
-def _fits_source(path, label):
+def _fits_source(path, label, keep_header=True):
     """A FitsSource for ``path``, or None when it must be decoded (compressed...)."""
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -444,18 +435,18 @@ def _fits_source(path, label):
         if size < need:
             raise FrameReadError(path, f"the FITS file is truncated ({size} bytes, the "
                                  f"image needs {need})", "copy or download the file again")
-        return FitsSource(path, label, hdul, index)
+        return FitsSource(path, label, hdul, index, keep_header=keep_header)
     finally:
         hdul.close()
 
 
-def _decoded(path, label, folder):
+def _decoded(path, label, folder, keep_header=True):
     try:
         from ..io import read_frame
     except ImportError as err:  # pragma: no cover - io module absent
         raise FrameReadError(path, "calframe.io is not available to decode this file") from err
     ccd = read_frame(path)
-    return CacheSource(ccd, label, folder, path=str(path))
+    return CacheSource(ccd, label, folder, path=str(path), keep_header=keep_header)
 
 
 def parse_frames(frames, folder_factory) -> list[FrameSource]:
@@ -479,20 +470,22 @@ def parse_frames(frames, folder_factory) -> list[FrameSource]:
             label = str(item)
             if not path.exists():
                 raise FrameReadError(item, "no such file", "check the path")
-            src = _fits_source(item, label) if _is_plain_fits(path) else None
+            keep = not sources
+            src = _fits_source(item, label, keep) if _is_plain_fits(path) else None
             if src is None:
-                src = _decoded(item, label, folder_factory())
+                src = _decoded(item, label, folder_factory(), keep)
         elif isinstance(item, NDData | np.ndarray):
             label = f"frame {k}"
+            keep = not sources
             if streaming:
                 if not isinstance(item, NDData):
                     item = CCDData(np.asarray(item), unit=u.dimensionless_unscaled)
-                    src = CacheSource(item, label, folder_factory())
+                    src = CacheSource(item, label, folder_factory(), keep_header=keep)
                     src.unit = None
                 else:
-                    src = CacheSource(item, label, folder_factory())
+                    src = CacheSource(item, label, folder_factory(), keep_header=keep)
             else:
-                src = ArraySource(item, label)
+                src = ArraySource(item, label, keep_header=keep)
         else:
             raise TypeError(f"frames[{k}] is a {type(item).__name__}; expected a path, "
                             "CCDData or 2-D ndarray")
