@@ -441,3 +441,38 @@ def test_calframe_files_with_uncertainty_and_mask(tmp_path):
                         rtol=1e-6, equal_nan=True)
         assert_array_equal(from_files.ncombine, from_memory.ncombine)
     assert get_provenance(from_files).steps[-1].parameters["uncertainty"] == "propagated"
+
+
+_PEAK_SCRIPT = """
+import sys
+from pathlib import Path
+from calframe import SigmaClip, combine
+paths = sorted(Path(sys.argv[2]).glob("m_*.fits"))[: int(sys.argv[1])]
+combine(paths, method="mean", rejection=SigmaClip(), memory_limit="4MiB")
+with open("/proc/self/status") as status:
+    print(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"),
+                    reason="peak memory is read from /proc (Linux)")
+def test_memory_does_not_grow_with_the_number_of_paths(tmp_path):
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(14)
+    for i in range(300):
+        hdu = fits.PrimaryHDU(rng.integers(900, 1100, (32, 32)).astype(np.uint16))
+        for k in range(60):  # headers of real frames are large
+            hdu.header[f"KEY{k}"] = (k, "a comment of a typical length for a header card")
+        hdu.writeto(tmp_path / f"m_{i:04d}.fits")
+
+    def peak_kib(n):
+        done = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(n), str(tmp_path)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return int(done.stdout.split()[-1])
+
+    growth_mib = (peak_kib(300) - peak_kib(10)) / 1024
+    assert growth_mib < 10.0
