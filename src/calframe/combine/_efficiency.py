@@ -11,11 +11,13 @@ For ``n`` independent Gaussian values of standard deviation ``sigma``:
   (``c4(2) = 0.798``, ``c4(5) = 0.940``, ``c4(30) = 0.991``), so ``s / c4(n)``
   is an unbiased estimate of ``sigma``.
 
-``f(n)`` is computed here from the exact distribution of order statistics by
-one-dimensional numerical integration (no Monte Carlo, no asymptotic
-formula): for odd ``n`` from the density of the middle order statistic, for
-even ``n`` from the second moments of the two middle order statistics and
-their product moment.
+``f(n)`` comes from the exact distribution of order statistics by
+one-dimensional numerical integration (no Monte Carlo): for odd ``n`` from
+the density of the middle order statistic, for even ``n`` from the second
+moments of the two middle order statistics and their product moment.  The
+values for ``n <= 200`` are tabulated (the test suite recomputes them);
+beyond, a two-term expansion in ``1/n`` fitted to the end of the table is
+used.
 """
 
 from __future__ import annotations
