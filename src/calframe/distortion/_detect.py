@@ -71,17 +71,27 @@ def _components(sig, bad, threshold):
     return com[:, ::-1], area
 
 
-def _fit_profiles(sig, bad, x, y, radius, weight=None, iterations=10):
+def _fit_profiles(sig, bad, x, y, radius, weight=None, iterations=10, chunk=1500):
+    """Fit the spots in chunks (bounded memory); see :func:`_fit_chunk`."""
+    h = int(np.ceil(radius + 3.5))
+    sig = np.pad(sig, h)
+    bad = np.pad(bad, h, constant_values=True)
+    weight = np.ones_like(sig) if weight is None else np.pad(weight, h)
+    res = np.full((x.size, 6), np.nan)
+    ok = np.zeros(x.size, bool)
+    for s in range(0, x.size, chunk):
+        e = slice(s, s + chunk)
+        res[e], ok[e] = _fit_chunk(sig, bad, weight, h, x[e], y[e], radius, iterations)
+    return res, ok
+
+
+def _fit_chunk(sig, bad, weight, h, x, y, radius, iterations):
     """Batched Gauss-Newton fit of a soft-edged disk with a linear amplitude slope.
 
     Model per spot: ``b + A (1 + gx u + gy v) P(rho)``, ``P = erfc((rho - R)/(sqrt2 w))/2``.
     Returns x, y, A, R, w, relative residual rms, and an ok flag.
     """
-    h = int(np.ceil(radius + 3.5))
-    # pad so that spots near the edge keep a full window; padded pixels are bad
-    sig = np.pad(sig, h)
-    bad = np.pad(bad, h, constant_values=True)
-    weight = np.ones_like(sig) if weight is None else np.pad(weight, h)
+    # the arrays are padded by h so that spots near the edge keep a full window
     x = x + h
     y = y + h
     win = np.arange(-h, h + 1)

@@ -45,7 +45,7 @@ class FitSettings:
 
     radial_order: int = 3
     knot_spacing: float = 2.0
-    lambdas: tuple[float, ...] = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    lambdas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
     folds: int = 5
     clip: float = 5.0
     tolerance: float = 0.25
@@ -211,6 +211,7 @@ class DistortionModel:
         xg, yg, ig, jg = x[good], y[good], i[good].astype(float), j[good].astype(float)
         keep = np.ones(xg.size, bool)
         nclip = 0
+        lam = None
         for _ in range(3):
             glob = _fit_global(xg[keep], yg[keep], ig[keep], jg[keep], shape, scale,
                                settings.radial_order)
@@ -226,7 +227,7 @@ class DistortionModel:
             tx = _knots(-0.5, nx - 0.5, spacing)
             ty = _knots(-0.5, ny - 0.5, spacing)
             cx, cy, lam = _fit_spline(xg[keep], yg[keep], resx[keep], resy[keep], tx, ty,
-                                      settings)
+                                      settings, lam)
             sx, sy = _eval_spline(xg, yg, tx, ty, cx, cy)
             ex, ey = resx - sx, resy - sy
             e = np.hypot(ex, ey)
@@ -452,7 +453,10 @@ def _fit_global(x, y, i, j, shape, scale, order):
         Ax[:n, order:order + 3] = np.column_stack([np.ones(n), i, j])
         Ax[n:, order + 3:] = np.column_stack([np.ones(n), i, j])
         b = np.r_[x, y]
-        sol, *_ = np.linalg.lstsq(Ax, b, rcond=None)
+        try:
+            sol = np.linalg.solve(Ax.T @ Ax, Ax.T @ b)
+        except np.linalg.LinAlgError:
+            return np.full(Ax.shape[1], np.nan), np.inf
         return sol, float(np.sum((Ax @ sol - b) ** 2))
 
     ny, nx = shape
@@ -474,32 +478,56 @@ def _fit_global(x, y, i, j, shape, scale, order):
 
 
 def _design(x, y, tx, ty):
-    bx = _dmat(x, tx).toarray()
-    by = _dmat(y, ty).toarray()
-    return np.einsum("nb,na->nba", by, bx).reshape(x.size, -1), bx.shape[1], by.shape[1]
+    """Sparse tensor-product design matrix (rows: points, columns: b * na + a)."""
+    from scipy import sparse
+
+    bx = _dmat(x, tx).tocsr()
+    by = _dmat(y, ty).tocsr()
+    na, nb = bx.shape[1], by.shape[1]
+    # row-wise Kronecker product: 4 x 4 non-zeros per row
+    bx.sort_indices()
+    by.sort_indices()
+    n = x.size
+    vx = bx.data.reshape(n, -1)
+    cx = bx.indices.reshape(n, -1)
+    vy = by.data.reshape(n, -1)
+    cy = by.indices.reshape(n, -1)
+    vals = (vy[:, :, None] * vx[:, None, :]).reshape(n, -1)
+    cols = (cy[:, :, None] * na + cx[:, None, :]).reshape(n, -1)
+    rows = np.repeat(np.arange(n), vals.shape[1])
+    B = sparse.csr_matrix((vals.ravel(), (rows, cols.ravel())), shape=(n, na * nb))
+    return B, na, nb
 
 
-def _fit_spline(x, y, rx, ry, tx, ty, settings):
+def _fit_spline(x, y, rx, ry, tx, ty, settings, lam=None):
+    from scipy import sparse
+    from scipy.sparse.linalg import splu
+
     B, na, nb = _design(x, y, tx, ty)
-    P = np.kron(np.eye(nb), _d2(na)) + np.kron(_d2(nb), np.eye(na))
-    BtB = B.T @ B
-    scale = np.trace(BtB) / max(np.trace(P), 1e-12)
+    P = (sparse.kron(sparse.identity(nb), sparse.csr_matrix(_d2(na)))
+         + sparse.kron(sparse.csr_matrix(_d2(nb)), sparse.identity(na))).tocsc()
+    BtB = (B.T @ B).tocsc()
+    scale = BtB.diagonal().sum() / max(P.diagonal().sum(), 1e-12)
     R = np.column_stack([rx, ry])
     rng = np.random.default_rng(settings.seed)
     fold = rng.integers(0, settings.folds, x.size)
-    ridge = 1e-9 * scale * np.eye(B.shape[1])
-    best = (np.inf, settings.lambdas[0])
-    for lam in settings.lambdas:
+    ridge = 1e-9 * scale * sparse.identity(B.shape[1], format="csc")
+    parts = []
+    lambdas = settings.lambdas if lam is None else ()
+    for f in range(settings.folds if lam is None else 0):
+        tr = fold != f
+        Bt = B[tr]
+        parts.append(((Bt.T @ Bt).tocsc(), Bt.T @ R[tr], B[~tr], R[~tr]))
+    best = (np.inf, settings.lambdas[0] if lam is None else lam)
+    for lam in lambdas:
         err = 0.0
-        for f in range(settings.folds):
-            tr = fold != f
-            Bt = B[tr]
-            C = np.linalg.solve(Bt.T @ Bt + lam * scale * P + ridge, Bt.T @ R[tr])
-            err += float(np.sum((B[~tr] @ C - R[~tr]) ** 2))
+        for BtBf, rhs, Bv, Rv in parts:
+            C = splu(BtBf + lam * scale * P + ridge).solve(rhs)
+            err += float(np.sum((Bv @ C - Rv) ** 2))
         if err < best[0]:
             best = (err, lam)
     lam = best[1]
-    C = np.linalg.solve(BtB + lam * scale * P + ridge, B.T @ R)
+    C = splu(BtB + lam * scale * P + ridge).solve(B.T @ R)
     return C[:, 0], C[:, 1], lam
 
 
