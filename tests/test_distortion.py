@@ -305,3 +305,27 @@ def test_plot(barrel):
     fig = plot_distortion(model, img)
     assert len(fig.axes) == 5
     plt.close(fig)
+
+
+def test_cli_fit_and_apply(tmp_path):
+    from astropy.io import fits
+
+    from calframe.cli import main
+
+    field = GridDistortion((192, 224), radial=2.0, smooth=1.0, seed=6)
+    img, _ = make_grid_image((192, 224), pitch=20, polarity="dark", distortion=field, seed=7)
+    grid = tmp_path / "grid.fits"
+    fits.PrimaryHDU(img.astype(np.float32)).writeto(grid)
+    model = tmp_path / "model.fits"
+    det = tmp_path / "det.h5"
+    assert main(["distortion", "fit", str(grid), "-o", str(model), "--pyfai", str(det),
+                 "--polarity", "dark"]) == 0
+    assert model.exists() and det.exists()
+    outdir = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no gain in the synthetic header
+        assert main(["distortion", "apply", "--model", str(model), str(grid),
+                     "-o", str(outdir)]) == 0
+    out = CCDData.read(outdir / "grid.fits")
+    assert out.shape == (192, 224) and out.mask.any()
+    assert main(["distortion", "fit", str(grid), "-o", str(model)]) == 1  # exists

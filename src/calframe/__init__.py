@@ -31,6 +31,14 @@ from .cosmetic import (
     remove_cosmic_rays,
 )
 from .demosaic import demosaic, split_rgb
+from .distortion import (
+    DistortionModel,
+    FailedDistortionFit,
+    FitSettings,
+    correct_distortion,
+    detect_grid_spots,
+    plot_distortion,
+)
 from .errors import (
     CalframeError,
     CalframeWarning,
@@ -61,6 +69,9 @@ __all__ = [
     "CalframeWarning",
     "Cosmetic",
     "CosmicRays",
+    "DistortionModel",
+    "FailedDistortionFit",
+    "FitSettings",
     "FlatQuality",
     "FrameReadError",
     "IncompatibleFramesError",
@@ -87,7 +98,9 @@ __all__ = [
     "check_linear_pair",
     "combine",
     "correct_bad_pixels",
+    "correct_distortion",
     "demosaic",
+    "detect_grid_spots",
     "find_bad_pixels",
     "fit_dark_scale",
     "flat_quality",
@@ -98,6 +111,7 @@ __all__ = [
     "make_master_dark",
     "make_master_flat",
     "make_plan",
+    "plot_distortion",
     "read_frame",
     "read_provenance",
     "remove_cosmic_rays",

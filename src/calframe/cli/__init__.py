@@ -63,6 +63,7 @@ _COMMANDS: list[str] = [
     "demo",
     "stack",
     "cfa",
+    "distortion",
 ]
 
 

@@ -6,7 +6,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
-from ..provenance import Provenance, get_provenance, set_provenance
+from ..provenance import InputRecord, Provenance, get_provenance, set_provenance
 from ._kernels import resample_bilinear
 
 __all__ = ["correct_distortion"]
@@ -100,6 +100,9 @@ def correct_distortion(ccd, model, *, method: str = "flux-conserving") -> CCDDat
     prov = Provenance()
     prov.extend(get_provenance(ccd))
     prov.extend(model.meta.get("provenance", Provenance()))
+    source = model.meta.get("source")
+    if source:
+        prov.add_input(InputRecord.from_file(source, role="distortion model"))
     prov.add_step("correct_distortion", method=method, model=model.meta.get("source", ""),
                   rms_px=round(model.rms, 6))
     set_provenance(result, prov)
