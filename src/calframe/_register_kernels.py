@@ -44,6 +44,30 @@ def warp_kernel(data, bad, var, has_var, matrix, ny, nx, order):
             w = matrix[2, 0] * i + matrix[2, 1] * j + matrix[2, 2]
             xs = (matrix[0, 0] * i + matrix[0, 1] * j + matrix[0, 2]) / w
             ys = (matrix[1, 0] * i + matrix[1, 1] * j + matrix[1, 2]) / w
+            if order == 1:
+                x0 = int(np.floor(xs))
+                y0 = int(np.floor(ys))
+                if x0 >= 0 and y0 >= 0 and x0 + 1 < in_nx and y0 + 1 < in_ny:
+                    # interior fast path: the four taps unrolled
+                    tx = xs - x0
+                    ty = ys - y0
+                    if (bad[y0, x0] and (1.0 - tx) * (1.0 - ty) != 0.0) or \
+                            (bad[y0, x0 + 1] and tx * (1.0 - ty) != 0.0) or \
+                            (bad[y0 + 1, x0] and (1.0 - tx) * ty != 0.0) or \
+                            (bad[y0 + 1, x0 + 1] and tx * ty != 0.0):
+                        out_bad[j, i] = True
+                        continue
+                    a = (1.0 - tx) * (1.0 - ty)
+                    b = tx * (1.0 - ty)
+                    c = (1.0 - tx) * ty
+                    e = tx * ty
+                    out[j, i] = (a * data[y0, x0] + b * data[y0, x0 + 1]
+                                 + c * data[y0 + 1, x0] + e * data[y0 + 1, x0 + 1])
+                    if has_var:
+                        out_var[j, i] = (a * a * var[y0, x0] + b * b * var[y0, x0 + 1]
+                                         + c * c * var[y0 + 1, x0]
+                                         + e * e * var[y0 + 1, x0 + 1])
+                    continue
             if order == 0:
                 bx = int(np.floor(xs + 0.5))
                 by = int(np.floor(ys + 0.5))
