@@ -329,3 +329,38 @@ def test_cli_fit_and_apply(tmp_path):
     out = CCDData.read(outdir / "grid.fits")
     assert out.shape == (192, 224) and out.mask.any()
     assert main(["distortion", "fit", str(grid), "-o", str(model)]) == 1  # exists
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_real_dot_grid_05(real_data):
+    from calframe.io import read_frame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # JPEG: no gain, no noise model
+        ccd = read_frame(real_data / "dot-grids" / "dot_pattern_05.jpg")
+    model = DistortionModel.fit(ccd)
+    assert model
+    assert model.meta["nspots"] > 4300
+    assert model.meta["nindexed"] == model.meta["nspots"]
+    assert model.rms < 0.05
+    assert model.spots.meta["polarity"] == "dark"
+    # the field agrees with discorpy's independent radial model to a fraction of a pixel
+    coef = {}
+    for line in (real_data / "dot-grids" / "coef_dot_05.txt").read_text().splitlines():
+        key, _, value = line.partition(":")
+        coef[key.strip()] = float(value)
+    k = [coef[f"factor{i}"] for i in range(5)]
+    yy, xx = np.nonzero(model.valid_mask[::8, ::8])
+    x, y = xx * 8.0, yy * 8.0
+    rd = np.hypot(x - coef["xcenter"], y - coef["ycenter"])
+    ru = rd.copy()
+    for _ in range(50):  # discorpy backward model: rd = ru * sum(k_i ru**i)
+        ru = rd / sum(ki * ru ** i for i, ki in enumerate(k))
+    ux = coef["xcenter"] + ru / rd * (x - coef["xcenter"])
+    uy = coef["ycenter"] + ru / rd * (y - coef["ycenter"])
+    dx, dy = model(x, y)
+    A = np.column_stack([np.ones(x.size), x + dx, y + dy])
+    target = np.column_stack([ux, uy])
+    e = np.hypot(*(A @ np.linalg.lstsq(A, target, rcond=None)[0] - target).T)
+    assert np.sqrt(np.mean(e ** 2)) < 0.25

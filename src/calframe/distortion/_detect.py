@@ -63,11 +63,11 @@ def _signal(data, mask, polarity, box):
 def _components(sig, bad, threshold):
     lab, n = ndimage.label((sig > threshold) & ~bad)
     if n == 0:
-        return np.zeros((0, 2)), np.zeros(0)
+        return np.zeros((0, 2)), np.zeros(0), lab
     idx = np.arange(1, n + 1)
     area = ndimage.sum_labels(np.ones_like(sig), lab, idx)
     com = np.array(ndimage.center_of_mass(np.ones_like(sig), lab, idx))
-    return com[:, ::-1], area
+    return com[:, ::-1], area, lab
 
 
 def _recentre(work, x, y, foot, r):
@@ -264,7 +264,7 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
     sig, sbad, rms = _signal(data, bad, polarity, box)
     amp = float(np.percentile(sig[~sbad], 99.5))
     thr = max(0.4 * amp, 5 * rms)
-    cen, area = _components(sig, sbad, thr)
+    cen, area, lab = _components(sig, sbad, thr)
     big = area >= 4
     if big.sum() < 4:
         raise ValueError("image: fewer than 4 spots stand out of the background; check the "
@@ -280,8 +280,12 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
     sbad = sbad & ~spotmask | bad
     smooth = ndimage.gaussian_filter(np.where(sbad, 0.0, sig), 0.5 * spot_radius)
     amp = float(np.percentile(smooth[~sbad], 99.5))
-    peaks = find_peaks(smooth, max(0.3 * amp, 5 * rms), min_separation=max(2.0, 0.6 * spot_radius),
-                       mask=sbad)
+    # seeds only inside first-pass blobs of a spot's size (not in broad bright areas)
+    amed = float(np.median(area[big]))
+    blob_ok = np.r_[False, (area > 0.25 * amed) & (area < 3.0 * amed)]
+    seedable = blob_ok[lab] & ~sbad
+    peaks = find_peaks(smooth, max(0.3 * amp, 5 * rms),
+                       min_separation=max(2.0, 0.6 * spot_radius, 0.3 * pitch), mask=~seedable)
     if peaks is None or len(peaks) < 4:
         raise ValueError("image: fewer than 4 spot peaks found; check polarity and spot_radius")
     x = np.asarray(peaks["x_peak"], float)
