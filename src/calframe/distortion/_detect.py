@@ -90,7 +90,7 @@ def _recentre(work, x, y, foot, r):
     return np.where(good, ix + cx, x), np.where(good, iy + cy, y)
 
 
-def _fit_profiles(sig, bad, x, y, radius, weight=None, iterations=10, chunk=1500):
+def _fit_profiles(sig, bad, x, y, radius, weight=None, iterations=6, chunk=1500):
     """Fit the spots in chunks (bounded memory); see :func:`_fit_chunk`."""
     h = int(np.ceil(radius + 3.5))
     sig = np.pad(sig, h)
