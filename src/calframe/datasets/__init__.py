@@ -8,6 +8,8 @@ colour-dependent vignetting, dust donuts).  The frame factories
 the header a camera would write and the :class:`FrameTruth` it was made
 from.  :func:`make_night` writes a whole night to disk as FITS and returns a
 :class:`Night` with its files and its :class:`NightTruth`.
+:func:`make_grid_image` renders a grid target (bright holes or dark dots)
+through a known :class:`GridDistortion`, for the distortion calibration.
 
 Everything is deterministic: the same ``seed`` gives the same frames.
 
@@ -32,6 +34,7 @@ from ._frames import (
     light_frame,
     render_stars,
 )
+from ._grid import GridDistortion, GridTruth, make_grid_image
 from ._night import DEFAULT_LAYOUT, Night, NightFrame, NightTruth, make_night
 
 __all__ = [
@@ -39,6 +42,8 @@ __all__ = [
     "DEFAULT_LAYOUT",
     "IMAGETYP_MAXIM",
     "FrameTruth",
+    "GridDistortion",
+    "GridTruth",
     "Night",
     "NightFrame",
     "NightTruth",
@@ -50,6 +55,7 @@ __all__ = [
     "dark_frame",
     "flat_frame",
     "light_frame",
+    "make_grid_image",
     "make_night",
     "render_stars",
 ]

@@ -12,6 +12,7 @@ from ._detect import detect_grid_spots
 from ._lattice import index_lattice
 from ._model import DistortionModel, FailedDistortionFit, FitSettings
 from ._plot import plot_distortion
+from ._truth import field_error
 
 __all__ = [
     "DistortionModel",
@@ -19,6 +20,7 @@ __all__ = [
     "FitSettings",
     "correct_distortion",
     "detect_grid_spots",
+    "field_error",
     "index_lattice",
     "plot_distortion",
 ]
