@@ -24,6 +24,7 @@ from ._arith import Plane, divide, multiply, subtract
 from ._calutil import (
     as_frame,
     cfa_groups,
+    cfa_pattern,
     data_id,
     exposure_of,
     header_of,
@@ -35,13 +36,15 @@ from ._calutil import (
 from .cosmetic import Cosmetic, correct_bad_pixels, find_bad_pixels, remove_cosmic_rays
 from .errors import (
     IncompatibleFramesError,
+    MissingMetadataError,
     NegativePixelsWarning,
     TemperatureMismatchWarning,
 )
 from .linearity import check_linear_pair
 from .provenance import Provenance, get_provenance, set_provenance
 
-__all__ = ["DarkScaleFit", "calibrate", "dark_includes_bias", "fit_dark_scale"]
+__all__ = ["DarkScaleFit", "calibrate", "dark_includes_bias", "fit_dark_scale",
+           "fit_dark_scale_per_channel"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,10 @@ log = logging.getLogger(__name__)
 TEMPERATURE_TOLERANCE = 2.0
 #: Fraction of negative calibrated pixels above which a warning is emitted.
 NEGATIVE_FRACTION = 0.2
+#: Header keywords (value, error) of the per-channel dark scale factors.
+DARK_SCALE_KEYWORDS = {"R": ("DKSCALR", "DKSERRR"), "G1": ("DKSCAG1", "DKSERG1"),
+                       "G2": ("DKSCAG2", "DKSERG2"), "B": ("DKSCALB", "DKSERRB")}
+_DARK_SCALE_MODES = ("exposure", "optimize", "optimize-per-channel")
 
 
 def dark_includes_bias(dark: CCDData) -> bool:
@@ -200,6 +207,142 @@ def fit_dark_scale(light, dark, *, meta=None, clip: float = 5.0,
     return DarkScaleFit(scale, error, int(use.sum()))
 
 
+def fit_dark_scale_per_channel(light, dark, *, pattern: str | None = None,
+                               clip: float = 5.0, iterations: int = 5
+                               ) -> dict[str, DarkScaleFit]:
+    """Fit one dark scale factor per CFA channel (R, G1, G2, B) of a Bayer mosaic.
+
+    Each channel is fitted on its own with :func:`fit_dark_scale` (the
+    high-pass residual of a channel uses only that channel's pixels, so it is
+    the same residual as in the single-factor fit).  The two greens get
+    separate factors: they sit on different rows and columns of the sensor,
+    and their dark signal (column structure, amplifier glow) need not scale
+    alike; a factor common to both is the weighted mean of the two.
+
+    Parameters
+    ----------
+    light : CCDData or ndarray
+        The frame with the bias removed (and nothing else).
+    dark : CCDData or ndarray
+        The dark current (bias-free master dark, any exposure).
+    pattern : str, optional
+        Bayer pattern at pixel ``[0, 0]`` of the arrays as passed (default:
+        :func:`calframe.bayer.effective_pattern` of ``light.meta``).
+    clip, iterations : float, int
+        Passed to :func:`fit_dark_scale`.
+
+    Returns
+    -------
+    dict of str to DarkScaleFit
+        Keys ``'R'``, ``'G1'``, ``'G2'``, ``'B'``.
+
+    Raises
+    ------
+    MissingMetadataError
+        No pattern given and the light has no ``BAYERPAT``.
+    ValueError
+        A channel of the dark has no structure to fit.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from calframe.bayer import channel_views
+    >>> rng = np.random.default_rng(1)
+    >>> current = rng.gamma(0.5, 20.0, (256, 256))
+    >>> light = current.copy()
+    >>> for name, k in {"R": 1.3, "G1": 1.1, "G2": 1.1, "B": 0.9}.items():
+    ...     channel_views(light, "RGGB")[name][...] *= k
+    >>> light += rng.normal(0, 3, current.shape) + 100.0
+    >>> fits = fit_dark_scale_per_channel(light, current, pattern="RGGB")
+    >>> {name: round(fit.scale, 2) for name, fit in fits.items()}
+    {'R': 1.3, 'G1': 1.1, 'G2': 1.1, 'B': 0.9}
+    """
+    from .bayer import channel_views, effective_pattern
+
+    lmask = dmask = None
+    if isinstance(light, CCDData):
+        if pattern is None:
+            pattern = effective_pattern(light)
+        lmask = light.mask
+        light = light.data
+    if isinstance(dark, CCDData):
+        dmask = dark.mask
+        dark = dark.data
+    if pattern is None:
+        raise MissingMetadataError(
+            "fit_dark_scale_per_channel: no Bayer pattern; pass pattern='RGGB' (or the "
+            "frame's pattern) or a CCDData light with BAYERPAT, or use fit_dark_scale "
+            "for a mono frame")
+    light = np.array(light, dtype=np.float64)
+    dark = np.array(dark, dtype=np.float64)
+    if light.shape != dark.shape:
+        raise IncompatibleFramesError(
+            f"fit_dark_scale_per_channel: light shape {light.shape} differs from dark "
+            f"shape {dark.shape}; trim both to the same area")
+    for m in (lmask, dmask):
+        if m is not None:
+            light[np.broadcast_to(np.asarray(m, bool), light.shape)] = np.nan
+    lviews = channel_views(light, pattern)
+    dviews = channel_views(dark, pattern)
+    fits: dict[str, DarkScaleFit] = {}
+    for name in lviews:
+        try:
+            fits[name] = fit_dark_scale(lviews[name], dviews[name], meta={}, clip=clip,
+                                        iterations=iterations)
+        except ValueError as err:
+            raise ValueError(f"fit_dark_scale_per_channel: CFA channel {name} "
+                             f"(pattern {pattern}): {err}") from err
+    return fits
+
+
+def _optimize_dark(target: Plane, current: Plane, *, meta, per_channel: bool,
+                   pattern: str | None, params: dict):
+    """Fitted dark scale: a float, or a float32 per-pixel map (per CFA channel)."""
+    light = np.where(target.mask, np.nan, target.data)
+    dark = np.where(current.mask, np.nan, current.data)
+    if per_channel and pattern is not None:
+        from .bayer import channel_slices
+
+        fits = fit_dark_scale_per_channel(light, dark, pattern=pattern)
+        k_map = np.empty(light.shape, np.float32)
+        for name, sl in channel_slices(pattern).items():
+            k_map[sl] = fits[name].scale
+        params["dark_scale"] = {name: fit.scale for name, fit in fits.items()}
+        params["dark_scale_error"] = {name: fit.error for name, fit in fits.items()}
+        params["dark_scale_pattern"] = pattern
+        log.info("calibrate: optimised dark scales per channel %s",
+                 ", ".join(f"{n} {f.scale:.5f} +- {f.error:.5f}" for n, f in fits.items()))
+        return k_map, fits
+    if per_channel:
+        log.info("calibrate: dark_scale='optimize-per-channel' on a frame without "
+                 "BAYERPAT: one factor for the whole frame")
+        params["dark_scale_pattern"] = None
+    fit = fit_dark_scale(light, dark, meta=meta)
+    params["dark_scale"] = fit.scale
+    params["dark_scale_error"] = fit.error
+    log.info("calibrate: optimised dark scale %.5f +- %.5f", fit.scale, fit.error)
+    return fit.scale, None
+
+
+def _subtract_scaled(a: Plane, b: Plane, scale) -> Plane:
+    """``a - scale * b`` for a scalar or a per-pixel ``scale`` array."""
+    if np.ndim(scale) == 0:
+        return subtract(a, b, float(scale))
+    scale = np.asarray(scale, np.float32)
+    scaled = Plane(b.data * scale, None if b.var is None else b.var * scale**2, b.mask)
+    return subtract(a, scaled, 1.0)
+
+
+def _channel_values(value, pattern: str | None):
+    """JSON-safe form of a scalar or a per-channel map: a float or {channel: float}."""
+    if np.ndim(value) == 0:
+        return float(value)
+    from .bayer import channel_slices
+
+    return {name: float(np.asarray(value)[sl].flat[0])
+            for name, sl in channel_slices(pattern).items()}
+
+
 def _frame_type(ccd: CCDData) -> str | None:
     """Normalised frame type (FRAMETYP, else IMAGETYP), or None."""
     from .metadata import parse_frame_type
@@ -211,8 +354,11 @@ def _frame_type(ccd: CCDData) -> str | None:
     return None
 
 
-def _dark_flat_covariance(plane: Plane, flat: CCDData, dark: CCDData, k: float) -> None:
-    """Remove the covariance of a dark that is in the frame and in its flat."""
+def _dark_flat_covariance(plane: Plane, flat: CCDData, dark: CCDData, k) -> None:
+    """Remove the covariance of a dark that is in the frame and in its flat.
+
+    ``k`` is the dark's scale: a float or a per-pixel array.
+    """
     pattern_meta = flat.meta if flat.meta.get("FLATCHAN") else {}
     groups = cfa_groups(pattern_meta, flat.shape, by_colour=True)
     names = ["R", "G", "B"] if len(groups) == 3 else [""]
@@ -227,7 +373,7 @@ def _dark_flat_covariance(plane: Plane, flat: CCDData, dark: CCDData, k: float) 
     dvar = np.square(np.nan_to_num(np.asarray(std_of(dark), np.float32)))
     good = ~plane.mask & np.isfinite(fdata) & (fdata > 0)
     fsafe = np.where(good, fdata, 1)
-    term = 2 * np.float32(k) * plane.data * coef * dvar / fsafe**2
+    term = 2 * np.asarray(k, np.float32) * plane.data * coef * dvar / fsafe**2
     plane.var = np.maximum(plane.var - np.where(good, term, 0), 0).astype(np.float32)
 
 
@@ -374,11 +520,20 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         frame's rate (``frame / EXPTIME``), as in beamline normalisation.
     gain : float, Quantity or 'EGAIN', optional
         Convert to electrons (e-/adu; ``'EGAIN'`` reads the header).
-    dark_scale : 'exposure', 'optimize', float or None
+    dark_scale : 'exposure', 'optimize', 'optimize-per-channel', float or None
         ``'exposure'`` scales the dark current by t_frame / t_dark;
         ``'optimize'`` fits the factor that minimises the noise
-        (:func:`fit_dark_scale`); a number is used as given; None subtracts
-        the dark as it is.
+        (:func:`fit_dark_scale`, written to ``DARKSCAL``); a number is used
+        as given; None subtracts the dark as it is.
+        ``'optimize-per-channel'`` fits one factor per CFA channel of a Bayer
+        mosaic (R, G1, G2, B; :func:`fit_dark_scale_per_channel`), for
+        sensors whose colour sites do not all scale alike; each channel's
+        dark and its uncertainty are scaled by that channel's factor, and the
+        factors and their errors are written to ``DKSCALR``/``DKSERRR``,
+        ``DKSCAG1``/``DKSERG1``, ``DKSCAG2``/``DKSERG2``,
+        ``DKSCALB``/``DKSERRB`` (no ``DARKSCAL``) and to the provenance
+        (``dark_scale`` and ``dark_scale_error`` as ``{channel: value}``).
+        On a frame without ``BAYERPAT`` it is exactly ``'optimize'``.
     cosmetic : Cosmetic, ndarray of bool or True, optional
         Bad-pixel correction: a :class:`~calframe.cosmetic.Cosmetic` settings
         object (hot pixels found in ``dark``, cold ones in ``flat``, optional
@@ -535,6 +690,7 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         _check_unit("bias", bias_ccd, unit)
         bias_plane = Plane.from_ccd(bias_ccd, copy=False)
     bias_coefficient = 1.0
+    k = 1.0  # the dark's scale: a float, or a per-pixel map (per CFA channel)
     if dark_ccd is not None:
         dark_unit = _unit(dark_ccd)
         is_rate = dark_unit != unit and (dark_unit * u.s) == unit
@@ -543,9 +699,10 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         with_bias = dark_includes_bias(dark_ccd)
         dark_plane = Plane.from_ccd(dark_ccd, copy=False)
         t_frame = t_dark = None
-        if isinstance(dark_scale, str) and dark_scale not in ("exposure", "optimize"):
+        if isinstance(dark_scale, str) and dark_scale not in _DARK_SCALE_MODES:
             raise ValueError(f"dark_scale: '{dark_scale}' is not one of 'exposure', "
-                             "'optimize', a number, or None")
+                             "'optimize', 'optimize-per-channel', a number, or None")
+        channel_fits = None
         if dark_scale is None:
             if is_rate:
                 raise ValueError("dark_scale=None with a dark-current rate (adu/s): a "
@@ -557,24 +714,30 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
             if not t_dark > 0:
                 raise ValueError(f"dark: EXPTIME={t_dark} must be positive to scale it")
             k = t_frame / t_dark
-        elif dark_scale == "optimize":
+        elif dark_scale in ("optimize", "optimize-per-channel"):
             if with_bias and bias_plane is None:
                 raise IncompatibleFramesError(
-                    "dark_scale='optimize': the dark includes the bias (BIASSUB=F) and no "
-                    "bias was given; pass bias= so the dark current can be separated")
+                    f"dark_scale='{dark_scale}': the dark includes the bias (BIASSUB=F) "
+                    "and no bias was given; pass bias= so the dark current can be "
+                    "separated")
             current = dark_plane
             if with_bias:
                 current = subtract(dark_plane, bias_plane)
             target = plane if bias_plane is None else subtract(plane, bias_plane)
-            fit = fit_dark_scale(
-                np.where(target.mask, np.nan, target.data),
-                np.where(current.mask, np.nan, current.data), meta=meta)
-            k = fit.scale
-            params["dark_scale_error"] = fit.error
-            log.info("calibrate: optimised dark scale %.5f +- %.5f", fit.scale, fit.error)
+            pattern = None
+            if dark_scale == "optimize-per-channel" and cfa_pattern(meta) is not None:
+                from .bayer import effective_pattern
+
+                # the pattern at pixel [0, 0] of the (trimmed) arrays
+                origin = (0, 0) if rows_cols is None else (
+                    rows_cols[1].start or 0, rows_cols[0].start or 0)
+                pattern = effective_pattern(meta, shape=raw_shape, origin=origin)
+            k, channel_fits = _optimize_dark(
+                target, current, meta=meta, per_channel=dark_scale == "optimize-per-channel",
+                pattern=pattern, params=params)
         else:
             k = float(dark_scale)
-        if with_bias and abs(k - 1.0) > 1e-6:
+        if with_bias and np.any(np.abs(np.asarray(k) - 1.0) > 1e-6):
             if bias_plane is None:
                 raise IncompatibleFramesError(
                     f"dark: it includes the bias (BIASSUB=F) and would be scaled by {k:.4g} "
@@ -592,32 +755,39 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
                 f"than {temperature_tolerance:g} C; dark current depends steeply on "
                 "temperature, use a dark taken at the frame's temperature",
                 TemperatureMismatchWarning, stacklevel=2)
-        plane = subtract(plane, dark_plane, k)
-        params["dark_scale"] = k
+        plane = _subtract_scaled(plane, dark_plane, k)
+        if channel_fits is None:
+            params["dark_scale"] = float(k)
+            meta["DARKSCAL"] = (float(k), "factor applied to the master dark")
+        else:
+            for name, fit in channel_fits.items():
+                key, err_key = DARK_SCALE_KEYWORDS[name]
+                meta[key] = (fit.scale, f"dark scale factor, CFA channel {name}")
+                meta[err_key] = (fit.error, f"error of {key}")
         params["dark_scale_mode"] = dark_scale if isinstance(dark_scale, str | None) \
             else "given"
         params["dark_includes_bias"] = with_bias
-        meta["DARKSCAL"] = (k, "factor applied to the master dark")
         calstat += "D"
     if bias_plane is not None:
-        if bias_coefficient != 0.0:
-            plane = subtract(plane, bias_plane, bias_coefficient)
+        if np.any(np.asarray(bias_coefficient) != 0.0):
+            plane = _subtract_scaled(plane, bias_plane, bias_coefficient)
             if dark_ccd is not None and plane.var is not None \
                     and bias_plane.var is not None and "BIASID" in dark_ccd.meta \
                     and dark_ccd.meta["BIASID"] == data_id(bias_untrimmed):
                 # the dark was made with this very bias: its error is in both
                 # terms of frame - bias - k (dark_raw - bias), which therefore
                 # carries (1 - k)**2 var_bias, not (1 + k**2) var_bias
-                k = params["dark_scale"]
                 good = bias_plane.valid()
+                two_k = 2 * np.asarray(k, np.float32)
                 plane.var = np.maximum(
-                    plane.var - np.float32(2 * k) * np.where(good, bias_plane.var, 0), 0
+                    plane.var - two_k * np.where(good, bias_plane.var, 0), 0
                 ).astype(plane.var.dtype)
                 params["dark_bias_correlated"] = True
         else:
             # the bias is contained in the dark: mask its bad pixels only
             plane.mask |= ~bias_plane.valid()
-        params["bias_coefficient"] = bias_coefficient
+        params["bias_coefficient"] = _channel_values(bias_coefficient,
+                                                     params.get("dark_scale_pattern"))
         calstat += "B"
     calstat = "".join(sorted(calstat, key="OTBD".index))
 
@@ -643,7 +813,7 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
             # the flat was made with this very dark: its error is in numerator
             # and denominator, T = (d - k D) / F(D), and
             # var_T gets -2 k T a var_D / F**2 (a: the dark's share of F)
-            k_eff = params["dark_scale"]
+            k_eff = k
             if params.get("flat_rate"):
                 k_eff = k_eff / exposure_of(light, name="frame")
             _dark_flat_covariance(plane, flat_ccd, dark_ccd, k_eff)
