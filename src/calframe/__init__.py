@@ -11,7 +11,7 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
-from .calibrate import calibrate, fit_dark_scale
+from .calibrate import calibrate, fit_dark_scale, fit_dark_scale_per_channel
 from .combine import (
     GESD,
     LinearFitClip,
@@ -103,6 +103,7 @@ __all__ = [
     "detect_grid_spots",
     "find_bad_pixels",
     "fit_dark_scale",
+    "fit_dark_scale_per_channel",
     "flat_quality",
     "get_provenance",
     "iter_frames",
