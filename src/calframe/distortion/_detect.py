@@ -11,7 +11,8 @@ from photutils.background import Background2D, MedianBackground
 from photutils.detection import find_peaks
 from scipy import ndimage
 from scipy.spatial import cKDTree
-from scipy.special import erfc
+
+from ._kernels import fit_disks
 
 __all__ = ["detect_grid_spots"]
 
@@ -105,7 +106,10 @@ def _fit_profiles(sig, bad, x, y, radius, weight=None, iterations=6, chunk=1500)
 
 
 def _fit_chunk(sig, bad, weight, h, x, y, radius, iterations):
-    """Batched Gauss-Newton fit of a soft-edged disk with a linear amplitude slope.
+    """Levenberg-Marquardt fit of a soft-edged disk with a linear amplitude slope.
+
+    The pixels of every spot are gathered here; the per-spot fit runs in the
+    compiled kernel :func:`._kernels.fit_disks` (parallel over spots).
 
     Model per spot: ``b + A (1 + gx u + gy v) P(rho)``, ``P = erfc((rho - R)/(sqrt2 w))/2``.
     Returns x, y, A, R, w, relative residual rms, and an ok flag.
@@ -134,61 +138,14 @@ def _fit_chunk(sig, bad, weight, h, x, y, radius, iterations):
     ok[sel[(cbad & near).any(axis=1)]] = False
     wt = np.where(cbad, 0.0, weight[rows, cols].reshape(sel.size, -1))
     cut = np.where(cbad, 0.0, cut)
-    sw = np.sqrt(wt)
     p = np.zeros((sel.size, 8))
     p[:, 0], p[:, 1] = x[sel], y[sel]
     p[:, 2] = np.percentile(cut, 95, axis=1)
     p[:, 3] = radius
     p[:, 4] = 0.8
     p[:, 5] = np.percentile(cut, 5, axis=1)
-    r0 = float(radius)
-    lam = np.full(sel.size, 1e-3)
-    s2 = np.sqrt(2.0)
-
-    def model(p):
-        dx = X - p[:, 0:1]
-        dy = Y - p[:, 1:2]
-        rho = np.sqrt(dx * dx + dy * dy) + 1e-9
-        w = np.abs(p[:, 4:5]) + 0.05
-        t = (rho - p[:, 3:4]) / (s2 * w)
-        P = 0.5 * erfc(t)
-        L = 1 + p[:, 6:7] * dx / r0 + p[:, 7:8] * dy / r0
-        return dx, dy, rho, w, t, P, L, p[:, 5:6] + p[:, 2:3] * L * P
-
-    def cost(p):
-        return np.sum(wt * (cut - model(p)[-1]) ** 2, axis=1)
-
-    c = cost(p)
-    for _ in range(iterations):
-        dx, dy, rho, w, t, P, L, m = model(p)
-        A = p[:, 2:3]
-        G = np.exp(-t * t) / (np.sqrt(2 * np.pi) * w)
-        J = np.empty((*cut.shape, 8))
-        J[..., 0] = A * L * G * dx / rho - A * P * p[:, 6:7] / r0
-        J[..., 1] = A * L * G * dy / rho - A * P * p[:, 7:8] / r0
-        J[..., 2] = L * P
-        J[..., 3] = A * L * G
-        J[..., 4] = A * L * G * (rho - p[:, 3:4]) / w
-        J[..., 5] = 1.0
-        J[..., 6] = A * P * dx / r0
-        J[..., 7] = A * P * dy / r0
-        r = (cut - m) * sw
-        J *= sw[..., None]
-        JT = J.transpose(0, 2, 1)
-        JTJ = JT @ J
-        JTr = (JT @ r[..., None])[..., 0]
-        diag = np.einsum("nii->ni", JTJ)
-        Ad = JTJ + lam[:, None, None] * np.einsum("ni,ij->nij", diag + 1e-12, np.eye(8))
-        try:
-            step = np.linalg.solve(Ad, JTr[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            break
-        pn = p + step
-        cn = cost(pn)
-        better = cn < c
-        p[better] = pn[better]
-        c[better] = cn[better]
-        lam = np.where(better, lam * 0.3, lam * 10)
+    c = fit_disks(np.ascontiguousarray(cut), np.ascontiguousarray(wt), np.ascontiguousarray(X),
+                  np.ascontiguousarray(Y), p, float(radius), int(iterations))
     rel = np.sqrt(c / wt.sum(axis=1)) / np.maximum(np.abs(p[:, 2]), 1e-12)
     res[sel] = np.column_stack([p[:, 0] - h, p[:, 1] - h, p[:, 2], np.abs(p[:, 3]),
                                 np.abs(p[:, 4]), rel])

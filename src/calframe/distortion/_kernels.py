@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -45,3 +47,159 @@ def resample_bilinear(data, var, mask, valid, ix, iy, jac, use_var, use_jac):
                 ovar[r, c] = s * j * j
             omask[r, c] = False
     return out, ovar, omask
+
+
+@numba.njit(cache=True)
+def _disk_normal(cut, wt, X, Y, p, r0, JTJ, JTr):
+    """Cost of the soft-edged disk model for one spot, and its normal equations.
+
+    Fills the upper triangle of ``JTJ`` (8x8) and ``JTr`` (8) with the
+    weighted Gauss-Newton sums at ``p``; returns the weighted squared residual.
+    """
+    s2 = np.sqrt(2.0)
+    norm = 1.0 / np.sqrt(2.0 * np.pi)
+    J = np.empty(8)
+    JTJ[:] = 0.0
+    JTr[:] = 0.0
+    w = abs(p[4]) + 0.05
+    A = p[2]
+    c = 0.0
+    for k in range(cut.size):
+        wk = wt[k]
+        if wk == 0.0:
+            continue
+        dx = X[k] - p[0]
+        dy = Y[k] - p[1]
+        rho = np.sqrt(dx * dx + dy * dy) + 1e-9
+        t = (rho - p[3]) / (s2 * w)
+        P = 0.5 * math.erfc(t)
+        L = 1.0 + p[6] * dx / r0 + p[7] * dy / r0
+        r = cut[k] - (p[5] + A * L * P)
+        c += wk * r * r
+        G = math.exp(-t * t) * norm / w
+        ALG = A * L * G
+        J[0] = ALG * dx / rho - A * P * p[6] / r0
+        J[1] = ALG * dy / rho - A * P * p[7] / r0
+        J[2] = L * P
+        J[3] = ALG
+        J[4] = ALG * (rho - p[3]) / w
+        J[5] = 1.0
+        J[6] = A * P * dx / r0
+        J[7] = A * P * dy / r0
+        for a in range(8):
+            wa = wk * J[a]
+            JTr[a] += wa * r
+            for b in range(a, 8):
+                JTJ[a, b] += wa * J[b]
+    return c
+
+
+@numba.njit(cache=True)
+def _disk_cost(cut, wt, X, Y, p, r0):
+    """Weighted squared residual of the soft-edged disk model for one spot."""
+    s2 = np.sqrt(2.0)
+    w = abs(p[4]) + 0.05
+    c = 0.0
+    for k in range(cut.size):
+        if wt[k] == 0.0:
+            continue
+        dx = X[k] - p[0]
+        dy = Y[k] - p[1]
+        rho = np.sqrt(dx * dx + dy * dy) + 1e-9
+        t = (rho - p[3]) / (s2 * w)
+        P = 0.5 * math.erfc(t)
+        L = 1.0 + p[6] * dx / r0 + p[7] * dy / r0
+        d = cut[k] - (p[5] + p[2] * L * P)
+        c += wt[k] * d * d
+    return c
+
+
+@numba.njit(cache=True)
+def _solve8(A, b, out):
+    """Gaussian elimination with partial pivoting (in place); False if singular."""
+    n = b.size
+    for i in range(n):
+        piv = i
+        best = abs(A[i, i])
+        for r in range(i + 1, n):
+            if abs(A[r, i]) > best:
+                best = abs(A[r, i])
+                piv = r
+        if not best > 0.0 or not np.isfinite(best):
+            return False
+        if piv != i:
+            for c in range(n):
+                tmp = A[i, c]
+                A[i, c] = A[piv, c]
+                A[piv, c] = tmp
+            tmp = b[i]
+            b[i] = b[piv]
+            b[piv] = tmp
+        for r in range(i + 1, n):
+            f = A[r, i] / A[i, i]
+            if f != 0.0:
+                for c in range(i, n):
+                    A[r, c] -= f * A[i, c]
+                b[r] -= f * b[i]
+    for i in range(n - 1, -1, -1):
+        s = b[i]
+        for c in range(i + 1, n):
+            s -= A[i, c] * out[c]
+        out[i] = s / A[i, i]
+    return True
+
+
+@numba.njit(parallel=True, cache=True)
+def fit_disks(cut, wt, X, Y, p, r0, iterations):
+    """Levenberg-Marquardt fit of a soft-edged disk with a linear amplitude slope.
+
+    One independent fit per row (spot) of ``cut`` (background-removed pixel
+    values), ``wt`` (weights), ``X``, ``Y`` (pixel coordinates).  Model:
+    ``p5 + p2 (1 + p6 dx/r0 + p7 dy/r0) erfc((rho - p3)/(sqrt2 w))/2`` with
+    ``dx = X - p0``, ``dy = Y - p1``, ``w = |p4| + 0.05``.  ``p`` (n, 8) holds
+    the starting values and is updated in place; returns the final costs.
+    A step is kept only if it lowers the cost (damping x0.3), otherwise the
+    damping grows x10.
+    """
+    n = cut.shape[0]
+    costs = np.empty(n)
+    for i in numba.prange(n):
+        pi = p[i].copy()
+        JTJ = np.empty((8, 8))
+        JTr = np.empty(8)
+        nJTJ = np.empty((8, 8))
+        nJTr = np.empty(8)
+        M = np.empty((8, 8))
+        b = np.empty(8)
+        step = np.empty(8)
+        pn = np.empty(8)
+        # one pass over the pixels per trial step: the cost at the trial
+        # parameters comes with their normal equations, kept if the step is taken
+        c = _disk_normal(cut[i], wt[i], X[i], Y[i], pi, r0, JTJ, JTr)
+        lam = 1e-3
+        for it in range(iterations):
+            for a in range(8):
+                b[a] = JTr[a]
+                for q in range(a, 8):
+                    M[a, q] = JTJ[a, q]
+                    M[q, a] = JTJ[a, q]
+                M[a, a] += lam * (JTJ[a, a] + 1e-12)
+            if not _solve8(M, b, step):
+                break
+            for a in range(8):
+                pn[a] = pi[a] + step[a]
+            if it == iterations - 1:
+                cn = _disk_cost(cut[i], wt[i], X[i], Y[i], pn, r0)
+            else:
+                cn = _disk_normal(cut[i], wt[i], X[i], Y[i], pn, r0, nJTJ, nJTr)
+            if cn < c:
+                pi[:] = pn
+                c = cn
+                lam *= 0.3
+                JTJ[:] = nJTJ
+                JTr[:] = nJTr
+            else:
+                lam *= 10.0
+        p[i] = pi
+        costs[i] = c
+    return costs
