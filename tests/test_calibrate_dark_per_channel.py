@@ -82,6 +82,32 @@ def test_injected_channel_scales_are_recovered_within_one_percent(pattern):
         assert all(len(key) <= 8 for pair in DARK_SCALE_KEYWORDS.values() for key in pair)
 
 
+@pytest.mark.slow
+def test_recovery_and_quoted_errors_over_many_realisations():
+    """20 lights: every factor within 1%, and the quoted errors are realistic."""
+    dev = {name: [] for name in CHANNELS}
+    err = {name: [] for name in CHANNELS}
+    single = []
+    for seed in range(20):
+        light, bias, dark, *_ = _scene(100 + seed)
+        out = calibrate(light, bias=bias, dark=dark, dark_scale="optimize-per-channel")
+        for name in CHANNELS:
+            key, err_key = DARK_SCALE_KEYWORDS[name]
+            dev[name].append(out.meta[key] - SCALES[name])
+            err[name].append(out.meta[err_key])
+        target = light.data - bias.data
+        single.append(fit_dark_scale(target, dark.data).scale)
+    for name in CHANNELS:
+        d, e = np.array(dev[name]), np.array(err[name])
+        assert np.all(np.abs(d) < 0.01 * SCALES[name])
+        assert abs(np.mean(d)) < 3 * np.mean(e) / np.sqrt(len(d))  # unbiased
+        # the quoted error matches the scatter of the fits (20 samples: +-16%;
+        # neighbouring high-pass residuals correlate a little, hence 0.7-1.6)
+        assert 0.7 < np.std(d) / np.mean(e) < 1.6
+    # the single factor is the compromise, stable to a few 0.1%
+    assert np.mean(single) == pytest.approx(1.10, abs=0.01)
+
+
 def test_fit_dark_scale_per_channel_matches_single_fit_of_each_channel():
     light, bias, dark, *_ = _scene(3)
     target = light.data - bias.data
