@@ -159,10 +159,12 @@ def fit_disks(cut, wt, X, Y, p, r0, iterations):
     ``dx = X - p0``, ``dy = Y - p1``, ``w = |p4| + 0.05``.  ``p`` (n, 8) holds
     the starting values and is updated in place; returns the final costs.
     A step is kept only if it lowers the cost (damping x0.3), otherwise the
-    damping grows x10.
+    damping grows x10.  A spot stops early once an accepted step moves the
+    centre, radius and edge width by less than 1e-6 px.
     """
     n = cut.shape[0]
     costs = np.empty(n)
+    tol = 1e-6
     for i in numba.prange(n):
         pi = p[i].copy()
         JTJ = np.empty((8, 8))
@@ -198,6 +200,10 @@ def fit_disks(cut, wt, X, Y, p, r0, iterations):
                 lam *= 0.3
                 JTJ[:] = nJTJ
                 JTr[:] = nJTr
+                # converged: centre, radius and edge width moved by < 1e-6 px
+                if (abs(step[0]) < tol and abs(step[1]) < tol and abs(step[3]) < tol
+                        and abs(step[4]) < tol):
+                    break
             else:
                 lam *= 10.0
         p[i] = pi

@@ -18,6 +18,9 @@ __all__ = ["DistortionModel", "FailedDistortionFit", "FitSettings"]
 
 log = logging.getLogger(__name__)
 _NONE = np.iinfo(np.int32).min
+# column ordering for the symmetric banded spline normal matrices (less fill, faster
+# factorisation than the default COLAMD)
+_ORDER = "MMD_AT_PLUS_A"
 
 
 @dataclass
@@ -522,12 +525,12 @@ def _fit_spline(x, y, rx, ry, tx, ty, settings, lam=None):
     for lam in lambdas:
         err = 0.0
         for BtBf, rhs, Bv, Rv in parts:
-            C = splu(BtBf + lam * scale * P + ridge).solve(rhs)
+            C = splu(BtBf + lam * scale * P + ridge, permc_spec=_ORDER).solve(rhs)
             err += float(np.sum((Bv @ C - Rv) ** 2))
         if err < best[0]:
             best = (err, lam)
     lam = best[1]
-    C = splu(BtB + lam * scale * P + ridge).solve(B.T @ R)
+    C = splu(BtB + lam * scale * P + ridge, permc_spec=_ORDER).solve(B.T @ R)
     return C[:, 0], C[:, 1], lam
 
 
