@@ -744,7 +744,10 @@ def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
                                     "darks, flats or biases"))
         rows.append(row)
     names = [c for c, _, _ in _COLUMNS]
-    dtypes = [t if t is not str else "U" for _, t, _ in _COLUMNS]
+    # text columns as wide as their longest value: a fixed width costs every row
+    # its full width (12 columns of U256 were 12 KB per frame) and cuts long paths
+    dtypes = [t if t is not str else "U" + str(max([1, *(len(r[c]) for r in rows)]))
+              for c, t, _ in _COLUMNS]
     frames = Table(rows=[[r[c] for c in names] for r in rows] if rows else None,
                    names=names, dtype=[_dtype(t) for t in dtypes])
     groups = group_frames(frames, tolerances=tol)
@@ -769,7 +772,7 @@ def _parse_frame_types(frame_types: Mapping[str, str]) -> list[tuple[str, str]]:
 
 
 def _dtype(t):
-    return {float: np.float64, int: np.int64}.get(t, "U256" if t == "U" else t)
+    return {float: np.float64, int: np.int64}.get(t, t)
 
 
 def _match_problems(groups: Table, matches: Table, tol: Tolerances) -> list[Problem]:

@@ -121,6 +121,25 @@ def software_versions() -> dict[str, str]:
     return dict(_VERSIONS_CACHE)
 
 
+def _shared_versions() -> dict[str, str]:
+    # One dict per process, shared by every step made here: a run records
+    # a step per frame read and must not hold a copy of the versions per step.
+    software_versions()
+    return _VERSIONS_CACHE
+
+
+_VERSIONS_READ: dict[str, dict[str, str]] = {}
+
+
+def _versions_from_json(text: str) -> dict[str, str]:
+    """The versions of a step read from a file, one dict per distinct text."""
+    if text not in _VERSIONS_READ:
+        if len(_VERSIONS_READ) > 64:  # bounded: files of many software versions
+            _VERSIONS_READ.clear()
+        _VERSIONS_READ[text] = json.loads(text)
+    return _VERSIONS_READ[text]
+
+
 def _utc_now() -> str:
     # Microseconds: two steps with the same parameters stay two steps.
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
@@ -185,7 +204,7 @@ class StepRecord:
 
     step: str
     parameters: dict[str, Any] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=software_versions)
+    versions: dict[str, str] = field(default_factory=_shared_versions)
     time: str = field(default_factory=_utc_now)
     origin: str = ""
 
@@ -657,12 +676,15 @@ class Provenance:
                 value = value.decode("ascii", "replace")
             return str(value).rstrip()
 
+        params = _heap_texts(data, names, "PARAMS")
         step_params: list[str] = []
-        for row in data:
+        for number, row in enumerate(data):
             kind = cell(row, "KIND")
+            text = (params[number] if params is not None else raw(row, "PARAMS")) \
+                if kind in ("more", "step") else ""
             if kind == "more":
                 if step_params:
-                    step_params[-1] += raw(row, "PARAMS")
+                    step_params[-1] += text
                 continue
             origin = path_from_file(cell(row, "ORIGIN"), file_dir) or this
             if kind == "input":
@@ -677,10 +699,10 @@ class Provenance:
                     shape=tuple(int(n) for n in json.loads(shape_text)),
                     origin=origin))
             elif kind == "step":
-                step_params.append(raw(row, "PARAMS"))
+                step_params.append(text)
                 prov.steps.append(StepRecord(
                     step=cell(row, "STEP"), parameters={},
-                    versions=json.loads(cell(row, "VERSIONS") or "{}"),
+                    versions=_versions_from_json(cell(row, "VERSIONS") or "{}"),
                     time=cell(row, "TIME"), origin=origin))
         for step, text in zip(prov.steps, step_params, strict=True):
             step.parameters = json.loads(unquote(text) or "{}")
@@ -754,6 +776,31 @@ class Provenance:
     def to_prov_json(self, **kwargs) -> str:
         """:meth:`to_prov_document` serialised as PROV-JSON text."""
         return self.to_prov_document(**kwargs).serialize(format="json", indent=1)
+
+
+def _heap_texts(data, names: list[str], name: str) -> list[str] | None:
+    """The cells of a variable-length text column of a table read from a file.
+
+    Read from the heap directly: astropy converts each cell through a
+    ``count x count`` character array, tens of MiB for the cells of a few
+    thousand characters that list the frames of a big combine.  None when
+    the table is not backed by file bytes (the caller reads cell by cell).
+    """
+    import numpy as np
+
+    if name not in names:
+        return None
+    try:
+        descriptors = np.recarray.field(data, names.index(name))
+        heap = data._get_heap_data()
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    if descriptors.ndim != 2 or descriptors.shape[1] != 2 or heap is None:
+        return None
+    heap = np.asarray(heap).view(np.uint8)
+    return [heap[int(offset):int(offset) + int(count)].tobytes()
+            .decode("ascii", "replace").rstrip("\x00").rstrip()
+            for count, offset in descriptors]
 
 
 def _prov_name(text) -> str:
