@@ -50,6 +50,7 @@ __all__ = [
     "channel_slices",
     "channel_statistics",
     "channel_views",
+    "crop_keywords",
     "effective_pattern",
     "merge",
     "normalise_channels",
@@ -198,6 +199,47 @@ def effective_pattern(source: Any, *, xoff: int | None = None, yoff: int | None 
     ny = int(shape[-2])
     return "".join(_colour_at(pattern, x0 + c + xoff, (ny - 1 - (y0 + r)) + yoff)
                    for r in (0, 1) for c in (0, 1))
+
+
+def crop_keywords(meta: Any, *, origin: tuple[int, int], shape: tuple[int, int],
+                  cropped_shape: tuple[int, int]) -> dict[str, Any]:
+    """CFA keywords that describe a crop ``data[y0:, x0:]`` of a mosaic.
+
+    The returned ``BAYERPAT`` (with ``XBAYROFF = YBAYROFF = 0`` and the same
+    ``ROWORDER``) makes :func:`effective_pattern` of the cropped array give the
+    colour that its pixel ``[0, 0]`` really has.  Write them into the header of
+    any trimmed or cropped frame, or the pattern is off by one row or column
+    after a crop that starts at an odd pixel.
+
+    Parameters
+    ----------
+    meta : header or mapping
+        Keywords of the full frame (``BAYERPAT``, ``XBAYROFF``, ``YBAYROFF``,
+        ``ROWORDER``).
+    origin : (int, int)
+        ``(x0, y0)`` of the crop in the full array.
+    shape, cropped_shape : tuple of int
+        ``(ny, nx)`` of the full and of the cropped arrays.
+
+    Returns
+    -------
+    dict
+        ``BAYERPAT``, ``XBAYROFF``, ``YBAYROFF`` and ``ROWORDER``.
+
+    Examples
+    --------
+    >>> crop_keywords({"BAYERPAT": "RGGB"}, origin=(1, 0), shape=(8, 8),
+    ...               cropped_shape=(8, 7))["BAYERPAT"]
+    'GRBG'
+    """
+    at_origin = effective_pattern(meta, shape=shape, origin=origin)
+    roworder = str(meta.get("ROWORDER", "TOP-DOWN") or "TOP-DOWN").strip().upper()
+    for candidate in PATTERNS:
+        keywords = {"BAYERPAT": candidate, "XBAYROFF": 0, "YBAYROFF": 0,
+                    "ROWORDER": roworder}
+        if effective_pattern(keywords, shape=cropped_shape) == at_origin:
+            return keywords
+    raise ValueError(f"no Bayer pattern describes the crop at {origin}")  # pragma: no cover
 
 
 def _pattern_for(data_source: Any, pattern: Any) -> str:

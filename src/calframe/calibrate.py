@@ -33,6 +33,7 @@ from ._calutil import (
     std_of,
     temperature_of,
 )
+from .bayer import crop_keywords
 from .cosmetic import Cosmetic, correct_bad_pixels, find_bad_pixels, remove_cosmic_rays
 from .errors import (
     IncompatibleFramesError,
@@ -399,10 +400,20 @@ def _prepare_master(value, *, role: str, prov: Provenance, raw_shape, shape, row
         return ccd
     if rows_cols is not None and ccd.shape == raw_shape:
         rows, cols = rows_cols
-        return ccd[rows, cols]
+        cropped = ccd[rows, cols]
+        if cfa_pattern(ccd.meta) is not None:
+            cropped.meta = header_of(ccd.meta)
+            cropped.meta.update(crop_keywords(ccd.meta, origin=_origin(rows_cols),
+                                              shape=raw_shape, cropped_shape=shape))
+        return cropped
     raise IncompatibleFramesError(
         f"{role}: shape {ccd.shape} does not match the frame ({shape} after trim, "
         f"{raw_shape} before); use masters made from frames of the same detector area")
+
+
+def _origin(rows_cols) -> tuple[int, int]:
+    rows, cols = rows_cols
+    return (cols.start or 0, rows.start or 0)
 
 
 def _overscan_plane(plane: Plane, section, *, shape) -> tuple[Plane, str, np.ndarray]:
@@ -647,6 +658,10 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         calstat += "T"
     shape = plane.data.shape
     meta = header_of(light.meta)
+    if rows_cols is not None and cfa_pattern(meta) is not None:
+        # the trimmed mosaic's pixel [0, 0] may be another colour
+        meta.update(crop_keywords(meta, origin=_origin(rows_cols), shape=raw_shape,
+                                  cropped_shape=shape))
 
     master_kw = dict(prov=prov, raw_shape=raw_shape, shape=shape, rows_cols=rows_cols)
     bias_ccd = _prepare_master(bias, role="bias", **master_kw)
@@ -734,10 +749,9 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
             if dark_scale == "optimize-per-channel" and cfa_pattern(meta) is not None:
                 from .bayer import effective_pattern
 
-                # the pattern at pixel [0, 0] of the (trimmed) arrays
-                origin = (0, 0) if rows_cols is None else (
-                    rows_cols[1].start or 0, rows_cols[0].start or 0)
-                pattern = effective_pattern(meta, shape=raw_shape, origin=origin)
+                # the pattern at pixel [0, 0] of the (trimmed) arrays: ``meta``
+                # already describes the trimmed frame
+                pattern = effective_pattern(meta, shape=shape)
             k, channel_fits = _optimize_dark(
                 target, current, meta=meta, per_channel=dark_scale == "optimize-per-channel",
                 pattern=pattern, params=params)
