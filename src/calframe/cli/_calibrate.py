@@ -18,7 +18,8 @@ from . import cli
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Output folder (one FITS per light, same name).")
 @click.option("--gain", type=float, default=None, help="Gain in e-/ADU (output in e-).")
-@click.option("--dark-scale", type=click.Choice(["exposure", "optimize", "none"]),
+@click.option("--dark-scale",
+              type=click.Choice(["exposure", "optimize", "optimize-per-channel", "none"]),
               default="exposure", show_default=True,
               help="How the dark is scaled to each light.")
 @click.option("--cosmetic", is_flag=True, help="Correct hot and cold pixels.")

@@ -24,7 +24,8 @@ from . import cli
 @click.option("--low", type=float, default=None, help="Lower rejection limit.")
 @click.option("--high", type=float, default=None, help="Upper rejection limit.")
 @click.option("--gain", type=float, default=None, help="Gain in e-/ADU (output in e-).")
-@click.option("--dark-scale", type=click.Choice(["exposure", "optimize", "none"]),
+@click.option("--dark-scale",
+              type=click.Choice(["exposure", "optimize", "optimize-per-channel", "none"]),
               default=None, help="How the dark is scaled to each light.")
 @click.option("--cosmetic/--no-cosmetic", default=None,
               help="Correct hot and cold pixels.")
