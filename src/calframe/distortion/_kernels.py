@@ -209,3 +209,100 @@ def fit_disks(cut, wt, X, Y, p, r0, iterations):
         p[i] = pi
         costs[i] = c
     return costs
+
+
+@numba.njit(cache=True)
+def _cubic_basis(x, t, out):
+    """The 4 non-zero cubic B-spline basis values at ``x`` (clamped to the knot range).
+
+    Fills ``out`` and returns the index of the first of them; the same values
+    as ``scipy.interpolate.BSpline.design_matrix`` (Cox-de Boor recursion).
+    """
+    k = 3
+    n = t.size - k - 1
+    if x < t[k]:
+        x = t[k]
+    if x > t[n]:
+        x = t[n]
+    if x >= t[n]:
+        span = n - 1
+        while span > k and t[span] >= t[span + 1]:
+            span -= 1
+    else:
+        lo = k
+        hi = n
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if x >= t[mid]:
+                lo = mid
+            else:
+                hi = mid
+        span = lo
+    left = np.empty(k + 1)
+    right = np.empty(k + 1)
+    out[0] = 1.0
+    for j in range(1, k + 1):
+        left[j] = x - t[span + 1 - j]
+        right[j] = t[span + j] - x
+        saved = 0.0
+        for r in range(j):
+            temp = out[r] / (right[r + 1] + left[j - r])
+            out[r] = saved + right[r + 1] * temp
+            saved = left[j - r] * temp
+        out[j] = saved
+    return span - k
+
+
+@numba.njit(parallel=True, cache=True)
+def inverse_field(xi, yi, cx, cy, scale, k, tx, ty, coef_x, coef_y, T, iterations):
+    """Displacement to the observed position of each ideal point (fixed-point iteration).
+
+    The forward model at an observed ``p`` is ``T(p + R(p) + S(p)) - p`` with
+    ``R`` the radial polynomial ``k_n r**n`` about ``(cx, cy)`` (``r`` in units of
+    ``scale``) and ``S`` the tensor-product cubic spline with coefficients
+    ``coef_x``/``coef_y`` of shape (len(ty) - 4, len(tx) - 4); the observed
+    position of the ideal point ``q`` solves ``p = q - d(p)``, iterated
+    ``iterations`` times from ``p = q``.  Returns ``(p - q)`` per axis.
+    """
+    n = xi.size
+    ox = np.empty(n)
+    oy = np.empty(n)
+    for i in numba.prange(n):
+        bx = np.empty(4)
+        by = np.empty(4)
+        qx = xi[i]
+        qy = yi[i]
+        px = qx
+        py = qy
+        for _ in range(iterations):
+            u = (px - cx) / scale
+            v = (py - cy) / scale
+            r = np.sqrt(u * u + v * v)
+            f = 0.0
+            rn = 1.0
+            for m in range(k.size):
+                rn *= r
+                f += k[m] * rn
+            ux = px + u * f * scale
+            uy = py + v * f * scale
+            a0 = _cubic_basis(px, tx, bx)
+            b0 = _cubic_basis(py, ty, by)
+            sx = 0.0
+            sy = 0.0
+            for b in range(4):
+                rx = 0.0
+                ry = 0.0
+                for a in range(4):
+                    rx += coef_x[b0 + b, a0 + a] * bx[a]
+                    ry += coef_y[b0 + b, a0 + a] * bx[a]
+                sx += by[b] * rx
+                sy += by[b] * ry
+            ux += sx
+            uy += sy
+            dx = T[0, 0] + T[0, 1] * ux + T[0, 2] * uy - px
+            dy = T[1, 0] + T[1, 1] * ux + T[1, 2] * uy - py
+            px = qx - dx
+            py = qy - dy
+        ox[i] = px - qx
+        oy[i] = py - qy
+    return ox, oy

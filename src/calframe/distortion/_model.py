@@ -290,13 +290,22 @@ class DistortionModel:
 
     def inverse(self, x, y, *, iterations: int = 8):
         """Displacement ``(dx, dy)`` at ideal positions: observed = ideal + d."""
+        from ._kernels import inverse_field
+
         xi = np.asarray(x, float)
         yi = np.asarray(y, float)
-        px, py = xi, yi
-        for _ in range(iterations):
-            dx, dy = self(px, py)
-            px, py = xi - dx, yi - dy
-        return px - xi, py - yi
+        shp = np.broadcast(xi, yi).shape
+        xi = np.ascontiguousarray(np.broadcast_to(xi, shp).ravel())
+        yi = np.ascontiguousarray(np.broadcast_to(yi, shp).ravel())
+        nb, na = self.ty.size - 4, self.tx.size - 4
+        # the fixed-point iteration of the full model, point by point in compiled code
+        dx, dy = inverse_field(xi, yi, float(self.centre[0]), float(self.centre[1]),
+                               float(self.scale), np.asarray(self.k, float),
+                               np.asarray(self.tx, float), np.asarray(self.ty, float),
+                               np.ascontiguousarray(self.coef_x, float).reshape(nb, na),
+                               np.ascontiguousarray(self.coef_y, float).reshape(nb, na),
+                               np.asarray(self.T, float), int(iterations))
+        return dx.reshape(shp), dy.reshape(shp)
 
     def maps(self):
         """``(dx, dy)`` images over the detector (observed pixel grid), float32."""
