@@ -258,3 +258,29 @@ def test_memory_bounded_on_many_frames(tmp_path):
     # characters per frame.
     assert growth_mib < 20.0, (base, peak)
     shutil.rmtree(tmp_path / "big")
+
+
+def test_reading_long_provenance_parameters_is_cheap(tmp_path):
+    """A master's provenance lists every combined frame in long PARAMS cells; reading
+    them back gives the same parameters without a per-cell count x count array
+    (astropy's own decoding of such a cell peaked ~20 MiB)."""
+    import tracemalloc
+
+    from calframe.provenance import Provenance
+
+    prov = Provenance()
+    paths = [f"night/biases/bias_{i:04d}.fits" for i in range(400)]
+    prov.add_step("combine", method="median", inputs=paths)
+    prov.add_step("read", format="fits", note="with spaces  and 100% ascii é")
+    path = tmp_path / "p.fits"
+    fits.HDUList([fits.PrimaryHDU(), prov.to_fits_table(out_dir=tmp_path)]).writeto(path)
+    with fits.open(path) as hdul:
+        assert any(k == "more" for k in hdul["PROVENANCE"].data["KIND"])
+        tracemalloc.start()
+        try:
+            back = Provenance.from_fits_table(hdul["PROVENANCE"], file_path=path)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert [s.parameters for s in back.steps] == [s.parameters for s in prov.steps]
+    assert peak < 2 * 2**20, peak
