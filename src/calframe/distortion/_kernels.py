@@ -56,13 +56,17 @@ def _disk_normal(cut, wt, X, Y, p, r0, JTJ, JTr):
     Fills the upper triangle of ``JTJ`` (8x8) and ``JTr`` (8) with the
     weighted Gauss-Newton sums at ``p``; returns the weighted squared residual.
     """
-    s2 = np.sqrt(2.0)
     norm = 1.0 / np.sqrt(2.0 * np.pi)
     J = np.empty(8)
     JTJ[:] = 0.0
     JTr[:] = 0.0
     w = abs(p[4]) + 0.05
+    iw = 1.0 / w
+    its = iw / np.sqrt(2.0)
+    ir0 = 1.0 / r0
     A = p[2]
+    gx = p[6] * ir0
+    gy = p[7] * ir0
     c = 0.0
     for k in range(cut.size):
         wk = wt[k]
@@ -71,21 +75,22 @@ def _disk_normal(cut, wt, X, Y, p, r0, JTJ, JTr):
         dx = X[k] - p[0]
         dy = Y[k] - p[1]
         rho = np.sqrt(dx * dx + dy * dy) + 1e-9
-        t = (rho - p[3]) / (s2 * w)
+        t = (rho - p[3]) * its
         P = 0.5 * math.erfc(t)
-        L = 1.0 + p[6] * dx / r0 + p[7] * dy / r0
+        L = 1.0 + gx * dx + gy * dy
         r = cut[k] - (p[5] + A * L * P)
         c += wk * r * r
-        G = math.exp(-t * t) * norm / w
-        ALG = A * L * G
-        J[0] = ALG * dx / rho - A * P * p[6] / r0
-        J[1] = ALG * dy / rho - A * P * p[7] / r0
+        ALG = A * L * math.exp(-t * t) * norm * iw
+        AP = A * P
+        irho = 1.0 / rho
+        J[0] = ALG * dx * irho - AP * gx
+        J[1] = ALG * dy * irho - AP * gy
         J[2] = L * P
         J[3] = ALG
-        J[4] = ALG * (rho - p[3]) / w
+        J[4] = ALG * (rho - p[3]) * iw
         J[5] = 1.0
-        J[6] = A * P * dx / r0
-        J[7] = A * P * dy / r0
+        J[6] = AP * dx * ir0
+        J[7] = AP * dy * ir0
         for a in range(8):
             wa = wk * J[a]
             JTr[a] += wa * r
@@ -97,8 +102,11 @@ def _disk_normal(cut, wt, X, Y, p, r0, JTJ, JTr):
 @numba.njit(cache=True)
 def _disk_cost(cut, wt, X, Y, p, r0):
     """Weighted squared residual of the soft-edged disk model for one spot."""
-    s2 = np.sqrt(2.0)
     w = abs(p[4]) + 0.05
+    its = (1.0 / w) / np.sqrt(2.0)
+    ir0 = 1.0 / r0
+    gx = p[6] * ir0
+    gy = p[7] * ir0
     c = 0.0
     for k in range(cut.size):
         if wt[k] == 0.0:
@@ -106,9 +114,9 @@ def _disk_cost(cut, wt, X, Y, p, r0):
         dx = X[k] - p[0]
         dy = Y[k] - p[1]
         rho = np.sqrt(dx * dx + dy * dy) + 1e-9
-        t = (rho - p[3]) / (s2 * w)
+        t = (rho - p[3]) * its
         P = 0.5 * math.erfc(t)
-        L = 1.0 + p[6] * dx / r0 + p[7] * dy / r0
+        L = 1.0 + gx * dx + gy * dy
         d = cut[k] - (p[5] + p[2] * L * P)
         c += wt[k] * d * d
     return c

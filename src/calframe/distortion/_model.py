@@ -93,6 +93,40 @@ def _d2(n):
     return d.T @ d
 
 
+def _convex_fill(shape, vx):
+    """Boolean image, True at the pixel centres inside a convex polygon.
+
+    ``vx`` holds the ``(x, y)`` vertices.  Row by row: the span between the
+    polygon's left and right edges at that row's centre (half-plane tests per
+    edge), so the cost is one pass over the rows, not a test per pixel.
+    """
+    ny, nx = shape
+    out = np.zeros(shape, bool)
+    x0, y0 = vx[:, 0], vx[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    rows = np.arange(max(0, int(np.ceil(y0.min()))), min(ny, int(np.floor(y0.max())) + 1))
+    if rows.size == 0:
+        return out
+    r = rows.astype(float)[:, None]
+    # each edge is a half-plane a x + b y + c >= 0 (interior side), solved for x per row
+    a = (y1 - y0)
+    b = -(x1 - x0)
+    c = -(a * x0 + b * y0)
+    side = a * x0.mean() + b * y0.mean() + c
+    a, b, c = np.where(side < 0, -a, a), np.where(side < 0, -b, b), np.where(side < 0, -c, c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xb = -(b * r + c) / a
+    horiz = a == 0
+    lo = np.max(np.where(a > 0, xb, -np.inf), axis=1)
+    hi = np.min(np.where(a < 0, xb, np.inf), axis=1)
+    inside_h = np.all(np.where(horiz, b * r + c >= 0, True), axis=1)
+    cl = np.clip(np.ceil(lo), 0, nx).astype(int)
+    ch = np.clip(np.floor(hi) + 1, 0, nx).astype(int)
+    for k in np.flatnonzero(inside_h & (ch > cl)):
+        out[rows[k], cl[k]:ch[k]] = True
+    return out
+
+
 def _radial(x, y, centre, scale, k):
     u = (x - centre[0]) / scale
     v = (y - centre[1]) / scale
@@ -389,11 +423,11 @@ class DistortionModel:
     def valid_mask(self) -> np.ndarray:
         """True inside the convex hull of the indexed spots (observed pixel grid)."""
         from scipy.spatial import ConvexHull
-        from skimage.draw import polygon2mask
 
-        pts = np.column_stack([self.spots["y"], self.spots["x"]])
+        pts = np.column_stack([np.asarray(self.spots["x"], float),
+                               np.asarray(self.spots["y"], float)])
         hull = ConvexHull(pts)
-        return polygon2mask(self.shape, pts[hull.vertices])
+        return _convex_fill(self.shape, pts[hull.vertices])
 
     def valid_mask_cached(self) -> np.ndarray:
         """:attr:`valid_mask`, computed once."""
