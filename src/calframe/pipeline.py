@@ -94,7 +94,10 @@ HASH_KEYWORD = "PIPEHASH"
 
 _REJECTIONS = ("none", "sigma", "minmax", "percentile")
 _METHODS = ("median", "mean")
-_DARK_SCALES = ("exposure", "optimize", "none")
+_DARK_SCALES = ("exposure", "optimize", "optimize-per-channel", "none")
+_ALIGNS = ("stars", "translation", "none")
+#: Task kinds that are master frames.
+MASTER_KINDS = ("bias", "dark", "flat")
 
 
 class PipelineProblemError(CalframeError, ValueError):
@@ -158,7 +161,7 @@ class CalibrationSettings:
     ----------
     gain : float, optional
         Gain in e-/ADU; when given, calibrated lights are in electrons.
-    dark_scale : {'exposure', 'optimize', 'none'}
+    dark_scale : {'exposure', 'optimize', 'optimize-per-channel', 'none'}
         How a master dark is scaled to a light.
     cosmetic : bool
         Correct hot and cold pixels found in the master dark and flat.
@@ -184,6 +187,54 @@ class CalibrationSettings:
 
 
 @dataclass
+class StackSettings:
+    """Whether and how the calibrated lights of each group are aligned and stacked.
+
+    One stack is made per light group of the inventory (lights that share
+    exposure, filter, binning, shape, gain and temperature), into
+    ``stacks/<group>.fits``, with :func:`calframe.stack`.
+
+    Parameters
+    ----------
+    enabled : bool
+        Make the stacks.
+    align : {'stars', 'translation', 'none'}
+        Alignment to the group's first light.
+    method : {'mean', 'median'}
+        Combine method.
+    rejection : {'none', 'sigma', 'minmax', 'percentile'}
+        Rejection before combining, with ``low`` / ``high`` (as for masters).
+    low, high : float
+        Rejection limits.
+    order : {0, 1, 3}
+        Interpolation order of the warp.
+    """
+
+    enabled: bool = False
+    align: str = "stars"
+    method: str = "mean"
+    rejection: str = "sigma"
+    low: float = 3.0
+    high: float = 3.0
+    order: int = 1
+
+    def __post_init__(self) -> None:
+        if self.align not in _ALIGNS:
+            raise ValueError(f"stack align={self.align!r} is not known; use one of "
+                             f"{', '.join(_ALIGNS)}")
+        if self.order not in (0, 1, 3):
+            raise ValueError(f"stack order={self.order!r} is not known; use 0, 1 or 3")
+        # method and rejection are checked like the masters'
+        MasterSettings(method=self.method, rejection=self.rejection, low=self.low,
+                       high=self.high)
+
+    def rejection_object(self):
+        """The calframe rejection settings object (None for no rejection)."""
+        return MasterSettings(method=self.method, rejection=self.rejection, low=self.low,
+                              high=self.high).rejection_object()
+
+
+@dataclass
 class PipelineConfig:
     """Everything a run needs; what the TOML file and the command line set.
 
@@ -199,6 +250,7 @@ class PipelineConfig:
     output: str = "calibrated"
     master: MasterSettings = field(default_factory=MasterSettings)
     calibrate: CalibrationSettings = field(default_factory=CalibrationSettings)
+    stack: StackSettings = field(default_factory=StackSettings)
     tolerances: Tolerances = field(default_factory=Tolerances)
     frame_types: dict[str, str] = field(default_factory=dict)
     memory_limit: str = "1GiB"
@@ -212,7 +264,7 @@ class PipelineConfig:
         """Build from a plain dictionary (e.g. parsed TOML); unknown keys are errors."""
         data = dict(data)
         sections = {"master": MasterSettings, "calibrate": CalibrationSettings,
-                    "tolerances": Tolerances}
+                    "stack": StackSettings, "tolerances": Tolerances}
         kwargs: dict[str, Any] = {}
         top = {f.name for f in dataclasses.fields(cls)}
         for key, value in data.items():
@@ -299,7 +351,7 @@ class Task:
     ----------
     name : str
         Unique name (the output's file stem).
-    kind : {'bias', 'dark', 'flat', 'light'}
+    kind : {'bias', 'dark', 'flat', 'light', 'stack'}
     output : str
         Output path relative to the output folder.
     inputs : list of str
@@ -339,10 +391,12 @@ class Plan:
 
     def describe(self, *, problems: bool = True) -> str:
         """The plan in words, one line per output (and the problems found)."""
-        masters = [t for t in self.tasks if t.kind != "light"]
+        masters = [t for t in self.tasks if t.kind in MASTER_KINDS]
         lights = [t for t in self.tasks if t.kind == "light"]
-        lines = [f"plan: {len(masters)} masters, {len(lights)} calibrated lights -> "
-                 f"{self.config.output}"]
+        stacks = [t for t in self.tasks if t.kind == "stack"]
+        lines = [f"plan: {len(masters)} masters, {len(lights)} calibrated lights"
+                 + (f", {len(stacks)} stacks" if stacks else "")
+                 + f" -> {self.config.output}"]
         for t in masters:
             uses = ", ".join(f"{r}={n}" for r, n in t.uses.items())
             lines.append(f"  master {t.kind:<5} {t.output}  from {len(t.inputs)} frames"
@@ -366,6 +420,10 @@ class Plan:
         if c.distortion:
             steps.append(f"distortion correction with {c.distortion}")
         lines.append("  light steps: " + ", ".join(steps))
+        for t in stacks:
+            st = self.config.stack
+            lines.append(f"  stack {len(t.inputs)} calibrated light(s) -> {t.output}  "
+                         f"(align {st.align}, {st.method}, rejection {st.rejection})")
         m = self.config.master
         rejection = m.rejection_object()
         lines.append(f"  masters: {m.method}, rejection {rejection!r}, memory limit "
@@ -463,7 +521,21 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
                                     parameters=dict(params)))
     order = {"bias": 0, "dark": 1, "flat": 2}
     masters = sorted(tasks.values(), key=lambda t: (order[t.kind], t.name))
-    return Plan(config=config, inventory=inv, tasks=masters + light_tasks,
+    stack_tasks: list[Task] = []
+    if config.stack.enabled:
+        by_group: dict[int, list[Task]] = {}
+        for t in light_tasks:
+            by_group.setdefault(t.group, []).append(t)
+        for group, members in by_group.items():
+            if len(members) < 2:
+                continue
+            name = f"stack_{names[group]}"
+            stack_tasks.append(Task(
+                name=name, kind="stack", output=f"stacks/{names[group]}.fits",
+                inputs=[t.output for t in members], group=group,
+                uses={f"light{i}": t.name for i, t in enumerate(members)},
+                parameters=dataclasses.asdict(config.stack)))
+    return Plan(config=config, inventory=inv, tasks=masters + light_tasks + stack_tasks,
                 problems=problems)
 
 
@@ -584,6 +656,8 @@ class _Runner:
         seen = set()
         inv = self.plan.inventory
         for t in self.plan.tasks:
+            if t.kind == "stack":  # its inputs are this run's calibrated lights
+                continue
             # a flat must say its exposure when a dark of known exposure is scaled to it
             dark = self.plan.task(t.uses["dark"]) if "dark" in t.uses else None
             scaled = dark is not None and math.isfinite(
@@ -786,12 +860,45 @@ class _Runner:
             return
         self.result.made.append(str(path))
 
+    def run_stack(self, task: Task) -> None:
+        from .register import stack
+
+        path = self.out / task.output
+        inputs = [str(self.out / p) for p, n in zip(task.inputs, task.uses.values(),
+                                                     strict=True)
+                  if n not in self.failed_names]
+        if len(inputs) < 2:
+            self.fail(task, f"not stacked: {len(inputs)} calibrated light(s) of the group "
+                      "could be made", "see the problems above")
+            return
+        key = self.key(task, inputs)
+        self.keys[task.name] = key
+        if self.up_to_date(path, key):
+            self.result.skipped.append(str(path))
+            return
+        st = self.config.stack
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=Warning)
+                ccd = stack(inputs, align=None if st.align == "none" else st.align,
+                            order=st.order, method=st.method,
+                            rejection=st.rejection_object(),
+                            memory_limit=self.config.memory_limit)
+            self.write(ccd, path, key)
+        except (CalframeError, OSError, ValueError) as err:
+            self.fail(task, f"not stacked ({str(err).splitlines()[0]})",
+                      "try another --stack-align, or check the calibrated lights")
+            return
+        self.result.made.append(str(path))
+        log.info("stacked %d lights into %s", len(inputs), path)
+
     def run(self) -> RunResult:
         self.out.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(self.out)
         self.check_frames()
-        masters = [t for t in self.plan.tasks if t.kind != "light"]
+        masters = [t for t in self.plan.tasks if t.kind in MASTER_KINDS]
         lights = [t for t in self.plan.tasks if t.kind == "light"]
+        stacks = [t for t in self.plan.tasks if t.kind == "stack"]
         for task in self.progress(masters, desc="masters", total=len(masters),
                                   unit="master"):
             self.run_master(task)
@@ -816,6 +923,9 @@ class _Runner:
                 current = task.uses
             self.run_light(task, model)
         self.masters.clear()
+        for task in self.progress(stacks, desc="stacking", total=len(stacks),
+                                  unit="stack"):
+            self.run_stack(task)
         self.result.quality = _quality_table(self.quality_rows)
         if self.config.report:
             from .report import write_report

@@ -401,9 +401,10 @@ def write_report(result, path: str | os.PathLike | None = None) -> Path:
                                                         "shape", "bayerpat"]))
 
     sections.append("<h2>Masters</h2>")
-    for task in plan.tasks:
-        if task.kind == "light":
-            continue
+    stacks = [t for t in plan.tasks if t.kind == "stack"]
+    for task in [t for t in plan.tasks if t.kind not in ("light", "stack")] + stacks:
+        if task is (stacks[0] if stacks else None):
+            sections.append("<h2>Stacks</h2>")
         mpath = out / task.output
         if not mpath.exists():
             sections.append(f"<p class='bad'>{html.escape(task.name)}: not made.</p>")

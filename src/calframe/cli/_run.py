@@ -32,6 +32,10 @@ from . import cli
 @click.option("--demosaic", default=None, help="Demosaic CFA lights (e.g. bilinear).")
 @click.option("--distortion", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Distortion model to correct every light with.")
+@click.option("--stack/--no-stack", "stack", default=None,
+              help="Align and stack the calibrated lights of each group (stacks/).")
+@click.option("--stack-align", type=click.Choice(["stars", "translation", "none"]),
+              default=None, help="How the lights are aligned before stacking.")
 @click.option("--memory-limit", default=None, help="Memory for combining (e.g. 1GiB).")
 @click.option("--type", "frame_types", multiple=True, metavar="GLOB=TYPE",
               help="Frame type for files whose headers do not say (repeatable).")
@@ -39,7 +43,7 @@ from . import cli
 @click.pass_context
 def run_command(ctx: click.Context, paths, output, config_path, dry_run, strict, method,
                 rejection, low, high, gain, dark_scale, cosmetic, demosaic, distortion,
-                memory_limit, frame_types, no_report) -> int:
+                stack, stack_align, memory_limit, frame_types, no_report) -> int:
     """Inventory PATHS, build the masters each group needs, calibrate every light,
     and write OUTPUT/report.html.  A rerun redoes only what changed."""
     from .._progress import echo, enable_progress, progress
@@ -66,6 +70,9 @@ def run_command(ctx: click.Context, paths, output, config_path, dry_run, strict,
                        ("demosaic", demosaic), ("distortion", distortion)):
         if value is not None:
             changes[f"calibrate__{key}"] = value
+    for key, value in (("enabled", stack), ("align", stack_align)):
+        if value is not None:
+            changes[f"stack__{key}"] = value
     if frame_types:
         types = dict(config.frame_types)
         for item in frame_types:
