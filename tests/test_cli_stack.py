@@ -38,3 +38,4 @@ def test_stack_command_aligns_and_combines(tmp_path, capsys):
     # Refuses to overwrite, without a traceback.
     assert main(["stack", *paths, "-o", str(out)]) == 1
     assert "exists" in capsys.readouterr().err
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from . import cli
+from ._options import parse_frame_types
 
 
 def _progress_from(ctx: click.Context) -> None:
@@ -37,13 +38,7 @@ def inventory_command(ctx: click.Context, paths: tuple[str, ...], no_recursive: 
 
     _progress_from(ctx)
     tol = Tolerances(exptime_rel=exptime_tolerance, temperature=temperature_tolerance)
-    types = {}
-    for item in frame_types:
-        if "=" not in item:
-            raise click.BadParameter(f"{item!r} is not GLOB=TYPE (e.g. '*data.edf=light')",
-                                     param_hint="--type")
-        glob, ftype = item.rsplit("=", 1)
-        types[glob] = ftype
+    types = parse_frame_types(frame_types)
     inv = take_inventory(list(paths), recursive=not no_recursive, tolerances=tol,
                          frame_types=types, progress=progress)
     click.echo(inv.summary())

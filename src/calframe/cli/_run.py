@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from . import cli
+from ._options import parse_frame_types
 
 
 @cli.command("run")
@@ -74,14 +75,7 @@ def run_command(ctx: click.Context, paths, output, config_path, dry_run, strict,
         if value is not None:
             changes[f"stack__{key}"] = value
     if frame_types:
-        types = dict(config.frame_types)
-        for item in frame_types:
-            if "=" not in item:
-                raise click.BadParameter(f"{item!r} is not GLOB=TYPE (e.g. '*data.edf=light')",
-                                         param_hint="--type")
-            glob, ftype = item.rsplit("=", 1)
-            types[glob] = ftype
-        changes["frame_types"] = types
+        changes["frame_types"] = parse_frame_types(frame_types, config.frame_types)
     config = config.replace(**changes)
     if not config.inputs:
         raise click.UsageError("give at least one folder or file of frames (or inputs in "
