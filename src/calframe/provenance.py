@@ -83,9 +83,11 @@ def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 22) -> str:
     'ba7816bf8f01cfea'
     """
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_size):
-            digest.update(block)
+    buffer = bytearray(chunk_size)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while size := handle.readinto(buffer):
+            digest.update(view[:size])  # large updates release the GIL
     return digest.hexdigest()
 
 
@@ -167,8 +169,8 @@ class InputRecord:
     @classmethod
     def from_file(cls, path, *, role: str = "", frametype: str = "",
                   exptime: float | None = None, date_obs: str = "",
-                  shape: tuple[int, ...] = ()) -> InputRecord:
-        """Describe ``path``, hashing its bytes.
+                  shape: tuple[int, ...] = (), sha256: str | None = None) -> InputRecord:
+        """Describe ``path``, hashing its bytes (unless ``sha256`` is already known).
 
         Examples
         --------
@@ -179,7 +181,7 @@ class InputRecord:
         >>> rec.sha256[:8], rec.shape
         ('ba7816bf', (4, 5))
         """
-        return cls(path=os.fspath(path), sha256=sha256_file(path), role=role,
+        return cls(path=os.fspath(path), sha256=sha256 or sha256_file(path), role=role,
                    frametype=frametype,
                    exptime=None if exptime is None else float(exptime),
                    date_obs=str(date_obs or ""),

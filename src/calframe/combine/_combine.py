@@ -18,7 +18,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ..errors import IncompatibleFramesError, InvalidSettingsError
-from ..provenance import InputRecord, Provenance, set_provenance
+from ..provenance import InputRecord, Provenance, set_provenance, sha256_file
 from . import _efficiency
 from ._kernels import METHOD_CODES, REJECTION_CODES, combine_block, sorting_network
 from ._rejection import Rejection, gesd_critical_values
@@ -255,8 +255,14 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         return tmp[0]
 
     sources: list[FrameSource] = []
+    hasher = None
     try:
         sources = parse_frames(frames, folder)
+        # hash the input files for the provenance while the kernels load and run:
+        # hashlib releases the GIL, so this fills the gaps of the single-threaded parts
+        hasher = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calframe-hash")
+        hashes = {id(src): hasher.submit(sha256_file, src.path)
+                  for src in sources if src.path is not None}
         shape = _check_shapes(sources)
         unit = _common_unit(sources)
         fweight, ivar, weights_json = frame_weights(weights, sources, method)
@@ -309,8 +315,10 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
 
             run_dask(plan, scheduler, out_data, out_unc, out_n, out_rej)
         return _result(all_sources, sources, unit, method, rejection, scale_obj, weights_json,
-                       memory_limit, workers, out_data, out_unc, out_n, out_rej)
+                       memory_limit, hashes, out_data, out_unc, out_n, out_rej)
     finally:
+        if hasher is not None:
+            hasher.shutdown(wait=True, cancel_futures=True)
         for src in sources:
             src.close()
         if tmp:
@@ -343,7 +351,7 @@ def _scale_card(scale_obj: Scale | None) -> str:
 
 
 def _result(all_sources, sources, unit, method, rejection, scale_obj: Scale | None,
-            weights_json, memory_limit, workers, out_data, out_unc, out_n,
+            weights_json, memory_limit, hashes, out_data, out_unc, out_n,
             out_rej) -> CCDData:
     mask = out_n == 0
     header = fits.Header(sources[0].header, copy=True) if sources[0].header is not None \
@@ -370,18 +378,12 @@ def _result(all_sources, sources, unit, method, rejection, scale_obj: Scale | No
 
     prov = Provenance()
 
-    def record(src):
-        return InputRecord.from_file(
-            src.path, role=src.frametype or "input", frametype=src.frametype,
-            exptime=src.exptime, date_obs=str(src.header.get("DATE-OBS", "")),
-            shape=src.shape)
-
-    with_path = [src for src in all_sources if src.path is not None]
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as ex:  # hashing releases the GIL
-        records = dict(zip((id(s) for s in with_path), ex.map(record, with_path), strict=True))
     for src in all_sources:
         if src.path is not None:
-            prov.add_input(records[id(src)])
+            prov.add_input(InputRecord.from_file(
+                src.path, role=src.frametype or "input", frametype=src.frametype,
+                exptime=src.exptime, date_obs=str(src.header.get("DATE-OBS", "")),
+                shape=src.shape, sha256=hashes[id(src)].result()))
         elif src.provenance is not None:
             prov.extend(src.provenance)
     labels = [src.path if src.path is not None else src.label for src in sources]

@@ -22,6 +22,7 @@ used.
 
 from __future__ import annotations
 
+import math
 from functools import cache, lru_cache
 
 import numpy as np
@@ -145,13 +146,11 @@ def c4(n: int) -> float:
     >>> round(c4(5), 4)
     0.94
     """
-    from scipy import special
-
     n = int(n)
     if n < 2:
         return 1.0
-    return float(np.exp(0.5 * np.log(2.0 / (n - 1)) + special.gammaln(n / 2)
-                        - special.gammaln((n - 1) / 2)))
+    return math.exp(0.5 * math.log(2.0 / (n - 1)) + math.lgamma(n / 2)
+                    - math.lgamma((n - 1) / 2))
 
 
 @lru_cache(maxsize=16)
@@ -161,12 +160,7 @@ def tables(nmax: int) -> tuple[np.ndarray, np.ndarray]:
     c = np.ones(nmax + 1)
     for n in range(1, nmax + 1):
         f[n] = median_efficiency_factor(n)
-    if nmax >= 2:
-        from scipy import special
-
-        k = np.arange(2, nmax + 1)
-        c[2:] = np.exp(0.5 * np.log(2.0 / (k - 1)) + special.gammaln(k / 2)
-                       - special.gammaln((k - 1) / 2))
+        c[n] = c4(n)
     f.setflags(write=False)
     c.setflags(write=False)
     return f, c

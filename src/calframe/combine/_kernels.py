@@ -384,7 +384,8 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, scratch
             a, b = _reject(t, p, nvalid[p], rej, params, lam, scratch)
             lo[p] = a
             hi[p] = b
-    _tile_sums(t, tw, nf, lo, hi, need_sort, ref, s1, s2)
+    # with no rejection the kept values are the valid ones: no rank test needed
+    _tile_sums(t, tw, nf, lo, hi, need_sort and rej != 0, ref, s1, s2)
     for p in range(tw):
         n = hi[p] - lo[p]
         ox = x0 + p
@@ -417,6 +418,8 @@ def _tile_sums(t, tw, nf, lo, hi, by_rank, ref, s1, s2):  # pragma: no cover
 
     ``by_rank``: the tile is sorted and rows ``lo[p]:hi[p]`` are kept; else
     every finite value is kept.  ``ref`` is a kept value (for precision).
+    The loops run along rows of the tile (1-D views), which the compiler
+    vectorises.
     """
     inf = np.float32(np.inf)
     for p in range(tw):
@@ -430,22 +433,29 @@ def _tile_sums(t, tw, nf, lo, hi, by_rank, ref, s1, s2):  # pragma: no cover
                 if t[i, p] < inf:
                     ref[p] = np.float64(t[i, p])
                     break
+    r1 = ref[:tw]
+    a1 = s1[:tw]
+    a2 = s2[:tw]
     if by_rank:
+        klo = lo[:tw]
+        khi = hi[:tw]
         for i in range(nf):
+            row = t[i, :tw]
             for p in range(tw):
-                keep = (i >= lo[p]) & (i < hi[p])
-                d = np.float64(t[i, p]) - ref[p]
+                keep = (i >= klo[p]) & (i < khi[p])
+                d = np.float64(row[p]) - r1[p]
                 d = d if keep else 0.0
-                s1[p] += d
-                s2[p] += d * d
+                a1[p] += d
+                a2[p] += d * d
     else:
         for i in range(nf):
+            row = t[i, :tw]
             for p in range(tw):
-                v = t[i, p]
-                d = np.float64(v) - ref[p]
+                v = row[p]
+                d = np.float64(v) - r1[p]
                 d = d if v < inf else 0.0
-                s1[p] += d
-                s2[p] += d * d
+                a1[p] += d
+                a2[p] += d * d
 
 
 @njit(nogil=True)
@@ -459,9 +469,11 @@ def _weighted_sums(buf, ubuf, has_unc, ivar, mul, add, fweight, r, x0, tw,
         ai = np.float32(add[i])
         am = abs(mul[i])
         fw = fweight[i]
+        row = buf[i, r, x0:x0 + tw]
+        urow = ubuf[i, r, x0:x0 + tw] if has_unc else row
         for p in range(tw):
-            v = buf[i, r, x0 + p]
-            u = np.float64(ubuf[i, r, x0 + p]) * am if has_unc else 0.0
+            v = row[p]
+            u = np.float64(urow[p]) * am if has_unc else 0.0
             ok = (abs(v) < inf) & ((abs(u) < np.inf) & ((u > 0) | (not ivar)))
             uu = u * u if ok else 1.0
             w = (fw / uu if ivar else fw) if ok else 0.0
@@ -500,7 +512,7 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
     nx = buf.shape[2]
     T = 256
     t = np.empty((nf, T), dtype=np.float32)
-    nvalid = np.zeros(T, dtype=np.int64)
+    nvalid = np.zeros(T, dtype=np.int32)
     vlo = np.empty(T, dtype=np.float32)
     vhi = np.empty(T, dtype=np.float32)
     klo = np.zeros(T, dtype=np.int64)
@@ -526,30 +538,40 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
     for r in range(nr):
         for x0 in range(0, nx, T):
             tw = min(T, nx - x0)
-            # 1. load and normalise; invalid -> +inf
-            for p in range(tw):
-                nvalid[p] = 0
+            # 1. load and normalise; invalid -> +inf.  The loops run along 1-D
+            # row views, which the compiler vectorises (indexing the 3-D block
+            # inside the loop defeats that).
+            nv = nvalid[:tw]
+            nv[:] = 0
             for i in range(nf):
                 mi = np.float32(mul[i])
                 ai = np.float32(add[i])
-                for p in range(tw):
-                    v = buf[i, r, x0 + p]
-                    ok = abs(v) < inf
-                    if has_unc:
-                        u = ubuf[i, r, x0 + p]
-                        ok = ok and abs(u) < inf and (u > 0 or not ivar)
-                    t[i, p] = v * mi + ai if ok else inf
-                    nvalid[p] += 1 if ok else 0
+                row = buf[i, r, x0:x0 + tw]
+                dst = t[i, :tw]
+                if has_unc:
+                    urow = ubuf[i, r, x0:x0 + tw]
+                    for p in range(tw):
+                        v = row[p]
+                        u = urow[p]
+                        ok = (abs(v) < inf) & (abs(u) < inf) & ((u > 0) | (not ivar))
+                        dst[p] = v * mi + ai if ok else inf
+                        nv[p] += np.int32(ok)
+                else:
+                    for p in range(tw):
+                        v = row[p]
+                        ok = abs(v) < inf
+                        dst[p] = v * mi + ai if ok else inf
+                        nv[p] += np.int32(ok)
             # 2. sort across frames
             if need_sort:
                 for k in range(npairs):
-                    a = pairs[k, 0]
-                    b = pairs[k, 1]
+                    ra = t[pairs[k, 0], :tw]
+                    rb = t[pairs[k, 1], :tw]
                     for p in range(tw):
-                        xa = t[a, p]
-                        xb = t[b, p]
-                        t[a, p] = xa if xa < xb else xb
-                        t[b, p] = xb if xa < xb else xa
+                        xa = ra[p]
+                        xb = rb[p]
+                        ra[p] = min(xa, xb)
+                        rb[p] = max(xa, xb)
             if simple:
                 _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam,
                              scratch, medfac, c4, nframes_total, r, x0, lo_i, hi_i, ref,
