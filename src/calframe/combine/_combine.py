@@ -77,6 +77,7 @@ class Plan:
     pairs: np.ndarray
     medfac: np.ndarray
     c4: np.ndarray
+    quant2: float
     nframes: int
     rows: int
     simple: bool = False
@@ -106,7 +107,7 @@ class Plan:
             src.read_rows(r0, r1, buf[i], ubuf[i] if self.has_unc else None)
         combine_block(buf, ubuf, r1 - r0, self.has_unc, self.mul, self.add, self.fweight,
                       self.ivar, self.method, self.rej, self.params, self.lam, self.pairs,
-                      self.medfac, self.c4, float(self.nframes), self.simple,
+                      self.medfac, self.c4, self.quant2, float(self.nframes), self.simple,
                       out_data, out_unc, out_n, out_rej)
 
     def blocks(self) -> list[tuple[int, int]]:
@@ -150,6 +151,12 @@ def _rows_per_block(nframes, nx, has_unc, limit, out_bytes, workers) -> int:
         log.warning("memory_limit leaves room for less than one row block per worker; "
                     "using one row (%d bytes) per block", per_row)
     return int(rows)
+
+
+def _rounding_step2(sources, mul) -> float:
+    """Mean square of the frames' rounding steps after scaling (0.0: continuous data)."""
+    steps = np.array([src.quantum() for src in sources]) * np.abs(mul)
+    return float(np.mean(steps**2))
 
 
 def _describe(value) -> str:
@@ -295,12 +302,14 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         else:
             lam = np.zeros((1, 1))
         medfac, c4 = _efficiency.tables(nf)
+        quant2 = _rounding_step2(sources, mul) if method == "median" else 0.0
         out_bytes = ny * nx * 12
         rows = _rows_per_block(nf, nx, has_unc, limit, out_bytes, workers)
         plan = Plan(sources=sources, shape=shape, has_unc=has_unc, mul=mul, add=add,
                     fweight=fweight, ivar=ivar, method=METHOD_CODES[method], rej=rej_code,
                     params=params, lam=lam, pairs=sorting_network(nf),
-                    medfac=np.asarray(medfac), c4=np.asarray(c4), nframes=nf, rows=rows,
+                    medfac=np.asarray(medfac), c4=np.asarray(c4), quant2=quant2, nframes=nf,
+                    rows=rows,
                     simple=not has_unc and not ivar and bool(np.all(fweight == fweight[0])))
         out_data = np.empty(shape, np.float32)
         out_unc = np.empty(shape, np.float32)

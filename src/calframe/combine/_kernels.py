@@ -120,6 +120,36 @@ def _median_sorted(t, p, lo, hi):  # pragma: no cover
 
 
 @njit(nogil=True)
+def _median_variance(n, var1, f, quant2):  # pragma: no cover
+    """Variance of the median of ``n`` values of variance ``var1`` each.
+
+    ``f`` is the median's efficiency factor for ``n``; ``quant2`` the square
+    of the step ``q`` the values are rounded to (0: continuous).  Rounding
+    errors average out of a mean but not out of a median: the median of
+    rounded values carries the rounding of its middle value (variance
+    ``q**2/12``), or for even ``n`` the average of the two middle values'
+    roundings, which are correlated when the values' spacing ``D`` near the
+    median (exponential, of mean ``sigma sqrt(2 pi) / n``) is small against
+    ``q``: ``rho = E[1 - 6u + 6u**2]`` with ``u = D/q mod 1``, which is
+    ``1 - (3a/pi) coth(pi/a) + 3a**2/pi**2`` for ``a = 2 pi E[D] / q``.
+    ``var1`` includes the values' own rounding (``q**2/12``), which is taken
+    out of the continuous part.
+    """
+    if quant2 <= 0.0:
+        return f * f * var1 / n
+    r = quant2 / 12.0
+    cont = var1 - r if var1 > r else 0.0
+    w = 1.0
+    if n % 2 == 0:
+        a = (2.0 * math.pi) ** 1.5 * math.sqrt(var1) / (n * math.sqrt(quant2))
+        rho = 1.0
+        if a > 1e-6:
+            rho = 1.0 - (3.0 * a / math.pi) / math.tanh(math.pi / a) + 3.0 * a * a / math.pi**2
+        w = 0.5 * (1.0 + rho)
+    return f * f * cont / n + r * w
+
+
+@njit(nogil=True)
 def _mean_std(t, p, lo, hi):  # pragma: no cover
     n = hi - lo
     if n <= 0:
@@ -330,7 +360,7 @@ def _reject(t, p, n, rej, params, lam, scratch):  # pragma: no cover
 
 @njit(nogil=True)
 def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, scratch,
-                 medfac, c4, nframes_total, r, x0, lo, hi, ref, s1, s2, blo, bhi,
+                 medfac, c4, quant2, nframes_total, r, x0, lo, hi, ref, s1, s2, blo, bhi,
                  out_data, out_unc, out_n, out_rej):  # pragma: no cover
     """Equal weights, no input uncertainties: all from the tile, vectorised over pixels.
 
@@ -401,7 +431,7 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, scratch
             s = (math.sqrt(var) if var > 0 else 0.0) / c4[n]
         if method == 0:
             out_data[r, ox] = _median_sorted(t, p, lo[p], hi[p])
-            out_unc[r, ox] = medfac[n] * s / math.sqrt(n)
+            out_unc[r, ox] = math.sqrt(_median_variance(n, s * s, medfac[n], quant2))
         else:
             val = ref[p] + s1[p] / n
             unc = s / math.sqrt(n)
@@ -489,7 +519,7 @@ def _weighted_sums(buf, ubuf, has_unc, ivar, mul, add, fweight, r, x0, tw,
 
 @njit(nogil=True, cache=True)
 def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, params,
-                  lam, pairs, medfac, c4, nframes_total, simple,
+                  lam, pairs, medfac, c4, quant2, nframes_total, simple,
                   out_data, out_unc, out_n, out_rej):  # pragma: no cover
     """Combine the first ``nr`` rows of a block ``buf[N, R, X]`` into ``out_*[:nr, X]``.
 
@@ -505,6 +535,8 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
     pairs : int64 (K, 2) sorting network for N values.
     medfac : float64; sqrt(n Var(median_n)) for unit Gaussians, by n.
     c4 : float64; E[s]/sigma for n Gaussian values, by n.
+    quant2 : square of the step the values are rounded to (0: continuous);
+        enters the uncertainty of a median (see ``_median_variance``).
     simple : no input uncertainties and equal weights: every statistic is
         taken from the sorted tile with loops vectorised across pixels.
     """
@@ -574,7 +606,7 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
                         rb[p] = max(xa, xb)
             if simple:
                 _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam,
-                             scratch, medfac, c4, nframes_total, r, x0, lo_i, hi_i, ref,
+                             scratch, medfac, c4, quant2, nframes_total, r, x0, lo_i, hi_i, ref,
                              sx, sxx, b_lo, b_hi, out_data, out_unc, out_n, out_rej)
                 continue
             # 3. rejection -> bounds
@@ -686,10 +718,8 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
                     s = (math.sqrt(var) if var > 0 else 0.0) / c4[n]
                 if method == 0:
                     val = med[p]
-                    if has_unc:
-                        unc = medfac[n] * math.sqrt(su2[p]) / n
-                    else:
-                        unc = medfac[n] * s / math.sqrt(n)
+                    var1 = su2[p] / n if has_unc else s * s
+                    unc = math.sqrt(_median_variance(n, var1, medfac[n], quant2))
                 else:
                     val = ref[p] + swx[p] / sw[p]
                     if has_unc:

@@ -86,6 +86,17 @@ class FrameSource:
             parts.append(out[0][np.isfinite(out[0])].copy())
         return np.concatenate(parts) if parts else np.empty(0, np.float32)
 
+    def quantum(self) -> float:
+        """The step between the values the frame can take (0.0: continuous).
+
+        Integer data have the step of their scaling (``BSCALE``, else 1);
+        floating-point data whose sampled values are all whole numbers (ADU
+        read into floats) have a step of 1.  A median keeps the rounding of
+        its values, which the combine engine adds to the median's uncertainty.
+        """
+        values = self.sample(100_000)
+        return 1.0 if values.size and bool(np.all(values == np.round(values))) else 0.0
+
     @property
     def frametype(self) -> str:
         return str(self.header.get("FRAMETYP", "")) if self.header is not None else ""
@@ -215,6 +226,11 @@ class FitsSource(FrameSource):
                         self._utype = str(hdul[name].header.get("UTYPE", "StdDevUncertainty"))
         self.has_unc = self._unc is not None
 
+    def quantum(self) -> float:
+        if self._image.bitpix > 0:
+            return abs(self._image.bscale)
+        return super().quantum()
+
     def read_rows(self, r0, r1, data, unc):
         self._image.read_rows(r0, r1, data)
         n = r1 - r0
@@ -341,6 +357,11 @@ class ArraySource(FrameSource):
         self._data = data
         self.shape = data.shape
         self.has_unc = self._unc is not None
+
+    def quantum(self) -> float:
+        if self._data.dtype.kind in "biu":
+            return 1.0
+        return super().quantum()
 
     def read_rows(self, r0, r1, data, unc):
         n = r1 - r0
