@@ -474,5 +474,6 @@ def test_memory_does_not_grow_with_the_number_of_paths(tmp_path):
         assert done.returncode == 0, done.stderr
         return int(done.stdout.split()[-1])
 
+    peak_kib(10)  # compiles the kernels if numba's cache is cold (its memory is not ours)
     growth_mib = (peak_kib(300) - peak_kib(10)) / 1024
-    assert growth_mib < 10.0
+    assert growth_mib < 10.0, growth_mib
