@@ -17,27 +17,30 @@ the tile in lock-step:
   loop runs over the slots along contiguous 1-D views and has no branches (a
   value outside a slot's kept range is masked, not skipped), so that the
   compiler vectorises it.  Rows that every slot keeps need no mask, and rows
-  that no slot keeps are not visited;
+  that no slot keeps are not visited.  Below ``_FEW`` slots the per-row
+  overhead outweighs the gain and the sums run down each slot's column;
 * an iteration of an algorithm is one pass of such loops over the slots
-  still iterating.  Once an eighth of the slots has stopped, the columns of
-  those still iterating are moved into the holes (into a copy of the tile,
-  ``tp``), so that an iteration costs in proportion to the pixels that need
-  it, not to the slowest pixel of the tile; until then a stopped slot keeps
-  its state (its updates are masked).  The inner loop of winsorized
-  clipping is packed the same way.
+  still iterating, and the tile stops iterating when no slot does.  Slots
+  that stop are packed away: once an eighth of them has stopped, the
+  columns of those still iterating are moved into the holes (of a copy of
+  the tile, ``tp``), so that an iteration costs in proportion to the pixels
+  that need it, not to the slowest pixel of the tile.  Until then a stopped
+  slot stays in place, its updates masked.  The inner loop of winsorized
+  clipping packs its own copy of the values the same way.
 
 Work that is O(1) per pixel stays a short loop per slot: the middle values,
-and the walks in from the ends of a kept range that clip it (a pass clips
-few values, so reading them where they are is cheaper than a count over the
-rows).  Such reads at ranks that differ from slot to slot are gathers.
+the statistics' final arithmetic, and the walks in from the ends of a kept
+range that clip it (a pass clips few values, so reading them where they are
+is cheaper than a count over all rows).  Their reads at ranks that differ
+from slot to slot are gathers.
 
 The floating-point results are bit-identical to the per-pixel code: the same
-expressions are evaluated, and every sum runs over a pixel's kept values in
-ascending rank, as there.  A masked value adds +0.0, which leaves any sum
-unchanged (a sum that starts at +0.0 is never -0.0).  The median absolute
-deviation, which the per-pixel code finds by walking outwards from the
-centre, is found as a minimum over windows of the sorted values that takes
-the same numbers (``_mad_tile``).
+expressions are evaluated in the same order, and every sum runs over a
+pixel's kept values in ascending rank, as there.  A masked value adds +0.0,
+which leaves any sum unchanged (a sum that starts at +0.0 is never -0.0).
+The median absolute deviation, which the per-pixel code finds by walking
+outwards from the centre, is found as a minimum over windows of the sorted
+values, which selects the same numbers (``_mad_tile``).
 """
 
 from __future__ import annotations
@@ -341,15 +344,21 @@ def _clip_ends(t, k, lo, hi, blo, bhi, nlo, nhi):  # pragma: no cover
 # packing: the slots still iterating fill the holes left by those that stopped
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
-def _plan(k, act, to, frm):  # pragma: no cover
-    """Moves that pack the slots with ``act`` set into ``[0, nact)``.
-
-    The holes (stopped slots below ``nact``) go to ``to``, the iterating
-    slots at or above ``nact`` to ``frm``.  Returns ``(nact, nmoves)``.
-    """
+def _count(k, act):  # pragma: no cover
+    """Number of slots ``q < k`` with ``act[q]`` set."""
     nact = 0
     for q in range(k):
         nact += act[q] != 0
+    return nact
+
+
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _plan(k, nact, act, to, frm):  # pragma: no cover
+    """Moves that pack the ``nact`` slots with ``act`` set into ``[0, nact)``.
+
+    The holes (stopped slots below ``nact``) go to ``to``, the iterating
+    slots at or above ``nact`` to ``frm``.  Returns the number of moves.
+    """
     h = 0
     for q in range(nact):
         to[h] = q
@@ -358,7 +367,7 @@ def _plan(k, act, to, frm):  # pragma: no cover
     for q in range(nact, k):
         frm[m] = q
         m += act[q] != 0
-    return nact, h
+    return h
 
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
@@ -385,11 +394,12 @@ def _pack(src, first, tp, k, idx, plo, phi, act, to, frm):  # pragma: no cover
     end up in ``tp``.  Returns the new number of slots (0 when none
     iterates); when it is less than ``k`` the slots' values are in ``tp``.
     """
-    nact, nm = _plan(k, act, to, frm)
+    nact = _count(k, act)
     if nact == 0:
         return 0
     if 8 * nact > 7 * k:
         return k
+    nm = _plan(k, nact, act, to, frm)
     if first:
         for i in range(src.shape[0]):
             a = src[i, :nact]
@@ -483,40 +493,31 @@ def _winsor_scale(src, k, plo, phi, act, med, sigma, cutoff, wt, fs, ist):  # pr
 
     The values are winsorized in a float64 copy ``wt`` until the scale
     changes by less than 0.05% (at most 100 times), every slot in lock-step;
-    slots whose scale has converged are packed away in turn.  The copy holds
-    each slot's kept values from row 0 (as the per-pixel code's scratch
-    does), so that rows below the shortest kept range need no mask.
+    slots whose scale has converged are packed away in turn (once half of
+    them has).
     """
     nf = src.shape[0]
     w0, w1, s1, s2, imed, isig = fs[3], fs[4], fs[5], fs[6], fs[7], fs[8]
     to, frm, imap, ilo, ihi, iact = ist[6], ist[7], ist[8], ist[9], ist[10], ist[11]
-    shifted = False
-    for q in range(k):
-        shifted |= plo[q] != 0
-    if shifted:
+    for i in range(nf):
+        a = src[i, :k]
+        b = wt[i, :k]
         for q in range(k):
-            a = plo[q]
-            for j in range(phi[q] - a):
-                wt[j, q] = src[a + j, q]
-    else:
-        for i in range(nf):
-            a = src[i, :k]
-            b = wt[i, :k]
-            for q in range(k):
-                b[q] = a[q]
+            b[q] = a[q]
     for q in range(k):
         imap[q] = q
-        ilo[q] = 0
-        ihi[q] = phi[q] - plo[q]
+        ilo[q] = plo[q]
+        ihi[q] = phi[q]
         imed[q] = med[q]
         isig[q] = sigma[q]
         iact[q] = act[q]
     n = k
     for _ in range(100):
-        nact, nm = _plan(n, iact, to, frm)
+        nact = _count(n, iact)
         if nact == 0:
             break
-        if 8 * nact <= 7 * n:
+        if 2 * nact <= n:
+            nm = _plan(n, nact, iact, to, frm)
             _move_cols(wt, wt, to, frm, nm)
             _move(imap, to, frm, nm)
             _move(ilo, to, frm, nm)
