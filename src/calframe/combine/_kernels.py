@@ -26,6 +26,8 @@ import math
 import numpy as np
 from numba import njit
 
+# numba's cache of combine_block is invalidated by changes to this file only: a
+# change to _reject_tile.py must come with a change here (or an emptied cache)
 from ._reject_tile import reject_scratch, reject_tile
 
 __all__ = [
