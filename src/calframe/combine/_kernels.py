@@ -26,10 +26,6 @@ import math
 import numpy as np
 from numba import njit
 
-# numba's cache of combine_block is invalidated by changes to this file only: a
-# change to _reject_tile.py must come with a change here (or an emptied cache)
-from ._reject_tile import reject_scratch, reject_tile
-
 __all__ = [
     "METHOD_CODES",
     "REJECTION_CODES",
@@ -363,7 +359,7 @@ def _reject(t, p, n, rej, params, lam, scratch):  # pragma: no cover
 
 
 @njit(nogil=True)
-def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, rscratch,
+def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, scratch,
                  medfac, c4, quant2, nframes_total, r, x0, lo, hi, ref, s1, s2, blo, bhi,
                  out_data, out_unc, out_n, out_rej):  # pragma: no cover
     """Equal weights, no input uncertainties: all from the tile, vectorised over pixels.
@@ -414,8 +410,10 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, rscratc
             if changed == 0:
                 break
     elif need_sort and rej != 0:
-        tp, wt, fs, ist = rscratch
-        reject_tile(t, tw, nvalid, rej, params, lam, lo, hi, tp, wt, fs, ist)
+        for p in range(tw):
+            a, b = _reject(t, p, nvalid[p], rej, params, lam, scratch)
+            lo[p] = a
+            hi[p] = b
     # with no rejection the kept values are the valid ones: no rank test needed
     _tile_sums(t, tw, nf, lo, hi, need_sort and rej != 0, ref, s1, s2)
     for p in range(tw):
@@ -565,7 +563,7 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
     sx = np.zeros(T, dtype=np.float64)
     sxx = np.zeros(T, dtype=np.float64)
     ref = np.zeros(T, dtype=np.float64)
-    rscratch = reject_scratch(nf)
+    scratch = np.empty(nf + 2, dtype=np.float64)
     need_sort = method == 0 or rej != 0
     inf = np.float32(np.inf)
     npairs = pairs.shape[0]
@@ -608,16 +606,16 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
                         rb[p] = max(xa, xb)
             if simple:
                 _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam,
-                             rscratch, medfac, c4, quant2, nframes_total, r, x0, lo_i, hi_i, ref,
+                             scratch, medfac, c4, quant2, nframes_total, r, x0, lo_i, hi_i, ref,
                              sx, sxx, b_lo, b_hi, out_data, out_unc, out_n, out_rej)
                 continue
             # 3. rejection -> bounds
-            if need_sort:
-                tp, wt, fs, ist = rscratch
-                reject_tile(t, tw, nvalid, rej, params, lam, lo_i, hi_i, tp, wt, fs, ist)
             for p in range(tw):
-                lo = lo_i[p] if need_sort else 0
-                hi = hi_i[p] if need_sort else nvalid[p]
+                n = nvalid[p]
+                if need_sort:
+                    lo, hi = _reject(t, p, n, rej, params, lam, scratch)
+                else:
+                    lo, hi = 0, n
                 kept[p] = hi - lo
                 if hi > lo:
                     if need_sort:
