@@ -184,3 +184,24 @@ def test_rounding_term_in_every_median_path(propagated):
     expected = np.sqrt((f2 * (var1 - 1 / 12) / n + 1 / 12) / (f2 * var1 / n))  # odd n: w = 1
     assert results[0] / results[1] == pytest.approx(expected, rel=0.01)
     assert expected > 1.25
+
+
+def test_rounding_weight_table_matches_the_closed_form():
+    # the kernel interpolates w = (1 + rho)/2 from a table; rho's closed form is
+    # checked against extended precision, where that precision is enough
+    from calframe.combine import _kernels
+
+    a = np.concatenate([[0.0, 0.3, 1.0, 2.6, 1e3, np.inf], np.geomspace(1e-8, 1e8, 4001)])
+    exact = 0.5 * (1.0 + _kernels._rounding_correlation(a))
+    table = np.array([_kernels._rounding_weight(x) for x in a])
+    assert np.max(np.abs(table - exact)) < 1e-7
+    assert exact[0] == 1.0 and table[5] == 0.5
+
+    moderate = a[(a > 0) & (a < 100)]  # beyond, the closed form cancels even in long double
+    x = np.longdouble(np.pi) / moderate.astype(np.longdouble)
+    ref = 1 - 3 / (x * np.tanh(x)) + 3 / x**2
+    assert np.max(np.abs(ref - _kernels._rounding_correlation(moderate))) < 1e-12
+    # large a: rho -> pi^2 / (15 a^2)
+    big = np.array([1e4, 1e6])
+    assert _kernels._rounding_correlation(big) == pytest.approx(np.pi**2 / (15 * big**2),
+                                                                 rel=1e-6)

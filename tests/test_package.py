@@ -4,6 +4,7 @@ import importlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import calframe
@@ -45,3 +46,30 @@ def test_combine_does_not_import_the_heavy_modules():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == ""
+
+
+def test_combine_starts_before_its_engine_is_imported(tmp_path):
+    # ``from calframe import combine`` loads neither numba nor astropy.nddata: combine()
+    # starts hashing its inputs first, then imports them (astropy.nddata on a thread
+    # of its own while the kernels run).  A fresh interpreter, so that path is taken.
+    from astropy.io import fits
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(100, 200, (5, 64, 40)).astype(np.uint16)
+    for i, frame in enumerate(frames):
+        fits.PrimaryHDU(frame).writeto(tmp_path / f"f{i}.fits")
+    code = ("import sys\nfrom calframe import combine\n"
+            "print(' '.join(m for m in ('numba', 'astropy.nddata', 'astropy.io.fits') "
+            "if m in sys.modules))\n"
+            f"paths = sorted(__import__('glob').glob({str(tmp_path / 'f*.fits')!r}))\n"
+            "for workers in (1, 2):\n"
+            "    out = combine(paths, method='median', workers=workers,\n"
+            "                  memory_limit=40 * 5 * 4 * 12 + 64 * 40 * 12)\n"
+            "    print(type(out).__name__, out.meta['NCOMBINE'], len(out.meta['HISTORY']))\n"
+            "__import__('numpy').save(sys.argv[1], out.data)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out.npy")],
+                         capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert lines[0] == ""
+    assert lines[1:] == ["CCDData 5 1", "CCDData 5 1"]
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), np.median(frames, axis=0))

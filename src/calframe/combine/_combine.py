@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy import units as u
-from astropy.io import fits
-from astropy.nddata import CCDData, StdDevUncertainty
 
 from ..errors import IncompatibleFramesError, InvalidSettingsError
 from ..provenance import InputRecord, Provenance, set_provenance, sha256_file
 from . import _efficiency
-from ._kernels import METHOD_CODES, REJECTION_CODES, combine_block, sorting_network
+from ._codes import METHOD_CODES, REJECTION_CODES
 from ._rejection import Rejection, gesd_critical_values
 from ._scaling import Scale, as_scale, frame_scales, frame_weights
-from ._sources import FrameSource, parse_frames
+
+# astropy.nddata, astropy.io.fits and the compiled kernels (numba) take most of a
+# second to import: combine() imports them only after it has set the hashing of
+# its input files going, so that the two overlap
+if TYPE_CHECKING:
+    from astropy import units as u
+    from astropy.nddata import CCDData
+
+    from ._sources import FrameSource
 
 __all__ = ["combine", "parse_memory"]
 
@@ -102,6 +109,8 @@ class Plan:
 
     def run_block(self, r0: int, r1: int, out_data, out_unc, out_n, out_rej) -> None:
         """Read rows ``r0:r1`` of every frame and combine them into the ``out_*`` rows."""
+        from ._kernels import combine_block
+
         buf, ubuf = self.buffers()
         for i, src in enumerate(self.sources):
             src.read_rows(r0, r1, buf[i], ubuf[i] if self.has_unc else None)
@@ -123,6 +132,8 @@ def _default_workers() -> int:
 
 
 def _common_unit(sources) -> u.UnitBase:
+    from astropy import units as u
+
     units = {src.unit for src in sources if src.unit is not None}
     if len(units) > 1:
         found = ", ".join(sorted(str(x) for x in units))
@@ -262,14 +273,18 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         return tmp[0]
 
     sources: list[FrameSource] = []
-    hasher = None
+    # hash the input files for the provenance while the modules and kernels load and
+    # run: hashlib releases the GIL, so this fills the single-threaded parts' gaps
+    hasher = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calframe-hash")
     try:
+        hashes = _hash_listed_files(frames, hasher)
+        from ._kernels import sorting_network
+        from ._sources import parse_frames
+
         sources = parse_frames(frames, folder)
-        # hash the input files for the provenance while the kernels load and run:
-        # hashlib releases the GIL, so this fills the gaps of the single-threaded parts
-        hasher = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calframe-hash")
-        hashes = {id(src): hasher.submit(sha256_file, src.path)
-                  for src in sources if src.path is not None}
+        for src in sources:
+            if src.path is not None and src.path not in hashes:
+                hashes[src.path] = hasher.submit(sha256_file, src.path)
         shape = _check_shapes(sources)
         unit = _common_unit(sources)
         fweight, ivar, weights_json = frame_weights(weights, sources, method)
@@ -302,6 +317,7 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         else:
             lam = np.zeros((1, 1))
         medfac, c4 = _efficiency.tables(nf)
+
         quant2 = _rounding_step2(sources, mul) if method == "median" else 0.0
         out_bytes = ny * nx * 12
         rows = _rows_per_block(nf, nx, has_unc, limit, out_bytes, workers)
@@ -326,15 +342,37 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         return _result(all_sources, sources, unit, method, rejection, scale_obj, weights_json,
                        memory_limit, hashes, out_data, out_unc, out_n, out_rej)
     finally:
-        if hasher is not None:
-            hasher.shutdown(wait=True, cancel_futures=True)
+        hasher.shutdown(wait=True, cancel_futures=True)
         for src in sources:
             src.close()
         if tmp:
             shutil.rmtree(tmp[0], ignore_errors=True)
 
 
+def _hash_listed_files(frames, hasher) -> dict:
+    """Start hashing the existing files named in a list or tuple of frames: {path: future}.
+
+    Iterators are left alone (they are read once, by the parser); the parser
+    reports paths that are not files.
+    """
+    hashes: dict = {}
+    if isinstance(frames, list | tuple):
+        for item in frames:
+            if isinstance(item, str | os.PathLike):
+                path = str(os.fspath(item))
+                if path not in hashes and os.path.isfile(path):
+                    hashes[path] = hasher.submit(sha256_file, path)
+    return hashes
+
+
 def _run_local(plan: Plan, workers: int, out_data, out_unc, out_n, out_rej) -> None:
+    """Run the row blocks on ``workers`` threads (the kernels release the GIL).
+
+    The first block runs on this thread: it loads the compiled kernels, which
+    holds the interpreter.  While the others run, astropy.nddata (needed
+    only for the result) is imported on a thread of its own, in the time
+    the kernels leave the interpreter free.
+    """
     blocks = plan.blocks()
 
     def work(block):
@@ -342,13 +380,24 @@ def _run_local(plan: Plan, workers: int, out_data, out_unc, out_n, out_rej) -> N
         plan.run_block(r0, r1, out_data[r0:r1], out_unc[r0:r1], out_n[r0:r1],
                        out_rej[r0:r1])
 
-    if workers == 1 or len(blocks) == 1:
-        for block in blocks:
-            work(block)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calframe-combine") as ex:
-        for _ in ex.map(work, blocks):
-            pass
+    work(blocks[0])
+    importer = None
+    if "astropy.nddata" not in sys.modules:
+        importer = threading.Thread(target=importlib.import_module, args=("astropy.nddata",),
+                                    name="calframe-import", daemon=True)
+        importer.start()
+    try:
+        if workers == 1 or len(blocks) <= 2:
+            for block in blocks[1:]:
+                work(block)
+            return
+        with ThreadPoolExecutor(max_workers=workers,
+                                thread_name_prefix="calframe-combine") as ex:
+            for _ in ex.map(work, blocks[1:]):
+                pass
+    finally:
+        if importer is not None:
+            importer.join()
 
 
 def _scale_card(scale_obj: Scale | None) -> str:
@@ -362,6 +411,9 @@ def _scale_card(scale_obj: Scale | None) -> str:
 def _result(all_sources, sources, unit, method, rejection, scale_obj: Scale | None,
             weights_json, memory_limit, hashes, out_data, out_unc, out_n,
             out_rej) -> CCDData:
+    from astropy.io import fits
+    from astropy.nddata import CCDData, StdDevUncertainty
+
     mask = out_n == 0
     header = fits.Header(sources[0].header, copy=True) if sources[0].header is not None \
         else fits.Header()
@@ -392,7 +444,7 @@ def _result(all_sources, sources, unit, method, rejection, scale_obj: Scale | No
             prov.add_input(InputRecord.from_file(
                 src.path, role=src.frametype or "input", frametype=src.frametype,
                 exptime=src.exptime, date_obs=str(src.header.get("DATE-OBS", "")),
-                shape=src.shape, sha256=hashes[id(src)].result()))
+                shape=src.shape, sha256=hashes[src.path].result()))
         elif src.provenance is not None:
             prov.extend(src.provenance)
     labels = [src.path if src.path is not None else src.label for src in sources]

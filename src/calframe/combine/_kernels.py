@@ -26,6 +26,8 @@ import math
 import numpy as np
 from numba import njit
 
+from ._codes import METHOD_CODES, REJECTION_CODES
+
 __all__ = [
     "METHOD_CODES",
     "REJECTION_CODES",
@@ -37,16 +39,6 @@ __all__ = [
 
 TILE = 256
 
-METHOD_CODES = {"median": 0, "mean": 1, "sum": 2}
-REJECTION_CODES = {
-    None: 0,
-    "sigma": 1,
-    "winsorized": 2,
-    "linearfit": 3,
-    "percentile": 4,
-    "minmax": 5,
-    "gesd": 6,
-}
 
 
 def sorting_network(n: int) -> np.ndarray:
@@ -119,7 +111,48 @@ def _median_sorted(t, p, lo, hi):  # pragma: no cover
     return 0.5 * (np.float64(t[a, p]) + np.float64(t[b, p]))
 
 
-@njit(nogil=True)
+def _rounding_correlation(a):
+    """Correlation of the roundings of the two middle values of an even-``n`` median.
+
+    ``rho = E[1 - 6u + 6u**2]`` with ``u = D/q mod 1``, for an exponential
+    spacing ``D`` of mean ``a q / (2 pi)``: ``1 - (3a/pi) coth(pi/a) +
+    3a**2/pi**2``; 1 at ``a = 0`` (the two values share one rounding) and
+    ``x**2/15 - 2x**4/315 + x**6/1575`` (``x = pi/a``) for large ``a``, where
+    the closed form loses digits to cancellation.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    rho = np.ones_like(a)
+    big = a > 0
+    x = np.pi / a[big]
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        # (where x is small the series below is used)
+        closed = 1.0 - 3.0 / (x * np.tanh(x)) + 3.0 / x**2
+    series = x**2 / 15.0 - 2.0 * x**4 / 315.0 + x**6 / 1575.0
+    rho[big] = np.where(x < 0.05, series, closed)
+    return rho
+
+
+#: nodes of the table of the rounding weight ``w = (1 + rho)/2`` of an
+#: even-``n`` median, uniform in ``a/(1 + a)``; linear interpolation is
+#: within 1e-7 of the closed form (checked in the tests)
+_W_NODES = 4096
+_W_TABLE = np.append(
+    0.5 * (1.0 + _rounding_correlation(
+        np.arange(_W_NODES) / (_W_NODES - np.arange(_W_NODES)))), [0.5, 0.5])
+#: ``a = _A_SCALE sigma / (n q)``: ``2 pi`` times the mean spacing of ``n``
+#: Gaussian values near their median (``sigma sqrt(2 pi) / n``) over ``q``
+_A_SCALE = (2.0 * math.pi) ** 1.5
+
+
+@njit(nogil=True, inline="always")
+def _rounding_weight(a):  # pragma: no cover
+    """``(1 + rho(a))/2`` from ``_W_TABLE`` (``a >= 0``; 0.5 for ``a = inf``)."""
+    u = a / (1.0 + a) * _W_NODES if a < 1e300 else float(_W_NODES)
+    i = int(u)
+    return _W_TABLE[i] + (u - i) * (_W_TABLE[i + 1] - _W_TABLE[i])
+
+
+@njit(nogil=True, inline="always")
 def _median_variance(n, var1, f, quant2):  # pragma: no cover
     """Variance of the median of ``n`` values of variance ``var1`` each.
 
@@ -128,12 +161,10 @@ def _median_variance(n, var1, f, quant2):  # pragma: no cover
     errors average out of a mean but not out of a median: the median of
     rounded values carries the rounding of its middle value (variance
     ``q**2/12``), or for even ``n`` the average of the two middle values'
-    roundings, which are correlated when the values' spacing ``D`` near the
-    median (exponential, of mean ``sigma sqrt(2 pi) / n``) is small against
-    ``q``: ``rho = E[1 - 6u + 6u**2]`` with ``u = D/q mod 1``, which is
-    ``1 - (3a/pi) coth(pi/a) + 3a**2/pi**2`` for ``a = 2 pi E[D] / q``.
-    ``var1`` includes the values' own rounding (``q**2/12``), which is taken
-    out of the continuous part.
+    roundings, which are correlated when the values' spacing near the median
+    is small against ``q`` (see ``_rounding_correlation``).  ``var1``
+    includes the values' own rounding (``q**2/12``), which is taken out of
+    the continuous part.
     """
     if quant2 <= 0.0:
         return f * f * var1 / n
@@ -141,11 +172,7 @@ def _median_variance(n, var1, f, quant2):  # pragma: no cover
     cont = var1 - r if var1 > r else 0.0
     w = 1.0
     if n % 2 == 0:
-        a = (2.0 * math.pi) ** 1.5 * math.sqrt(var1) / (n * math.sqrt(quant2))
-        rho = 1.0
-        if a > 1e-6:
-            rho = 1.0 - (3.0 * a / math.pi) / math.tanh(math.pi / a) + 3.0 * a * a / math.pi**2
-        w = 0.5 * (1.0 + rho)
+        w = _rounding_weight(_A_SCALE * math.sqrt(var1 / quant2) / n)
     return f * f * cont / n + r * w
 
 

@@ -21,24 +21,22 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
-from astropy.nddata import (
-    CCDData,
-    InverseVariance,
-    NDData,
-    StdDevUncertainty,
-    VarianceUncertainty,
-)
 
 from ..errors import FrameReadError, IncompatibleFramesError, NoFramesError
 from ._kernels import decode_i2be
+
+if TYPE_CHECKING:
+    from astropy.nddata import CCDData, NDData
 
 __all__ = ["ArraySource", "CacheSource", "FitsSource", "FrameSource", "parse_frames"]
 
@@ -301,7 +299,20 @@ def _as_header(meta) -> fits.Header:
     return header
 
 
+def _is_nddata(obj) -> bool:
+    """Whether ``obj`` is an astropy NDData (such as CCDData).
+
+    Nothing can be one before astropy.nddata is imported, and the combine
+    engine imports it (0.4 s) only while its kernels run.
+    """
+    nddata = sys.modules.get("astropy.nddata")
+    cls = getattr(nddata, "NDData", None)
+    return cls is not None and isinstance(obj, cls)
+
+
 def _uncertainty_array(ccd: NDData) -> np.ndarray | None:
+    from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertainty
+
     unc = ccd.uncertainty
     if unc is None:
         return None
@@ -328,7 +339,7 @@ class ArraySource(FrameSource):
 
     def __init__(self, obj, label: str, *, keep_header: bool = True):
         self.label = label
-        if isinstance(obj, NDData):
+        if _is_nddata(obj):
             data = np.asarray(obj.data)
             self.unit = obj.unit if obj.unit is not None else u.dimensionless_unscaled
             self.header = _slim(_as_header(obj.meta), keep_header)
@@ -476,7 +487,7 @@ def parse_frames(frames, folder_factory) -> list[FrameSource]:
     ``folder_factory()`` returns the temporary folder for decoded frames
     (created on first use).
     """
-    if isinstance(frames, str | os.PathLike | np.ndarray | NDData):
+    if isinstance(frames, str | os.PathLike | np.ndarray) or _is_nddata(frames):
         raise IncompatibleFramesError(
             f"frames must be a list (or iterator) of frames, got one {type(frames).__name__}; "
             "wrap it in a list")
@@ -495,11 +506,13 @@ def parse_frames(frames, folder_factory) -> list[FrameSource]:
             src = _fits_source(item, label, keep) if _is_plain_fits(path) else None
             if src is None:
                 src = _decoded(item, label, folder_factory(), keep)
-        elif isinstance(item, NDData | np.ndarray):
+        elif isinstance(item, np.ndarray) or _is_nddata(item):
             label = f"frame {k}"
             keep = not sources
             if streaming:
-                if not isinstance(item, NDData):
+                if not _is_nddata(item):
+                    from astropy.nddata import CCDData
+
                     item = CCDData(np.asarray(item), unit=u.dimensionless_unscaled)
                     src = CacheSource(item, label, folder_factory(), keep_header=keep)
                     src.unit = None

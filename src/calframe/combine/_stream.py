@@ -6,13 +6,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy import units as u
-from astropy.nddata import CCDData, NDData, StdDevUncertainty
 
 from ..errors import IncompatibleFramesError, NoFramesError
-from ._sources import parse_frames
+
+if TYPE_CHECKING:
+    from astropy.nddata import CCDData
 
 __all__ = ["running_mean"]
 
@@ -60,6 +61,11 @@ def running_mean(frames: Iterable, *, dtype=np.float64) -> Iterator[CCDData]:
     >>> round(float(step.uncertainty.array[0, 0]), 4)  # std([1, 2, 6]) / sqrt(3)
     1.5275
     """
+    from astropy import units as u
+    from astropy.nddata import CCDData, NDData, StdDevUncertainty
+
+    from ._sources import parse_frames
+
     if isinstance(frames, str | os.PathLike | np.ndarray | NDData):
         raise IncompatibleFramesError(
             f"frames must be an iterable of frames, got one {type(frames).__name__}; "
