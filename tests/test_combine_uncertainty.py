@@ -205,3 +205,20 @@ def test_rounding_weight_table_matches_the_closed_form():
     big = np.array([1e4, 1e6])
     assert _kernels._rounding_correlation(big) == pytest.approx(np.pi**2 / (15 * big**2),
                                                                  rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["median", "mean", "sum"])
+def test_one_surviving_value_has_no_scatter_uncertainty(method):
+    # whole-ADU frames (so the median's rounding term is on): where only one
+    # value survives there is no scatter to estimate sigma from, and where none
+    # survives there is no value
+    frames = np.full((4, 3, 3), 7.0, np.float32)
+    frames[:, 0, 0] = [np.nan, np.nan, np.nan, 9.0]
+    frames[:, 1, 1] = np.nan
+    frames[:, 2, 2] = [5.0, 6.0, np.nan, np.nan]
+    out = combine(list(frames), method=method)
+    unc = out.uncertainty.array
+    assert np.isnan(unc[0, 0]) and np.isnan(unc[1, 1])
+    assert out.data[0, 0] == (9.0 if method != "sum" else 36.0) and np.isnan(out.data[1, 1])
+    assert out.mask[1, 1] and not out.mask[0, 0]
+    assert np.isfinite(unc[2, 2]) and unc[2, 2] > 0

@@ -274,8 +274,10 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
 
     sources: list[FrameSource] = []
     # hash the input files for the provenance while the modules and kernels load and
-    # run: hashlib releases the GIL, so this fills the single-threaded parts' gaps
-    hasher = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="calframe-hash")
+    # run: hashlib releases the GIL, so this fills the single-threaded parts' gaps.
+    # One thread fewer than the workers leaves a core to this thread's imports.
+    hasher = ThreadPoolExecutor(max_workers=max(1, workers - 1),
+                                thread_name_prefix="calframe-hash")
     try:
         hashes = _hash_listed_files(frames, hasher)
         from ._kernels import sorting_network

@@ -169,7 +169,9 @@ def _median_variance(n, var1, f, quant2):  # pragma: no cover
     if quant2 <= 0.0:
         return f * f * var1 / n
     r = quant2 / 12.0
-    cont = var1 - r if var1 > r else 0.0
+    cont = var1 - r
+    if cont < 0.0:  # (NaN, for no estimate, stays NaN)
+        cont = 0.0
     w = 1.0
     if n % 2 == 0:
         w = _rounding_weight(_A_SCALE * math.sqrt(var1 / quant2) / n)
@@ -386,8 +388,32 @@ def _reject(t, p, n, rej, params, lam, scratch):  # pragma: no cover
 
 
 @njit(nogil=True)
+def _per_n_constants(nf, medfac, c4, quant2):  # pragma: no cover
+    """Per-count constants of the tile statistics, so that no pixel divides by ``n``.
+
+    Rows, for ``n = 0 .. nf``: ``1/n``, ``1/(n-1)``, ``1/c4(n)``, ``1/sqrt(n)``,
+    ``f(n)**2/n`` (the median's variance factor) and, for the rounding weight
+    of an even-``n`` median, ``a/s = _A_SCALE/(n q)`` (-1 for odd ``n``: the
+    weight is 1).  NaN where a statistic has too few values (``1/(n-1)``
+    and ``1/c4`` for ``n < 2``, the others for ``n = 0``), so that NaN
+    reaches the outputs with no test per pixel.
+    """
+    k = np.full((6, nf + 1), np.nan)
+    q = math.sqrt(quant2)
+    for n in range(1, nf + 1):
+        k[0, n] = 1.0 / n
+        k[3, n] = 1.0 / math.sqrt(n)
+        k[4, n] = medfac[n] * medfac[n] / n
+        k[5, n] = _A_SCALE / (n * q) if n % 2 == 0 and q > 0.0 else -1.0
+        if n >= 2:
+            k[1, n] = 1.0 / (n - 1)
+            k[2, n] = 1.0 / c4[n]
+    return k
+
+
+@njit(nogil=True)
 def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, scratch,
-                 medfac, c4, quant2, nframes_total, r, x0, lo, hi, ref, s1, s2, blo, bhi,
+                 kn, quant2, nframes_total, r, x0, lo, hi, ref, s1, s2, blo, bhi,
                  out_data, out_unc, out_n, out_rej):  # pragma: no cover
     """Equal weights, no input uncertainties: all from the tile, vectorised over pixels.
 
@@ -443,30 +469,35 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, scratch
             hi[p] = b
     # with no rejection the kept values are the valid ones: no rank test needed
     _tile_sums(t, tw, nf, lo, hi, need_sort and rej != 0, ref, s1, s2)
+    # counts, and sigma from the scatter (NaN for n < 2; kn: see _per_n_constants)
     for p in range(tw):
         n = hi[p] - lo[p]
-        ox = x0 + p
-        out_n[r, ox] = n
-        out_rej[r, ox] = nvalid[p] - n
-        if n == 0:
-            out_data[r, ox] = np.nan
-            out_unc[r, ox] = np.nan
-            continue
-        s = np.nan
-        if n >= 2:
-            var = (s2[p] - s1[p] * s1[p] / n) / (n - 1)
-            s = (math.sqrt(var) if var > 0 else 0.0) / c4[n]
-        if method == 0:
-            out_data[r, ox] = _median_sorted(t, p, lo[p], hi[p])
-            out_unc[r, ox] = math.sqrt(_median_variance(n, s * s, medfac[n], quant2))
-        else:
-            val = ref[p] + s1[p] / n
-            unc = s / math.sqrt(n)
-            if method == 2:
-                val *= nframes_total
-                unc *= nframes_total
-            out_data[r, ox] = val
-            out_unc[r, ox] = unc
+        out_n[r, x0 + p] = n
+        out_rej[r, x0 + p] = nvalid[p] - n
+        var = (s2[p] - s1[p] * s1[p] * kn[0, n]) * kn[1, n]
+        blo[p] = math.sqrt(var if var > 0.0 else 0.0) * kn[2, n]
+    if method == 0:
+        r12 = quant2 / 12.0
+        for p in range(tw):
+            n = hi[p] - lo[p]
+            s = blo[p]
+            var1 = s * s
+            if quant2 > 0.0:  # as _median_variance, with the per-n constants
+                cont = var1 - r12
+                if cont < 0.0:
+                    cont = 0.0
+                w = 1.0 if kn[5, n] < 0.0 else _rounding_weight(kn[5, n] * s)
+                v = kn[4, n] * cont + r12 * w
+            else:
+                v = kn[4, n] * var1
+            out_unc[r, x0 + p] = math.sqrt(v)
+            out_data[r, x0 + p] = _median_sorted(t, p, lo[p], hi[p]) if n > 0 else np.nan
+    else:
+        scale = nframes_total if method == 2 else 1.0
+        for p in range(tw):
+            n = hi[p] - lo[p]
+            out_data[r, x0 + p] = (ref[p] + s1[p] * kn[0, n]) * scale
+            out_unc[r, x0 + p] = blo[p] * kn[3, n] * scale
 
 
 @njit(nogil=True)
@@ -594,6 +625,7 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
     need_sort = method == 0 or rej != 0
     inf = np.float32(np.inf)
     npairs = pairs.shape[0]
+    kn = _per_n_constants(nf, medfac, c4, quant2)
     for r in range(nr):
         for x0 in range(0, nx, T):
             tw = min(T, nx - x0)
@@ -633,7 +665,7 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
                         rb[p] = max(xa, xb)
             if simple:
                 _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam,
-                             scratch, medfac, c4, quant2, nframes_total, r, x0, lo_i, hi_i, ref,
+                             scratch, kn, quant2, nframes_total, r, x0, lo_i, hi_i, ref,
                              sx, sxx, b_lo, b_hi, out_data, out_unc, out_n, out_rej)
                 continue
             # 3. rejection -> bounds
