@@ -6,8 +6,15 @@ row is cut into tiles of ``TILE`` pixels; a tile is copied into a small
 sorting network orders the N values of every pixel at once (the inner loop
 runs over pixels, so the compiler vectorises it).  Rejection then works on
 the sorted values of each pixel, always keeping a contiguous range
-``[lo, hi)`` of them, and the kept range is turned into value bounds with
-which the unsorted values (and their uncertainties and weights) are summed.
+``[lo, hi)`` of them (:func:`._reject_tile.reject_tile` runs the pixels of
+the tile side by side; ``_reject`` here is its per-pixel definition, which
+the tests compare it with), and the kept range is turned into value bounds
+with which the unsorted values (and their uncertainties and weights) are
+summed.
+
+numba's cache is keyed on this file: after a change to ``_reject_tile.py``
+alone, touch this file (or empty the cache) so that ``combine_block`` is
+compiled again.
 
 Masked and non-finite values enter as NaN; they are set to +inf before the
 sort, so that the ``n`` valid values of a pixel are its first ``n`` sorted
@@ -27,6 +34,7 @@ import numpy as np
 from numba import njit
 
 from ._codes import METHOD_CODES, REJECTION_CODES
+from ._reject_tile import reject_scratch, reject_tile
 
 __all__ = [
     "METHOD_CODES",
@@ -412,21 +420,22 @@ def _per_n_constants(nf, medfac, c4, quant2):  # pragma: no cover
 
 
 @njit(nogil=True)
-def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, scratch,
+def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, ranged,
                  kn, quant2, nframes_total, r, x0, lo, hi, ref, s1, s2, blo, bhi,
                  out_data, out_unc, out_n, out_rej):  # pragma: no cover
     """Equal weights, no input uncertainties: all from the tile, vectorised over pixels.
 
     ``lo``/``hi`` (int64), ``ref``/``s1``/``s2``/``blo``/``bhi`` (float64) are
-    scratch arrays of the tile width.  Sigma clipping with the standard
-    deviation is iterated over the whole tile at once; the other algorithms
-    (whose iterations differ from pixel to pixel) run per pixel on the sorted
-    values.
+    scratch arrays of the tile width.  ``ranged``: the caller has set the
+    kept ranges ``lo``/``hi`` (:func:`reject_tile`).  Else sigma clipping
+    with the standard deviation is iterated here, over the whole tile at
+    once, or all valid values are kept.
     """
-    for p in range(tw):
-        lo[p] = 0
-        hi[p] = nvalid[p]
-    if need_sort and rej == 1 and params[3] < 0.5:
+    if not ranged:
+        for p in range(tw):
+            lo[p] = 0
+            hi[p] = nvalid[p]
+    if not ranged and need_sort and rej == 1 and params[3] < 0.5:
         # sigma clipping with the standard deviation: iterate the whole tile
         low = params[0]
         high = params[1]
@@ -462,11 +471,6 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam, scratch
                 hi[p] = b
             if changed == 0:
                 break
-    elif need_sort and rej != 0:
-        for p in range(tw):
-            a, b = _reject(t, p, nvalid[p], rej, params, lam, scratch)
-            lo[p] = a
-            hi[p] = b
     # with no rejection the kept values are the valid ones: no rank test needed
     _tile_sums(t, tw, nf, lo, hi, need_sort and rej != 0, ref, s1, s2)
     # counts, and sigma from the scatter (NaN for n < 2; kn: see _per_n_constants)
@@ -621,8 +625,9 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
     sx = np.zeros(T, dtype=np.float64)
     sxx = np.zeros(T, dtype=np.float64)
     ref = np.zeros(T, dtype=np.float64)
-    scratch = np.empty(nf + 2, dtype=np.float64)
+    tp, wt, fs, ist = reject_scratch(nf if rej != 0 else 1)
     need_sort = method == 0 or rej != 0
+    ranged = need_sort and rej != 0 and not (simple and rej == 1 and params[3] < 0.5)
     inf = np.float32(np.inf)
     npairs = pairs.shape[0]
     kn = _per_n_constants(nf, medfac, c4, quant2)
@@ -663,18 +668,20 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
                         xb = rb[p]
                         ra[p] = min(xa, xb)
                         rb[p] = max(xa, xb)
+            # 3. rejection -> kept ranges, for the whole tile at once (but sigma
+            # clipping by the standard deviation, which _simple_tile iterates itself)
+            if ranged:
+                reject_tile(t, tw, nvalid, rej, params, lam, lo_i, hi_i, tp, wt, fs, ist)
             if simple:
-                _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, lam,
-                             scratch, kn, quant2, nframes_total, r, x0, lo_i, hi_i, ref,
+                _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, ranged,
+                             kn, quant2, nframes_total, r, x0, lo_i, hi_i, ref,
                              sx, sxx, b_lo, b_hi, out_data, out_unc, out_n, out_rej)
                 continue
-            # 3. rejection -> bounds
             for p in range(tw):
                 n = nvalid[p]
-                if need_sort:
-                    lo, hi = _reject(t, p, n, rej, params, lam, scratch)
-                else:
-                    lo, hi = 0, n
+                lo, hi = 0, n
+                if ranged:
+                    lo, hi = lo_i[p], hi_i[p]
                 kept[p] = hi - lo
                 if hi > lo:
                     if need_sort:
