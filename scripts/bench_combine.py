@@ -7,7 +7,11 @@ Generates N uint16 FITS frames with BZERO = 32768 (default 30 of 4256x2848,
   ``combine(paths, method="mean", rejection=SigmaClip(3, 3))``;
 * ``ccdproc.combine`` with the same methods (``mem_limit`` = the same limit);
 * ``siril-cli`` (when installed): ``convert`` the files to a sequence, then
-  ``stack ... med -nonorm`` and ``stack ... rej 3 3 -nonorm``.
+  ``stack ... med -nonorm`` and ``stack ... rej 3 3 -nonorm``;
+* with ``--rejections``, also the mean with the other rejection algorithms
+  that Siril has, in calframe and in Siril: sigma clipping with the MAD
+  (Siril ``rej a 3 3``), winsorized (``rej w 3 3``), linear fit (``rej l 3
+  3``) and GESD (``rej g 0.3 0.05``).
 
 It prints wall time (the whole process, imports included, and the combine
 call alone for the Python tools), peak RSS of each process (from ``wait4``),
@@ -18,6 +22,7 @@ Usage::
     python scripts/bench_combine.py                 # 30 frames, full size
     python scripts/bench_combine.py --n 120 --only calframe-median   # memory at N=120
     python scripts/bench_combine.py --quick         # 10 small frames, seconds
+    python scripts/bench_combine.py --rejections --only calframe-mad siril-mad
 """
 
 from __future__ import annotations
@@ -36,6 +41,21 @@ import numpy as np
 
 TOOLS = ("calframe-median", "calframe-sigclip", "ccdproc-median", "ccdproc-sigclip",
          "siril-median", "siril-sigclip")
+#: the other rejection algorithms (--rejections), as Siril's ``stack ... rej`` names them
+REJECTIONS = {"mad": "a 3 3", "winsorized": "w 3 3", "linearfit": "l 3 3",
+              "gesd": "g 0.3 0.05"}
+REJECTION_TOOLS = tuple(f"{tool}-{kind}" for kind in REJECTIONS
+                        for tool in ("calframe", "siril"))
+
+
+def _calframe_rejection(kind: str):
+    from calframe import GESD, LinearFitClip, SigmaClip, WinsorizedSigmaClip
+
+    return {"sigclip": SigmaClip(low=3, high=3),
+            "mad": SigmaClip(low=3, high=3, scale="mad"),
+            "winsorized": WinsorizedSigmaClip(low=3, high=3),
+            "linearfit": LinearFitClip(low=3, high=3),
+            "gesd": GESD(outliers_fraction=0.3, significance=0.05)}[kind]
 
 
 def generate(folder: Path, n: int, shape: tuple[int, int], seed: int = 0) -> list[Path]:
@@ -69,13 +89,13 @@ def run_child(tool: str, folder: Path, memory_limit: str, out: Path, warm: bool 
     """Run one tool in this process; return the time of its combine call(s)."""
     paths = sorted(str(p) for p in folder.glob("frame_*.fits"))
     if tool.startswith("calframe"):
-        from calframe import SigmaClip, combine
+        from calframe import combine
 
         def run():
             if tool == "calframe-median":
                 return combine(paths, method="median", memory_limit=memory_limit)
-            return combine(paths, method="mean", rejection=SigmaClip(low=3, high=3),
-                           memory_limit=memory_limit)
+            return combine(paths, method="mean", memory_limit=memory_limit,
+                           rejection=_calframe_rejection(tool.split("-", 1)[1]))
 
         t0 = time.perf_counter()
         res = run()
@@ -121,8 +141,9 @@ def _child_main(args) -> int:
 
 
 def _siril_script(folder: Path, work: Path, kind: str) -> str:
+    rej = "3 3" if kind == "sigclip" else REJECTIONS.get(kind)
     stack = ("stack frame_ med -nonorm -out=result" if kind == "median"
-             else "stack frame_ rej 3 3 -nonorm -out=result")
+             else f"stack frame_ rej {rej} -nonorm -out=result")
     return "\n".join([
         "requires 1.0.0",
         f"cd {folder}",
@@ -156,14 +177,16 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="10 frames of 512x768")
     parser.add_argument("--dir", default=None, help="where to keep the generated frames")
     parser.add_argument("--memory-limit", default="1GiB")
-    parser.add_argument("--only", nargs="*", choices=TOOLS, default=None)
+    parser.add_argument("--only", nargs="*", choices=TOOLS + REJECTION_TOOLS, default=None)
+    parser.add_argument("--rejections", action="store_true",
+                        help="also time the other rejection algorithms (calframe and Siril)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="runs per tool (the fastest is reported)")
     parser.add_argument("--warm", action="store_true",
                         help="calframe: also time a second (warm) call in the same process")
     parser.add_argument("--cold-cache", action="store_true",
                         help="calframe: compile the kernels afresh (empty NUMBA_CACHE_DIR)")
-    parser.add_argument("--child", choices=TOOLS, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=TOOLS + REJECTION_TOOLS, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -181,8 +204,8 @@ def main(argv=None) -> int:
         with open(p, "rb") as handle:
             while handle.read(1 << 24):
                 pass
-    tools = args.only or [t for t in TOOLS if not t.startswith("siril")
-                          or shutil.which("siril-cli")]
+    tools = args.only or [t for t in TOOLS + (REJECTION_TOOLS if args.rejections else ())
+                          if not t.startswith("siril") or shutil.which("siril-cli")]
     print(f"load average before: {os.getloadavg()}")
     results: dict[str, dict] = {}
     scratch = Path(tempfile.mkdtemp(prefix="calframe-bench-run-"))
@@ -196,7 +219,7 @@ def main(argv=None) -> int:
                     shutil.rmtree(work, ignore_errors=True)
                     work.mkdir()
                     script = scratch / f"{tool}.ssf"
-                    script.write_text(_siril_script(folder, work, tool.split("-")[1]))
+                    script.write_text(_siril_script(folder, work, tool.split("-", 1)[1]))
                     wall, rss, code, cpu = _measure(["siril-cli", "-s", str(script)])
                     info = {}
                     shutil.rmtree(work, ignore_errors=True)
@@ -247,7 +270,14 @@ def main(argv=None) -> int:
     print("| work | calframe process | calframe call (warm) | ccdproc process | ccdproc call "
           "| Siril process | ccdproc / calframe (process, call) | calframe / Siril |")
     print("|---|---|---|---|---|---|---|---|")
-    for kind in ("median", "sigclip"):
+    labels = {"median": "median", "sigclip": "sigma-clipped mean (3, 3)",
+              "mad": "mean, sigma clipping with the MAD (3, 3)",
+              "winsorized": "mean, winsorized sigma clipping (3, 3)",
+              "linearfit": "mean, linear fit clipping (3, 3)",
+              "gesd": "mean, GESD (0.3, 0.05)"}
+    for kind, label in labels.items():
+        if not any(tool.endswith(f"-{kind}") for tool in results):
+            continue
         c = results.get(f"calframe-{kind}")
         p = results.get(f"ccdproc-{kind}")
         s = results.get(f"siril-{kind}")
@@ -265,7 +295,6 @@ def main(argv=None) -> int:
         r1 = (f"{one(p) / one(c):.1f}x, {p['combine_s'] / c['combine_s']:.1f}x"
               if c and p else "-")
         r2 = f"{one(c) / one(s):.2f}x" if c and s else "-"
-        label = "median" if kind == "median" else "sigma-clipped mean (3, 3)"
         print(f"| {label} of {n} | {proc(c)} | {call} | {proc(p)} | {pcall} | {proc(s)} "
               f"| {r1} | {r2} |")
     return 0
