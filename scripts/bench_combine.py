@@ -210,9 +210,10 @@ def main(argv=None) -> int:
     results: dict[str, dict] = {}
     scratch = Path(tempfile.mkdtemp(prefix="calframe-bench-run-"))
     try:
-        for tool in tools:
-            best = None
-            for _ in range(args.repeat):
+        # round robin: every tool's runs sample the same stretches of time, so that a
+        # machine whose speed drifts favours no tool
+        for rep in range(args.repeat):
+            for tool in tools:
                 result = scratch / f"{tool}.json"
                 if tool.startswith("siril"):
                     work = scratch / f"siril-{tool}"
@@ -235,9 +236,12 @@ def main(argv=None) -> int:
                     wall, rss, code, cpu = _measure(cmd, env=env)
                     info = json.loads(result.read_text()) if code == 0 else {}
                 run = {"wall_s": wall, "rss_mb": rss, "code": code, "cpu_s": cpu, **info}
+                print(f"  run {rep + 1}: {tool:18s} wall {wall:7.2f} s", flush=True)
+                best = results.get(tool)
                 if best is None or run["wall_s"] < best["wall_s"]:
-                    best = run
-            results[tool] = best
+                    results[tool] = run
+        for tool in tools:
+            best = results[tool]
             extra = f", combine call {best['combine_s']:.2f} s" if "combine_s" in best else ""
             if "warm_s" in best:
                 extra += f" (second call in the process {best['warm_s']:.2f} s)"
