@@ -415,3 +415,34 @@ def test_tree_shortens_runs_of_steps(tmp_path):
     short = provenance_tree(path).render()
     assert "read x30" in short and short.count(" read ") == 1
     assert provenance_tree(path).render(full=True).count("  read  ") == 30
+
+
+def test_sha256_file_reuses_a_digest_while_the_file_is_unchanged(tmp_path, monkeypatch):
+    from calframe import provenance
+
+    opened = []
+    real_open = open
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(provenance, "open", counting_open, raising=False)
+    path = tmp_path / "frame.fits"
+    path.write_bytes(b"x" * 5000)
+    first = provenance.sha256_file(path)
+    assert first == hashlib.sha256(b"x" * 5000).hexdigest()
+    assert provenance.sha256_file(path) == first and len(opened) == 1  # not read again
+    assert provenance.sha256_file(path, reuse=False) == first and len(opened) == 2
+    # the same size, other bytes: the change time moves, so the file is read again
+    path.write_bytes(b"y" * 5000)
+    assert provenance.sha256_file(path) == hashlib.sha256(b"y" * 5000).hexdigest()
+    assert len(opened) == 3
+    # a file put in its place (another inode) is read, whatever its times
+    other = tmp_path / "other.fits"
+    other.write_bytes(b"z" * 5000)
+    st = os.stat(path)
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(other, path)
+    assert provenance.sha256_file(path) == hashlib.sha256(b"z" * 5000).hexdigest()
+    assert len(opened) == 4
