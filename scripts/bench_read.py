@@ -32,6 +32,7 @@ from astropy.nddata import CCDData
 
 import calframe
 from calframe.errors import UncertaintyUnknownWarning
+from calframe.provenance import _DIGESTS
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 
@@ -40,6 +41,7 @@ def best(func, repeat: int) -> float:
     func()
     times = []
     for _ in range(repeat):
+        _DIGESTS.clear()  # every read hashes the file, as the first in a process does
         start = time.perf_counter()
         func()
         times.append(time.perf_counter() - start)
