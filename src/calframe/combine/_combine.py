@@ -319,7 +319,6 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         else:
             lam = np.zeros((1, 1))
         medfac, c4 = _efficiency.tables(nf)
-
         quant2 = _rounding_step2(sources, mul) if method == "median" else 0.0
         out_bytes = ny * nx * 12
         rows = _rows_per_block(nf, nx, has_unc, limit, out_bytes, workers)
