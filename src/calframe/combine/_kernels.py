@@ -161,29 +161,29 @@ def _rounding_weight(a):  # pragma: no cover
 
 
 @njit(nogil=True, inline="always")
-def _median_variance(n, var1, f, quant2):  # pragma: no cover
+def _median_variance(var1, f2n, a_per_s, quant2):  # pragma: no cover
     """Variance of the median of ``n`` values of variance ``var1`` each.
 
-    ``f`` is the median's efficiency factor for ``n``; ``quant2`` the square
-    of the step ``q`` the values are rounded to (0: continuous).  Rounding
-    errors average out of a mean but not out of a median: the median of
-    rounded values carries the rounding of its middle value (variance
-    ``q**2/12``), or for even ``n`` the average of the two middle values'
-    roundings, which are correlated when the values' spacing near the median
-    is small against ``q`` (see ``_rounding_correlation``).  ``var1``
-    includes the values' own rounding (``q**2/12``), which is taken out of
-    the continuous part.
+    ``f2n`` is ``f(n)**2 / n`` (``f`` the median's efficiency factor) and
+    ``a_per_s`` the rounding weight's ``a`` per unit sigma for even ``n``
+    (-1 for odd ``n``), both from :func:`_per_n_constants`; ``quant2`` the
+    square of the step ``q`` the values are rounded to (0: continuous).
+    Rounding errors average out of a mean but not out of a median: the
+    median of rounded values carries the rounding of its middle value
+    (variance ``q**2/12``), or for even ``n`` the average of the two middle
+    values' roundings, which are correlated when the values' spacing near
+    the median is small against ``q`` (see ``_rounding_correlation``).
+    ``var1`` includes the values' own rounding (``q**2/12``), which is taken
+    out of the continuous part.  NaN (no estimate) stays NaN.
     """
     if quant2 <= 0.0:
-        return f * f * var1 / n
+        return f2n * var1
     r = quant2 / 12.0
     cont = var1 - r
-    if cont < 0.0:  # (NaN, for no estimate, stays NaN)
+    if cont < 0.0:
         cont = 0.0
-    w = 1.0
-    if n % 2 == 0:
-        w = _rounding_weight(_A_SCALE * math.sqrt(var1 / quant2) / n)
-    return f * f * cont / n + r * w
+    w = 1.0 if a_per_s < 0.0 else _rounding_weight(a_per_s * math.sqrt(var1))
+    return f2n * cont + r * w
 
 
 @njit(nogil=True)
@@ -481,20 +481,10 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, ranged,
         var = (s2[p] - s1[p] * s1[p] * kn[0, n]) * kn[1, n]
         blo[p] = math.sqrt(var if var > 0.0 else 0.0) * kn[2, n]
     if method == 0:
-        r12 = quant2 / 12.0
         for p in range(tw):
             n = hi[p] - lo[p]
             s = blo[p]
-            var1 = s * s
-            if quant2 > 0.0:  # as _median_variance, with the per-n constants
-                cont = var1 - r12
-                if cont < 0.0:
-                    cont = 0.0
-                w = 1.0 if kn[5, n] < 0.0 else _rounding_weight(kn[5, n] * s)
-                v = kn[4, n] * cont + r12 * w
-            else:
-                v = kn[4, n] * var1
-            out_unc[r, x0 + p] = math.sqrt(v)
+            out_unc[r, x0 + p] = math.sqrt(_median_variance(s * s, kn[4, n], kn[5, n], quant2))
             out_data[r, x0 + p] = _median_sorted(t, p, lo[p], hi[p]) if n > 0 else np.nan
     else:
         scale = nframes_total if method == 2 else 1.0
@@ -785,7 +775,7 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
                 if method == 0:
                     val = med[p]
                     var1 = su2[p] / n if has_unc else s * s
-                    unc = math.sqrt(_median_variance(n, var1, medfac[n], quant2))
+                    unc = math.sqrt(_median_variance(var1, kn[4, n], kn[5, n], quant2))
                 else:
                     val = ref[p] + swx[p] / sw[p]
                     if has_unc:
