@@ -216,7 +216,7 @@ def test_real_files(real_data):
     dark = inv.group_row(int(vega["dark"]))
     assert dark["exptime"] == 120.0 and dark["nframes"] == 3
     dng = rows["Blackmagic.dng"]
-    assert (dng["format"], dng["shape"], dng["bayerpat"]) == ("raw", "2160x4096", "RGGB")
+    assert (dng["format"], dng["shape"], dng["bayerpat"]) == ("raw", "2176x4128", "RGGB")
     assert rows["dark.edf"]["frametype"] == "dark"
     assert rows["dark.edf"]["ftsource"] == "filename"
     assert rows["ID16B_diatomee.edf"]["shape"] == "6x540x640"

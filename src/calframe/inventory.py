@@ -24,7 +24,6 @@ import fnmatch
 import logging
 import math
 import os
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,9 +31,10 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+from .io._formats import FRAME_SUFFIXES, format_from_name
+
 __all__ = [
     "CALIBRATION_TYPES",
-    "FRAME_SUFFIXES",
     "Inventory",
     "Problem",
     "Tolerances",
@@ -45,15 +45,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fz", ".fits.fz", ".fits.gz", ".fit.gz")
-RAW_SUFFIXES = (".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".dng",
-                ".raf", ".orf", ".rw2", ".pef", ".kdc", ".dcr", ".srw", ".3fr", ".erf",
-                ".mos", ".mrw", ".x3f", ".iiq", ".rwl")
-EDF_SUFFIXES = (".edf",)
-TIFF_SUFFIXES = (".tif", ".tiff")
-#: File name endings that :func:`scan_paths` treats as frames (lower case).
-FRAME_SUFFIXES = FITS_SUFFIXES + RAW_SUFFIXES + EDF_SUFFIXES + TIFF_SUFFIXES
 
 #: Frame types that calibrate lights.
 CALIBRATION_TYPES = ("bias", "dark", "darkflat", "flat")
@@ -146,13 +137,16 @@ def _close(a: float, b: float, atol: float, rtol: float) -> bool:
 
 
 def scan_paths(paths: Iterable[str | os.PathLike], *, recursive: bool = True,
-               exclude: Sequence[str | os.PathLike] = ()) -> list[str]:
+               exclude: Sequence[str | os.PathLike] = (),
+               skipped: list[Problem] | None = None) -> list[str]:
     """List the frame files under ``paths`` (folders or files), sorted.
 
-    Folders are walked (recursively by default); hidden files and folders and
-    files whose names do not end in one of :data:`FRAME_SUFFIXES` are
-    skipped.  Files named explicitly are always kept.  Paths keep the form
-    the user gave (relative stays relative).
+    Folders are walked (recursively by default); hidden files and folders are
+    skipped, and so are files whose names end in none of the frame formats of
+    :data:`calframe.io.FRAME_SUFFIXES` (PNG and JPEG display images, text...),
+    each of which is added to ``skipped`` with the reason.  Files named
+    explicitly are always kept.  Paths keep the form the user gave (relative
+    stays relative).
 
     Raises
     ------
@@ -164,8 +158,9 @@ def scan_paths(paths: Iterable[str | os.PathLike], *, recursive: bool = True,
     for given in paths:
         path = Path(given)
         if not path.exists():
-            raise FileNotFoundError(f"{given}: no such file or folder; check the path")
-        if path.is_file():
+            raise FileNotFoundError(f"{os.fsdecode(given)}: no such file or folder; "
+                                    "check the path")
+        if not path.is_dir():
             found.append(str(path))
             continue
         walker = os.walk(path) if recursive else [(str(path), [], os.listdir(path))]
@@ -174,21 +169,29 @@ def scan_paths(paths: Iterable[str | os.PathLike], *, recursive: bool = True,
             dirs[:] = sorted(d for d in dirs if not d.startswith(".")
                              and (root_path / d).resolve() not in excluded)
             for name in sorted(files):
-                if name.startswith(".") or not name.lower().endswith(FRAME_SUFFIXES):
+                if name.startswith("."):
                     continue
                 full = root_path / name
-                if full.is_file():
-                    found.append(str(full))
+                if format_from_name(name) not in _SCANNED:
+                    if skipped is not None:
+                        skipped.append(Problem(str(full), *_why_not_a_frame(name)))
+                    continue
+                found.append(str(full))
     return sorted(dict.fromkeys(found))
 
 
-def _kind(path: str) -> str:
-    name = path.lower()
-    for kind, suffixes in (("fits", FITS_SUFFIXES), ("raw", RAW_SUFFIXES),
-                           ("edf", EDF_SUFFIXES), ("tiff", TIFF_SUFFIXES)):
-        if name.endswith(suffixes):
-            return kind
-    return "other"
+#: Formats a folder scan takes as frames (not PNG/JPEG display images).
+_SCANNED = frozenset(format_from_name("x" + s) for s in FRAME_SUFFIXES)
+
+
+def _why_not_a_frame(name: str) -> tuple[str, str]:
+    """Why a folder scan does not take a file, and what to do about it."""
+    if format_from_name(name) == "image":
+        return ("a PNG/JPEG display image (8-bit, gamma-encoded), not a calibration "
+                "frame", "calibrate the camera's RAW or FITS files")
+    suffix = "".join(Path(name).suffixes[-2:]) or "none"
+    return (f"not a frame format (name ending {suffix!r})",
+            "calframe takes FITS, camera RAW, EDF and TIFF files from folders")
 
 
 _COLUMNS: list[tuple[str, type, object]] = [
@@ -213,31 +216,28 @@ def _float(value) -> float:
     return out
 
 
-def _header_row(path: str) -> tuple[dict, Problem | None]:
-    """Describe one file from its header; a problem instead of raising."""
+def _header_row(path: str) -> tuple[dict, Problem | None, str | None]:
+    """Describe one file from its header; a problem instead of raising.
+
+    The third value says what calframe output the file is (None: not one).
+    """
     from .errors import CalframeError
+    from .io import read_header
 
     row = _empty_row()
     row["path"] = path
-    row["format"] = _kind(path)
+    row["format"] = format_from_name(path) or "other"
     try:
-        size = os.path.getsize(path)
-    except OSError as err:
-        return row, Problem(path, f"cannot be read ({err.strerror})",
-                            "check the file permissions")
-    if size == 0:
-        return row, Problem(path, "is an empty file (0 bytes)",
-                            "copy the file again from the camera or remove it")
-    try:
-        header, shape = _read_header(path, row["format"])
-    except (CalframeError, OSError, ValueError, TypeError, KeyError,
-            IndexError, EOFError, RuntimeError) as err:
+        info = read_header(path)
+    except (CalframeError, OSError, ValueError) as err:
         detail = getattr(err, "problem", None) or _oneline(err)
         return row, Problem(path, f"cannot be read as a frame ({detail})",
                             getattr(err, "fix", None)
-                            or "copy the file again or remove it from the folder")
-    _fill_from_header(row, header, shape, path)
-    return row, None
+                            or "copy the file again or remove it from the folder"), None
+    row["format"] = info.format
+    shape = info.shape if info.nframes == 1 else (info.nframes, *info.shape)
+    _fill_from_header(row, info.header, shape, path)
+    return row, None, calframe_output(info.header)
 
 
 def _oneline(err: BaseException) -> str:
@@ -245,116 +245,30 @@ def _oneline(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-def _read_header(path: str, kind: str):
-    """The normalised header and the (ny, nx) or (nz, ny, nx) shape of a frame.
+def calframe_output(header) -> str | None:
+    """What a calframe output is ('master bias', 'calibrated light'...), or None.
 
-    Only headers are read (FITS cards, EDF header block, EXIF tags and the
-    RAW size record), never the pixels.
+    Files calframe wrote say so (CREATOR, CALFVERS); the inventory does not
+    take them as raw frames.
+
+    Examples
+    --------
+    >>> from astropy.io import fits
+    >>> calframe_output(fits.Header({"CREATOR": "calframe 0.1.0", "FRAMETYP": "bias",
+    ...                              "NCOMBINE": 20}))
+    'master bias'
+    >>> calframe_output(fits.Header({"CREATOR": "MaxIm DL"})) is None
+    True
     """
-    from . import metadata
-
-    if kind == "fits":
-        return _fits_header(path)
-    if kind == "raw":
-        tags, shape = _raw_header(path)
-    elif kind == "edf":
-        tags, shape = _edf_header(path)
-    else:
-        tags, shape = _tiff_header(path)
-    return metadata.normalize_header(tags, path=path), shape
-
-
-def _raw_header(path: str):
-    import exifread
-    import rawpy
-
-    from .errors import FrameReadError
-
-    with open(path, "rb") as handle:
-        tags = {k: str(v) for k, v in exifread.process_file(handle, details=False).items()
-                if "Thumbnail" not in k and len(str(v)) < 60}
-    raw = rawpy.RawPy()
-    try:
-        raw.open_file(path)
-    except rawpy.LibRawError as err:
-        raise FrameReadError(path, f"LibRaw cannot open it ({type(err).__name__})",
-                             "check that it is a camera RAW file") from err
-    try:
-        sizes = raw.sizes
-        top, left = int(sizes.crop_top_margin), int(sizes.crop_left_margin)
-        ny = int(sizes.crop_height) or int(sizes.height)
-        nx = int(sizes.crop_width) or int(sizes.width)
-        pattern = raw.raw_pattern
-        desc = raw.color_desc.decode("ascii", "replace")
-        if pattern is not None and pattern.shape == (2, 2) and len(desc) >= 3:
-            letters = "".join(desc[int(pattern[(top + r) % 2, (left + c) % 2])]
-                              for r in (0, 1) for c in (0, 1))
-            if sorted(letters) == ["B", "G", "G", "R"]:
-                tags["BAYERPAT"] = letters
-    finally:
-        raw.close()
-    return tags, (ny, nx)
-
-
-def _edf_header(path: str):
-    import fabio
-
-    image = fabio.openheader(path)
-    shape = tuple(int(n) for n in image.shape)
-    if getattr(image, "nframes", 1) > 1:
-        shape = (int(image.nframes), *shape)
-    return dict(image.header), shape
-
-
-def _tiff_header(path: str):
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
-        tags = {tag.name: tag.value for tag in page.tags.values()
-                if isinstance(tag.value, str | int | float)}
-        shape = tuple(int(n) for n in page.shape)
-    return tags, shape
-
-
-def _fits_header(path: str):
-    from astropy.io import fits
-
-    from .errors import FrameReadError
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            hdul = fits.open(path, memmap=True, lazy_load_hdus=True)
-        except OSError as err:
-            raise FrameReadError(path, f"not a FITS file ({_oneline(err)})") from err
-        try:
-            for index, hdu in enumerate(hdul):
-                naxis = hdu.header.get("NAXIS", 0)
-                if not naxis or not isinstance(hdu, fits.PrimaryHDU | fits.ImageHDU |
-                                               fits.CompImageHDU):
-                    continue
-                info = hdul.fileinfo(index)
-                end = info["datLoc"] + info["datSpan"] if info else 0
-                if info and end > os.path.getsize(path):
-                    raise FrameReadError(
-                        path, f"truncated: {os.path.getsize(path)} bytes, the header "
-                        f"announces {end}")
-                header = hdu.header.copy()
-                shape = tuple(int(header[f"NAXIS{i}"]) for i in range(naxis, 0, -1))
-                if isinstance(hdu, fits.CompImageHDU):
-                    shape = tuple(int(n) for n in hdu.shape)
-                return _normalise(header, path), shape
-        finally:
-            hdul.close()
-    raise FrameReadError(path, "has no image HDU", "give a FITS file with image data")
-
-
-def _normalise(header, path: str):
-    """Add the normalised calframe keywords (FRAMETYP, EXPTIME...) to a header."""
-    from . import metadata
-
-    return metadata.normalize_header(header, path=path)
+    creator = str(header.get("CREATOR", "") or "")
+    if not (creator.startswith("calframe") or "CALFVERS" in header):
+        return None
+    kind = str(header.get("FRAMETYP", "") or "frame")
+    if "NCOMBINE" in header and kind in CALIBRATION_TYPES:
+        return f"master {kind}"
+    if kind == "light" and "NCOMBINE" in header:
+        return "stacked light"
+    return f"calibrated {kind}" if kind == "light" else f"calframe {kind} output"
 
 
 def _fill_from_header(row: dict, header, shape: tuple[int, ...], path: str) -> None:
@@ -614,12 +528,22 @@ class Inventory:
         One row per light or flat group (see :func:`match_calibration`).
     problems : list of Problem
         Unreadable files, frames of unknown type, unmatched groups...
+    skipped : list of Problem
+        Files under the folders that were not taken, with the reason: calframe's
+        own outputs (masters, calibrated lights), display images (PNG, JPEG) and
+        files of other formats.
     """
 
     frames: Table
     groups: Table
     matches: Table
     problems: list[Problem] = field(default_factory=list)
+    skipped: list[Problem] = field(default_factory=list)
+
+    @property
+    def outputs_skipped(self) -> int:
+        """How many of the skipped files are calframe outputs."""
+        return sum(p.what.startswith(_OUTPUT_PREFIX) for p in self.skipped)
 
     def members(self, group: int) -> list[str]:
         """The paths of the frames of one group."""
@@ -630,10 +554,30 @@ class Inventory:
         """The row of ``groups`` for one group number."""
         return self.groups[list(self.groups["group"]).index(group)]
 
-    def summary(self) -> str:
-        """A plain-text description: frames, groups, matches and problems."""
+    def skipped_line(self) -> str:
+        """One line on the files not taken ('' when none were skipped)."""
+        if not self.skipped:
+            return ""
+        outputs = self.outputs_skipped
+        others = len(self.skipped) - outputs
+        parts = []
+        if outputs:
+            parts.append(f"{outputs} calframe output{'s' * (outputs != 1)}")
+        if others:
+            parts.append(f"{others} file{'s' * (others != 1)} of other formats")
+        return f"skipped {' and '.join(parts)}"
+
+    def summary(self, *, verbose: bool = False) -> str:
+        """A plain-text description: frames, groups, matches and problems.
+
+        With ``verbose``, every skipped file is listed with its reason;
+        otherwise only their count.
+        """
         lines = [f"{len(self.frames)} files, {len(self.groups)} groups, "
                  f"{len(self.problems)} problems"]
+        if self.skipped:
+            lines[0] += f"; {self.skipped_line()}" + (
+                "" if verbose else " (-v lists them)")
         lines.append("")
         cols = ["path", "frametype", "ftsource", "exptime", "iso", "gain",
                 "temperature", "filter", "binning", "shape", "bayerpat", "group"]
@@ -658,6 +602,10 @@ class Inventory:
             lines.append("")
             lines.append("problems:")
             lines.extend(f"  {p}" for p in self.problems)
+        if self.skipped and verbose:
+            lines.append("")
+            lines.append("not taken:")
+            lines.extend(f"  {p}" for p in self.skipped)
         return "\n".join(lines)
 
 
@@ -721,13 +669,19 @@ def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     tol = tolerances or Tolerances()
-    files = scan_paths(paths, recursive=recursive, exclude=exclude)
+    skipped: list[Problem] = []
+    files = scan_paths(paths, recursive=recursive, exclude=exclude, skipped=skipped)
     rows, problems = [], []
     iterator = progress(files, desc="reading headers", total=len(files)) if progress \
         else files
     overrides = _parse_frame_types(frame_types or {})
     for path in iterator:
-        row, problem = _header_row(path)
+        row, problem, output = _header_row(path)
+        if output is not None:
+            skipped.append(Problem(path, f"{_OUTPUT_PREFIX} ({output})",
+                                   "calframe does not take its own outputs as raw frames; "
+                                   "write outputs outside the input folders"))
+            continue
         for pattern, ftype in overrides:
             if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(os.path.basename(path),
                                                                  pattern):
@@ -755,7 +709,14 @@ def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
     problems.extend(_match_problems(groups, matches, tol))
     log.info("inventory: %d files, %d groups, %d problems", len(frames), len(groups),
              len(problems))
-    return Inventory(frames=frames, groups=groups, matches=matches, problems=problems)
+    if skipped:
+        log.info("inventory: %s", Inventory(frames, groups, matches, problems,
+                                            skipped).skipped_line())
+    return Inventory(frames=frames, groups=groups, matches=matches, problems=problems,
+                     skipped=skipped)
+
+
+_OUTPUT_PREFIX = "a calframe output"
 
 
 def _parse_frame_types(frame_types: Mapping[str, str]) -> list[tuple[str, str]]:

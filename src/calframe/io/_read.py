@@ -5,116 +5,30 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 from astropy import units as u
+from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from .. import metadata
 from .._detector import as_tile, detector_sigma, warn_uncertainty_unknown
-from ..errors import FrameReadError, MissingMetadataError, UnsupportedFormatError
+from ..errors import FrameReadError, MissingMetadataError
 from ..provenance import InputRecord, get_provenance
 from ._common import Loaded
+from ._formats import FORMATS, HeaderRead, detect_format
 from ._kernels import mask_levels
 
-__all__ = ["detect_format", "frame_count", "iter_frames", "read_frame"]
+__all__ = ["FrameInfo", "detect_format", "frame_count", "iter_frames", "read_frame",
+           "read_header"]
 
 log = logging.getLogger(__name__)
 
-#: File name endings of camera RAW formats that LibRaw reads.
-RAW_SUFFIXES = frozenset({
-    ".3fr", ".ari", ".arw", ".bay", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf",
-    ".fff", ".iiq", ".k25", ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf",
-    ".pef", ".raf", ".raw", ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f",
-})
-FITS_SUFFIXES = frozenset({".fits", ".fit", ".fts", ".fz"})
-EDF_SUFFIXES = frozenset({".edf"})
-TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
-
-_FITS_MAGIC = b"SIMPLE  ="
-
-
-def _suffix(path: Path) -> str:
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in (".gz", ".bz2") and len(suffixes) > 1:
-        return suffixes[-2]
-    return suffixes[-1] if suffixes else ""
-
-
-def detect_format(path: str | os.PathLike) -> str:
-    """The format of a file: 'fits', 'raw', 'edf', 'tiff' or 'image' (PNG/JPEG).
-
-    The name's ending decides, checked against the first bytes for FITS;
-    files with another ending are recognised from their first bytes.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the file does not exist.
-    FrameReadError
-        If the file is empty, or its bytes contradict its name.
-    UnsupportedFormatError
-        If the format is not one calframe reads.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if p.is_dir():
-        raise IsADirectoryError(f"{path}: is a folder, not a frame; pass a file "
-                                "(calframe.inventory scans folders)")
-    size = p.stat().st_size
-    if size == 0:
-        raise FrameReadError(path, "the file is empty (0 bytes)",
-                             "copy or download it again, or remove it from the input")
-    with open(p, "rb") as handle:
-        head = handle.read(64)
-    compressed = head[:2] == b"\x1f\x8b" or head[:3] == b"BZh"
-    suffix = _suffix(p)
-    if suffix in FITS_SUFFIXES:
-        if not compressed and not head.startswith(_FITS_MAGIC):
-            raise FrameReadError(path, "named as FITS but does not start with 'SIMPLE  ='"
-                                 f" (starts with {head[:16]!r})",
-                                 "it is not a FITS file; check what wrote it")
-        return "fits"
-    if head.startswith(_FITS_MAGIC):
-        return "fits"       # whatever the name says (e.g. a FITS named .mef)
-    if suffix in RAW_SUFFIXES:
-        return "raw"
-    if suffix in EDF_SUFFIXES:
-        return "edf"
-    if suffix in TIFF_SUFFIXES:
-        return "tiff"
-    if suffix in IMAGE_SUFFIXES:
-        return "image"
-    if head.lstrip().startswith(b"{") and b"=" in head:
-        return "edf"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "tiff"
-    if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
-        return "image"
-    raise UnsupportedFormatError(
-        path, f"not a format calframe reads (name ending {suffix or 'none'!r}, "
-        f"first bytes {head[:8]!r})",
-        "calframe reads FITS, camera RAW (via LibRaw), EDF, TIFF, PNG and JPEG")
 
 
 def _loader(kind: str):
-    if kind == "fits":
-        from ._fits import load_fits
-        return load_fits
-    if kind == "raw":
-        from ._raw import load_raw
-        return load_raw
-    if kind == "edf":
-        from ._edf import load_edf
-        return load_edf
-    if kind == "image":
-        from ._image import load_image
-        return load_image
-    from ._tiff import load_tiff
-    return load_tiff
+    return FORMATS[kind].load
 
 
 def _parse_unit(value, path) -> u.UnitBase:
@@ -285,6 +199,122 @@ def _load(kind, path, options, dtype) -> Loaded:
     return loader(path, frame=options.get("frame") or 0, dtype=dtype)
 
 
+def _normalised(header, row_order, path, frametype):
+    """The normalised keywords of :mod:`calframe.metadata` added to a reader's header."""
+    meta = metadata.normalize_header(header, path=path, frametype=frametype)
+    if row_order and "ROWORDER" not in meta:
+        meta["ROWORDER"] = (row_order, "order of the rows")
+    return meta
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What a file says about one of its frames, read without decoding pixels.
+
+    Attributes
+    ----------
+    path : str
+        The file.
+    format : str
+        Its format in the registry ('fits', 'raw', 'edf', 'tiff', 'image').
+    header : astropy.io.fits.Header
+        The header :func:`read_frame` would give the frame: the file's cards
+        with the normalised keywords of :mod:`calframe.metadata` (FRAMETYP,
+        EXPTIME, BAYERPAT...).
+    shape : tuple of int
+        The shape of the frame :func:`read_frame` returns: ``(ny, nx)``, or
+        ``(3, ny, nx)`` for an RGB image.
+    dtype : numpy.dtype
+        The stored sample type (``uint16`` for BITPIX 16 with BZERO 32768,
+        ``uint8`` for an 8-bit image).
+    nframes : int
+        Frames in the file (EDF frames, TIFF pages; 1 for FITS and RAW).
+    location : dict
+        Which frame of the file (``{'hdu': 0}``, ``{'frame': 2}``).
+    """
+
+    path: str
+    format: str
+    header: fits.Header
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    nframes: int = 1
+    location: dict = field(default_factory=dict)
+
+    @property
+    def frametype(self) -> str:
+        """The normalised frame type (FRAMETYP)."""
+        return str(self.header.get("FRAMETYP", "unknown"))
+
+    @property
+    def exptime(self) -> float | None:
+        """The exposure in seconds, or None when the file does not say."""
+        value = self.header.get("EXPTIME")
+        return None if value is None else float(value)
+
+    @property
+    def bits(self) -> int:
+        """Bits per stored sample (8 for an 8-bit image)."""
+        return self.dtype.itemsize * 8
+
+
+def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
+                frame: int | None = None, frametype: str | None = None) -> FrameInfo:
+    """The header, shape and sample type of a frame, without decoding its pixels.
+
+    The same readers as :func:`read_frame` read the header, so both agree on
+    shape, frame type, exposure and CFA pattern for every file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    hdu, frame : optional
+        Which frame, as in :func:`read_frame`.
+    frametype : str, optional
+        Frame type to record instead of inferring it (FTSOURCE = 'user').
+
+    Returns
+    -------
+    FrameInfo
+
+    Raises
+    ------
+    FileNotFoundError, FrameReadError, UnsupportedFormatError
+        As :func:`read_frame`, for a file that cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "dark_300s.fits"
+    >>> header = fits.Header({"IMAGETYP": "Dark Frame", "EXPTIME": 300.0})
+    >>> fits.PrimaryHDU(np.zeros((4, 6), np.uint16), header=header).writeto(path)
+    >>> info = read_header(path)
+    >>> info.format, info.shape, info.dtype.name, info.frametype, info.exptime
+    ('fits', (4, 6), 'uint16', 'dark', 300.0)
+    """
+    kind = detect_format(path)
+    fmt = FORMATS[kind]
+    if kind == "fits":
+        if frame not in (None, 0):
+            raise ValueError(f"frame={frame!r}: FITS frames are chosen with hdu=")
+        read: HeaderRead = fmt.read_header(path, hdu=hdu)
+    else:
+        if hdu is not None:
+            raise ValueError(f"hdu={hdu!r} applies to FITS only, and {path} is {kind}")
+        read = fmt.read_header(path) if kind == "raw" else \
+            fmt.read_header(path, frame=frame or 0)
+    if len(read.shape) < 2 or min(read.shape) <= 0:
+        raise FrameReadError(path, f"the file announces an image of shape {read.shape}",
+                             "the header is damaged or holds no image; rewrite the file")
+    header = _normalised(read.header, read.row_order, path, frametype)
+    return FrameInfo(path=os.fsdecode(path), format=kind, header=header,
+                     shape=tuple(int(n) for n in read.shape), dtype=np.dtype(read.dtype),
+                     nframes=int(read.nframes), location=dict(read.location))
+
+
 def frame_count(path: str | os.PathLike) -> int:
     """How many frames a file holds (EDF and TIFF frames, FITS image HDUs)."""
     kind = detect_format(path)
@@ -365,9 +395,7 @@ def _subtract_tile(data: np.ndarray, tile: np.ndarray) -> None:
 def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, saturation,
             bad_pixel_mask, subtract_black, pedestal, frametype, require_exposure,
             dtype) -> CCDData:
-    meta = metadata.normalize_header(loaded.header, path=path, frametype=frametype)
-    if loaded.row_order and "ROWORDER" not in meta:
-        meta["ROWORDER"] = (loaded.row_order, "order of the rows")
+    meta = _normalised(loaded.header, loaded.row_order, path, frametype)
     if require_exposure:
         metadata.require_exposure(meta, path=path)
     data = np.ascontiguousarray(loaded.data)
