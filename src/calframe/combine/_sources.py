@@ -42,7 +42,6 @@ __all__ = ["ArraySource", "CacheSource", "FitsSource", "FrameSource", "parse_fra
 
 log = logging.getLogger(__name__)
 
-_FITS_SUFFIXES = (".fits", ".fit", ".fts")
 _SKIP_EXTNAMES = ("UNCERT", "MASK", "NCOMBINE", "REJECTED")
 _STRUCTURAL = ("SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "NAXIS3", "EXTEND",
                "BZERO", "BSCALE", "BLANK", "XTENSION", "PCOUNT", "GCOUNT", "EXTNAME",
@@ -425,8 +424,16 @@ class CacheSource(FrameSource):
 
 
 def _is_plain_fits(path: Path) -> bool:
-    name = path.name.lower()
-    if not name.endswith(_FITS_SUFFIXES):
+    """Whether ``path`` is an uncompressed FITS file (read by offset, not decoded).
+
+    Anything that is not a regular file (a FIFO, a socket) is refused by the
+    format registry before it is opened.
+    """
+    from ..io._formats import check_regular_file, format_from_name
+
+    check_regular_file(path)
+    if format_from_name(path) != "fits" or path.name.lower().endswith((".gz", ".bz2",
+                                                                       ".fz")):
         return False
     try:
         with open(path, "rb") as handle:

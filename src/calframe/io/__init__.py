@@ -9,10 +9,30 @@ ADU, a mask, an uncertainty from the detector model when gain and read noise
 are known, the normalised keywords of :mod:`calframe.metadata`, and provenance.
 """
 
-from ._formats import FORMATS, FRAME_SUFFIXES, FileFormat, format_from_name
-from ._mef import attach_extras, read_provenance, write_frame
-from ._read import FrameInfo, detect_format, frame_count, iter_frames, read_frame, read_header
+from importlib import import_module
 
-__all__ = ["FORMATS", "FRAME_SUFFIXES", "FileFormat", "FrameInfo", "attach_extras",
-           "detect_format", "format_from_name", "frame_count", "iter_frames", "read_frame",
-           "read_header", "read_provenance", "write_frame"]
+# Names are imported on first use, so that ``calframe.io._formats`` (the format
+# table the combine engine consults) does not load astropy.nddata.
+_LAZY = {
+    "FORMATS": "._formats", "FRAME_SUFFIXES": "._formats", "FileFormat": "._formats",
+    "format_from_name": "._formats", "detect_format": "._formats",
+    "attach_extras": "._mef", "read_provenance": "._mef", "write_frame": "._mef",
+    "FrameInfo": "._read", "frame_count": "._read", "iter_frames": "._read",
+    "read_frame": "._read", "read_header": "._read",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    try:
+        module = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'calframe.io' has no attribute {name!r}") from None
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -15,11 +15,13 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
-from astropy.io import fits
+from typing import TYPE_CHECKING
 
 from ..errors import FrameReadError, UnsupportedFormatError
+
+if TYPE_CHECKING:
+    import numpy as np
+    from astropy.io import fits
 
 __all__ = ["FORMATS", "FRAME_SUFFIXES", "FileFormat", "HeaderRead", "detect_format",
            "format_from_name"]
