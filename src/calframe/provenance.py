@@ -928,7 +928,10 @@ def verify_inputs(records: Iterable[InputRecord]) -> list[InputCheck]:
 
 # --- the tree of files behind an output ------------------------------------------
 
-_FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fits.gz", ".fit.gz", ".fz")
+def _is_fits_name(path: str) -> bool:
+    from .io._formats import format_from_name
+
+    return format_from_name(path) == "fits"
 
 
 @dataclass
@@ -1096,7 +1099,7 @@ def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> Provenanc
             check.record = record
             node.checks[i] = check
         if follow and located and _norm(located) not in seen \
-                and located.lower().endswith(_FITS_SUFFIXES) and _has_provenance(located):
+                and _is_fits_name(located) and _has_provenance(located):
             child = _tree(located, verify=verify, follow=follow, seen=seen)
             node.children[i] = child
             inherited.pop(record.path, None)
