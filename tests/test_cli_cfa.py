@@ -62,7 +62,7 @@ def test_flat_quality_subsets_and_png(tmp_path, capsys):
 def test_demosaic_command(tmp_path, capsys):
     path = _write(tmp_path / "light.fits", EGAIN=1.0, RDNOISE=3.0)
     out = tmp_path / "rgb.fits"
-    assert main(["demosaic", path, str(out), "--method", "malvar2004", "--split"]) == 0
+    assert main(["demosaic", path, "-o", str(out), "--method", "malvar2004", "--split"]) == 0
     cube = CCDData.read(out)
     assert cube.shape == (3, 40, 60)
     assert cube.header["DEMOSAIC"] == "malvar2004"
@@ -71,5 +71,5 @@ def test_demosaic_command(tmp_path, capsys):
     assert abs(np.median(r.data) - LEVELS["R"]) < 10
     assert cube.uncertainty is not None
     capsys.readouterr()
-    assert main(["demosaic", path, str(out)]) == 1  # exists, no --overwrite
+    assert main(["demosaic", path, "-o", str(out)]) == 1  # exists, no --overwrite
     assert "exists" in capsys.readouterr().err

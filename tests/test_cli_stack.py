@@ -26,7 +26,8 @@ def test_stack_command_aligns_and_combines(tmp_path, capsys):
         paths.append(str(path))
     before = [sha256_file(p) for p in paths]
     out = tmp_path / "stacked.fits"
-    code = main(["-q", "stack", *paths, "-o", str(out), "--reject", "none", "--order", "3"])
+    code = main(["-q", "stack", *paths, "-o", str(out), "--align", "translation",
+                 "--reject", "none", "--order", "3"])
     assert code == 0, capsys.readouterr().err
     assert "stacked 3 frames" in capsys.readouterr().out
     result = read_frame(out)
@@ -36,6 +37,6 @@ def test_stack_command_aligns_and_combines(tmp_path, capsys):
     assert_allclose(np.std(pull), 1.0, atol=0.05)
     assert [sha256_file(p) for p in paths] == before
     # Refuses to overwrite, without a traceback.
-    assert main(["stack", *paths, "-o", str(out)]) == 1
+    assert main(["stack", *paths, "-o", str(out), "--align", "translation"]) == 1
     assert "exists" in capsys.readouterr().err
 

@@ -3,6 +3,12 @@
 The library never prints on its own: :func:`progress` returns the iterable
 unchanged until :func:`enable_progress` is called (the ``calframe`` command
 does so unless ``-q`` is given).
+
+Bars go to standard error, and only when it is a terminal.  While a bar is
+shown, a line printed with ``print`` or ``click.echo`` would be written after
+the bar, on the same terminal line; :func:`echo` (messages, standard error)
+and :func:`result` (results, standard output) clear the bar, print a whole
+line and draw the bar again below it.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-__all__ = ["echo", "enable_progress", "progress", "progress_enabled"]
+__all__ = ["echo", "enable_progress", "progress", "progress_enabled", "result"]
 
 T = TypeVar("T")
 
@@ -33,6 +39,9 @@ def progress(iterable: Iterable[T], *, desc: str = "", total: int | None = None,
              unit: str = "frame") -> Iterator[T] | Iterable[T]:
     """Wrap ``iterable`` in a progress bar on standard error when enabled.
 
+    The bar is drawn only when standard error is a terminal, and is removed
+    when the iteration ends.
+
     Examples
     --------
     >>> list(progress([1, 2, 3], desc="counting"))
@@ -42,15 +51,27 @@ def progress(iterable: Iterable[T], *, desc: str = "", total: int | None = None,
         return iterable
     from tqdm.auto import tqdm
 
+    # disable=None: no bar when standard error is not a terminal (a log file
+    # would fill with carriage-return redraws)
     return tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr,
-                leave=False, dynamic_ncols=True)
+                leave=False, dynamic_ncols=True, disable=None)
 
 
-def echo(text: str) -> None:
-    """Print a line on standard error without breaking a progress bar."""
+def _write(text: str, stream) -> None:
     if _ENABLED:
         from tqdm.auto import tqdm
 
-        tqdm.write(text, file=sys.stderr)
+        # clears every bar on stdout or stderr, writes the line, redraws the bars
+        tqdm.write(text, file=stream)
     else:
-        print(text, file=sys.stderr)
+        print(text, file=stream)
+
+
+def echo(text: str) -> None:
+    """Print a message line on standard error without breaking a progress bar."""
+    _write(text, sys.stderr)
+
+
+def result(text: str) -> None:
+    """Print a result line on standard output without breaking a progress bar."""
+    _write(text, sys.stdout)

@@ -6,7 +6,14 @@ import os
 
 import click
 
-from . import cli
+from . import cli, command_options
+from ._options import (
+    cli_message,
+    gain_option,
+    output_dir,
+    output_dir_option,
+    read_noise_option,
+)
 
 
 @cli.command("calibrate")
@@ -15,9 +22,9 @@ from . import cli
 @click.option("--bias", type=click.Path(exists=True, dir_okay=False), help="Master bias.")
 @click.option("--dark", type=click.Path(exists=True, dir_okay=False), help="Master dark.")
 @click.option("--flat", type=click.Path(exists=True, dir_okay=False), help="Master flat.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
-              help="Output folder (one FITS per light, same name).")
-@click.option("--gain", type=float, default=None, help="Gain in e-/ADU (output in e-).")
+@output_dir_option("Output folder (one FITS per light, same name).")
+@gain_option("Gain in e-/ADU: overrides EGAIN, and the output is in e-.")
+@read_noise_option("Read noise in e- (overrides the header's RDNOISE).")
 @click.option("--dark-scale",
               type=click.Choice(["exposure", "optimize", "optimize-per-channel", "none"]),
               default="exposure", show_default=True,
@@ -27,17 +34,23 @@ from . import cli
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.pass_context
 def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, flat,
-                      output: str, gain, dark_scale: str, cosmetic: bool, demosaic,
-                      overwrite: bool) -> int:
-    """Calibrate LIGHTS with the given masters; write one FITS per light to OUTPUT.
+                      output: str | None, output_alias: str | None, gain, read_noise,
+                      dark_scale: str, cosmetic: bool, demosaic, overwrite: bool) -> int:
+    """Calibrate LIGHTS with the given masters; write one FITS per light to FOLDER.
+
+    With --gain or --read-noise the lights' noise model uses them instead of
+    the header's EGAIN and RDNOISE.
 
     A light that cannot be calibrated is reported and skipped; the exit code
     is 1 when any light failed."""
-    from .._progress import echo, enable_progress, progress
+    from .._progress import echo, enable_progress, progress, result
     from ..calibrate import calibrate
     from ..errors import CalframeError
-    from ..io import write_frame
+    from ..io import read_frame, write_frame
 
+    output = output_dir(output, output_alias)
+    if output is None:
+        raise click.UsageError("give the output folder with -o/--output-dir")
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     enable_progress(not quiet)
     from ..pipeline import read_output
@@ -55,7 +68,10 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
         names.add(name)
         target = os.path.join(output, f"{name}.fits")
         try:
-            ccd = calibrate(light, bias=bias, dark=dark, flat=flat, gain=gain,
+            frame = light
+            if gain is not None or read_noise is not None:
+                frame = read_frame(light, gain=gain, read_noise=read_noise)
+            ccd = calibrate(frame, bias=bias, dark=dark, flat=flat, gain=gain,
                             dark_scale=None if dark_scale == "none" else dark_scale,
                             cosmetic=True if cosmetic else None)
             if demosaic and ccd.meta.get("BAYERPAT"):
@@ -65,9 +81,9 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
             write_frame(ccd, target, overwrite=overwrite)
         except (CalframeError, OSError) as err:
             failed += 1
-            echo(f"problem: {light}: not calibrated ({err})")
+            echo(f"problem: {light}: not calibrated ({cli_message(str(err), command_options())})")
             continue
         if not quiet:
-            click.echo(f"{light} -> {target}")
+            result(f"{light} -> {target}")
     click.echo(f"{len(lights) - failed} of {len(lights)} lights calibrated into {output}")
     return 1 if failed else 0

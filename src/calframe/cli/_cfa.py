@@ -8,6 +8,7 @@ import os
 import click
 
 from . import cli
+from ._options import output_file_option, pattern_option
 
 
 def _read(path: str, *, subtract_black: bool):
@@ -38,18 +39,22 @@ def _read(path: str, *, subtract_black: bool):
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 @click.option("--box", nargs=4, type=int, multiple=True, metavar="Y0 Y1 X0 X1",
               help="A region in array pixels (repeatable); default: centre and corners.")
-@click.option("--size", type=float, default=0.1, show_default=True,
+@click.option("--size", type=click.FloatRange(0, 1, min_open=True), default=0.1,
+              show_default=True,
               help="Size of the centre/corner boxes as a fraction of the frame.")
 @click.option("--subtract-black", is_flag=True,
               help="Subtract the camera black level (BLKLEV0..3) first.")
-def cfa_stats_command(path: str, box, size: float, subtract_black: bool) -> int:
+@pattern_option("Bayer pattern at array pixel [0, 0] (default: from the header's BAYERPAT "
+                "and offsets).")
+def cfa_stats_command(path: str, box, size: float, subtract_black: bool,
+                      pattern: str | None) -> int:
     """Per-channel (R, G1, G2, B) statistics of the Bayer mosaic in PATH."""
     from ..bayer import channel_statistics, standard_regions
 
     ccd = _read(path, subtract_black=subtract_black)
     regions = ({f"box{i + 1}": tuple(b) for i, b in enumerate(box)} if box
                else standard_regions(ccd.shape, size=size))
-    table = channel_statistics(ccd, regions=regions)
+    table = channel_statistics(ccd, pattern=pattern, regions=regions)
     for name in ("mean", "median", "std"):
         table[name].format = ".2f"
     table["snr"].format = ".2f"
@@ -107,19 +112,21 @@ def flat_quality_command(flats: tuple[str, ...], master, subsets: tuple[str, ...
 
 @cli.command("demosaic")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
-@click.argument("output", type=click.Path(dir_okay=False))
+@output_file_option("The RGB cube (FITS) to write.")
 @click.option("--method", type=click.Choice(["bilinear", "malvar2004", "menon2007"]),
               default="bilinear", show_default=True, help="Demosaicing method.")
+@pattern_option("Bayer pattern at array pixel [0, 0] (default: from the header's BAYERPAT "
+                "and offsets).")
 @click.option("--split", is_flag=True,
               help="Also write one file per colour (OUTPUT with _R, _G, _B).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-def demosaic_command(path: str, output: str, method: str, split: bool,
+def demosaic_command(path: str, output: str, method: str, pattern: str | None, split: bool,
                      overwrite: bool) -> int:
     """Demosaic the calibrated Bayer mosaic PATH into an RGB cube OUTPUT (FITS)."""
     from ..demosaic import demosaic, split_rgb
     from ..io import read_frame, write_frame
 
-    cube = demosaic(read_frame(path), method=method)
+    cube = demosaic(read_frame(path), method=method, pattern=pattern)
     written = [write_frame(cube, output, overwrite=overwrite)]
     if split:
         stem, ext = os.path.splitext(output)

@@ -5,21 +5,23 @@ from __future__ import annotations
 import click
 
 from . import cli
+from ._options import output_dir, output_dir_option
 
 
 @cli.command("demo")
-@click.option("-o", "--output", "outdir", default="calframe-demo", show_default=True,
-              type=click.Path(file_okay=False),
-              help="Folder for the synthetic night (reused if an earlier demo wrote it).")
+@output_dir_option("Folder for the synthetic night (reused if an earlier demo wrote it) "
+                   "[default: calframe-demo].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the synthetic night.")
 @click.pass_context
-def demo_command(ctx: click.Context, outdir: str, seed: int) -> int:
+def demo_command(ctx: click.Context, output: str | None, output_alias: str | None,
+                 seed: int) -> int:
     """Write a synthetic night (a mono CCD and a colour camera) with a known truth,
     read every frame back, measure the detector from the frames and compare every
     figure with the truth.  Exits with 0 only if every check passes."""
     from ..demo import run_demo
 
+    outdir = output_dir(output, output_alias) or "calframe-demo"
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     result = run_demo(outdir, seed=seed)
     nframes = sum(len(n.frames) for n in result.nights.values())

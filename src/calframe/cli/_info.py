@@ -7,6 +7,7 @@ import warnings
 import click
 
 from . import cli
+from ._options import gain_option, read_noise_option
 
 _ROWS = (
     ("type", "FRAMETYP", "FTSOURCE"),
@@ -54,23 +55,37 @@ def describe(ccd, label: str) -> str:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--all-frames", is_flag=True,
               help="Describe every frame of multi-frame files (EDF, TIFF, FITS HDUs).")
-@click.option("--gain", type=float, help="Gain in e-/ADU (overrides the header).")
-@click.option("--read-noise", type=float, help="Read noise in e- (overrides the header).")
-def info_command(files: tuple[str, ...], all_frames: bool, gain: float | None,
-                 read_noise: float | None) -> int:
+@gain_option("Gain in e-/ADU (overrides the header).")
+@read_noise_option("Read noise in e- (overrides the header).")
+@click.pass_context
+def info_command(ctx: click.Context, files: tuple[str, ...], all_frames: bool,
+                 gain: float | None, read_noise: float | None) -> int:
     """Show what calframe reads from FILES: shape, frame type and exposure (with
     where they came from), temperature, gain, CFA pattern, black level and
-    masked pixels."""
+    masked pixels.
+
+    A file that cannot be read gets one error line and the others go on; the
+    exit code is then 1."""
     from ..errors import UncertaintyUnknownWarning
     from ..io import iter_frames, read_frame
+    from . import _State, error_line
 
     options = {"gain": gain, "read_noise": read_noise}
+    failed = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UncertaintyUnknownWarning)
         for path in files:
-            if all_frames:
-                for index, ccd in enumerate(iter_frames(path, **options)):
-                    click.echo(describe(ccd, f"{path} [{index}]"))
-            else:
-                click.echo(describe(read_frame(path, **options), path))
-    return 0
+            try:
+                if all_frames:
+                    for index, ccd in enumerate(iter_frames(path, **options)):
+                        click.echo(describe(ccd, f"{path} [{index}]"))
+                else:
+                    click.echo(describe(read_frame(path, **options), path))
+            except Exception as exc:
+                if _State.debug:
+                    raise
+                failed += 1
+                click.echo(error_line(exc, path), err=True)
+    if failed:
+        click.echo(f"{failed} of {len(files)} files could not be read", err=True)
+    return 1 if failed else 0

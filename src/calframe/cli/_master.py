@@ -5,42 +5,44 @@ from __future__ import annotations
 import click
 
 from . import cli
+from ._options import (
+    gain_option,
+    output_file_option,
+    read_noise_option,
+    rejection_object,
+    rejection_options,
+)
 
 
 @cli.command("master")
 @click.argument("kind", type=click.Choice(["bias", "dark", "flat"]))
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True,
                                                                   dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="The master FITS file to write.")
+@output_file_option("The master FITS file to write.")
 @click.option("--method", type=click.Choice(["median", "mean"]), default="median",
               show_default=True, help="Combine method.")
-@click.option("--reject", "rejection", default="sigma", show_default=True,
-              type=click.Choice(["none", "sigma", "minmax", "percentile"]),
-              help="Rejection before combining.")
-@click.option("--low", type=float, default=None,
-              help="Lower rejection limit: sigma (default 3), frames (1) or fraction of "
-                   "the median (0.2).")
-@click.option("--high", type=float, default=None,
-              help="Upper rejection limit: sigma (3), frames (1) or fraction (0.1).")
+@rejection_options(default="sigma")
 @click.option("--bias", type=click.Path(exists=True, dir_okay=False),
               help="Master bias to subtract (darks and flats).")
 @click.option("--dark", type=click.Path(exists=True, dir_okay=False),
               help="Master dark to subtract, scaled by exposure (flats).")
 @click.option("--per-second", is_flag=True, help="Dark current as a rate (adu/s).")
+@gain_option("Gain in e-/ADU for the frames' noise model (overrides EGAIN; the frames "
+             "are then read into memory).")
+@read_noise_option("Read noise in e- for the frames' noise model (overrides RDNOISE; the "
+                   "frames are then read into memory).")
 @click.option("--memory-limit", default="1GiB", show_default=True,
               help="Memory for combining.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.pass_context
 def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output: str,
                    method: str, rejection: str, low: float | None, high: float | None,
-                   bias: str | None,
-                   dark: str | None, per_second: bool, memory_limit: str,
+                   bias: str | None, dark: str | None, per_second: bool,
+                   gain: float | None, read_noise: float | None, memory_limit: str,
                    overwrite: bool) -> int:
     """Combine FILES into a master KIND frame (bias, dark or flat) and write OUTPUT."""
-    from ..io import write_frame
+    from ..io import read_frame, write_frame
     from ..masters import make_master_bias, make_master_dark, make_master_flat
-    from ..pipeline import MasterSettings
 
     if kind == "bias" and (bias or dark):
         raise click.UsageError("a master bias takes no --bias or --dark")
@@ -48,15 +50,20 @@ def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output
         raise click.UsageError("a master dark takes no --dark")
     if per_second and kind != "dark":
         raise click.UsageError("--per-second is for darks")
-    settings = MasterSettings(method=method, rejection=rejection, low=low, high=high)
-    options = {"method": method, "rejection": settings.rejection_object(),
+    if per_second and not bias:
+        raise click.UsageError("--per-second needs --bias (a rate of a dark that includes "
+                               "the bias has no meaning)")
+    options = {"method": method, "rejection": rejection_object(rejection, low, high),
                "memory_limit": memory_limit}
+    frames: list = list(files)
+    if gain is not None or read_noise is not None:
+        frames = [read_frame(path, gain=gain, read_noise=read_noise) for path in files]
     if kind == "bias":
-        ccd = make_master_bias(list(files), **options)
+        ccd = make_master_bias(frames, **options)
     elif kind == "dark":
-        ccd = make_master_dark(list(files), bias=bias, per_second=per_second, **options)
+        ccd = make_master_dark(frames, bias=bias, per_second=per_second, **options)
     else:
-        ccd = make_master_flat(list(files), bias=bias, dark=dark, **options)
+        ccd = make_master_flat(frames, bias=bias, dark=dark, **options)
     write_frame(ccd, output, overwrite=overwrite)
     click.echo(f"master {kind} from {len(files)} frames -> {output} "
                f"({'x'.join(map(str, ccd.data.shape))}, {str(ccd.unit) or 'dimensionless'}, "

@@ -1,6 +1,16 @@
-"""Option parsing shared by several sub-commands."""
+"""Options shared by several sub-commands, and library messages in command-line words.
+
+Output rule, the same for every command: ``-o/--output FILE`` names the one
+file a command writes (``master``, ``stack``, ``demosaic``); ``-o/--output-dir
+FOLDER`` names the folder of a command that writes several files
+(``calibrate``, ``run``, ``demo``).
+"""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 
 import click
 
@@ -15,3 +25,317 @@ def parse_frame_types(items, base: dict[str, str] | None = None) -> dict[str, st
         glob, ftype = item.rsplit("=", 1)
         types[glob] = ftype
     return types
+
+
+# --------------------------------------------------------------------------- outputs
+
+def output_file_option(help_text: str) -> Callable:
+    """``-o/--output FILE``: the one file a command writes."""
+    return click.option("-o", "--output", required=True, metavar="FILE",
+                        type=click.Path(dir_okay=False), help=help_text)
+
+
+def output_dir_option(help_text: str, **kwargs) -> Callable:
+    """``-o/--output-dir FOLDER``: the folder of a command that writes several files.
+
+    ``--output`` is still accepted (hidden) for scripts written before the
+    option was renamed.
+    """
+
+    def decorator(f):
+        f = click.option("--output", "output_alias", default=None, hidden=True,
+                         type=click.Path(file_okay=False))(f)
+        return click.option("-o", "--output-dir", "output", metavar="FOLDER",
+                            type=click.Path(file_okay=False), help=help_text, **kwargs)(f)
+
+    return decorator
+
+
+def output_dir(output: str | None, alias: str | None) -> str | None:
+    """The folder given with ``-o/--output-dir`` or the old ``--output``."""
+    if output is not None and alias is not None and output != alias:
+        raise click.UsageError("give the output folder once, with -o/--output-dir")
+    return alias if output is None else output
+
+
+# --------------------------------------------------------------------------- numbers
+
+#: Gain: a positive number of e-/ADU.
+GAIN = click.FloatRange(min=0, min_open=True)
+#: Read noise: electrons, zero or more.
+READ_NOISE = click.FloatRange(min=0)
+#: Bayer patterns at pixel [0, 0].
+PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+
+
+def gain_option(help_text: str = "Gain in e-/ADU (overrides the header's EGAIN).") -> Callable:
+    """``--gain``."""
+    return click.option("--gain", type=GAIN, default=None, metavar="FLOAT", help=help_text)
+
+
+def read_noise_option(help_text: str = "Read noise in e- (overrides the header's RDNOISE)."
+                      ) -> Callable:
+    """``--read-noise``."""
+    return click.option("--read-noise", type=READ_NOISE, default=None, metavar="FLOAT",
+                        help=help_text)
+
+
+class _UpperChoice(click.Choice):
+    """``click.Choice`` of upper-case names that also takes them in lower case."""
+
+    def convert(self, value, param, ctx):
+        return super().convert(str(value).upper(), param, ctx)
+
+
+def pattern_option(help_text: str) -> Callable:
+    """``--pattern RGGB|BGGR|GRBG|GBRG``."""
+    return click.option("--pattern", type=_UpperChoice(PATTERNS), default=None,
+                        help=help_text)
+
+
+# --------------------------------------------------------------------------- rejection
+
+@dataclass(frozen=True)
+class RejectionChoice:
+    """One ``--reject`` algorithm: its library class and what ``--low``/``--high`` mean."""
+
+    name: str
+    build: Callable[[float, float], object] | None
+    low: float
+    high: float
+    limits: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def whole(self) -> bool:
+        """Whether the limits are numbers of frames (whole numbers)."""
+        return self.name == "minmax"
+
+
+def _sigma(low, high):
+    from ..combine import SigmaClip
+
+    return SigmaClip(low=low, high=high)
+
+
+def _mad(low, high):
+    from ..combine import SigmaClip
+
+    return SigmaClip(low=low, high=high, scale="mad")
+
+
+def _winsorized(low, high):
+    from ..combine import WinsorizedSigmaClip
+
+    return WinsorizedSigmaClip(low=low, high=high)
+
+
+def _linear(low, high):
+    from ..combine import LinearFitClip
+
+    return LinearFitClip(low=low, high=high)
+
+
+def _percentile(low, high):
+    from ..combine import PercentileClip
+
+    return PercentileClip(low=low, high=high)
+
+
+def _minmax(low, high):
+    from ..combine import MinMaxClip
+
+    return MinMaxClip(nlow=int(low), nhigh=int(high))
+
+
+def _generalized(low, high):
+    from ..combine import GESD
+
+    return GESD(outliers_fraction=low, significance=high)
+
+
+#: The ``--reject`` algorithms under Siril's names (``minmax`` is IRAF's), with
+#: the library's default limits (those of :mod:`calframe.combine` settings).
+REJECTIONS: dict[str, RejectionChoice] = {r.name: r for r in (
+    RejectionChoice("none", None, 0.0, 0.0, "no rejection"),
+    RejectionChoice("sigma", _sigma, 3.0, 3.0, "sigma below/above the median", ("s",)),
+    RejectionChoice("mad", _mad, 3.0, 3.0, "sigma (1.4826 MAD) below/above the median",
+                    ("a", "amad")),
+    RejectionChoice("winsorized", _winsorized, 3.0, 3.0,
+                    "winsorized sigma below/above the median", ("w",)),
+    RejectionChoice("linear", _linear, 5.0, 2.5,
+                    "mean deviations below/above a line fitted to the sorted values",
+                    ("l", "linearfit")),
+    RejectionChoice("percentile", _percentile, 0.2, 0.1,
+                    "fractions of the median below/above it", ("p",)),
+    RejectionChoice("minmax", _minmax, 1, 1, "numbers of lowest/highest values"),
+    RejectionChoice("generalized", _generalized, 0.3, 0.05,
+                    "largest fraction of outliers and significance of the test",
+                    ("g", "gesd")),
+)}
+_ALIASES = {alias: r.name for r in REJECTIONS.values() for alias in r.aliases}
+
+
+class _RejectionType(click.Choice):
+    """``click.Choice`` of rejection names that also takes Siril's short names."""
+
+    def convert(self, value, param, ctx):
+        value = _ALIASES.get(str(value).lower(), value)
+        return super().convert(value, param, ctx)
+
+
+def rejection_help(names: Collection[str]) -> str:
+    """The ``--low``/``--high`` defaults of each algorithm, for help texts."""
+    parts = []
+    for name in names:
+        r = REJECTIONS[name]
+        if r.build is not None:
+            parts.append(f"{name} {r.low:g}/{r.high:g}")
+    return ", ".join(parts)
+
+
+def rejection_options(default: str, names: Collection[str] | None = None) -> Callable:
+    """``--reject NAME``, ``--low`` and ``--high``, whose defaults depend on NAME."""
+    names = tuple(names or REJECTIONS)
+
+    def decorator(f):
+        f = click.option("--high", type=click.FloatRange(min=0), default=None, metavar="FLOAT",
+                         help="Upper rejection limit (default: the algorithm's, see "
+                              "--low).")(f)
+        f = click.option("--low", type=click.FloatRange(min=0), default=None, metavar="FLOAT",
+                         help="Lower rejection limit; by default, per --reject: "
+                              f"{rejection_help(names)}.")(f)
+        return click.option(
+            "--reject", "rejection", default=default, show_default=True,
+            type=_RejectionType(names),
+            help="Rejection before combining (Siril's names; minmax rejects a number of "
+                 "values).")(f)
+
+    return decorator
+
+
+def rejection_limits(name: str, low: float | None, high: float | None
+                     ) -> tuple[float | None, float | None]:
+    """``--low``/``--high`` checked for the algorithm ``name`` (None: its default)."""
+    choice = REJECTIONS[name]
+    for option, value in (("--low", low), ("--high", high)):
+        if value is None:
+            continue
+        if choice.whole and value != int(value):
+            raise click.BadParameter(f"{value:g} is not a whole number of values (--reject "
+                                     "minmax rejects that many lowest/highest values)",
+                                     param_hint=option)
+        if name == "generalized" and not 0 < value < 1:
+            raise click.BadParameter(f"{value:g} must be between 0 and 1 for --reject "
+                                     "generalized", param_hint=option)
+        if name not in ("none", "minmax") and value == 0:
+            raise click.BadParameter(f"must be more than 0 for --reject {name}",
+                                     param_hint=option)
+    if choice.whole and (low, high) == (0, 0):
+        raise click.BadParameter("--low 0 --high 0 rejects nothing; use --reject none",
+                                 param_hint="--low/--high")
+    return low, high
+
+
+def rejection_object(name: str, low: float | None, high: float | None):
+    """The :mod:`calframe.combine` rejection settings for ``--reject name``.
+
+    Examples
+    --------
+    >>> rejection_object("minmax", None, 2)
+    MinMaxClip(nlow=1, nhigh=2)
+    >>> rejection_object("none", None, None) is None
+    True
+    """
+    low, high = rejection_limits(name, low, high)
+    choice = REJECTIONS[name]
+    if choice.build is None:
+        return None
+    return choice.build(choice.low if low is None else low,
+                        choice.high if high is None else high)
+
+
+# --------------------------------------------------------------------------- messages
+
+#: Python keyword of a library message -> the command-line option that sets it.
+KEYWORD_OPTIONS = {
+    "gain": "--gain",
+    "read_noise": "--read-noise",
+    "pattern": "--pattern",
+    "dark_scale": "--dark-scale",
+    "bias": "--bias",
+    "dark": "--dark",
+    "flat": "--flat",
+    "per_second": "--per-second",
+    "overwrite": "--overwrite",
+    "rejection": "--reject",
+    "mask": "--mask",
+    "method": "--method",
+    "size": "--size",
+    "order": "--order",
+    "fwhm": "--fwhm",
+    "reference": "--reference",
+    "model": "--model",
+}
+
+# keyword=value in a library message: a value is 'quoted', a number or a name
+_KEYWORD = re.compile(r"\b(?P<key>[a-z][a-z_]*)=(?P<value>'[^']*'|\"[^\"]*\"|[-+.\w]*)")
+
+
+def _option_words(key: str, value: str, options: Collection[str]) -> str | None:
+    option = KEYWORD_OPTIONS.get(key)
+    if option is None or option not in options:
+        return None
+    value = value.strip("'\"")
+    if value in ("", "True"):
+        return option
+    if value == "None":
+        return f"{option} none"
+    return f"{option} {value}"
+
+
+def cli_message(text: str, options: Collection[str]) -> str:
+    """A library message in the words of a command with ``options``, on one line.
+
+    Python advice (``pass gain= and read_noise= to read_frame``,
+    ``pattern='RGGB'``, ``dark_scale=None``) names the command's options
+    instead; advice for a keyword the command has no option for is left as it
+    is, except the header advice that goes with it.
+
+    Examples
+    --------
+    >>> cli_message("no BAYERPAT; pass the pattern explicitly (e.g. pattern='RGGB')",
+    ...             {"--pattern"})
+    'no BAYERPAT; give the pattern with --pattern (e.g. --pattern RGGB)'
+    >>> cli_message("x: use dark_scale=None", {"--dark-scale"})
+    'x: use --dark-scale none'
+    """
+    text = " ".join(str(text).split())
+    has = set(options)
+    if {"--gain", "--read-noise"} <= has:
+        text = text.replace("pass gain= and read_noise= to read_frame",
+                            "give --gain and --read-noise")
+    else:
+        text = text.replace("pass gain= and read_noise= to read_frame, or write",
+                            "write")
+    if "--overwrite" in has:
+        text = text.replace("pass overwrite=True (or --overwrite)", "pass --overwrite")
+    if "--pattern" in has:
+        text = text.replace("pass the pattern explicitly", "give the pattern with --pattern")
+    # header advice that names a Python attribute
+    text = re.sub(r"set (\w+)\.meta\['(\w+)'\] in seconds", r"write \2 (seconds) in its header",
+                  text)
+    text = text.replace("set meta['EXPTIME'] (seconds) on the frames",
+                        "write EXPTIME (seconds) in their headers")
+
+    def keyword(match: re.Match) -> str:
+        words = _option_words(match["key"], match["value"], has)
+        return match[0] if words is None else words
+
+    text = _KEYWORD.sub(keyword, text)
+    # a parameter named in backquotes: "check `fwhm`"
+    text = re.sub(r"`([a-z][a-z_]*)`",
+                  lambda m: KEYWORD_OPTIONS[m[1]] if KEYWORD_OPTIONS.get(m[1]) in has else m[0],
+                  text)
+    # "pass --bias" reads as an instruction to the command line: "give --bias"
+    return re.sub(r"\bpass (--[a-z])", r"give \1", text)

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import click
 
-from . import cli
-from ._options import parse_frame_types
+from . import cli, one_line
+from ._options import (
+    gain_option,
+    output_dir,
+    output_dir_option,
+    parse_frame_types,
+    rejection_help,
+    rejection_limits,
+)
+
+#: The rejections of the masters that the pipeline settings take (a subset of
+#: :data:`calframe.cli._options.REJECTIONS`).
+RUN_REJECTIONS = ("none", "sigma", "minmax", "percentile")
 
 
 @cli.command("run")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
-@click.option("-o", "--output", type=click.Path(file_okay=False),
-              help="Output folder (masters/, lights/, report.html).")
+@output_dir_option("Output folder (masters/, lights/, stacks/, report.html).")
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="TOML file with the settings (options given here override it).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
@@ -19,12 +29,14 @@ from ._options import parse_frame_types
               help="Stop at the first problem instead of going on with the good frames.")
 @click.option("--method", type=click.Choice(["median", "mean"]), default=None,
               help="Combine method of the masters.")
-@click.option("--reject", "rejection", default=None,
-              type=click.Choice(["none", "sigma", "minmax", "percentile"]),
-              help="Rejection of the masters.")
-@click.option("--low", type=float, default=None, help="Lower rejection limit.")
-@click.option("--high", type=float, default=None, help="Upper rejection limit.")
-@click.option("--gain", type=float, default=None, help="Gain in e-/ADU (output in e-).")
+@click.option("--reject", "rejection", default=None, type=click.Choice(RUN_REJECTIONS),
+              help="Rejection of the masters [default: sigma].")
+@click.option("--low", type=click.FloatRange(min=0), default=None, metavar="FLOAT",
+              help="Lower rejection limit of the masters; by default, per --reject: "
+                   f"{rejection_help(RUN_REJECTIONS)}.")
+@click.option("--high", type=click.FloatRange(min=0), default=None, metavar="FLOAT",
+              help="Upper rejection limit of the masters (default: the algorithm's).")
+@gain_option("Gain in e-/ADU (output in e-).")
 @click.option("--dark-scale",
               type=click.Choice(["exposure", "optimize", "optimize-per-channel", "none"]),
               default=None, help="How the dark is scaled to each light.")
@@ -36,23 +48,28 @@ from ._options import parse_frame_types
 @click.option("--stack/--no-stack", "stack", default=None,
               help="Align and stack the calibrated lights of each group (stacks/).")
 @click.option("--stack-align", type=click.Choice(["stars", "translation", "none"]),
-              default=None, help="How the lights are aligned before stacking.")
+              default=None, help="How the lights are aligned before stacking "
+                                 "[default: stars].")
 @click.option("--memory-limit", default=None, help="Memory for combining (e.g. 1GiB).")
 @click.option("--type", "frame_types", multiple=True, metavar="GLOB=TYPE",
               help="Frame type for files whose headers do not say (repeatable).")
 @click.option("--no-report", is_flag=True, default=None, help="Do not write report.html.")
 @click.pass_context
-def run_command(ctx: click.Context, paths, output, config_path, dry_run, strict, method,
-                rejection, low, high, gain, dark_scale, cosmetic, demosaic, distortion,
-                stack, stack_align, memory_limit, frame_types, no_report) -> int:
+def run_command(ctx: click.Context, paths, output, output_alias, config_path, dry_run,
+                strict, method, rejection, low, high, gain, dark_scale, cosmetic, demosaic,
+                distortion, stack, stack_align, memory_limit, frame_types, no_report) -> int:
     """Inventory PATHS, build the masters each group needs, calibrate every light,
-    and write OUTPUT/report.html.  A rerun redoes only what changed."""
+    and write FOLDER/report.html.  A rerun redoes only what changed."""
     from .._progress import echo, enable_progress, progress
     from ..pipeline import PipelineConfig, load_config, make_plan, run_pipeline
 
+    output = output_dir(output, output_alias)
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     enable_progress(not quiet)
-    config = load_config(config_path) if config_path else PipelineConfig()
+    try:
+        config = load_config(config_path) if config_path else PipelineConfig()
+    except (ValueError, TypeError) as err:  # settings the file gives wrongly
+        raise click.BadParameter(one_line(err), param_hint="--config") from err
     changes = {}
     if paths:
         changes["inputs"] = list(paths)
@@ -76,12 +93,15 @@ def run_command(ctx: click.Context, paths, output, config_path, dry_run, strict,
             changes[f"stack__{key}"] = value
     if frame_types:
         changes["frame_types"] = parse_frame_types(frame_types, config.frame_types)
+    if "master__rejection" in changes or "master__low" in changes or "master__high" in changes:
+        rejection_limits(changes.get("master__rejection", config.master.rejection),
+                         changes.get("master__low"), changes.get("master__high"))
     config = config.replace(**changes)
     if not config.inputs:
         raise click.UsageError("give at least one folder or file of frames (or inputs in "
                                "the config)")
     if not output and not config_path:
-        raise click.UsageError("give the output folder with -o/--output")
+        raise click.UsageError("give the output folder with -o/--output-dir")
 
     plan = make_plan(config, progress=progress)
     if dry_run:

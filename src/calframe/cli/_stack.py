@@ -5,15 +5,15 @@ from __future__ import annotations
 import click
 
 from . import cli
+from ._options import output_file_option, rejection_object, rejection_options
 
 
 @cli.command("stack")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True,
                                                                   dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="The stacked FITS file to write.")
-@click.option("--align", "align_method", default="translation", show_default=True,
-              type=click.Choice(["translation", "stars", "none"]),
+@output_file_option("The stacked FITS file to write.")
+@click.option("--align", "align_method", default="stars", show_default=True,
+              type=click.Choice(["stars", "translation", "none"]),
               help="How to align the frames to the first (or --reference).")
 @click.option("--reference", type=click.Path(exists=True, dir_okay=False),
               help="Reference frame (default: the first of FILES).")
@@ -28,37 +28,30 @@ from . import cli
               show_default=True, help="Interpolation order of the warp.")
 @click.option("--method", type=click.Choice(["median", "mean", "sum"]), default="mean",
               show_default=True, help="Combine method.")
-@click.option("--reject", "rejection", default="sigma", show_default=True,
-              type=click.Choice(["none", "sigma", "minmax", "percentile"]),
-              help="Rejection before combining.")
-@click.option("--low", type=float, default=3.0, show_default=True,
-              help="Lower rejection limit (sigma, frames or percentile).")
-@click.option("--high", type=float, default=3.0, show_default=True,
-              help="Upper rejection limit.")
+@rejection_options(default="sigma")
 @click.option("--memory-limit", default="1GiB", show_default=True,
               help="Memory for combining.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 def stack_command(files: tuple[str, ...], output: str, align_method: str,
                   reference: str | None, mask_path: str | None, model: str, fwhm: float,
-                  order: str, method: str, rejection: str, low: float, high: float,
+                  order: str, method: str, rejection: str, low: float | None,
+                  high: float | None,
                   memory_limit: str, overwrite: bool) -> int:
     """Align FILES (calibrated, demosaiced if colour) and combine them into OUTPUT."""
     import numpy as np
     from astropy.io import fits
 
     from ..io import write_frame
-    from ..pipeline import MasterSettings
     from ..register import stack
 
-    settings = MasterSettings(method="median" if method == "median" else "mean",
-                              rejection=rejection, low=low, high=high)
+    reject = rejection_object(rejection, low, high)
     mask = None
     if mask_path:
         mask = np.asarray(fits.getdata(mask_path), dtype=float) != 0
     options = {"model": model, "fwhm": fwhm} if align_method == "stars" else {}
     result = stack(list(files), reference=reference,
                    align=None if align_method == "none" else align_method, mask=mask,
-                   order=int(order), method=method, rejection=settings.rejection_object(),
+                   order=int(order), method=method, rejection=reject,
                    memory_limit=memory_limit, **options)
     write_frame(result, output, overwrite=overwrite)
     click.echo(f"stacked {len(files)} frames -> {output} "
