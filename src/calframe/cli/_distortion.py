@@ -9,10 +9,60 @@ import click
 
 from . import cli
 
+_FIT_CHANNELS = ("luminance", "r", "g", "b")
+_APPLY_CHANNELS = ("all", "luminance", "r", "g", "b")
+# names that make -o a file (anything else is a folder, as in earlier versions)
+_FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz")
+
 
 @cli.group("distortion")
 def distortion() -> None:
-    """Geometric distortion from an image of a grid target."""
+    """Geometric distortion from an image of a grid target.
+
+    The grid must be of dots or holes (not lines).  A colour (RGB) image is
+    reduced to one plane with --channel.
+    """
+
+
+def _read(path):
+    """Read a frame, silencing the noise-model warnings a grid image or JPEG gives."""
+    from ..io import read_frame
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a grid image needs no noise model
+        return read_frame(path)
+
+
+def _check_new(path, overwrite, what):
+    from ..errors import OutputExistsError
+
+    if path and Path(path).exists() and not overwrite:
+        raise OutputExistsError(f"{path}: exists; pass --overwrite to replace the {what}")
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:  # pragma: no cover - unresolvable paths are not the same file
+        return False
+
+
+def _plane_for_fit(ccd, grid_image, channel):
+    """The grey image to detect spots in: the frame itself or the chosen colour plane."""
+    from ..distortion._channel import is_colour, select_channel
+    from ..errors import InvalidSettingsError, UnsupportedFormatError
+
+    if is_colour(ccd.shape):
+        return select_channel(ccd, channel or "luminance")
+    if ccd.ndim != 2:
+        raise UnsupportedFormatError(
+            grid_image, f"holds an array of shape {ccd.shape}, not one grid image",
+            "give a single grey or RGB image of the grid")
+    if channel in ("r", "g", "b"):
+        raise InvalidSettingsError(
+            f"{grid_image}: --channel {channel} picks a colour plane, but the image is grey "
+            "(one plane); leave --channel out")
+    return ccd
 
 
 @distortion.command("fit")
@@ -23,45 +73,54 @@ def distortion() -> None:
               help="Also write a pyFAI NeXus detector file (.h5).")
 @click.option("--polarity", type=click.Choice(["auto", "bright", "dark"]), default="auto",
               show_default=True, help="Bright holes on dark, or dark dots on bright.")
-@click.option("--pitch", type=float, default=None,
+@click.option("--channel", type=click.Choice(_FIT_CHANNELS), default=None,
+              help="Plane of a colour (RGB) image to fit: 'luminance' (the default for a "
+                   "colour image: Rec. 709 weights 0.2126 R + 0.7152 G + 0.0722 B) or one "
+                   "of r, g, b.  A grey image needs none.")
+@click.option("--pitch", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Approximate grid pitch in pixels (measured if not given).")
-@click.option("--spot-radius", type=float, default=None, help="Spot radius in pixels.")
-@click.option("--pitch-mm", type=float, default=None,
+@click.option("--spot-radius", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Spot radius in pixels.")
+@click.option("--pitch-mm", type=click.FloatRange(min=0, min_open=True), default=None,
               help="True grid pitch in mm: sets the pixel size of the pyFAI detector.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write a figure of the fit (PNG).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-def fit_cmd(grid_image, output, pyfai_path, polarity, pitch, spot_radius, pitch_mm,
+def fit_cmd(grid_image, output, pyfai_path, polarity, channel, pitch, spot_radius, pitch_mm,
             plot_path, overwrite) -> int:
-    """Fit the distortion of GRID_IMAGE and write the model."""
-    from ..distortion import DistortionModel, detect_grid_spots
-    from ..io import read_frame
+    """Fit the distortion of GRID_IMAGE and write the model.
+
+    GRID_IMAGE is an image of a grid of dots or holes (FITS, TIFF, PNG, JPEG...).
+    When no grid is found, the error says how many candidate spots were
+    found, fitted and indexed, and with which polarity; a grid of lines is
+    refused (calframe fits dot or hole grids).
+    """
+    from ..distortion import DistortionModel
+    from ..errors import FrameReadError, InputOverwriteError
     from ..provenance import InputRecord, Provenance
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a grid image needs no noise model
-        ccd = read_frame(grid_image)
-    spots = detect_grid_spots(ccd, polarity=polarity, spot_radius=spot_radius)
-    model = DistortionModel.fit(spots, pitch=pitch, shape=ccd.shape)
+    for out in (output, pyfai_path, plot_path):
+        if out and _same_file(out, grid_image):
+            raise InputOverwriteError(f"{out}: is the grid image; choose another output name")
+    _check_new(output, overwrite, "model")
+    _check_new(pyfai_path, overwrite, "pyFAI detector")
+    ccd = _read(grid_image)
+    plane = _plane_for_fit(ccd, grid_image, channel)
+    model = DistortionModel.fit(plane, pitch=pitch, polarity=polarity, spot_radius=spot_radius)
     if not model:
-        click.echo(f"error: {grid_image}: distortion fit failed: {model.reason}", err=True)
-        return 1
+        raise FrameReadError(grid_image, f"no distortion fit: {model.reason}",
+                             model.suggestion(cli=True))
     prov = Provenance()
     prov.add_input(InputRecord.from_file(grid_image, role="grid", shape=ccd.shape))
     model.meta["provenance"] = prov
     model.to_fits(output, overwrite=overwrite)
     m = model.meta
-    click.echo(f"{grid_image}: {m['nspots']} spots, {m['nindexed']} indexed, "
+    used = f" ({plane.meta['CHANNEL']})" if "CHANNEL" in plane.meta else ""
+    click.echo(f"{grid_image}{used}: {m['nspots']} spots, {m['nindexed']} indexed, "
                f"{m['nrejected']} rejected, rms {model.rms:.4f} px, pitch {m['pitch_px']:.3f} px")
     click.echo(f"wrote {output}")
     if pyfai_path:
-        size = (1e-4, 1e-4)
-        if pitch_mm:
-            sx, sy = model.pixel_size(pitch_mm)
-            size = (sx * 1e-3, sy * 1e-3)
-        if Path(pyfai_path).exists() and overwrite:
-            Path(pyfai_path).unlink()
-        model.to_pyfai(pyfai_path, pixel_size=size)
+        _write_pyfai(model, pyfai_path, pitch_mm, overwrite)
         click.echo(f"wrote {pyfai_path}")
     if plot_path:
         import matplotlib
@@ -69,30 +128,119 @@ def fit_cmd(grid_image, output, pyfai_path, polarity, pitch, spot_radius, pitch_
         matplotlib.use("Agg")
         from ..distortion import plot_distortion
 
-        plot_distortion(model, ccd).savefig(plot_path, dpi=100)
+        plot_distortion(model, plane).savefig(plot_path, dpi=100)
         click.echo(f"wrote {plot_path}")
     return 0
+
+
+def _write_pyfai(model, pyfai_path, pitch_mm, overwrite):
+    from ..errors import UnsupportedFormatError
+
+    try:
+        import pyFAI  # noqa: F401
+    except ImportError as err:
+        raise UnsupportedFormatError(pyfai_path, "writing a pyFAI detector needs pyFAI",
+                                     "install pyFAI, or leave out --pyfai") from err
+    size = (1e-4, 1e-4)
+    if pitch_mm:
+        sx, sy = model.pixel_size(pitch_mm)
+        size = (sx * 1e-3, sy * 1e-3)
+    if Path(pyfai_path).exists() and overwrite:
+        Path(pyfai_path).unlink()
+    model.to_pyfai(pyfai_path, pixel_size=size)
+
+
+def _is_file_name(path: str) -> bool:
+    """True when ``-o`` names one output file rather than a folder."""
+    p = Path(path)
+    if p.is_dir() or path.endswith(("/", "\\")):
+        return False
+    return path.lower().endswith(_FITS_ENDINGS)
+
+
+def _destinations(files, output, output_dir):
+    """The output file of each input, by the rule given in the help of ``apply``."""
+    if output and output_dir:
+        raise click.UsageError("give -o/--output or -d/--output-dir, not both")
+    if not output and not output_dir:
+        raise click.UsageError("give -o/--output FILE (one input) or -d/--output-dir DIR")
+    if output and _is_file_name(output):
+        if len(files) > 1:
+            raise click.UsageError(
+                f"-o {output} names one file but {len(files)} frames were given; use "
+                "-d/--output-dir DIR for several frames")
+        return [Path(output)]
+    folder = Path(output or output_dir)
+    if folder.exists() and not folder.is_dir():
+        raise click.UsageError(f"{folder} is a file, not a folder; -d/--output-dir takes a "
+                               "folder")
+    dests = [folder / (Path(name).stem + ".fits") for name in files]
+    seen = {}
+    for name, dest in zip(files, dests, strict=True):
+        if dest in seen:
+            raise click.UsageError(f"{seen[dest]} and {name} would both be written to {dest}; "
+                                   "correct them in separate runs or rename one")
+        seen[dest] = name
+    return dests
 
 
 @distortion.command("apply")
 @click.option("--model", "model_path", required=True, type=click.Path(exists=True),
               help="Model file written by 'calframe distortion fit'.")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--outdir", required=True, type=click.Path(file_okay=False),
-              help="Folder for the corrected frames.")
+@click.option("-o", "--output", type=click.Path(),
+              help="The corrected frame (FITS) when one frame is given.")
+@click.option("-d", "--output-dir", "--outdir", "output_dir", type=click.Path(file_okay=False),
+              help="Folder for the corrected frames (named after the inputs, .fits).")
+@click.option("--channel", type=click.Choice(_APPLY_CHANNELS), default="all",
+              show_default=True,
+              help="For colour (RGB) frames: correct every plane ('all', the same model for "
+                   "each), or write only the luminance (Rec. 709) or one of r, g, b.")
 @click.option("--method", type=click.Choice(["flux-conserving", "interpolate"]),
               default="flux-conserving", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
-def apply_cmd(model_path, files, outdir, method, overwrite) -> int:
-    """Correct FILES for the distortion of MODEL and write them to OUTDIR."""
-    from ..distortion import DistortionModel, correct_distortion
-    from ..io import read_frame, write_frame
+def apply_cmd(model_path, files, output, output_dir, channel, method, overwrite) -> int:
+    """Correct FILES for the distortion of MODEL.
 
+    Where the output goes: with one input, -o FILE.fits names the corrected
+    frame; with several inputs, -d DIR (or --outdir DIR) is the folder, each
+    output named after its input with a .fits ending.  For compatibility, -o
+    naming a folder (an existing folder, or a name without a .fits/.fit/.fts
+    ending) works as -d.
+
+    The frames must have the shape of the grid image the model was fitted
+    on; a colour frame of that shape is corrected plane by plane.
+    """
+    from ..distortion import DistortionModel, correct_distortion
+    from ..distortion._channel import is_colour
+    from ..errors import IncompatibleFramesError, InvalidSettingsError
+    from ..io import write_frame
+
+    dests = _destinations(files, output, output_dir)
+    if not overwrite:
+        for dest in dests:
+            _check_new(dest, overwrite, "corrected frame")
     model = DistortionModel.from_fits(model_path)
-    for name in files:
-        ccd = read_frame(name)
-        out = correct_distortion(ccd, model, method=method)
-        dest = Path(outdir) / (Path(name).stem + ".fits")
+    ny, nx = model.shape
+    for name, dest in zip(files, dests, strict=True):
+        if _same_file(dest, name):
+            raise InvalidSettingsError(f"{dest}: is the input frame {name}; write the "
+                                       "corrected frame elsewhere")
+        ccd = _read(name)
+        if ccd.shape[-2:] != model.shape or not (ccd.ndim == 2 or is_colour(ccd.shape)):
+            kind = "colour " if is_colour(ccd.shape) else ""
+            got = " x ".join(str(n) for n in ccd.shape[::-1][:2])
+            raise IncompatibleFramesError(
+                f"{name}: {kind}frame of {got} pixels (shape {ccd.shape}), but the model "
+                f"{model_path} was fitted on a {nx} x {ny} image (shape {model.shape}); "
+                "fit a model on a grid image taken with this detector at this size and "
+                "binning ('calframe distortion fit')")
+        if channel != "all" and not is_colour(ccd.shape) and channel != "luminance":
+            raise InvalidSettingsError(
+                f"{name}: --channel {channel} picks a colour plane, but the frame is grey; "
+                "leave --channel out")
+        out = correct_distortion(ccd, model, method=method,
+                                 channel=None if channel == "all" else channel)
         write_frame(out, dest, overwrite=overwrite)
         click.echo(f"{name} -> {dest}")
     return 0

@@ -6,7 +6,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
+from ..errors import IncompatibleFramesError, InvalidSettingsError
 from ..provenance import InputRecord, Provenance, get_provenance, set_provenance
+from ._channel import select_channel
 from ._kernels import resample_bilinear
 
 __all__ = ["correct_distortion"]
@@ -23,7 +25,8 @@ def _jacobian(ix, iy):
     return np.abs((1 + dxx) * (1 + dyy) - dxy * dyx).astype(np.float32)
 
 
-def correct_distortion(ccd, model, *, method: str = "flux-conserving") -> CCDData:
+def correct_distortion(ccd, model, *, method: str = "flux-conserving",
+                       channel: str | None = None) -> CCDData:
     """Resample a frame onto the ideal (undistorted) pixel grid.
 
     Each output pixel at ideal position ``(X, Y)`` takes the bilinearly
@@ -37,24 +40,36 @@ def correct_distortion(ccd, model, *, method: str = "flux-conserving") -> CCDDat
     pixels is not recorded).  Output pixels whose source lies outside the
     grid's hull, outside the frame, or on a masked pixel are masked.
 
+    A colour frame, a ``(3, ny, nx)`` cube, is corrected plane by plane with
+    the same model (fitted on a grey or luminance image of the same
+    detector), unless ``channel`` picks one plane.
+
     Parameters
     ----------
     ccd : CCDData or array-like
-        The frame, of the model's shape.
+        The frame: ``(ny, nx)`` of the model's shape, or a ``(3, ny, nx)``
+        colour cube.
     model : DistortionModel
         The fitted distortion.
     method : {"flux-conserving", "interpolate"}
         See above.
+    channel : {"luminance", "r", "g", "b"}, optional
+        Correct only this plane of a colour cube (``"luminance"``: the Rec.
+        709 weighted sum); the default corrects every plane.
 
     Returns
     -------
     CCDData
-        float32 data, the unit, uncertainty (when the input has one) and mask.
+        float32 data, the unit, uncertainty (when the input has one) and mask;
+        a cube for a cube unless ``channel`` is given.
 
     Raises
     ------
-    ValueError
-        For an unknown method or a frame whose shape differs from the model's.
+    InvalidSettingsError
+        For an unknown method or channel, or a frame that is neither 2-D nor
+        a colour cube.
+    IncompatibleFramesError
+        For a frame whose image shape differs from the model's.
 
     Examples
     --------
@@ -68,12 +83,13 @@ def correct_distortion(ccd, model, *, method: str = "flux-conserving") -> CCDDat
     ((160, 160), True)
     """
     if method not in _METHODS:
-        raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
-    if not isinstance(ccd, CCDData):
-        ccd = CCDData(np.asarray(ccd, dtype=np.float32), unit="adu")
-    if ccd.shape != model.shape:
-        raise ValueError(f"frame shape {ccd.shape} differs from the distortion model's "
-                         f"{model.shape}; fit a model on a grid image of this detector")
+        raise InvalidSettingsError(f"method must be one of {_METHODS}, got {method!r}")
+    ccd = select_channel(ccd, channel)
+    if ccd.shape[-2:] != model.shape:
+        raise IncompatibleFramesError(
+            f"frame shape {ccd.shape} differs from the distortion model's {model.shape}; fit "
+            "a model on a grid image of this detector (same size and binning)")
+    planes = ccd.shape[:-2]
     data = np.ascontiguousarray(ccd.data, dtype=np.float32)
     mask = (np.zeros(data.shape, bool) if ccd.mask is None
             else np.ascontiguousarray(ccd.mask, dtype=bool))
@@ -91,7 +107,19 @@ def correct_distortion(ccd, model, *, method: str = "flux-conserving") -> CCDDat
         cache = model._jac = _jacobian(ix, iy)
     jac = cache if flux else np.ones((1, 1), np.float32)
     valid = np.ascontiguousarray(model.valid_mask_cached())
-    out, ovar, omask = resample_bilinear(data, var, mask, valid, ix, iy, jac, use_var, flux)
+    if not planes:
+        out, ovar, omask = resample_bilinear(data, var, mask, valid, ix, iy, jac, use_var, flux)
+    else:
+        # a colour cube: the same correction for each plane
+        out = np.empty(data.shape, np.float32)
+        ovar = np.empty(data.shape, np.float32) if use_var else None
+        omask = np.empty(data.shape, bool)
+        for k in range(data.shape[0]):
+            o, v, m = resample_bilinear(data[k], var[k] if use_var else var, mask[k], valid,
+                                        ix, iy, jac, use_var, flux)
+            out[k], omask[k] = o, m
+            if use_var:
+                ovar[k] = v
     meta = fits.Header(ccd.meta) if not isinstance(ccd.meta, fits.Header) else ccd.meta.copy()
     meta["DISTCORR"] = (method, "geometric distortion corrected")
     meta.add_history(f"calframe: geometric distortion corrected ({method}, bilinear)")

@@ -12,6 +12,8 @@ from photutils.detection import find_peaks
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from ..errors import InvalidSettingsError
+from ._channel import plane_array
 from ._kernels import fit_disks
 
 __all__ = ["detect_grid_spots"]
@@ -19,20 +21,19 @@ __all__ = ["detect_grid_spots"]
 log = logging.getLogger(__name__)
 
 
-def _as_array(image, mask):
+def _as_array(image, mask, channel=None):
     if isinstance(image, CCDData):
         data = np.asarray(image.data, dtype=np.float64)
         m = np.zeros(data.shape, bool) if image.mask is None else np.asarray(image.mask, bool)
     else:
         data = np.asarray(image, dtype=np.float64)
         m = np.zeros(data.shape, bool)
-    if data.ndim != 2:
-        raise ValueError(f"image: expected a 2-D array, got shape {data.shape}; "
-                         "pass one grid image (a single colour plane)")
+    data, m = plane_array(data, m, channel)
     if mask is not None:
         mask = np.asarray(mask, bool)
         if mask.shape != data.shape:
-            raise ValueError(f"mask: shape {mask.shape} differs from the image {data.shape}")
+            raise InvalidSettingsError(f"mask: shape {mask.shape} differs from the image "
+                                       f"{data.shape}; give a mask of the image's shape")
         m = m | mask
     m = m | ~np.isfinite(data)
     return data, m
@@ -181,7 +182,7 @@ def _fit_chunk(sig, bad, weight, h, x, y, radius, iterations):
 
 
 def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | None = None,
-                      mask=None) -> Table:
+                      mask=None, channel: str | None = None) -> Table:
     """Find the spots (holes or dots) of a grid-target image to sub-pixel accuracy.
 
     The background (or the illumination of a bright field) is estimated with
@@ -199,7 +200,7 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
     Parameters
     ----------
     image : CCDData or array-like
-        The grid image (2-D).
+        The grid image: 2-D, or a ``(3, ny, nx)`` RGB cube with ``channel``.
     polarity : {"auto", "bright", "dark"}
         Bright holes on a dark field, dark dots on a bright field, or decide
         from the image histogram.
@@ -208,6 +209,10 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
         given).
     mask : array-like of bool, optional
         Pixels to ignore (True = bad), added to the frame's own mask.
+    channel : {"luminance", "r", "g", "b"}, optional
+        The plane of a colour cube to use: the Rec. 709 luminance or one
+        colour.  Required for a cube (refused without it), not needed for a
+        grey image.
 
     Returns
     -------
@@ -215,12 +220,16 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
         Columns ``x``, ``y`` (pixel centres at integers), ``flux``,
         ``radius``, ``quality`` (1 - relative rms of the fit residual).  The
         table's ``meta`` holds ``polarity``, ``spot_radius``, ``pitch``
-        (nearest-neighbour spacing), ``nseeds`` and ``nrejected``.
+        (nearest-neighbour spacing), ``nseeds``, ``nrejected`` and
+        ``auto_polarity`` (the polarity was detected, not requested).
 
     Raises
     ------
-    ValueError
-        For a wrong polarity, a non 2-D image or a mask of the wrong shape.
+    InvalidSettingsError
+        For a wrong polarity or channel, an image that is neither 2-D nor a
+        colour cube with a ``channel``, a mask of the wrong shape, and an
+        image in which fewer than 4 spots are found (the message says what
+        was found).
 
     Examples
     --------
@@ -230,16 +239,113 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
     >>> spots.meta["polarity"], len(spots) == int(truth.spots["inside"].sum())
     ('bright', True)
     """
+    data, bad = _check_args(image, polarity, spot_radius, mask, channel)
+    out, info = _find_spots(data, bad, polarity, spot_radius)
+    if out is None:
+        fix = info["fix"] or _polarity_fix(info)
+        raise InvalidSettingsError(f"image: {_summary(info)}; {info['problem']}; {fix}")
+    return out
+
+
+def _check_args(image, polarity, spot_radius, mask, channel):
     if polarity not in ("auto", "bright", "dark"):
-        raise ValueError(f"polarity must be 'auto', 'bright' or 'dark', got {polarity!r}")
+        raise InvalidSettingsError(f"polarity must be 'auto', 'bright' or 'dark', got "
+                                   f"{polarity!r}")
     if spot_radius is not None and not spot_radius > 0:
-        raise ValueError(f"spot_radius must be positive, got {spot_radius!r}")
-    data, bad = _as_array(image, mask)
+        raise InvalidSettingsError(f"spot_radius must be positive, got {spot_radius!r}")
+    return _as_array(image, mask, channel)
+
+
+def _summary(info) -> str:
+    """``found N candidate spots, M fitted, K indexed (polarity ...)``."""
+    how = "detected automatically" if info["auto_polarity"] else "as requested"
+    pol = f" (polarity {info['polarity']}, {how})" if info.get("polarity") else ""
+    n = info["ncandidates"]
+    return (f"found {n} candidate spot{'' if n == 1 else 's'}, {info['nfitted']} fitted, "
+            f"{info.get('nindexed', 0)} indexed{pol}")
+
+
+def _polarity_fix(info, *, cli=False) -> str:
+    """How to retry, by the polarity that was tried."""
+    pol = info.get("polarity")
+    other = {"dark": "bright", "bright": "dark"}.get(pol)
+    if info["auto_polarity"] and other:
+        opt = f"--polarity {other}" if cli else f"polarity={other!r}"
+        kind = "dark dots on a bright field" if other == "dark" else "bright holes on a dark field"
+        return f"check that the image shows a grid of dots or holes, or try {opt} ({kind})"
+    if cli:
+        return ("check that the image shows a grid of dots or holes, --polarity (dark dots on "
+                "a bright field are 'dark'), --spot-radius and --pitch")
+    return ("check that the image shows a grid of dots or holes, the polarity, spot_radius "
+            "and pitch")
+
+
+# an image this small cannot hold 4 x 4 spots
+_MIN_SIZE = 16
+
+
+def _line_fraction(lab, area) -> float:
+    """Share of the thresholded pixels in long thin components (lines, networks of lines).
+
+    A component is thin when its longest extent exceeds 6 times its
+    thickness (twice its largest inscribed radius): a disk or a few merged
+    dots are not, a line or a connected grid of lines is.
+    """
+    if area.size == 0 or area.sum() == 0:
+        return 0.0
+    line = np.zeros(area.size, bool)
+    for k, sl in enumerate(ndimage.find_objects(lab)):
+        if sl is None:
+            continue
+        ext = max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start)
+        if ext < 12:
+            continue
+        inner = ndimage.distance_transform_edt(np.pad(lab[sl] == k + 1, 1))
+        line[k] = ext > 6.0 * 2.0 * inner.max()
+    return float(area[line].sum() / area.sum())
+
+
+LINE_PROBLEM = ("this looks like a line pattern, not a dot grid: calframe fits dot or hole "
+                "grids")
+LINE_FIX = "image a grid of dots or holes (fitting line targets is not supported yet)"
+
+
+def _failed(info, problem, fix=None):
+    """``(None, info)`` with the problem; a failure on an image of lines says so."""
+    comps = info.pop("_components", None)
+    if comps is not None:  # measured only on failure (it costs a pass over the blobs)
+        info["line_fraction"] = _line_fraction(*comps)
+    if info["line_fraction"] > 0.5:
+        problem, fix = LINE_PROBLEM, LINE_FIX
+    info.update(problem=problem, fix=fix)
+    return None, info
+
+
+def _find_spots(data, bad, polarity, spot_radius):
+    """The detection of :func:`detect_grid_spots` on a checked array.
+
+    Returns ``(table, info)``, with ``table`` None when fewer than 4 spots
+    are found; ``info`` holds ``polarity``, ``auto_polarity``,
+    ``ncandidates``, ``nfitted``, ``line_fraction`` and, on failure,
+    ``problem`` and ``fix`` (None when the fix is about the polarity).
+    """
+    info = {"polarity": None if polarity == "auto" else polarity,
+            "auto_polarity": polarity == "auto", "ncandidates": 0, "nfitted": 0,
+            "nindexed": 0, "line_fraction": 0.0, "problem": "", "fix": None}
+    ny, nx = data.shape
     if bad.all():
-        raise ValueError("image: every pixel is masked or non-finite; nothing to detect")
+        return _failed(info, "every pixel is masked or not finite (NaN); nothing to detect",
+                       "check the image and its mask")
+    if min(ny, nx) < _MIN_SIZE:
+        return _failed(info, f"the image is only {nx} x {ny} pixels, too small to hold a grid "
+                       "of spots", "give the whole grid image")
+    good = data[~bad]
+    if good.min() == good.max():
+        return _failed(info, f"every pixel has the same value ({good.min():g}): a blank image",
+                       "check the exposure (shutter, illumination) and give the grid image")
     if polarity == "auto":
         polarity = _polarity(data, bad)
-    ny, nx = data.shape
+    info["polarity"] = polarity
     # first pass: coarse background, components -> radius and pitch
     box = int(min(max(48, min(ny, nx) // 8), max(8, min(ny, nx) // 2)))
     sig, sbad, rms = _signal(data, bad, polarity, box)
@@ -247,9 +353,10 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
     thr = max(0.4 * amp, 5 * rms)
     cen, area, lab = _components(sig, sbad, thr)
     big = area >= 4
+    info["ncandidates"] = int(big.sum())
+    info["_components"] = (lab, area)
     if big.sum() < 4:
-        raise ValueError("image: fewer than 4 spots stand out of the background; check the "
-                         "polarity and that the image shows a grid target")
+        return _failed(info, "fewer than 4 spots stand out of the background")
     if spot_radius is None:
         spot_radius = float(np.sqrt(np.median(area[big]) / np.pi)) / 0.9
     d, _ = cKDTree(cen[big]).query(cen[big], k=2)
@@ -268,7 +375,8 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
     peaks = find_peaks(smooth, max(0.3 * amp, 5 * rms),
                        min_separation=max(2.0, 0.6 * spot_radius, 0.3 * pitch), mask=~seedable)
     if peaks is None or len(peaks) < 4:
-        raise ValueError("image: fewer than 4 spot peaks found; check polarity and spot_radius")
+        info["ncandidates"] = 0 if peaks is None else len(peaks)
+        return _failed(info, "fewer than 4 spot peaks found")
     x = np.asarray(peaks["x_peak"], float)
     y = np.asarray(peaks["y_peak"], float)
     r = int(np.ceil(spot_radius + 2))
@@ -297,7 +405,12 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
         d, _ = cKDTree(fit[:, :2]).query(fit[:, :2], k=2)
         pitch = float(np.median(d[:, 1]))
     out.meta.update(polarity=polarity, spot_radius=float(spot_radius), pitch=pitch,
-                    nseeds=nseeds, nrejected=nseeds - int(ok.sum()))
+                    nseeds=nseeds, nrejected=nseeds - int(ok.sum()),
+                    auto_polarity=info["auto_polarity"])
+    info.update(ncandidates=nseeds, nfitted=len(out))
     log.info("detect_grid_spots: %d spots kept of %d seeds (%s, radius %.2f px, pitch %.2f px)",
              len(out), nseeds, polarity, spot_radius, pitch)
-    return out
+    if len(out) < 4:
+        return _failed(info, f"fewer than 4 spots fitted (only {len(out)})")
+    info.pop("_components", None)
+    return out, info

@@ -11,10 +11,13 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 from astropy.table import Table
 
-from ..errors import OutputExistsError
+from ..errors import FrameReadError, OutputExistsError
 from ..provenance import Provenance, get_provenance, set_provenance
 
 _PARAMS = "DISTPAR"
+# version of the model file layout; files without one are version 1
+FORMAT_VERSION = 1
+_READ_FIX = "give a model file written by 'calframe distortion fit' (DistortionModel.to_fits)"
 
 
 def write_model(model, path, *, overwrite=False):
@@ -42,8 +45,9 @@ def write_model(model, path, *, overwrite=False):
     set_provenance(ccd, prov)
     tmp = path.with_name(f".{path.name}.part.fits")
     write_frame(ccd, tmp, overwrite=True)
-    params = {"shape": list(model.shape), "centre": model.centre.tolist(),
-              "scale": model.scale, "k": model.k.tolist(), "T": model.T.tolist(),
+    params = {"format": FORMAT_VERSION, "shape": list(model.shape),
+              "centre": model.centre.tolist(), "scale": model.scale, "k": model.k.tolist(),
+              "T": model.T.tolist(),
               "meta": {k: v for k, v in model.meta.items() if k != "provenance"}}
     dyh = fits.ImageHDU(dy, name="DY")
     dyh.header["BUNIT"] = "pixel"
@@ -63,20 +67,38 @@ def write_model(model, path, *, overwrite=False):
 
 
 def read_model(cls, path):
-    with fits.open(path) as hdul:
-        try:
+    path_ = Path(path)
+    if not path_.exists():
+        raise FrameReadError(path, "no such file", "check the name of the model file")
+    if path_.is_dir():
+        raise FrameReadError(path, "is a folder, not a model file", _READ_FIX)
+    try:
+        with fits.open(path) as hdul:
+            if _PARAMS not in hdul:
+                raise FrameReadError(path, "no DISTPAR extension: not a calframe distortion "
+                                     "model", _READ_FIX)
             params = json.loads(hdul[_PARAMS].data["json"][0])
-        except KeyError as err:
-            from ..errors import FrameReadError
-
-            raise FrameReadError(path, "no DISTPAR extension: not a calframe distortion model",
-                                 "write one with DistortionModel.to_fits") from err
-        tx = np.asarray(hdul["KNOTSX"].data["tx"][0], float)
-        ty = np.asarray(hdul["KNOTSY"].data["ty"][0], float)
-        coef = np.asarray(hdul["SPLCOEF"].data, float)
-        spots = Table(hdul["SPOTS"].data)
-    model = cls(params["shape"], params["centre"], params["scale"], params["k"], tx, ty,
-                coef[0], coef[1], params["T"], spots, params["meta"])
+            version = params.get("format", 1)
+            if not isinstance(version, int) or version > FORMAT_VERSION:
+                raise FrameReadError(
+                    path, f"model file format {version!r} is not one this calframe reads "
+                    f"(up to {FORMAT_VERSION})", "update calframe, or fit the model again")
+            tx = np.asarray(hdul["KNOTSX"].data["tx"][0], float)
+            ty = np.asarray(hdul["KNOTSY"].data["ty"][0], float)
+            coef = np.asarray(hdul["SPLCOEF"].data, float)
+            spots = Table(hdul["SPOTS"].data)
+            model = cls(params["shape"], params["centre"], params["scale"], params["k"], tx, ty,
+                        coef[0], coef[1], params["T"], spots, params["meta"])
+            if len(model.shape) != 2 or coef.shape[0] != 2:
+                raise ValueError(f"shape {model.shape}, coefficients {coef.shape}")
+    except FrameReadError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
+        # astropy reports truncated or foreign files as OSError, TypeError or
+        # ValueError; missing extensions and parameters as KeyError
+        detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        raise FrameReadError(path, f"not a readable calframe distortion model ({detail})",
+                             _READ_FIX) from err
     try:
         from ..io import read_provenance
 

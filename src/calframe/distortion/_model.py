@@ -11,7 +11,15 @@ from astropy.table import Table
 from scipy import optimize
 from scipy.interpolate import BSpline
 
-from ._detect import _as_array, detect_grid_spots
+from ..errors import InvalidSettingsError
+from ._detect import (
+    LINE_FIX,
+    LINE_PROBLEM,
+    _check_args,
+    _find_spots,
+    _polarity_fix,
+    _summary,
+)
 from ._lattice import index_lattice
 
 __all__ = ["DistortionModel", "FailedDistortionFit", "FitSettings"]
@@ -58,6 +66,26 @@ class FitSettings:
 class FailedDistortionFit:
     """A distortion fit that could not be made; falsy, with the ``reason``.
 
+    Parameters
+    ----------
+    reason : str
+        What went wrong, with what was found when the fit started from an
+        image (``found N candidate spots, M fitted, K indexed ...``).
+    problem : str, optional
+        The problem alone (``reason`` without the counts).
+    fix : str, optional
+        How to fix it, when that does not depend on the options (a polarity
+        to try is given by ``polarity`` and ``auto_polarity``).
+    ncandidates, nfitted, nindexed : int, optional
+        Candidate spots (peaks), spots whose profile fit was kept, spots
+        given a lattice index.
+    polarity : str, optional
+        The polarity tried (``"bright"`` or ``"dark"``).
+    auto_polarity : bool
+        The polarity was detected from the image, not requested.
+    line_pattern : bool
+        The image looks like a pattern of lines rather than dots.
+
     Examples
     --------
     >>> bad = FailedDistortionFit("only 3 spots indexed")
@@ -65,14 +93,44 @@ class FailedDistortionFit:
     (False, 'only 3 spots indexed')
     """
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, *, problem: str | None = None, fix: str | None = None,
+                 ncandidates: int | None = None, nfitted: int | None = None,
+                 nindexed: int | None = None, polarity: str | None = None,
+                 auto_polarity: bool = False, line_pattern: bool = False):
         self.reason = reason
+        self.problem = reason if problem is None else problem
+        self.fix = fix
+        self.ncandidates = ncandidates
+        self.nfitted = nfitted
+        self.nindexed = nindexed
+        self.polarity = polarity
+        self.auto_polarity = auto_polarity
+        self.line_pattern = line_pattern
 
     def __bool__(self) -> bool:
         return False
 
     def __repr__(self) -> str:
         return f"FailedDistortionFit({self.reason!r})"
+
+    def suggestion(self, *, cli: bool = False) -> str:
+        """How to fix the failure (options spelt for the command line with ``cli=True``)."""
+        if self.fix:
+            return self.fix
+        return _polarity_fix({"polarity": self.polarity, "auto_polarity": self.auto_polarity},
+                             cli=cli)
+
+
+def _failure(info, problem, fix=None, nindexed=0):
+    """A :class:`FailedDistortionFit` from the detection ``info``."""
+    line = info.get("line_fraction", 0.0) > 0.5
+    if line:
+        problem, fix = LINE_PROBLEM, LINE_FIX
+    info = dict(info, nindexed=nindexed)
+    return FailedDistortionFit(f"{_summary(info)}; {problem}", problem=problem, fix=fix,
+                               ncandidates=info["ncandidates"], nfitted=info["nfitted"],
+                               nindexed=nindexed, polarity=info["polarity"],
+                               auto_polarity=info["auto_polarity"], line_pattern=line)
 
 
 def _knots(lo, hi, spacing):
@@ -182,7 +240,7 @@ class DistortionModel:
     @classmethod
     def fit(cls, spots_or_image, *, pitch: float | None = None, shape=None,
             polarity: str = "auto", spot_radius: float | None = None, mask=None,
-            settings: FitSettings | None = None):
+            channel: str | None = None, settings: FitSettings | None = None):
         """Fit the distortion of a grid image (or of already detected spots).
 
         Parameters
@@ -194,8 +252,9 @@ class DistortionModel:
             Approximate lattice pitch in pixels (measured if not given).
         shape : tuple of int, optional
             ``(ny, nx)`` of the detector; required with a table.
-        polarity, spot_radius, mask
-            Passed to :func:`detect_grid_spots` for an image.
+        polarity, spot_radius, mask, channel
+            Passed to :func:`detect_grid_spots` for an image (``channel`` picks
+            the plane of a ``(3, ny, nx)`` colour cube).
         settings : FitSettings, optional
             Model and fit settings.
 
@@ -203,13 +262,16 @@ class DistortionModel:
         -------
         DistortionModel or FailedDistortionFit
             A falsy :class:`FailedDistortionFit` with the ``reason`` when too
-            few spots could be indexed or the fit is degenerate.
+            few spots are found or indexed or the fit is degenerate; for an
+            image it says how many spots were found, fitted and indexed, and
+            with which polarity.
 
         Raises
         ------
-        ValueError
-            For a table without ``x``/``y`` columns or without ``shape``, and
-            for bad detection arguments.
+        InvalidSettingsError
+            For a table without ``x``/``y`` columns or without ``shape``, a
+            pitch that is not positive, and for bad detection arguments (a
+            colour cube without ``channel``, a wrong polarity...).
 
         Examples
         --------
@@ -221,19 +283,23 @@ class DistortionModel:
         (True, True)
         """
         settings = settings or FitSettings()
+        if pitch is not None and not pitch > 0:
+            raise InvalidSettingsError(f"pitch must be positive, got {pitch!r}")
+        info = None
         if isinstance(spots_or_image, Table):
             spots = spots_or_image
             if "x" not in spots.colnames or "y" not in spots.colnames:
-                raise ValueError("spots: the table needs 'x' and 'y' columns "
-                                 f"(found {spots.colnames}); use detect_grid_spots")
+                raise InvalidSettingsError("spots: the table needs 'x' and 'y' columns "
+                                           f"(found {spots.colnames}); use detect_grid_spots")
             if shape is None:
-                raise ValueError("shape: give the detector shape (ny, nx) when fitting a "
-                                 "table of spots")
+                raise InvalidSettingsError("shape: give the detector shape (ny, nx) when "
+                                           "fitting a table of spots")
         else:
-            data, _ = _as_array(spots_or_image, mask)
+            data, bad = _check_args(spots_or_image, polarity, spot_radius, mask, channel)
             shape = data.shape
-            spots = detect_grid_spots(spots_or_image, polarity=polarity,
-                                      spot_radius=spot_radius, mask=mask)
+            spots, info = _find_spots(data, bad, polarity, spot_radius)
+            if spots is None:
+                return _failure(info, info["problem"], info["fix"])
         spots = Table(spots, copy=True)
         x = np.asarray(spots["x"], float)
         y = np.asarray(spots["y"], float)
@@ -242,7 +308,10 @@ class DistortionModel:
         i, j, nconflict = index_lattice(x, y, pitch=pitch, tolerance=settings.tolerance)
         good = i != _NONE
         if good.sum() < 16:
-            return FailedDistortionFit(f"only {int(good.sum())} spots indexed (need 16)")
+            problem = f"only {int(good.sum())} spots indexed (need 16)"
+            if info is None:
+                return FailedDistortionFit(problem, nfitted=len(x), nindexed=int(good.sum()))
+            return _failure(info, problem, nindexed=int(good.sum()))
         ny, nx = shape
         scale = 0.5 * float(np.hypot(nx, ny))
         xg, yg, ig, jg = x[good], y[good], i[good].astype(float), j[good].astype(float)
@@ -253,7 +322,11 @@ class DistortionModel:
             glob = _fit_global(xg[keep], yg[keep], ig[keep], jg[keep], shape, scale,
                                settings.radial_order)
             if glob is None:
-                return FailedDistortionFit("the global lattice fit is degenerate")
+                problem = "the global lattice fit is degenerate"
+                if info is None:
+                    return FailedDistortionFit(problem, nfitted=len(x),
+                                               nindexed=int(good.sum()))
+                return _failure(info, problem, nindexed=int(good.sum()))
             centre, k, L = glob
             rx, ry = _radial(xg, yg, centre, scale, k)
             lx = L[0, 0] + L[0, 1] * ig + L[0, 2] * jg
@@ -413,7 +486,7 @@ class DistortionModel:
         (0.05, 0.05)
         """
         if not pitch_mm > 0:
-            raise ValueError(f"pitch_mm must be positive, got {pitch_mm!r}")
+            raise InvalidSettingsError(f"pitch_mm must be positive, got {pitch_mm!r}")
         B = np.asarray(self.meta["basis"], float)  # columns: steps along i and j
         M = (B.T) ** 2
         s2 = np.linalg.solve(M, np.full(2, float(pitch_mm) ** 2))
