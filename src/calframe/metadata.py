@@ -501,11 +501,13 @@ def normalize_header(header: Mapping, *, path: str | os.PathLike | None = None,
                      frametype: str | None = None) -> fits.Header:
     """A copy of ``header`` with the normalised keywords added.
 
-    The original cards are kept.  Values that cannot be determined are left
-    out (never invented); FTSOURCE and EXPSRC say where the frame type and the
-    exposure came from.  A mapping that is not a FITS header (EDF or EXIF
-    tags) is copied into the result where its keys and values fit in FITS
-    cards.
+    The original cards are kept, except an EXPTIME that is not an exposure in
+    seconds (``'sixty'``, a negative number): it is removed and logged, since
+    EXPTIME is absent when the exposure is unknown.  Values that cannot be
+    determined are left out (never invented); FTSOURCE and EXPSRC say where
+    the frame type and the exposure came from.  A mapping that is not a FITS
+    header (EDF or EXIF tags) is copied into the result where its keys and
+    values fit in FITS cards.
 
     Parameters
     ----------
@@ -552,6 +554,12 @@ def normalize_header(header: Mapping, *, path: str | os.PathLike | None = None,
     exptime, expsrc = exposure_time(header)
     if exptime is not None:
         out["EXPTIME"] = (exptime, "[s] exposure time")
+    elif "EXPTIME" in out:
+        # A value that is not a number of seconds ('sixty', -1): the exposure is
+        # unknown, and EXPTIME is absent as the keyword table promises.
+        log.warning("%s: EXPTIME = %r is not an exposure in seconds; the exposure is "
+                    "unknown", path if path is not None else "header", out["EXPTIME"])
+        out.remove("EXPTIME", remove_all=True)
     out["EXPSRC"] = (expsrc, "where EXPTIME came from")
 
     temp, tsrc = temperature(header)

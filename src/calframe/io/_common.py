@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 from astropy.io import fits
+
+from ..errors import FrameReadError
 
 
 @dataclass
@@ -45,3 +50,31 @@ def integer_full_scale(dtype: np.dtype, bzero: float = 0.0, bscale: float = 1.0)
     if dtype.kind not in "iu":
         return None
     return float(np.iinfo(dtype).max) * bscale + bzero
+
+
+def open_for_reading(path) -> BinaryIO:
+    """``open(path, 'rb')``, with the reasons a file cannot be opened as FrameReadError.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    FrameReadError
+        If the file exists but cannot be opened: no permission, a loop of
+        symbolic links, a folder...
+    """
+    try:
+        return open(path, "rb")  # the caller closes it
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        reason = err.strerror or str(err)
+        if err.errno in (errno.EACCES, errno.EPERM):
+            fix = "check the file's permissions (it must be readable by this user)"
+        elif err.errno == errno.ELOOP:
+            fix = "the symbolic link leads back to itself; point it at the real file"
+        elif err.errno == errno.EISDIR:
+            fix = "pass a file, not a folder"
+        else:
+            fix = "check that the file is accessible"
+        raise FrameReadError(os.fsdecode(path), f"cannot be opened ({reason})", fix) from err

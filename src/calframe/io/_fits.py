@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
 import logging
 import warnings
+import zlib
 
 import numpy as np
 from astropy.io import fits
 
 from ..errors import FrameReadError, UnsupportedFormatError
-from ._common import Loaded, integer_full_scale
+from ._common import Loaded, integer_full_scale, open_for_reading
 from ._kernels import scaled_to_float
 
 log = logging.getLogger(__name__)
@@ -17,25 +21,136 @@ log = logging.getLogger(__name__)
 _EXTRA_NAMES = ("PROVENANCE", "NCOMBINE", "REJECTED")
 # Keywords that describe the stored bytes, not the float data read from them.
 _SCALE_KEYS = ("BZERO", "BSCALE", "BLANK", "ZBLANK", "CHECKSUM", "DATASUM")
+_BITPIX = (8, 16, 32, 64, -32, -64)
+# What astropy raises for a file whose header or layout is broken (a KeyError
+# for a missing BITPIX, a TypeError for NAXIS = 'two'...).
+_ASTROPY_ERRORS = (OSError, EOFError, ValueError, KeyError, TypeError, IndexError,
+                   fits.verify.VerifyError)
+# What the gzip and bzip2 decompressors raise for damaged or truncated data.
+_DECOMPRESS_ERRORS = (OSError, EOFError, zlib.error)
+_COMPRESSIONS = ((b"\x1f\x8b", "gzip", lambda handle: gzip.GzipFile(fileobj=handle)),
+                 (b"BZh", "bzip2", bz2.BZ2File))
+# First bytes of the compressed files astropy opens (gzip, bzip2, zip, xz, LZW).
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"PK\x03\x04", b"\xfd7zXZ", b"\x1f\x9d")
+
+
+def _compression(handle) -> tuple[str, object] | None:
+    """The name and opener of a gzip or bzip2 file's compression, or None."""
+    magic = handle.read(3)
+    handle.seek(0)
+    for start, name, opener in _COMPRESSIONS:
+        if magic.startswith(start):
+            return name, opener
+    return None
+
+
+def _structure_problem(header: fits.Header, what: str = "the header") -> str | None:
+    """What makes ``header`` unable to describe an array (bad BITPIX, NAXIS...), or None."""
+    def value(key):
+        try:
+            return header.get(key)
+        except (fits.verify.VerifyError, ValueError):
+            return "(unreadable)"
+
+    def is_int(v):
+        return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+    bitpix = value("BITPIX")
+    if bitpix is None:
+        return f"{what} has no BITPIX keyword"
+    if not is_int(bitpix) or bitpix not in _BITPIX:
+        return (f"{what} has BITPIX = {bitpix!r}, which is not a FITS data type "
+                "(8, 16, 32, 64, -32 or -64)")
+    naxis = value("NAXIS")
+    if naxis is None:
+        return f"{what} has no NAXIS keyword"
+    if not is_int(naxis) or not 0 <= naxis <= 999:
+        return f"{what} has NAXIS = {naxis!r}, which is not a number of axes (0 to 999)"
+    for axis in range(1, naxis + 1):
+        length = value(f"NAXIS{axis}")
+        if length is None:
+            return f"{what} has NAXIS = {naxis} but no NAXIS{axis} keyword"
+        if not is_int(length) or length < 0:
+            return (f"{what} has NAXIS{axis} = {length!r}, which is not an axis length "
+                    "(an integer >= 0)")
+    return None
+
+
+def _first_header_problem(handle, path) -> str | None:
+    """Why astropy could not open a FITS file, when it can be told; else None.
+
+    Called only after astropy failed.  A compressed file is decompressed again
+    to tell damaged compression (raised as FrameReadError) from a damaged
+    header (returned).
+    """
+    handle.seek(0)
+    stream = handle
+    compression = _compression(handle)
+    if compression is not None:
+        name, opener = compression
+        try:
+            with opener(handle) as decompressor:
+                stream = io.BytesIO(decompressor.read())
+        except _DECOMPRESS_ERRORS as err:
+            raise FrameReadError(path, f"the {name}-compressed data are damaged or truncated "
+                                 f"({err})", "copy or download the file again") from err
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            header = fits.Header.fromfile(stream)
+    except _ASTROPY_ERRORS:
+        return None
+    problem = _structure_problem(header, "the primary header")
+    if problem is None:
+        naxes = [header[f"NAXIS{i}"] for i in range(1, header["NAXIS"] + 1)]
+        if 0 in naxes:
+            # An image of no pixels, yet no header follows this one.
+            problem = (f"the primary header gives the image the axes {naxes} (no pixels), "
+                       "yet data follow the header")
+    return problem
 
 
 def _open(path) -> fits.HDUList:
-    """Open a FITS file, turning astropy's problems into FrameReadError."""
+    """Open a FITS file, turning astropy's problems into FrameReadError.
+
+    A gzip or bzip2 file is decompressed into memory as a whole, which checks
+    it to its end (gzip CRC-32 and length, bzip2 block CRCs); read as a
+    stream, astropy would stop at the last HDU and take a damaged stream for
+    the end of the file.  The file is closed when astropy fails.
+    """
+    handle = open_for_reading(path)
     try:
+        compressed = handle.read(6).startswith(_COMPRESSED_MAGIC)
+        handle.seek(0)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            hdul = fits.open(path, memmap=True, do_not_scale_image_data=True,
-                             lazy_load_hdus=False)
-    except (OSError, ValueError, fits.verify.VerifyError) as err:
-        raise FrameReadError(path, f"not a readable FITS file ({err})",
+            hdul = fits.open(handle, memmap=True, do_not_scale_image_data=True,
+                             lazy_load_hdus=False, decompress_in_memory=True)
+    except (*_ASTROPY_ERRORS, zlib.error) as err:
+        try:
+            problem = _first_header_problem(handle, path)
+        finally:
+            handle.close()
+        if problem is not None:
+            raise FrameReadError(path, f"not a valid FITS file: {problem}",
+                                 "the header is damaged; check what wrote the file") from err
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise FrameReadError(path, f"not a readable FITS file ({text})",
                              "check that the file is complete and really is FITS") from err
+    if compressed:
+        handle.close()    # astropy holds the decompressed bytes; else it owns `handle`
     for item in caught:
-        text = str(item.message)
+        text = " ".join(str(item.message).split())
         if "truncated" in text:
             hdul.close()
-            raise FrameReadError(path, f"the FITS file is truncated ({text.strip()})",
+            raise FrameReadError(path, f"the FITS file is truncated ({text})",
                                  "copy or download the file again")
-        log.debug("%s: %s", path, text)
+        if "Error validating header" in text:
+            # astropy stops at the first HDU it cannot read: bytes after the
+            # last HDU, or a damaged HDU after those it read.
+            log.warning("%s: %s; only the first %d HDU(s) are read", path, text, len(hdul))
+        else:
+            log.debug("%s: %s", path, text)
     return hdul
 
 
@@ -95,13 +210,34 @@ def _pick_hdu(hdul: fits.HDUList, hdu, path):
     return index
 
 
-def _physical(raw: np.ndarray, header: fits.Header, dtype) -> tuple[np.ndarray, np.ndarray | None]:
+def _scaling(header: fits.Header, path) -> tuple[float, float]:
+    """BSCALE and BZERO of an image header, checked to be usable numbers."""
+    values = []
+    for key, default in (("BSCALE", 1.0), ("BZERO", 0.0)):
+        value = header.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number) \
+                or not np.isfinite(value):
+            raise FrameReadError(path, f"{key} = {value!r} is not a number, so the pixel "
+                                 "values cannot be computed",
+                                 f"fix or remove {key} in the header")
+        values.append(float(value))
+    if values[0] == 0:
+        raise FrameReadError(path, "BSCALE = 0 would make every pixel equal to BZERO",
+                             "fix BSCALE in the header (1 when the values are stored as is)")
+    return values[0], values[1]
+
+
+def _physical(raw: np.ndarray, header: fits.Header, dtype,
+              path) -> tuple[np.ndarray, np.ndarray | None]:
     """Physical values from stored ones (BZERO/BSCALE), and the BLANK pixels."""
-    bscale = float(header.get("BSCALE", 1.0))
-    bzero = float(header.get("BZERO", 0.0))
+    bscale, bzero = _scaling(header, path)
     blank_mask = None
     if raw.dtype.kind in "iu":
         blank = header.get("BLANK")
+        if isinstance(blank, bool) or not isinstance(blank, int | np.integer | None):
+            log.warning("%s: BLANK = %r is not an integer; no pixel is taken as blank",
+                        path, blank)
+            blank = None
         if blank is not None:
             blank_mask = raw == blank
             if not blank_mask.any():
@@ -123,12 +259,20 @@ def load_fits(path, *, hdu=None, dtype=np.float32) -> Loaded:
     try:
         index = _pick_hdu(hdul, hdu, path)
         image = hdul[index]
+        problem = _structure_problem(image.header, f"the header of HDU {index}")
+        if problem is not None:
+            raise FrameReadError(path, f"not a valid FITS image: {problem}",
+                                 "the header is damaged; check what wrote the file")
+        if 0 in image.shape:
+            raise UnsupportedFormatError(path, f"HDU {index} is an image of shape "
+                                         f"{image.shape}, which holds no pixels",
+                                         "this file holds no frame; pass a file with an image")
         header = _sanitised(image.header, path)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 raw = image.data
-        except (TypeError, ValueError, OSError) as err:
+        except (TypeError, ValueError, OSError, KeyError, EOFError, zlib.error) as err:
             raise FrameReadError(path, f"the data of HDU {index} cannot be read ({err})",
                                  "the file is probably truncated; copy it again") from err
         for item in caught:
@@ -144,9 +288,13 @@ def load_fits(path, *, hdu=None, dtype=np.float32) -> Loaded:
                 header.remove(key, ignore_missing=True)
         while raw.ndim > 2 and raw.shape[0] == 1:
             raw = raw[0]  # (1, ny, nx) cubes written by some programs: one frame
-        data, blank = _physical(raw, header, dtype)
-        full_scale = integer_full_scale(raw.dtype, float(header.get("BZERO", 0.0)),
-                                        float(header.get("BSCALE", 1.0)))
+        if raw.ndim > 3:
+            raise UnsupportedFormatError(path, f"HDU {index} is an image of {raw.ndim} axes "
+                                         f"{raw.shape}", "calframe reads 2-D frames and "
+                                         "(planes, ny, nx) cubes")
+        data, blank = _physical(raw, header, dtype, path)
+        bscale, bzero = _scaling(header, path)
+        full_scale = integer_full_scale(raw.dtype, bzero, bscale)
         for key in _SCALE_KEYS:
             header.remove(key, ignore_missing=True, remove_all=True)
         loaded = Loaded(data=data, header=header, location={"hdu": index},
@@ -216,3 +364,4 @@ def image_hdus(path) -> list[int]:
         return _frame_hdus(hdul)
     finally:
         hdul.close()
+

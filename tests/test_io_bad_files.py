@@ -1,0 +1,263 @@
+"""Bad files: every reader either returns a correct frame or raises a calframe error.
+
+Each test builds one kind of damaged or malformed file in ``tmp_path`` and
+checks that :func:`calframe.read_frame` refuses it with a one-line message
+that names the file, says what is wrong and how to fix it, or, for files that
+are odd but whose pixels are intact, that it reads them correctly.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import logging
+import os
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from numpy.testing import assert_array_equal
+
+from calframe import read_frame
+from calframe.errors import CalframeError, FrameReadError, UnsupportedFormatError
+
+NOISE = {"gain": 1.0, "read_noise": 1.0}
+IMAGE = np.arange(20 * 30, dtype=np.int16).reshape(20, 30)
+
+
+def _refused(path, error=FrameReadError, match=""):
+    """Read ``path``, expecting ``error`` with a one-line message naming the file."""
+    with pytest.raises(error, match=match) as info:
+        read_frame(path, **NOISE)
+    message = str(info.value)
+    assert isinstance(info.value, CalframeError)
+    assert message.startswith(f"{path}: ")
+    assert "\n" not in message
+    return message
+
+
+# ---------------------------------------------------------------- FITS
+
+
+def _fits_bytes(data=IMAGE, **cards) -> bytes:
+    hdu = fits.PrimaryHDU(data)
+    for key, value in cards.items():
+        hdu.header[key] = value
+    out = io.BytesIO()
+    hdu.writeto(out)
+    return out.getvalue()
+
+
+def _with_card(raw: bytes, key: str, value: str) -> bytes:
+    """``raw`` with the value of header card ``key`` replaced by the text ``value``.
+
+    Cards are written as text so that values astropy would refuse to write
+    (``BITPIX = 17``, ``NAXIS1 = -10``) can be made.  A card that is not there
+    is added before END.
+    """
+    image = f"{key:<8}= {value:>20}".encode("ascii").ljust(80)
+    for start in range(0, 2880, 80):
+        name = raw[start:start + 8].decode("ascii").strip()
+        if name == key:
+            return raw[:start] + image + raw[start + 80:]
+        if name == "END":
+            return raw[:start] + image + b"END".ljust(80) + raw[start + 160:]
+    raise AssertionError(f"no END card in the first header block for {key}")
+
+
+def test_corrupt_fits_gz_is_refused(tmp_path):
+    """A valid gzip magic with a broken deflate stream: zlib.error escaped."""
+    packed = gzip.compress(_fits_bytes())
+    path = tmp_path / "flat.fits.gz"
+    path.write_bytes(packed[:20] + bytes(b ^ 0x55 for b in packed[20:200]) + packed[200:])
+    _refused(path, match=r"the gzip-compressed data are damaged or truncated \(.*\); "
+             r"copy or download the file again")
+
+
+def test_fits_gz_with_a_wrong_crc_is_refused(tmp_path):
+    """A byte changed in the deflate stream decodes to other pixels; only the CRC tells."""
+    rng = np.random.default_rng(5)
+    packed = bytearray(gzip.compress(_fits_bytes(rng.integers(0, 30000, (100, 120),
+                                                                 dtype=np.int16))))
+    packed[len(packed) // 2] ^= 0x10
+    path = tmp_path / "light.fits.gz"
+    path.write_bytes(bytes(packed))
+    _refused(path, match=r"the gzip-compressed data are damaged or truncated")
+
+
+def test_truncated_fits_gz_is_refused(tmp_path):
+    packed = gzip.compress(_fits_bytes())
+    path = tmp_path / "cut.fits.gz"
+    path.write_bytes(packed[:len(packed) // 2])
+    _refused(path, match=r"gzip-compressed data are damaged or truncated \(Compressed file "
+             r"ended before the end-of-stream marker")
+
+
+def test_corrupt_fits_bz2_is_refused(tmp_path):
+    packed = bz2.compress(_fits_bytes())
+    path = tmp_path / "flat.fits.bz2"
+    path.write_bytes(packed[:30] + bytes(b ^ 0x55 for b in packed[30:200]) + packed[200:])
+    _refused(path, match=r"the bzip2-compressed data are damaged or truncated")
+
+
+def test_good_compressed_fits_still_read(tmp_path):
+    for name, pack in (("a.fits.gz", gzip.compress), ("a.fits.bz2", bz2.compress)):
+        path = tmp_path / name
+        path.write_bytes(pack(_fits_bytes()))
+        assert_array_equal(read_frame(path, **NOISE).data, IMAGE)
+
+
+def test_string_exposure_reads_as_unknown(tmp_path, caplog):
+    """EXPTIME = 'sixty' crashed the provenance record (float('sixty'))."""
+    path = tmp_path / "dark.fits"
+    path.write_bytes(_fits_bytes(EXPTIME="sixty"))
+    with caplog.at_level(logging.WARNING, logger="calframe.metadata"):
+        ccd = read_frame(path, **NOISE)
+    assert "EXPTIME" not in ccd.meta
+    assert ccd.meta["EXPSRC"] == "none"
+    assert_array_equal(ccd.data, IMAGE)
+    assert "EXPTIME = 'sixty' is not an exposure in seconds" in caplog.text
+
+
+def test_negative_exposure_reads_as_unknown(tmp_path):
+    path = tmp_path / "dark.fits"
+    path.write_bytes(_fits_bytes(EXPTIME=-5.0))
+    ccd = read_frame(path, **NOISE)
+    assert "EXPTIME" not in ccd.meta
+    assert ccd.meta["EXPSRC"] == "none"
+
+
+def test_invalid_bitpix_is_refused(tmp_path):
+    """BITPIX = 17: astropy's KeyError(17) escaped."""
+    path = tmp_path / "bitpix.fits"
+    path.write_bytes(_with_card(_fits_bytes(), "BITPIX", "17"))
+    _refused(path, match=r"BITPIX = 17, which is not a FITS data type \(8, 16, 32, 64, -32 "
+             r"or -64\); the header is damaged")
+
+
+def test_missing_bitpix_is_refused(tmp_path):
+    path = tmp_path / "nobitpix.fits"
+    path.write_bytes(_fits_bytes().replace(b"BITPIX  =", b"BITPIZ  =", 1))
+    _refused(path, match=r"the primary header has no BITPIX keyword")
+
+
+def test_negative_axis_is_refused(tmp_path):
+    path = tmp_path / "negative.fits"
+    path.write_bytes(_with_card(_fits_bytes(), "NAXIS1", "-10"))
+    _refused(path, match=r"NAXIS1 = -10, which is not an axis length")
+
+
+def test_negative_axes_whose_product_is_positive_are_refused(tmp_path):
+    path = tmp_path / "negative2.fits"
+    path.write_bytes(_with_card(_with_card(_fits_bytes(), "NAXIS1", "-30"), "NAXIS2", "-20"))
+    _refused(path, match=r"NAXIS1 = -30, which is not an axis length")
+
+
+def test_text_naxis_is_refused(tmp_path):
+    path = tmp_path / "naxis.fits"
+    path.write_bytes(_with_card(_fits_bytes(), "NAXIS", "'two'"))
+    _refused(path, match=r"NAXIS = 'two', which is not a number of axes")
+
+
+def test_zero_length_axis_with_data_is_refused(tmp_path):
+    path = tmp_path / "empty_axis.fits"
+    path.write_bytes(_with_card(_fits_bytes(), "NAXIS2", "0"))
+    _refused(path, match=r"axes \[30, 0\] \(no pixels\), yet data follow the header")
+
+
+def test_cube_with_a_zero_length_axis_is_refused(tmp_path):
+    path = tmp_path / "empty_cube.fits"
+    path.write_bytes(_fits_bytes(np.zeros((3, 0, 4), np.float32)))
+    _refused(path, UnsupportedFormatError,
+             match=r"HDU 0 is an image of shape \(3, 0, 4\), which holds no pixels")
+
+
+def test_header_without_end_is_refused(tmp_path):
+    raw = _fits_bytes()
+    end = raw.index(b"END" + b" " * 77)
+    path = tmp_path / "noend.fits"
+    path.write_bytes(raw[:end] + b" " * 80 + raw[end + 80:])
+    _refused(path, match=r"not a readable FITS file \(Header missing END card\.\)")
+
+
+def test_text_bzero_is_refused(tmp_path):
+    path = tmp_path / "bzero.fits"
+    path.write_bytes(_with_card(_fits_bytes(), "BZERO", "'abc'"))
+    _refused(path, match=r"BZERO = 'abc' is not a number, so the pixel values cannot be "
+             r"computed; fix or remove BZERO")
+
+
+def test_zero_bscale_is_refused(tmp_path):
+    path = tmp_path / "bscale.fits"
+    path.write_bytes(_with_card(_fits_bytes(), "BSCALE", "0"))
+    _refused(path, match=r"BSCALE = 0 would make every pixel equal to BZERO")
+
+
+def test_text_blank_is_ignored_and_logged(tmp_path, caplog):
+    path = tmp_path / "blank.fits"
+    path.write_bytes(_with_card(_fits_bytes(), "BLANK", "'x'"))
+    with caplog.at_level(logging.WARNING, logger="calframe.io._fits"):
+        ccd = read_frame(path, **NOISE)
+    assert_array_equal(ccd.data, IMAGE)
+    assert "BLANK = 'x' is not an integer" in caplog.text
+
+
+def test_unknown_unit_is_refused(tmp_path):
+    path = tmp_path / "unit.fits"
+    path.write_bytes(_fits_bytes(BUNIT="furlongs"))
+    _refused(path, match=r"unit 'furlongs' \(BUNIT\) is not understood")
+
+
+@pytest.mark.parametrize(("kind", "hdus"), [
+    ("no-data", lambda: [fits.PrimaryHDU()]),
+    ("table-only", lambda: [fits.PrimaryHDU(), fits.BinTableHDU.from_columns(
+        [fits.Column(name="a", format="E", array=np.arange(3.0))])]),
+    ("one-axis", lambda: [fits.PrimaryHDU(np.arange(10, dtype=np.float32))]),
+])
+def test_fits_without_a_frame_is_refused(tmp_path, kind, hdus):
+    path = tmp_path / f"{kind}.fits"
+    fits.HDUList(hdus()).writeto(path)
+    _refused(path, UnsupportedFormatError, match=r"no image HDU with two or more axes")
+
+
+def test_four_axis_image_is_refused(tmp_path):
+    path = tmp_path / "fourd.fits"
+    path.write_bytes(_fits_bytes(np.zeros((2, 2, 3, 4), np.float32)))
+    _refused(path, UnsupportedFormatError,
+             match=r"HDU 0 is an image of 4 axes \(2, 2, 3, 4\); calframe reads 2-D frames")
+
+
+def test_header_announcing_more_data_than_the_file_holds_is_refused(tmp_path):
+    path = tmp_path / "huge.fits"
+    path.write_bytes(_with_card(_with_card(_fits_bytes(), "NAXIS1", "100000"), "NAXIS2",
+                                "100000"))
+    _refused(path, match=r"the FITS file is truncated")
+
+
+def test_truncated_tile_compressed_fits_is_refused(tmp_path):
+    data = (np.arange(200 * 300, dtype=np.int32).reshape(200, 300) * 7)
+    out = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data)]).writeto(out)
+    path = tmp_path / "cut.fits.fz"
+    path.write_bytes(out.getvalue()[:2880 * 3 + 100])
+    _refused(path, match=r"the FITS file is truncated")
+
+
+def test_bytes_after_the_last_hdu_are_logged(tmp_path, caplog):
+    """The image is intact: it is read, and the extra bytes are logged as a warning."""
+    path = tmp_path / "tail.fits"
+    path.write_bytes(_fits_bytes() + np.random.default_rng(3).bytes(1000))
+    with caplog.at_level(logging.WARNING, logger="calframe.io._fits"):
+        ccd = read_frame(path, **NOISE)
+    assert_array_equal(ccd.data, IMAGE)
+    assert "only the first 1 HDU(s) are read" in caplog.text
+
+
+def test_name_that_is_not_utf8_reads(tmp_path):
+    name = os.fsdecode(b"flat_\xff\xfe.fits")
+    path = tmp_path / name
+    path.write_bytes(_fits_bytes())
+    ccd = read_frame(path, **NOISE)
+    assert_array_equal(ccd.data, IMAGE)
+    assert ccd.meta["FRAMETYP"] == "flat"
