@@ -261,3 +261,105 @@ def test_name_that_is_not_utf8_reads(tmp_path):
     ccd = read_frame(path, **NOISE)
     assert_array_equal(ccd.data, IMAGE)
     assert ccd.meta["FRAMETYP"] == "flat"
+
+
+# ---------------------------------------------------------------- EDF
+
+EDF_HEADER = {"HeaderID": "EH:000001:000000:000000", "Image": 1,
+              "ByteOrder": "LowByteFirst", "DataType": "UnsignedShort",
+              "Dim_1": 30, "Dim_2": 20, "Size": IMAGE.nbytes}
+
+
+def _edf_bytes(data: bytes | None = None, **changes) -> bytes:
+    """One EDF frame: a 512-byte header block (entries changed or removed) and ``data``."""
+    header = {**EDF_HEADER, **changes}
+    text = "{\n" + "".join(f"{key} = {value} ;\n" for key, value in header.items()
+                           if value is not None)
+    text += " " * (510 - len(text)) + "}\n"
+    return text.encode("ascii") + (IMAGE.astype("<u2").tobytes() if data is None else data)
+
+
+def test_good_edf_reads(tmp_path):
+    path = tmp_path / "good.edf"
+    path.write_bytes(_edf_bytes())
+    assert_array_equal(read_frame(path, **NOISE).data, IMAGE)
+
+
+def test_edf_of_unknown_data_type_is_refused(tmp_path):
+    """DataType = Banana: fabio's KeyError escaped."""
+    path = tmp_path / "banana.edf"
+    path.write_bytes(_edf_bytes(DataType="Banana"))
+    _refused(path, match=r"not a valid EDF file: DataType = 'Banana' is not an EDF data type")
+
+
+def test_truncated_edf_is_refused(tmp_path):
+    """fabio pads the missing bytes with zeros and the frame was 'read'."""
+    path = tmp_path / "cut.edf"
+    path.write_bytes(_edf_bytes()[:512 + 500])
+    _refused(path, match=r"truncated: the header announces 1200 bytes of data, the file "
+             r"holds 500; copy or download the file again")
+
+
+def test_edf_whose_size_promises_more_than_the_file_holds_is_refused(tmp_path):
+    path = tmp_path / "size.edf"
+    path.write_bytes(_edf_bytes(Size=2 * IMAGE.nbytes))
+    _refused(path, match=r"truncated: the header announces 2400 bytes of data, the file "
+             r"holds 1200")
+
+
+def test_edf_whose_dimensions_promise_more_than_the_file_holds_is_refused(tmp_path):
+    path = tmp_path / "dims.edf"
+    path.write_bytes(_edf_bytes(Dim_2=40, Size=None))
+    _refused(path, match=r"truncated: the header announces 2400 bytes of data, the file "
+             r"holds 1200")
+
+
+def test_edf_header_alone_is_refused(tmp_path):
+    path = tmp_path / "header.edf"
+    path.write_bytes(_edf_bytes(b""))
+    _refused(path, match=r"truncated: the header announces 1200 bytes of data, the file "
+             r"holds 0")
+
+
+def test_edf_whose_size_is_smaller_than_its_pixels_is_refused(tmp_path):
+    path = tmp_path / "small.edf"
+    path.write_bytes(_edf_bytes(Size=100))
+    _refused(path, match=r"its Size \(100 bytes\) is smaller than its 30x20 UnsignedShort "
+             r"pixels need \(1200 bytes\)")
+
+
+@pytest.mark.parametrize(("kind", "changes", "match"), [
+    ("negative-dim", {"Dim_1": -30}, r"Dim_1 = '-30' is not an image size"),
+    ("zero-dim", {"Dim_1": 0, "Size": 0}, r"Dim_1 = '0' is not an image size"),
+    ("text-dim", {"Dim_1": "abc"}, r"Dim_1 = 'abc' is not an image size"),
+    ("no-dim", {"Dim_1": None}, r"the header has no Dim_1"),
+    ("byte-order", {"ByteOrder": "Sideways"},
+     r"ByteOrder = 'Sideways', not LowByteFirst or HighByteFirst"),
+    ("text-size", {"Size": "lots"}, r"Size = 'lots' is not a number of bytes"),
+])
+def test_edf_with_a_bad_header_value_is_refused(tmp_path, kind, changes, match):
+    path = tmp_path / f"{kind}.edf"
+    path.write_bytes(_edf_bytes(**changes))
+    _refused(path, match=match)
+
+
+def test_edf_header_not_closed_is_refused(tmp_path):
+    path = tmp_path / "open.edf"
+    path.write_bytes(_edf_bytes(b"")[:-2].replace(b"}", b" "))
+    _refused(path, match=r"the first header is not closed by '}'")
+
+
+def test_edf_of_damaged_compressed_data_is_refused(tmp_path):
+    path = tmp_path / "packed.edf"
+    data = np.random.default_rng(2).bytes(100)
+    path.write_bytes(_edf_bytes(data, Compression="gzip", Size=100))
+    _refused(path, match=r"truncated: frame 0's data are incomplete")
+
+
+def test_truncated_second_edf_frame_is_refused_when_read(tmp_path):
+    path = tmp_path / "two.edf"
+    path.write_bytes(_edf_bytes() + _edf_bytes()[:600])
+    assert_array_equal(read_frame(path, **NOISE).data, IMAGE)
+    with pytest.raises(FrameReadError, match=r"two\.edf: truncated: the header announces "
+                       r"1200 bytes of data for frame 1, the file holds 88"):
+        read_frame(path, frame=1, **NOISE)

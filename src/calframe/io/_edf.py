@@ -9,24 +9,156 @@ convention, with ``DDummy`` as its tolerance) is masked too.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import zlib
 
 import numpy as np
 
 from ..errors import FrameReadError
 from ..metadata import mapping_to_header
-from ._common import Loaded, integer_full_scale
+from ._common import Loaded, integer_full_scale, open_for_reading
 
 log = logging.getLogger(__name__)
+
+# What fabio raises for a header it cannot use: KeyError for an unknown
+# DataType or a missing ByteOrder, UnboundLocalError (a NameError) for a
+# Dim_1 that is not a number, ValueError, OSError ('Invalid first header')...
+_FABIO_ERRORS = (OSError, ValueError, RuntimeError, TypeError, IndexError, KeyError,
+                 NameError, ZeroDivisionError, EOFError)
+_FIX_DAMAGED = "copy the file again, or check what wrote it"
 
 
 def _open(path):
     import fabio
 
     try:
-        return fabio.open(str(path))
-    except (OSError, ValueError, RuntimeError, TypeError, IndexError) as err:
-        raise FrameReadError(path, f"not a readable EDF file ({err})",
+        image = fabio.open(str(path))
+    except _FABIO_ERRORS as err:
+        problem = _first_header_problem(path)
+        if problem is not None:
+            raise FrameReadError(path, f"not a valid EDF file: {problem}",
+                                 _FIX_DAMAGED) from err
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise FrameReadError(path, f"not a readable EDF file ({text})",
                              "check that the file is complete and really is EDF") from err
+    if image.incomplete_file and not any(f.incomplete_data for f in image._frames):
+        # fabio stops at a header it cannot parse and keeps the frames before it.
+        log.warning("%s: the bytes after frame %d are not a valid EDF header (a truncated "
+                    "or damaged file?); only %d frame(s) are read", path,
+                    image.nframes - 1, image.nframes)
+    return image
+
+
+def _get(header: dict, key: str):
+    """A header value by EDF key, whatever its case (fabio keeps the file's case)."""
+    for name, value in header.items():
+        if name.upper() == key.upper():
+            return str(value).strip()
+    return None
+
+
+def _header_problem(header: dict) -> str | None:
+    """What in an EDF frame header makes its data unreadable, or None."""
+    from fabio.edfimage import DATA_TYPES
+
+    data_type = _get(header, "DataType")
+    if data_type is not None and data_type not in DATA_TYPES:
+        return f"DataType = {data_type!r} is not an EDF data type"
+    dims = sorted((int(m.group(1)), key) for key in header
+                  if (m := re.fullmatch(r"DIM_(\d+)", key.upper())))
+    if _get(header, "Dim_1") is None:
+        return "the header has no Dim_1 (the image width)"
+    for _, key in dims:
+        value = _get(header, key)
+        if not re.fullmatch(r"\+?\d+", value or "") or int(value) <= 0:
+            return f"{key} = {value!r} is not an image size (an integer > 0)"
+    size = _get(header, "Size")
+    if size is not None and not re.fullmatch(r"\+?\d+", size):
+        return f"Size = {size!r} is not a number of bytes"
+    itemsize = np.dtype(DATA_TYPES.get(data_type, np.uint16)).itemsize
+    order = _get(header, "ByteOrder")
+    if itemsize > 1 and order not in ("LowByteFirst", "HighByteFirst"):
+        return (f"ByteOrder = {order!r}, not LowByteFirst or HighByteFirst" if order
+                else "the header has no ByteOrder") + f" (needed for {data_type} data)"
+    return None
+
+
+def _first_header_problem(path) -> str | None:
+    """What is wrong in the first header of an EDF file fabio refused, if it can be told."""
+    try:
+        with open_for_reading(path) as handle:
+            head = handle.read(65536)
+    except (OSError, FrameReadError):
+        return None
+    if head.startswith((b"\x1f\x8b", b"BZh")):
+        return None     # compressed: fabio's own message says more than a guess
+    start = len(head) - len(head.lstrip())
+    if head[start:start + 1] != b"{":
+        return "the file does not start with an EDF header ('{')"
+    end = head.find(b"}", start + 1)
+    if end < 0:
+        return "the first header is not closed by '}'"
+    text = head[start + 1:end].decode("latin-1")
+    header = {}
+    for entry in text.split(";"):
+        key, sep, value = entry.partition("=")
+        if sep and key.strip():
+            header[key.strip()] = value.strip()
+    return _header_problem(header)
+
+
+def _check_frame(image, path, frame: int) -> None:
+    """Refuse frame ``frame`` when its header is unusable or its data are not all there.
+
+    fabio pads missing data with zeros (logging an error): the bytes the
+    header announces (``Size``, and Dim_1 x Dim_2 x bytes per pixel) are
+    compared with those the file holds after the header block.
+    """
+    edf = image._frames[frame]   # fabio's parsed frame: header, start, blobsize
+    problem = _header_problem(edf.header)
+    if problem is not None:
+        raise FrameReadError(path, f"frame {frame} is not valid EDF: {problem}", _FIX_DAMAGED)
+    shape = tuple(int(n) for n in edf.shape)
+    needed = int(np.prod(shape)) * np.dtype(edf.dtype).itemsize
+    compression = (_get(edf.header, "Compression") or "none").upper()
+    compressed_data = not (compression == "NONE" or compression.startswith("NO"))
+    blob = edf.blobsize
+    if not compressed_data and blob is not None and blob < needed:
+        raise FrameReadError(path, f"frame {frame} is not valid EDF: its Size ({blob} "
+                             f"bytes) is smaller than its {'x'.join(map(str, shape[::-1]))} "
+                             f"{_get(edf.header, 'DataType')} pixels need ({needed} bytes)",
+                             _FIX_DAMAGED)
+    announced = (blob or 0) if compressed_data else max(needed, blob or 0)
+    where = "" if frame == 0 else f" for frame {frame}"
+    with open_for_reading(path) as handle:
+        packed = handle.read(3).startswith((b"\x1f\x8b", b"BZh"))
+        size = os.fstat(handle.fileno()).st_size
+    if packed:
+        # A gzip or bzip2 EDF: fabio noted whether the decompressed stream ended early.
+        if edf.incomplete_data:
+            raise FrameReadError(path, f"truncated: the header announces {announced} bytes "
+                                 f"of data{where}, the decompressed file holds fewer",
+                                 "copy or download the file again")
+        return
+    held = max(size - int(edf.start), 0)
+    if held < announced:
+        raise FrameReadError(path, f"truncated: the header announces {announced} bytes of "
+                             f"data{where}, the file holds {held}",
+                             "copy or download the file again")
+
+
+class _IncompleteData(logging.Handler):
+    """Collects fabio's 'Data stream is incomplete' errors (it pads the data with zeros)."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "incomplete" in message:
+            self.messages.append(message)
 
 
 def edf_frame_count(path) -> int:
@@ -62,16 +194,26 @@ def iter_edf(path, *, dtype=np.float32):
 
 
 def _frame(image, path, frame: int, nframes: int, dtype) -> Loaded:
+    _check_frame(image, path, frame)
+    fabio_log = logging.getLogger("fabio.edfimage")
+    incomplete = _IncompleteData()
+    fabio_log.addHandler(incomplete)
     try:
         one = image if frame == 0 else image.getframe(frame)
         raw = one.data
-        if raw is None:
-            raise FrameReadError(path, f"frame {frame} holds no data",
-                                 "the file is probably truncated; copy it again")
         header_dict = dict(one.header)
-    except (OSError, RuntimeError, IndexError) as err:
-        raise FrameReadError(path, f"frame {frame} cannot be read ({err})",
+    except (*_FABIO_ERRORS, zlib.error) as err:
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise FrameReadError(path, f"frame {frame} cannot be read ({text})",
                              "the file is probably truncated; copy it again") from err
+    finally:
+        fabio_log.removeHandler(incomplete)
+    if raw is None:
+        raise FrameReadError(path, f"frame {frame} holds no data",
+                             "the file is probably truncated; copy it again")
+    if incomplete.messages:
+        raise FrameReadError(path, f"truncated: frame {frame}'s data are incomplete "
+                             f"({incomplete.messages[0]})", "copy or download the file again")
     raw = np.asarray(raw)
     if raw.ndim != 2:
         raise FrameReadError(path, f"frame {frame} has {raw.ndim} axes, not 2",
@@ -100,3 +242,4 @@ def _number(value):
         return float(value)
     except (TypeError, ValueError):
         return None
+
