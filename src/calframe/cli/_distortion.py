@@ -24,12 +24,16 @@ def distortion() -> None:
     """
 
 
-def _read(path):
-    """Read a frame, silencing the noise-model warnings a grid image or JPEG gives."""
+def _read(path, *, grid=False):
+    """Read a frame; a grid image needs no noise model, nor does a frame to resample."""
+    from ..errors import UncertaintyUnknownWarning
     from ..io import read_frame
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a grid image needs no noise model
+        if grid:
+            warnings.simplefilter("ignore")
+        else:
+            warnings.simplefilter("ignore", UncertaintyUnknownWarning)
         return read_frame(path)
 
 
@@ -104,7 +108,7 @@ def fit_cmd(grid_image, output, pyfai_path, polarity, channel, pitch, spot_radiu
             raise InputOverwriteError(f"{out}: is the grid image; choose another output name")
     _check_new(output, overwrite, "model")
     _check_new(pyfai_path, overwrite, "pyFAI detector")
-    ccd = _read(grid_image)
+    ccd = _read(grid_image, grid=True)
     plane = _plane_for_fit(ccd, grid_image, channel)
     model = DistortionModel.fit(plane, pitch=pitch, polarity=polarity, spot_radius=spot_radius)
     if not model:

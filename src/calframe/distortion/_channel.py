@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ..errors import InvalidSettingsError
@@ -110,7 +111,10 @@ def select_channel(ccd, channel: str | None) -> CCDData:
             sd = sd["rgb".index(channel)]
         unc = StdDevUncertainty(sd.astype(np.float32))
     meta = ccd.meta.copy()
-    meta["CHANNEL"] = (channel, "colour plane used (luminance: Rec. 709 weights)")
+    if isinstance(meta, fits.Header):
+        meta["CHANNEL"] = (channel, "colour plane used (luminance: Rec. 709 weights)")
+    else:
+        meta["CHANNEL"] = channel
     result = CCDData(np.asarray(out, np.float32), unit=ccd.unit, mask=omask, uncertainty=unc,
                      meta=meta)
     prov = get_provenance(ccd).copy()

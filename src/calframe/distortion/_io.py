@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -73,7 +74,19 @@ def read_model(cls, path):
     if path_.is_dir():
         raise FrameReadError(path, "is a folder, not a model file", _READ_FIX)
     try:
-        with fits.open(path) as hdul:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            hdul = fits.open(path)
+            try:
+                hdul.readall()
+            except BaseException:
+                hdul.close()
+                raise
+        with hdul:
+            cut = [str(w.message) for w in caught if "truncated" in str(w.message)]
+            if cut:
+                raise FrameReadError(path, f"truncated ({cut[0]})",
+                                     "copy the complete file, or fit the model again")
             if _PARAMS not in hdul:
                 raise FrameReadError(path, "no DISTPAR extension: not a calframe distortion "
                                      "model", _READ_FIX)
