@@ -65,16 +65,23 @@ def _env():
 
 # --------------------------------------------------------------------------- errors
 
-def test_a_non_calframe_exception_is_one_line(night, bias, tmp_path, capsys):
-    # a master bias given as the dark of flats: the library raises a plain ValueError
-    args = ["master", "flat", *_files(night, "flat"), "--bias", bias, "--dark", bias,
-            "-o", str(tmp_path / "flat.fits")]
+def _tiny_mosaic(folder):
+    """A Bayer mosaic too small to demosaic: the library raises a plain ValueError."""
+    path = folder / "tiny.fits"
+    fits.PrimaryHDU(np.ones((1, 2), np.uint16), header=fits.Header(
+        {"BAYERPAT": "RGGB", "EGAIN": 1.0, "RDNOISE": 1.0})).writeto(path)
+    return str(path)
+
+
+def test_a_non_calframe_exception_is_one_line(tmp_path, capsys):
+    args = ["demosaic", _tiny_mosaic(tmp_path), "-o", str(tmp_path / "rgb.fits")]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith("error: calframe master: ValueError: dark: EXPTIME=0")
-    assert "(this is a calframe bug; rerun with --debug for the traceback and report it)" in err
-    with pytest.raises(ValueError, match="EXPTIME"):
+    assert err.startswith("error: calframe demosaic: ValueError: frame of shape (1, 2)")
+    assert err.endswith("(this is a calframe bug; rerun with --debug for the traceback and "
+                        "report it)\n")
+    with pytest.raises(ValueError, match="too small"):
         main(["--debug", *args])
 
 
@@ -136,13 +143,12 @@ def test_a_bad_config_file_is_a_usage_error(tmp_path, capsys):
     assert "--config" in err and "not valid TOML" in err and "Traceback" not in err
 
 
-def test_python_m_calframe_is_the_same(night, bias, tmp_path):
-    args = ["master", "flat", *_files(night, "flat"), "--bias", bias, "--dark", bias,
-            "-o", str(tmp_path / "flat.fits")]
+def test_python_m_calframe_is_the_same(tmp_path):
+    args = ["demosaic", _tiny_mosaic(tmp_path), "-o", str(tmp_path / "rgb.fits")]
     done = subprocess.run([sys.executable, "-m", "calframe", *args], capture_output=True,
                           text=True, env=_env(), timeout=300)
     assert done.returncode == 1
-    assert done.stderr.startswith("error: calframe master: ValueError: ")
+    assert done.stderr.startswith("error: calframe demosaic: ValueError: ")
     assert done.stderr.count("\n") == 1
 
 
@@ -393,7 +399,7 @@ def test_one_default_alignment_for_stack_and_run(capsys):
 
 def test_output_rule(night, bias, tmp_path, capsys):
     # a folder of outputs: -o/--output-dir (the old --output still works)
-    lights = _files(night, "light")[:1]
+    lights = [*_files(night, "light")[:1], "--bias", bias]
     assert main(["-q", "calibrate", *lights, "--output-dir", str(tmp_path / "a")]) == 0
     assert main(["-q", "calibrate", *lights, "--output", str(tmp_path / "b")]) == 0
     assert (tmp_path / "a" / "light_0001.fits").exists()

@@ -276,6 +276,8 @@ KEYWORD_OPTIONS = {
     "fwhm": "--fwhm",
     "reference": "--reference",
     "model": "--model",
+    "allow_no_masters": "--allow-no-masters",
+    "allow_mixed": "--allow-mixed",
 }
 
 # keyword=value in a library message: a value is 'quoted', a number or a name
