@@ -293,9 +293,12 @@ def test_missing_model_file(tmp_path, capsys, grey_model):
         DistortionModel.from_fits(tmp_path / "nope.fits")
 
 
-@pytest.mark.parametrize("case", ["blank", "tiny", "nan", "truncated"])
+@pytest.mark.parametrize("case", ["blank", "tiny", "nan", "truncated", "cube"])
 def test_apply_bad_frames(tmp_path, capsys, grey_model, case):
-    if case == "blank":
+    if case == "cube":
+        path = tmp_path / "cube.fits"
+        fits.PrimaryHDU(np.zeros((5, *SHAPE), np.float32)).writeto(path)
+    elif case == "blank":
         path = _save(tmp_path / "blank.png", np.full(SHAPE, 7, np.uint8))
     elif case == "tiny":
         path = _save(tmp_path / "tiny.png", np.full((5, 5), 7, np.uint8))

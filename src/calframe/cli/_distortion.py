@@ -217,7 +217,7 @@ def apply_cmd(model_path, files, output, output_dir, channel, method, overwrite)
     """
     from ..distortion import DistortionModel, correct_distortion
     from ..distortion._channel import is_colour
-    from ..errors import IncompatibleFramesError, InvalidSettingsError
+    from ..errors import IncompatibleFramesError, InvalidSettingsError, UnsupportedFormatError
     from ..io import write_frame
 
     dests = _destinations(files, output, output_dir)
@@ -231,7 +231,11 @@ def apply_cmd(model_path, files, output, output_dir, channel, method, overwrite)
             raise InvalidSettingsError(f"{dest}: is the input frame {name}; write the "
                                        "corrected frame elsewhere")
         ccd = _read(name)
-        if ccd.shape[-2:] != model.shape or not (ccd.ndim == 2 or is_colour(ccd.shape)):
+        if not (ccd.ndim == 2 or is_colour(ccd.shape)):
+            raise UnsupportedFormatError(
+                name, f"holds an array of shape {ccd.shape}, neither one image nor an RGB "
+                "colour cube (3, ny, nx)", "give frames of one plane, or RGB images")
+        if ccd.shape[-2:] != model.shape:
             kind = "colour " if is_colour(ccd.shape) else ""
             got = " x ".join(str(n) for n in ccd.shape[::-1][:2])
             raise IncompatibleFramesError(
