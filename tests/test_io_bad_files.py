@@ -363,3 +363,132 @@ def test_truncated_second_edf_frame_is_refused_when_read(tmp_path):
     with pytest.raises(FrameReadError, match=r"two\.edf: truncated: the header announces "
                        r"1200 bytes of data for frame 1, the file holds 88"):
         read_frame(path, frame=1, **NOISE)
+
+
+# ---------------------------------------------------------------- TIFF
+
+
+def _tiff_bytes(data=IMAGE, **options) -> bytes:
+    import tifffile
+
+    out = io.BytesIO()
+    tifffile.imwrite(out, data, **options)
+    return out.getvalue()
+
+
+def _with_tiff_tag(raw: bytes, code: int, value: int) -> bytes:
+    """``raw`` (a little-endian classic TIFF) with tag ``code`` of its first IFD set."""
+    import struct
+
+    ifd = struct.unpack("<I", raw[4:8])[0]
+    out = bytearray(raw)
+    for entry in range(struct.unpack("<H", raw[ifd:ifd + 2])[0]):
+        at = ifd + 2 + 12 * entry
+        tag, kind = struct.unpack("<HH", raw[at:at + 4])
+        if tag == code:
+            out[at + 8:at + 12] = struct.pack("<HH", value, 0) if kind == 3 else \
+                struct.pack("<I", value)
+            return bytes(out)
+    raise AssertionError(f"no tag {code}")
+
+
+def test_good_tiff_stack_reads(tmp_path):
+    path = tmp_path / "stack.tif"
+    path.write_bytes(_tiff_bytes(np.stack([IMAGE, IMAGE + 1]), photometric="minisblack"))
+    assert_array_equal(read_frame(path, frame=1, **NOISE).data, IMAGE + 1)
+
+
+@pytest.mark.parametrize(("kind", "options", "keep", "match"), [
+    ("one-strip", {}, 700, r"truncated: strip 0 of the image ends at byte 1472, the file "
+     r"holds 700 bytes"),
+    ("strips", {"rowsperstrip": 2}, 1000, r"truncated: strip \d+ of the image ends at byte "
+     r"\d+, the file holds 1000 bytes"),
+    ("tiles", {"tile": (16, 16)}, 2000, r"truncated: tile \d+ of the image ends at byte \d+, "
+     r"the file holds 2000 bytes"),
+    ("zlib", {"compression": "zlib", "rowsperstrip": 4}, 400, r"truncated: strip \d+ of the "
+     r"image ends at byte \d+, the file holds 400 bytes"),
+])
+def test_truncated_tiff_is_refused(tmp_path, kind, options, keep, match):
+    path = tmp_path / f"{kind}.tif"
+    path.write_bytes(_tiff_bytes(**options)[:keep])
+    _refused(path, match=match + r"; copy or download the file again")
+
+
+def test_truncated_tiff_stack_is_refused(tmp_path):
+    path = tmp_path / "stack.tif"
+    stack = np.stack([IMAGE] * 3)
+    path.write_bytes(_tiff_bytes(stack, photometric="minisblack")[:2000])
+    _refused(path, match=r"truncated: the TIFF describes 3 pages of 30x20, the file holds 1")
+
+
+@pytest.mark.parametrize(("kind", "tag", "value", "error", "match"), [
+    ("offset-past-end", 273, 10 ** 7, FrameReadError,
+     r"truncated: strip 0 of the image ends at byte 10001200, the file holds \d+ bytes"),
+    ("count-past-end", 279, 10 ** 7, FrameReadError,
+     r"truncated: strip 0 of the image ends at byte 10000\d+, the file holds"),
+    ("offset-zero", 273, 0, FrameReadError,
+     r"strip 0 of the image has no data \(offset 0, 1200 bytes\)"),
+    ("count-zero", 279, 0, FrameReadError, r"strip 0 of the image has no data"),
+    ("width-zero", 256, 0, FrameReadError,
+     r"page 0 is an image of 0x20 pixels \(shape \(20, 0\)\), so it holds no pixels"),
+    ("wider-than-stored", 256, 100000, FrameReadError,
+     r"the TIFF's strips hold 1200 bytes, its uncompressed uint16 image needs 4000000"),
+    ("lzw", 259, 5, UnsupportedFormatError,
+     r"compressed with LZW, which tifffile decodes only with the imagecodecs package"),
+    ("12-bit", 258, 12, UnsupportedFormatError,
+     r"a TIFF that tifffile cannot decode \(packints_decode of 12-bit integers"),
+])
+def test_tiff_with_a_bad_tag_is_refused(tmp_path, kind, tag, value, error, match):
+    path = tmp_path / f"{kind}.tif"
+    path.write_bytes(_with_tiff_tag(_tiff_bytes(IMAGE.astype(np.uint16)), tag, value))
+    _refused(path, error, match=match)
+
+
+def test_tiff_without_pages_is_refused(tmp_path):
+    path = tmp_path / "nopage.tif"
+    path.write_bytes(b"II*\x00" + bytes(4))
+    _refused(path, match=r"the TIFF file holds no image \(no page\)")
+
+
+def test_tiff_with_an_empty_ifd_is_refused(tmp_path):
+    path = tmp_path / "empty_ifd.tif"
+    path.write_bytes(b"II*\x00\x08\x00\x00\x00" + bytes(6))
+    _refused(path, match=r"the TIFF lists no image data")
+
+
+def test_complex_tiff_is_refused(tmp_path):
+    """astype(float) warned (ComplexWarning) and dropped the imaginary part."""
+    path = tmp_path / "complex.tif"
+    path.write_bytes(_tiff_bytes(np.zeros((20, 30), np.complex64)))
+    _refused(path, UnsupportedFormatError,
+             match=r"TIFF samples of format COMPLEXIEEEFP with 64 bits \(type complex64\)")
+
+
+def test_palette_tiff_is_refused(tmp_path):
+    path = tmp_path / "palette.tif"
+    path.write_bytes(_tiff_bytes(np.zeros((20, 30), np.uint8), photometric="palette",
+                                 colormap=np.zeros((3, 256), np.uint16)))
+    _refused(path, UnsupportedFormatError, match=r"a palette \(indexed colour\) TIFF")
+
+
+def test_damaged_zlib_tiff_is_refused(tmp_path):
+    """zlib.error from a damaged compressed strip escaped."""
+    import tifffile
+
+    raw = bytearray(_tiff_bytes(compression="zlib"))
+    with tifffile.TiffFile(io.BytesIO(bytes(raw))) as tif:
+        start = tif.pages.first.dataoffsets[0]
+    raw[start + 10] ^= 0xFF
+    path = tmp_path / "zlib.tif"
+    path.write_bytes(bytes(raw))
+    _refused(path, match=r"not a readable TIFF file \(Error -\d while decompressing data")
+
+
+def test_rgb_and_8_bit_tiff_still_read(tmp_path):
+    rgb = np.random.default_rng(4).integers(0, 255, (20, 30, 3)).astype(np.uint8)
+    path = tmp_path / "rgb.tif"
+    path.write_bytes(_tiff_bytes(rgb, photometric="rgb"))
+    assert_array_equal(read_frame(path, **NOISE).data, np.moveaxis(rgb, -1, 0))
+    path = tmp_path / "grey8.tif"
+    path.write_bytes(_tiff_bytes(rgb[..., 0]))
+    assert_array_equal(read_frame(path, **NOISE).data, rgb[..., 0])

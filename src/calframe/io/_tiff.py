@@ -11,11 +11,16 @@ values are not rescaled (8-bit data stay 0-255 ADU).
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from ..errors import FrameReadError, UnsupportedFormatError
 from ..metadata import mapping_to_header
 from ._common import Loaded, integer_full_scale
+
+#: The TIFF tags kept in the header.
+_TAGS = ("ImageDescription", "Make", "Model", "DateTime", "Software", "Artist")
 
 
 def _read(path) -> tuple[np.ndarray, str, dict]:
@@ -23,20 +28,125 @@ def _read(path) -> tuple[np.ndarray, str, dict]:
 
     try:
         with tifffile.TiffFile(path) as tif:
+            if len(tif.pages) == 0:
+                raise FrameReadError(path, "the TIFF file holds no image (no page)",
+                                     "the file is damaged or empty; copy it again")
+            page = tif.pages.first
+            _check_page_layout(page, 0, path)
             series = tif.series[0]
+            _check_decodable(series, path)
+            for index, one in enumerate(series.pages):
+                if one is None:
+                    raise FrameReadError(path, f"page {index} of the image is missing",
+                                         "the file is damaged; copy it again")
+                _check_segments(one, series.keyframe, index, tif.filehandle.size, path)
+            _check_series(series, tif.filehandle.size, path)
             data = series.asarray()
-            page = tif.pages[0]
             photometric = getattr(page.photometric, "name", str(page.photometric))
             tags = {}
             for tag in page.tags.values():
-                if tag.name in ("ImageDescription", "Make", "Model", "DateTime", "Software",
-                                "Artist"):
+                if tag.name in _TAGS:
                     tags[tag.name] = tag.value
             axes = series.axes
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as err:
-        raise FrameReadError(path, f"not a readable TIFF file ({err})",
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError,
+            ZeroDivisionError, zlib.error) as err:
+        if isinstance(err, FrameReadError):
+            raise
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise FrameReadError(path, f"not a readable TIFF file ({text})",
                              "check that the file is complete and really is TIFF") from err
+    except NotImplementedError as err:   # e.g. 12-bit packed samples without imagecodecs
+        raise UnsupportedFormatError(path, f"a TIFF that tifffile cannot decode ({err})",
+                                     "install imagecodecs, or save the image as 8 or 16-bit "
+                                     "uncompressed TIFF") from err
     return data, photometric, {"axes": axes, **tags}
+
+
+def _check_page_layout(page, index: int, path) -> None:
+    """Refuse a page whose size or sample format cannot make an image."""
+    if 0 in page.shape:
+        raise FrameReadError(path, f"page {index} is an image of {page.imagewidth}x"
+                             f"{page.imagelength} pixels (shape {page.shape}), so it holds "
+                             "no pixels", "the file is damaged; copy it again")
+
+
+def _check_decodable(series, path) -> None:
+    """Refuse sample formats and compressions that cannot be read as numbers."""
+    import tifffile
+
+    page = series.keyframe
+    photometric = getattr(page.photometric, "name", str(page.photometric))
+    if photometric == "PALETTE":
+        raise UnsupportedFormatError(path, "a palette (indexed colour) TIFF: its values are "
+                                     "colour-table indices, not intensities",
+                                     "convert it to a grey or RGB TIFF")
+    if series.dtype is None or np.dtype(series.dtype).kind not in "biuf":
+        sample = getattr(page.sampleformat, "name", page.sampleformat)
+        raise UnsupportedFormatError(path, f"TIFF samples of format {sample} with "
+                                     f"{page.bitspersample} bits (type {series.dtype})",
+                                     "calframe reads integer and real TIFF samples")
+    if page.compression != 1:
+        try:
+            tifffile.TIFF.DECOMPRESSORS[page.compression]
+        except KeyError as err:
+            name = getattr(page.compression, "name", page.compression)
+            raise UnsupportedFormatError(path, f"the TIFF is compressed with {name}, which "
+                                         "tifffile decodes only with the imagecodecs package",
+                                         "install imagecodecs, or save the TIFF uncompressed"
+                                         ) from err
+
+
+def _check_series(series, file_size: int, path) -> None:
+    """Refuse a series (e.g. a stack of pages) that the file does not hold in full."""
+    pages = len(series.pages)
+    needed = series.size // max(series.keyframe.size, 1)
+    if pages < needed:
+        raise FrameReadError(path, f"truncated: the TIFF describes {needed} pages of "
+                             f"{series.keyframe.imagewidth}x{series.keyframe.imagelength}, "
+                             f"the file holds {pages}", "copy or download the file again")
+    offset = series.dataoffset
+    if offset is not None and offset + series.nbytes > file_size:
+        raise FrameReadError(path, f"truncated: the TIFF's image data end at byte "
+                             f"{offset + series.nbytes}, the file holds {file_size} bytes",
+                             "copy or download the file again")
+
+
+def _check_segments(page, keyframe, index: int, file_size: int, path) -> None:
+    """Refuse a page whose strips or tiles are missing or reach past the end of the file.
+
+    tifffile fills a strip or tile without an offset or byte count with zeros,
+    and reads an uncompressed image from its first offset whatever the byte
+    counts say.
+    """
+    offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+    counts = np.asarray(page.databytecounts, dtype=np.int64)
+    expected = int(np.prod(keyframe.chunked))
+    kind = "tile" if keyframe.is_tiled else "strip"
+    where = f"page {index}: " if index else ""
+    if len(offsets) == 0:
+        raise FrameReadError(path, f"{where}the TIFF lists no image data (no StripOffsets or "
+                             "TileOffsets)", "the file is damaged; copy it again")
+    if len(offsets) != expected or len(counts) != expected:
+        raise FrameReadError(path, f"{where}the TIFF lists {len(offsets)} {kind} offsets and "
+                             f"{len(counts)} byte counts for {expected} {kind}s",
+                             "the file is damaged; copy it again")
+    empty = np.flatnonzero((offsets <= 0) | (counts <= 0))
+    if empty.size:
+        raise FrameReadError(path, f"{where}{kind} {empty[0]} of the image has no data "
+                             f"(offset {offsets[empty[0]]}, {counts[empty[0]]} bytes)",
+                             "the file is damaged; copy it again")
+    ends = offsets + counts
+    last = int(np.argmax(ends))
+    if ends[last] > file_size:
+        raise FrameReadError(path, f"truncated: {where}{kind} {last} of the image ends at "
+                             f"byte {ends[last]}, the file holds {file_size} bytes",
+                             "copy or download the file again")
+    stored_bits = keyframe.bitspersample
+    if keyframe.compression == 1 and stored_bits == 8 * keyframe.dtype.itemsize \
+            and counts.sum() < keyframe.nbytes:
+        raise FrameReadError(path, f"{where}the TIFF's {kind}s hold {counts.sum()} bytes, "
+                             f"its uncompressed {keyframe.dtype} image needs "
+                             f"{keyframe.nbytes}", "the file is damaged; copy it again")
 
 
 def _frames(data: np.ndarray, photometric: str, axes: str, path) -> np.ndarray:
@@ -82,14 +192,20 @@ def iter_tiff(path, *, dtype=np.float32):
         yield _loaded(frames, frame, photometric, info, dtype)
 
 
-def _loaded(frames, frame, photometric, info, dtype) -> Loaded:
+def _header(info, photometric, nframes, frame):
     header = mapping_to_header({k.upper()[:8]: v for k, v in info.items()})
     header["TIFFPHOT"] = (photometric, "TIFF photometric interpretation")
-    if frames.shape[0] > 1:
+    if nframes > 1:
         header["TIFFPAGE"] = (frame, "page in the TIFF file")
     if photometric == "RGB":
         header["COLORSP"] = ("RGB", "planes R, G, B as stored (not linearised)")
+    return header
+
+
+def _loaded(frames, frame, photometric, info, dtype) -> Loaded:
+    header = _header(info, photometric, frames.shape[0], frame)
     raw = frames[frame]
     return Loaded(data=raw.astype(dtype), header=header, location={"frame": frame},
                   row_order="TOP-DOWN", saturation=integer_full_scale(raw.dtype),
                   integer=raw.dtype.kind in "iu")
+
