@@ -13,6 +13,7 @@ import gzip
 import io
 import logging
 import os
+import zlib
 
 import numpy as np
 import pytest
@@ -492,3 +493,99 @@ def test_rgb_and_8_bit_tiff_still_read(tmp_path):
     path = tmp_path / "grey8.tif"
     path.write_bytes(_tiff_bytes(rgb[..., 0]))
     assert_array_equal(read_frame(path, **NOISE).data, rgb[..., 0])
+
+
+# ---------------------------------------------------------------- PNG and JPEG
+
+GREY8 = (np.arange(40 * 60) % 251).astype(np.uint8).reshape(40, 60)
+
+
+def _pillow_bytes(data, kind, **options) -> bytes:
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.fromarray(data).save(out, kind, **options)
+    return out.getvalue()
+
+
+def _png_chunks(raw: bytes) -> dict[bytes, int]:
+    """Where each PNG chunk (first of its type) starts."""
+    import struct
+
+    where, pos = {}, 8
+    while pos < len(raw):
+        length, kind = struct.unpack(">I4s", raw[pos:pos + 8])
+        where.setdefault(kind, pos)
+        pos += 12 + length
+    return where
+
+
+def test_png_and_jpeg_still_read(tmp_path):
+    path = tmp_path / "grey.png"
+    path.write_bytes(_pillow_bytes(GREY8, "PNG"))
+    assert_array_equal(read_frame(path, **NOISE).data, GREY8)
+    path = tmp_path / "colour.jpg"
+    path.write_bytes(_pillow_bytes(np.stack([GREY8] * 3, -1), "JPEG"))
+    assert read_frame(path, **NOISE).shape == (3, 40, 60)
+
+
+def test_truncated_png_is_refused(tmp_path):
+    raw = _pillow_bytes(GREY8, "PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(raw[:_png_chunks(raw)[b"IDAT"] + 100])
+    _refused(path, match=r"truncated: the PNG chunk 'IDAT' at byte \d+ announces \d+ bytes, "
+             r"the file ends at byte \d+; copy or download the file again")
+
+
+def test_png_without_iend_is_refused(tmp_path):
+    """The image data are complete but the file is cut: it was read."""
+    raw = _pillow_bytes(GREY8, "PNG")
+    path = tmp_path / "noend.png"
+    path.write_bytes(raw[:_png_chunks(raw)[b"IEND"]])
+    _refused(path, match=r"truncated: the PNG ends at byte \d+ before its IEND chunk")
+
+
+def test_png_with_a_bad_crc_is_refused(tmp_path):
+    """Pillow does not check the CRC of the image data: the damaged image was read."""
+    raw = bytearray(_pillow_bytes(GREY8, "PNG"))
+    raw[_png_chunks(bytes(raw))[b"IDAT"] + 8 + 30] ^= 0x01
+    path = tmp_path / "crc.png"
+    path.write_bytes(bytes(raw))
+    _refused(path, match=r"the PNG chunk 'IDAT' at byte \d+ fails its CRC check")
+
+
+def test_png_larger_than_pillow_allows_is_refused(tmp_path):
+    import struct
+
+    raw = bytearray(_pillow_bytes(GREY8, "PNG"))
+    raw[16:24] = struct.pack(">II", 100000, 100000)      # IHDR width, height
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(raw[12:29])))
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bytes(raw))
+    _refused(path, UnsupportedFormatError, match=r"the image is too large for Pillow")
+
+
+@pytest.mark.parametrize(("kind", "content", "match"), [
+    ("soi-only.jpg", b"\xff\xd8\xff", r"not an image Pillow recognises \(first bytes "),
+    ("magic-only.png", b"\x89PNG\r\n\x1a\n", r"truncated: the PNG ends at byte 8 before its "
+     r"IEND chunk"),
+])
+def test_image_of_a_few_bytes_is_refused(tmp_path, kind, content, match):
+    path = tmp_path / kind
+    path.write_bytes(content)
+    _refused(path, match=match)
+
+
+def test_truncated_jpeg_is_refused(tmp_path):
+    raw = _pillow_bytes(np.stack([GREY8] * 3, -1), "JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(raw[:len(raw) // 2])
+    _refused(path, match=r"not a readable image file \(image file is truncated")
+
+
+@pytest.mark.parametrize("kind", ["GIF", "TIFF", "BMP"])
+def test_other_image_named_png_is_refused(tmp_path, kind):
+    path = tmp_path / "grid.png"
+    path.write_bytes(_pillow_bytes(GREY8, kind))
+    _refused(path, UnsupportedFormatError,
+             match=rf"named as PNG or JPEG but holds a {kind} image")
