@@ -97,7 +97,8 @@ def test_calibrate_reports_a_bad_light(night, tmp_path, capsys):
     bad = tmp_path / "broken.fits"
     bad.write_text("not a FITS file")
     out = tmp_path / "cal"
-    code = main(["-q", "calibrate", _files(night, "light")[0], str(bad), "-o", str(out)])
+    code = main(["-q", "calibrate", _files(night, "light")[0], str(bad), "-o", str(out),
+                 "--bias", _files(night, "bias")[0]])
     assert code == 1
     captured = capsys.readouterr()
     assert "problem: " in captured.err and "broken.fits" in captured.err
@@ -149,7 +150,7 @@ def test_run_strict_stops_without_traceback(night, tmp_path, capsys):
     code = main(["run", str(folder), "-o", str(tmp_path / "out"), "--strict"])
     err = capsys.readouterr().err
     assert code == 1
-    assert "zero.fits: is an empty file" in err and "strict" in err
+    assert "zero.fits: the file is empty" in err and "strict" in err
     assert "Traceback" not in err
     assert not os.path.exists(tmp_path / "out" / "masters")
 

@@ -266,7 +266,7 @@ def test_results_never_share_a_line_with_a_progress_bar(night, bias, tmp_path):
     screen = [line for line in _screen(raw) if line]
     for light in lights:
         name = os.path.basename(light)
-        assert f"{light} -> {out / name}" in screen
+        assert f"{light} -> {out / name} (steps: bias)" in screen
     assert screen[-1] == f"3 of 3 lights calibrated into {out}"
 
 

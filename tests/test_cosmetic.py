@@ -163,7 +163,7 @@ def test_calibrate_corrects_hot_pixels_found_in_the_dark(cfa):
     assert calibrate(light, bias=bias, cosmetic=bpm).meta["COSMCORR"] == 1
     assert calibrate(light, bias=bias, dark=master, cosmetic=True).meta["COSMCORR"] > 0
     with pytest.raises(TypeError, match="expected a Cosmetic"):
-        calibrate(light, cosmetic="yes")
+        calibrate(light, bias=bias, cosmetic="yes")
 
 
 @pytest.mark.slow

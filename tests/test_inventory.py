@@ -123,10 +123,12 @@ def test_bad_files_become_problems(night, tmp_path):
     inv = take_inventory(night.path)
     by_file = {os.path.basename(p.path): p for p in inv.problems}
     assert "0 bytes" in by_file["empty.fits"].what
-    assert "cannot be read" in by_file["notes.fits"].what
+    assert "does not start with 'SIMPLE" in by_file["notes.fits"].what
     assert "truncated" in by_file["truncated.fits"].what
     assert by_file["empty.fits"].fix
     assert "readme.txt" not in " ".join(inv.frames["path"])
+    skipped = {os.path.basename(p.path): p for p in inv.skipped}
+    assert "not a frame format" in skipped["readme.txt"].what
     # the small light is its own group without calibration
     small_groups = [p for p in inv.problems if "12x16" in p.what]
     assert small_groups and "no matching" in small_groups[0].what

@@ -10,7 +10,7 @@ from calframe._calutil import cfa_groups
 from calframe.calibrate import calibrate, dark_includes_bias
 from calframe.combine import SigmaClip
 from calframe.datasets import SyntheticCamera, bias_frame, dark_frame, flat_frame
-from calframe.errors import IncompatibleFramesError, MissingMetadataError
+from calframe.errors import IncompatibleFramesError, MissingMetadataError, MixedFramesError
 from calframe.masters import make_master_bias, make_master_dark, make_master_flat
 from calframe.provenance import get_provenance
 
@@ -79,7 +79,7 @@ def test_master_dark_rate_and_dark_with_bias():
     with pytest.raises(ValueError, match="per_second=True needs bias"):
         make_master_dark(darks, per_second=True)
     mixed = darks[:3] + _ccds([dark_frame(cam, 120.0, seed=5)])
-    with pytest.raises(IncompatibleFramesError, match="different exposure times"):
+    with pytest.raises(MixedFramesError, match="2 different exposures"):
         make_master_dark(mixed, bias=bias)
     noexp = [CCDData(d.data, unit="adu") for d in darks[:3]]
     with pytest.raises(MissingMetadataError, match="no positive EXPTIME"):

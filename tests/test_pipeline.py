@@ -140,7 +140,7 @@ def test_strict_plan_stops_at_first_problem(tmp_path):
     night = _night(tmp_path / "night")
     open(os.path.join(night.path, "lights", "empty.fits"), "wb").close()
     cfg = PipelineConfig(inputs=[str(night.path)], output=str(tmp_path / "o"), strict=True)
-    with pytest.raises(PipelineProblemError, match=r"empty.fits: is an empty file.*strict"):
+    with pytest.raises(PipelineProblemError, match=r"empty.fits: the file is empty.*strict"):
         make_plan(cfg)
 
 

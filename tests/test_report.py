@@ -40,7 +40,7 @@ def test_report_sections_and_figures(report):
     for heading in ("Problems", "Plan", "Groups", "Masters", "Frame quality",
                     "Calibrated lights"):
         assert f"<h2>{heading}</h2>" in text or f"<h3>{heading}</h3>" in text
-    assert "empty.fits" in text and "is an empty file" in text
+    assert "empty.fits" in text and "the file is empty" in text
     images = re.findall(r"<img src='([^']+)'", text)
     # three masters, the flat's profiles, the quality plot
     assert len(images) == 5

@@ -34,12 +34,15 @@ from ._calutil import (
     temperature_of,
 )
 from .bayer import crop_keywords
+from .contract import check_role, file_of
 from .cosmetic import Cosmetic, correct_bad_pixels, find_bad_pixels, remove_cosmic_rays
 from .errors import (
     IncompatibleFramesError,
+    InvalidSettingsError,
     MissingMetadataError,
     NegativePixelsWarning,
     TemperatureMismatchWarning,
+    UnitMismatchError,
 )
 from .linearity import check_linear_pair
 from .provenance import Provenance, get_provenance, set_provenance
@@ -385,7 +388,9 @@ def _dark_flat_covariance(plane: Plane, flat: CCDData, dark: CCDData, k) -> None
 
 
 def _display_name(value, default: str) -> str:
-    return default if isinstance(value, CCDData) else str(value)
+    if isinstance(value, CCDData):
+        return file_of(value) or default
+    return str(value)
 
 
 def _unit(ccd: CCDData) -> u.UnitBase:
@@ -396,6 +401,7 @@ def _prepare_master(value, *, role: str, prov: Provenance, raw_shape, shape, row
     if value is None:
         return None
     ccd = as_frame(value, role=role, prov=prov)
+    check_role(ccd, role, label=_display_name(value, f"the {role}"))
     if ccd.shape == shape:
         return ccd
     if rows_cols is not None and ccd.shape == raw_shape:
@@ -501,11 +507,38 @@ def _as_gain(gain, light: CCDData, unit) -> tuple[float, u.UnitBase]:
     return factor, new_unit
 
 
-def _check_unit(role: str, ccd: CCDData, expected) -> None:
+def _check_unit(role: str, ccd: CCDData, expected, name: str) -> None:
     if _unit(ccd) != expected:
-        raise u.UnitsError(
-            f"{role}: unit '{_unit(ccd)}' does not match the frame's '{expected}'; "
-            "calibrate with masters in the frame's unit (apply the gain after)")
+        raise UnitMismatchError(
+            f"{name}: the {role}'s unit '{_unit(ccd)}' does not match the frame's "
+            f"'{expected}'; calibrate with masters in the frame's unit (apply the gain "
+            "after)")
+
+
+def _check_bias_removed(dark: CCDData, *, with_bias: bool, bias, overscan: bool, meta,
+                        names: tuple[str, str]) -> None:
+    """Refuse a dark of dark current only when nothing removes the frame's bias.
+
+    A master dark made with a bias (``BIASSUB = T``, or a rate in adu/s)
+    holds the dark current alone; subtracted from a raw frame with no bias
+    and no overscan, it leaves the whole bias level in the result.
+    """
+    if with_bias or bias is not None or overscan:
+        return
+    if _truthy(meta.get("BLKSUB")):       # black level removed when read
+        return
+    current_only = _truthy(dark.meta.get("BIASSUB")) or _truthy(dark.meta.get("DARKRATE"))
+    if current_only:
+        frame, dark_name = names
+        raise IncompatibleFramesError(
+            f"{frame}: {dark_name} is dark current only (the bias was subtracted when it "
+            "was made), and no bias or overscan was given, so the frame's bias level "
+            "would stay in; pass the master bias too (bias=), or a dark that includes "
+            "the bias")
+
+
+def _truthy(value) -> bool:
+    return value is True or str(value).strip().upper() in ("T", "TRUE", "1")
 
 
 def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
@@ -514,7 +547,7 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
               overscan: str | Sequence[slice] | None = None,
               trim: str | Sequence[slice] | None = None,
               temperature_tolerance: float = TEMPERATURE_TOLERANCE,
-              on_nonlinear: str = "raise") -> CCDData:
+              on_nonlinear: str = "raise", allow_no_masters: bool = False) -> CCDData:
     """Calibrate one frame: overscan, trim, bias, dark, flat, gain, cosmetics.
 
     Every argument accepts a :class:`~astropy.nddata.CCDData` or a path.
@@ -568,6 +601,10 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         What to do when the frame or the flat is display-encoded (gamma, e.g. a
         developed JPEG/TIFF) while the other is linear: dividing them
         over-corrects vignetting (see :func:`calframe.linearity.check_linear_pair`).
+    allow_no_masters : bool
+        Go ahead with none of ``bias``, ``dark``, ``flat`` and ``overscan``
+        (only trim, gain or cosmetics).  By default that is refused: a
+        "calibrated" frame that nothing calibrated is a mistake.
 
     Returns
     -------
@@ -578,10 +615,18 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     Raises
     ------
     IncompatibleFramesError
-        Shapes differ, or a dark containing bias would need scaling without
-        a bias to separate it.
-    astropy.units.UnitsError
-        A master's unit does not match the frame's.
+        Shapes differ; a dark containing bias would need scaling without a
+        bias to separate it; a dark of dark current only (``BIASSUB = T``)
+        with neither a bias nor an overscan, which would leave the frame's
+        bias in.
+    WrongFrameTypeError
+        A master whose header says it is something else (a flat given as the
+        bias...); see :func:`calframe.contract.check_role`.
+    UnitMismatchError
+        A master's unit does not match the frame's (an
+        ``astropy.units.UnitsError`` too).
+    InvalidSettingsError
+        No bias, dark, flat or overscan, and ``allow_no_masters`` is False.
     MissingMetadataError
         Exposure times needed for scaling are missing.
 
@@ -663,6 +708,13 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         meta.update(crop_keywords(meta, origin=_origin(rows_cols), shape=raw_shape,
                                   cropped_shape=shape))
 
+    if bias is None and dark is None and flat is None and overscan is None \
+            and not allow_no_masters:
+        raise InvalidSettingsError(
+            f"{_display_name(frame, 'calibrate')}: no bias, dark, flat or overscan was "
+            "given, so nothing would be calibrated; pass the masters (bias=, dark=, "
+            "flat=), or allow_no_masters=True to only trim, apply the gain or correct "
+            "cosmetics")
     master_kw = dict(prov=prov, raw_shape=raw_shape, shape=shape, rows_cols=rows_cols)
     bias_ccd = _prepare_master(bias, role="bias", **master_kw)
     dark_ccd = _prepare_master(dark, role="dark", **master_kw)
@@ -708,7 +760,7 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     # 3. bias and dark
     bias_plane = None
     if bias_ccd is not None:
-        _check_unit("bias", bias_ccd, unit)
+        _check_unit("bias", bias_ccd, unit, _display_name(bias, "bias"))
         bias_plane = Plane.from_ccd(bias_ccd, copy=False)
     bias_coefficient = 1.0
     k = 1.0  # the dark's scale: a float, or a per-pixel map (per CFA channel)
@@ -716,8 +768,12 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         dark_unit = _unit(dark_ccd)
         is_rate = dark_unit != unit and (dark_unit * u.s) == unit
         if not is_rate:
-            _check_unit("dark", dark_ccd, unit)
+            _check_unit("dark", dark_ccd, unit, _display_name(dark, "dark"))
         with_bias = dark_includes_bias(dark_ccd)
+        _check_bias_removed(dark_ccd, with_bias=with_bias, bias=bias_plane,
+                            overscan=overscan_used, meta=meta,
+                            names=(_display_name(frame, "the frame"),
+                                   _display_name(dark, "the dark")))
         dark_plane = Plane.from_ccd(dark_ccd, copy=False)
         t_frame = t_dark = None
         if isinstance(dark_scale, str) and dark_scale not in _DARK_SCALE_MODES:

@@ -11,6 +11,7 @@ it.  The command line prints them without a traceback.
 
 from __future__ import annotations
 
+from astropy.units import UnitsError
 from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "InputOverwriteError",
     "InvalidSettingsError",
     "MissingMetadataError",
+    "MixedFramesError",
     "NegativePixelsWarning",
     "NoFramesError",
     "NonLinearDataError",
@@ -30,7 +32,9 @@ __all__ = [
     "OutputExistsError",
     "TemperatureMismatchWarning",
     "UncertaintyUnknownWarning",
+    "UnitMismatchError",
     "UnsupportedFormatError",
+    "WrongFrameTypeError",
 ]
 
 
@@ -71,6 +75,29 @@ class MissingMetadataError(CalframeError, ValueError):
 
 class IncompatibleFramesError(CalframeError, ValueError):
     """Frames that must match (shape, unit, CFA pattern...) do not."""
+
+
+class MixedFramesError(IncompatibleFramesError):
+    """Frames given to one master differ where they must agree.
+
+    Different exposures in one dark, different binning, CFA pattern, ISO or
+    gain, offset, or frame types that do not belong together.  The message
+    lists the groups found; ``allow_mixed=True`` (``--allow-mixed``) combines
+    them anyway and records that in the provenance.
+    """
+
+
+class WrongFrameTypeError(IncompatibleFramesError):
+    """A frame was offered in a role its own header contradicts.
+
+    A light in a master bias, a master flat given as the bias, a calframe
+    output offered as a raw frame, an 8-bit display image as a calibration
+    frame.
+    """
+
+
+class UnitMismatchError(IncompatibleFramesError, UnitsError):
+    """A master's unit does not fit the frame it calibrates (also a ``UnitsError``)."""
 
 
 class OutputExistsError(CalframeError, FileExistsError):

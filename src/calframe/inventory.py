@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+from .contract import calframe_output
 from .io._formats import FRAME_SUFFIXES, format_from_name
 
 __all__ = [
@@ -230,9 +231,9 @@ def _header_row(path: str) -> tuple[dict, Problem | None, str | None]:
     try:
         info = read_header(path)
     except (CalframeError, OSError, ValueError) as err:
-        detail = getattr(err, "problem", None) or _oneline(err)
-        return row, Problem(path, f"cannot be read as a frame ({detail})",
-                            getattr(err, "fix", None)
+        problem = getattr(err, "problem", None)
+        what = problem if problem else f"cannot be read as a frame ({_oneline(err)})"
+        return row, Problem(path, what, getattr(err, "fix", None)
                             or "copy the file again or remove it from the folder"), None
     row["format"] = info.format
     shape = info.shape if info.nframes == 1 else (info.nframes, *info.shape)
@@ -243,32 +244,6 @@ def _header_row(path: str) -> tuple[dict, Problem | None, str | None]:
 def _oneline(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
-
-
-def calframe_output(header) -> str | None:
-    """What a calframe output is ('master bias', 'calibrated light'...), or None.
-
-    Files calframe wrote say so (CREATOR, CALFVERS); the inventory does not
-    take them as raw frames.
-
-    Examples
-    --------
-    >>> from astropy.io import fits
-    >>> calframe_output(fits.Header({"CREATOR": "calframe 0.1.0", "FRAMETYP": "bias",
-    ...                              "NCOMBINE": 20}))
-    'master bias'
-    >>> calframe_output(fits.Header({"CREATOR": "MaxIm DL"})) is None
-    True
-    """
-    creator = str(header.get("CREATOR", "") or "")
-    if not (creator.startswith("calframe") or "CALFVERS" in header):
-        return None
-    kind = str(header.get("FRAMETYP", "") or "frame")
-    if "NCOMBINE" in header and kind in CALIBRATION_TYPES:
-        return f"master {kind}"
-    if kind == "light" and "NCOMBINE" in header:
-        return "stacked light"
-    return f"calibrated {kind}" if kind == "light" else f"calframe {kind} output"
 
 
 def _fill_from_header(row: dict, header, shape: tuple[int, ...], path: str) -> None:

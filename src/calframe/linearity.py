@@ -39,7 +39,8 @@ from astropy.nddata import CCDData
 
 from .errors import NonLinearDataError, NonLinearDataWarning
 
-__all__ = ["check_linear_pair", "encode_gamma", "linearity", "response_exponent"]
+__all__ = ["check_linear_pair", "encode_gamma", "header_linearity", "linearity",
+           "response_exponent"]
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,18 @@ def linearity(frame: CCDData) -> tuple[bool | None, str]:
     >>> linearity(encode_gamma(raw, gamma=2.2, white=1.0))
     (False, 'GAMMA = 2.2')
     """
-    meta = frame.meta
+    return header_linearity(frame.meta, frame.shape)
+
+
+def header_linearity(meta, shape: tuple[int, ...]) -> tuple[bool | None, str]:
+    """:func:`linearity` from a frame's header and shape alone (no pixels).
+
+    Examples
+    --------
+    >>> header_linearity({"IMGFMT": "JPEG", "IMGMODE": "L"}, (800, 1280))
+    (False, 'a JPEG image (display-encoded, gamma)')
+    """
+    ndim = len(shape)
     if "GAMMA" in meta:
         try:
             gamma = float(meta["GAMMA"])
@@ -102,7 +114,7 @@ def linearity(frame: CCDData) -> tuple[bool | None, str]:
             return False, f"{key} = {meta[key]!r} (a display transfer curve)"
     if str(meta.get("COLORSP", "")).strip().upper() == "RGB" and "DEMOSAIC" not in meta:
         return False, "COLORSP = 'RGB': a developed colour image, values as stored"
-    if frame.ndim == 3 and frame.shape[0] == 3 and "DEMOSAIC" not in meta:
+    if ndim == 3 and shape[0] == 3 and "DEMOSAIC" not in meta:
         return False, "an RGB image not made by calframe.demosaic (a developed image)"
     pattern = str(meta.get("BAYERPAT", "")).strip().upper()
     fmt = str(meta.get("IMGFMT", "")).strip().upper()
@@ -112,7 +124,7 @@ def linearity(frame: CCDData) -> tuple[bool | None, str]:
         return False, f"an 8-bit {fmt or 'image'} (mode {meta['IMGMODE']}), display-encoded"
     if meta.get("BITPIX") == 8 and not pattern:
         return False, "8-bit data without a Bayer pattern (a developed image)"
-    if pattern and frame.ndim == 2:
+    if pattern and ndim == 2:
         return True, f"a 2-D Bayer mosaic (BAYERPAT = {pattern})"
     if "DEMOSAIC" in meta:
         return True, f"demosaiced by calframe ({meta['DEMOSAIC']}), linear"

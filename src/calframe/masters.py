@@ -26,6 +26,7 @@ its covariance rather than twice.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,7 +45,8 @@ from ._calutil import (
     temperature_of,
 )
 from .calibrate import calibrate
-from .errors import IncompatibleFramesError, MissingMetadataError
+from .contract import check_master_frames, check_role
+from .errors import IncompatibleFramesError, InvalidSettingsError, MissingMetadataError
 from .provenance import Provenance, get_provenance, set_provenance
 
 __all__ = ["make_master_bias", "make_master_dark", "make_master_flat"]
@@ -80,15 +82,13 @@ def _finish(result: CCDData, combined: CCDData, prov: Provenance) -> CCDData:
     return result
 
 
-def _meta_values(frames: list, key: str) -> list[float]:
-    out = []
-    for f in frames:
-        if isinstance(f, CCDData):
-            try:
-                out.append(float(f.meta[key]))
-            except (KeyError, TypeError, ValueError):
-                continue
-    return out
+def _overrides(checked) -> dict:
+    """The provenance parameter recording what ``allow_mixed`` let through."""
+    return {"allow_mixed": checked.overridden} if checked.overridden else {}
+
+
+def _label(value, role: str) -> str:
+    return os.fsdecode(value) if isinstance(value, str | os.PathLike) else f"the {role}"
 
 
 def _reevaluate_model_variance(plane: Plane, combined: CCDData, bias: CCDData,
@@ -128,7 +128,7 @@ def _reevaluate_model_variance(plane: Plane, combined: CCDData, bias: CCDData,
 
 
 def make_master_bias(frames, *, method: str = "median", rejection=None,
-                     **combine_options) -> CCDData:
+                     allow_mixed: bool = False, **combine_options) -> CCDData:
     """Combine bias frames into a master bias.
 
     Parameters
@@ -140,6 +140,12 @@ def make_master_bias(frames, *, method: str = "median", rejection=None,
     rejection : settings object, optional
         Rejection for the combine, e.g. ``SigmaClip(low=3, high=3)`` (None:
         no rejection).
+    allow_mixed : bool
+        Combine frames that the input contract (:mod:`calframe.contract`)
+        refuses: other frame types, calframe outputs, display-encoded images,
+        different exposures (darks), binning, CFA pattern, ISO / gain or
+        offset.  Each problem let through is logged and recorded in the
+        provenance.
     **combine_options
         Passed to :func:`calframe.combine` (``weights``, ``memory_limit``,
         ``workers``, ``scheduler``...).
@@ -162,6 +168,7 @@ def make_master_bias(frames, *, method: str = "median", rejection=None,
     ('bias', True)
     """
     frames = _check_frames(frames, "make_master_bias")
+    checked = check_master_frames(frames, "bias", allow_mixed=allow_mixed)
     combined = _combine(frames, method=method, rejection=rejection, **combine_options)
     prov = get_provenance(combined).copy()
     out = combined.copy()
@@ -170,12 +177,14 @@ def make_master_bias(frames, *, method: str = "median", rejection=None,
     out.meta["IMAGETYP"] = "Bias Frame"
     out.meta["EXPTIME"] = (0.0, "[s] exposure time")
     out.meta.setdefault("NCOMBINE", len(frames))
-    prov.add_step("make_master_bias", method=method, nframes=len(frames))
+    prov.add_step("make_master_bias", method=method, nframes=len(frames),
+                  **_overrides(checked))
     return _finish(out, combined, prov)
 
 
 def make_master_dark(frames, *, bias=None, method: str = "median", rejection=None,
-                     per_second: bool = False, **combine_options) -> CCDData:
+                     per_second: bool = False, allow_mixed: bool = False,
+                     **combine_options) -> CCDData:
     """Combine dark frames of one exposure into a master dark.
 
     With a ``bias``, the result is the dark current of that exposure (bias
@@ -191,7 +200,7 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=Non
         Darks of one exposure time (EXPTIME) and temperature.
     bias : CCDData or path, optional
         Master bias.
-    method, rejection, **combine_options
+    method, rejection, allow_mixed, **combine_options
         As in :func:`make_master_bias`.
     per_second : bool
         Return the dark-current rate (unit adu/s, or electron/s): the dark
@@ -205,11 +214,14 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=Non
 
     Raises
     ------
-    IncompatibleFramesError
-        If the darks have different exposure times.
+    MixedFramesError
+        If the darks have different exposure times (or other settings, see
+        :mod:`calframe.contract`).
+    WrongFrameTypeError
+        A frame that is not a dark, or a ``bias`` that is not a bias.
     MissingMetadataError
         ``per_second=True`` without EXPTIME.
-    ValueError
+    InvalidSettingsError
         ``per_second=True`` without a bias.
 
     Examples
@@ -226,23 +238,24 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=Non
     """
     frames = _check_frames(frames, "make_master_dark")
     if per_second and bias is None:
-        raise ValueError("make_master_dark: per_second=True needs bias= (a rate of a dark "
-                         "that includes the bias has no meaning)")
-    exptimes = _meta_values(frames, "EXPTIME")
-    if exptimes and (max(exptimes) - min(exptimes)) > 1e-3 * max(max(exptimes), 1e-3):
-        raise IncompatibleFramesError(
-            f"make_master_dark: the darks have different exposure times "
-            f"({sorted(set(exptimes))} s); make one master per exposure time")
-    temps = _meta_values(frames, "CCD-TEMP")
+        raise InvalidSettingsError(
+            "make_master_dark: per_second=True needs bias= (the rate of a dark that "
+            "includes the bias has no meaning); pass the master bias")
+    checked = check_master_frames(frames, "dark", allow_mixed=allow_mixed)
+    bias_ccd = None
+    if bias is not None:
+        bias_ccd = as_frame(bias, role="bias")
+        check_role(bias_ccd, "bias", label=_label(bias, "bias"))
     combined = _combine(frames, method=method, rejection=rejection, **combine_options)
     prov = get_provenance(combined).copy()
     meta = header_of(combined.meta)
-    exptime = float(np.median(exptimes)) if exptimes else exposure_of(
-        combined, name="combined dark", required=False)
+    exptime = checked.exptime
+    if exptime is None:
+        exptime = exposure_of(combined, name="combined dark", required=False)
     plane = Plane.from_ccd(combined)
     unit = combined.unit
-    if bias is not None:
-        bias_ccd = as_frame(bias, role="bias", prov=prov)
+    if bias_ccd is not None:
+        prov.extend(get_provenance(bias_ccd))
         if bias_ccd.shape != combined.shape:
             raise IncompatibleFramesError(
                 f"make_master_dark: bias shape {bias_ccd.shape} differs from the darks' "
@@ -263,8 +276,8 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=Non
         unit = u.Unit(unit / u.s)
     if exptime is not None:
         meta["EXPTIME"] = (exptime, "[s] exposure time of the darks")
-    if temps:
-        meta["CCD-TEMP"] = (float(np.mean(temps)), "[C] mean sensor temperature of the darks")
+    if checked.temperature is not None:
+        meta["CCD-TEMP"] = (checked.temperature, "[C] mean sensor temperature of the darks")
     elif temperature_of(combined) is not None:
         meta["CCD-TEMP"] = temperature_of(combined)
     meta["FRAMETYP"] = ("dark", "calframe master dark")
@@ -280,7 +293,7 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=Non
                   mask=plane.mask, meta=meta)
     prov.add_step("make_master_dark", method=method, nframes=len(frames),
                   bias_subtracted=bias is not None, per_second=bool(per_second),
-                  exptime=exptime)
+                  exptime=exptime, **_overrides(checked))
     return _finish(out, combined, prov)
 
 
@@ -325,7 +338,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
                      rejection=None, normalize: str | None = "median", region=None,
                      per_channel: bool | None = None, min_value: float = 0.1,
                      dark_scale: str | float | None = "exposure",
-                     **combine_options) -> CCDData:
+                     allow_mixed: bool = False, **combine_options) -> CCDData:
     """Calibrate, scale, combine and normalise flat fields into a master flat.
 
     Each flat is corrected with the bias and the dark (scaled to the flat's
@@ -342,7 +355,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
         The flat fields.
     bias, dark : CCDData or path, optional
         Master bias and master dark (or dark-flat).
-    method, rejection, **combine_options
+    method, rejection, allow_mixed, **combine_options
         As in :func:`make_master_bias`.
     normalize : {'median', 'mean', 'exposure', None}
         How each flat and the master are scaled: to a median or mean of 1;
@@ -393,9 +406,13 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
     if not min_value >= 0:
         raise ValueError(f"make_master_flat: min_value={min_value} must not be negative")
 
+    checked = check_master_frames(frames, "flat", allow_mixed=allow_mixed)
     prov = Provenance()
     bias_ccd = None if bias is None else as_frame(bias, role="bias", prov=prov)
     dark_ccd = None if dark is None else as_frame(dark, role="dark", prov=prov)
+    for value, ccd, role in ((bias, bias_ccd, "bias"), (dark, dark_ccd, "dark")):
+        if ccd is not None:
+            check_role(ccd, role, label=_label(value, role))
     bias_nounc = None if bias_ccd is None else CCDData(
         bias_ccd.data, unit=bias_ccd.unit, mask=bias_ccd.mask, meta=bias_ccd.meta)
     dark_nounc = None
@@ -522,7 +539,8 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
                   normalize=normalize, per_channel=chan, min_value=float(min_value),
                   region=region if region is None or isinstance(region, str)
                   else [int(v) for v in region],
-                  bias=bias is not None, dark=dark is not None, masked_low=nlow)
+                  bias=bias is not None, dark=dark is not None, masked_low=nlow,
+                  **_overrides(checked))
     log.info("make_master_flat: %d flats, levels %s, %d pixels below min_value masked",
              len(frames), final, nlow)
     return _finish(out, combined, prov)

@@ -32,17 +32,23 @@ from ._options import (
 @click.option("--cosmetic", is_flag=True, help="Correct hot and cold pixels.")
 @click.option("--demosaic", default=None, help="Demosaic CFA lights (e.g. bilinear).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--allow-no-masters", is_flag=True,
+              help="Go ahead without --bias, --dark and --flat (only gain, cosmetics, "
+                   "demosaic); refused otherwise.")
 @click.pass_context
 def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, flat,
                       output: str | None, output_alias: str | None, gain, read_noise,
-                      dark_scale: str, cosmetic: bool, demosaic, overwrite: bool) -> int:
+                      dark_scale: str, cosmetic: bool, demosaic, overwrite: bool,
+                      allow_no_masters: bool) -> int:
     """Calibrate LIGHTS with the given masters; write one FITS per light to FOLDER.
 
     With --gain or --read-noise the lights' noise model uses them instead of
     the header's EGAIN and RDNOISE.
 
-    A light that cannot be calibrated is reported and skipped; the exit code
-    is 1 when any light failed."""
+    Each master's header must agree with its role (a flat given as --bias
+    is refused).  Each result line says which steps were applied.  A light
+    that cannot be calibrated is reported and skipped; the exit code is 1
+    when any light failed."""
     from .._progress import echo, enable_progress, progress, result
     from ..calibrate import calibrate
     from ..errors import CalframeError
@@ -51,6 +57,10 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
     output = output_dir(output, output_alias)
     if output is None:
         raise click.UsageError("give the output folder with -o/--output-dir")
+    if bias is None and dark is None and flat is None and not allow_no_masters:
+        raise click.UsageError("no --bias, --dark or --flat given, so nothing would be "
+                               "calibrated; give the masters, or --allow-no-masters to only "
+                               "apply the gain, cosmetics or demosaic")
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     enable_progress(not quiet)
     from ..pipeline import read_output
@@ -73,7 +83,8 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
                 frame = read_frame(light, gain=gain, read_noise=read_noise)
             ccd = calibrate(frame, bias=bias, dark=dark, flat=flat, gain=gain,
                             dark_scale=None if dark_scale == "none" else dark_scale,
-                            cosmetic=True if cosmetic else None)
+                            cosmetic=True if cosmetic else None,
+                            allow_no_masters=allow_no_masters)
             if demosaic and ccd.meta.get("BAYERPAT"):
                 from ..demosaic import demosaic as do_demosaic
 
@@ -84,6 +95,23 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
             echo(f"problem: {light}: not calibrated ({cli_message(str(err), command_options())})")
             continue
         if not quiet:
-            result(f"{light} -> {target}")
+            result(f"{light} -> {target} ({_steps(ccd.meta)})")
     click.echo(f"{len(lights) - failed} of {len(lights)} lights calibrated into {output}")
     return 1 if failed else 0
+
+
+#: CALSTAT letters in words.
+_STEP_WORDS = {"O": "overscan", "T": "trim", "B": "bias", "D": "dark", "F": "flat",
+               "G": "gain", "C": "cosmetics", "R": "cosmic rays", "M": "demosaic",
+               "W": "distortion", "A": "alignment"}
+
+
+def _steps(meta) -> str:
+    """The calibration steps a frame's CALSTAT records, in words."""
+    words = []
+    for letter in str(meta.get("CALSTAT", "")):
+        word = _STEP_WORDS.get(letter, letter)
+        if letter == "D" and "DARKSCAL" in meta:
+            word += f" x{float(meta['DARKSCAL']):.4g}"
+        words.append(word)
+    return "steps: " + (", ".join(words) or "none")

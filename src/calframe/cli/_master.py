@@ -34,13 +34,22 @@ from ._options import (
 @click.option("--memory-limit", default="1GiB", show_default=True,
               help="Memory for combining.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--allow-mixed", is_flag=True,
+              help="Combine frames that do not belong together (other frame types, "
+                   "exposures, binning, CFA pattern, ISO/gain, offset, 8-bit images); "
+                   "recorded in the provenance.")
 @click.pass_context
 def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output: str,
                    method: str, rejection: str, low: float | None, high: float | None,
                    bias: str | None, dark: str | None, per_second: bool,
                    gain: float | None, read_noise: float | None, memory_limit: str,
-                   overwrite: bool) -> int:
-    """Combine FILES into a master KIND frame (bias, dark or flat) and write OUTPUT."""
+                   overwrite: bool, allow_mixed: bool) -> int:
+    """Combine FILES into a master KIND frame (bias, dark or flat) and write OUTPUT.
+
+    The frames are checked first: frames whose headers say they are another
+    type, darks of different exposures, different binning, CFA pattern,
+    ISO/gain or offset, calframe outputs and 8-bit or display images are
+    refused with the list of files (--allow-mixed combines them anyway)."""
     from ..io import read_frame, write_frame
     from ..masters import make_master_bias, make_master_dark, make_master_flat
 
@@ -54,7 +63,7 @@ def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output
         raise click.UsageError("--per-second needs --bias (a rate of a dark that includes "
                                "the bias has no meaning)")
     options = {"method": method, "rejection": rejection_object(rejection, low, high),
-               "memory_limit": memory_limit}
+               "memory_limit": memory_limit, "allow_mixed": allow_mixed}
     frames: list = list(files)
     if gain is not None or read_noise is not None:
         frames = [read_frame(path, gain=gain, read_noise=read_noise) for path in files]

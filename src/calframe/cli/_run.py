@@ -54,10 +54,14 @@ RUN_REJECTIONS = ("none", "sigma", "minmax", "percentile")
 @click.option("--type", "frame_types", multiple=True, metavar="GLOB=TYPE",
               help="Frame type for files whose headers do not say (repeatable).")
 @click.option("--no-report", is_flag=True, default=None, help="Do not write report.html.")
+@click.option("--allow-mixed", is_flag=True, default=None,
+              help="Make masters of frames the input contract refuses (mixed types, "
+                   "exposures, camera settings); recorded in the provenance.")
 @click.pass_context
 def run_command(ctx: click.Context, paths, output, output_alias, config_path, dry_run,
                 strict, method, rejection, low, high, gain, dark_scale, cosmetic, demosaic,
-                distortion, stack, stack_align, memory_limit, frame_types, no_report) -> int:
+                distortion, stack, stack_align, memory_limit, frame_types, no_report,
+                allow_mixed) -> int:
     """Inventory PATHS, build the masters each group needs, calibrate every light,
     and write FOLDER/report.html.  A rerun redoes only what changed."""
     from .._progress import echo, enable_progress, progress
@@ -75,7 +79,8 @@ def run_command(ctx: click.Context, paths, output, output_alias, config_path, dr
         changes["inputs"] = list(paths)
     if output:
         changes["output"] = output
-    for key, value in (("strict", strict), ("memory_limit", memory_limit)):
+    for key, value in (("strict", strict), ("memory_limit", memory_limit),
+                       ("allow_mixed", allow_mixed)):
         if value is not None:
             changes[key] = value
     if no_report:
