@@ -32,6 +32,7 @@ A TOML file can set everything the command line can::
     output = "calibrated"
     memory_limit = "1GiB"
     strict = false
+    allow_mixed = false        # true: make masters the input contract refuses
 
     [master]
     method = "median"          # median | mean
@@ -62,8 +63,10 @@ import json
 import logging
 import math
 import os
+import struct
 import tomllib
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +75,8 @@ import numpy as np
 from astropy.table import Table
 
 from .errors import CalframeError
-from .inventory import Inventory, Problem, Tolerances, take_inventory
+from .inventory import Inventory, Problem, Tolerances, scan_paths, take_inventory
+from .provenance import _printable
 
 __all__ = [
     "CalibrationSettings",
@@ -98,6 +102,22 @@ _DARK_SCALES = ("exposure", "optimize", "optimize-per-channel", "none")
 _ALIGNS = ("stars", "translation", "none")
 #: Task kinds that are master frames.
 MASTER_KINDS = ("bias", "dark", "flat")
+
+#: What reading one damaged file may raise besides calframe's own errors (a
+#: reader that leaks them): corrupt compressed data, truncation, malformed
+#: header values.  A run takes any of them as a problem of that file.
+_FILE_FAILURES: tuple[type[BaseException], ...] = (
+    CalframeError, OSError, ValueError, EOFError, KeyError, IndexError, TypeError,
+    zlib.error, struct.error)
+
+
+def _file_failures() -> tuple[type[BaseException], ...]:
+    """:data:`_FILE_FAILURES` and the errors of LibRaw (camera RAW files)."""
+    try:
+        import rawpy
+    except ImportError:  # pragma: no cover - rawpy is a dependency
+        return _FILE_FAILURES
+    return (*_FILE_FAILURES, rawpy.LibRawError)
 
 
 class PipelineProblemError(CalframeError, ValueError):
@@ -255,6 +275,7 @@ class PipelineConfig:
     frame_types: dict[str, str] = field(default_factory=dict)
     memory_limit: str = "1GiB"
     strict: bool = False
+    allow_mixed: bool = False
     recursive: bool = True
     report: bool = True
     outlier_sigma: float = 5.0
@@ -399,7 +420,8 @@ class Plan:
                  + f" -> {self.config.output}"]
         for t in masters:
             uses = ", ".join(f"{r}={n}" for r, n in t.uses.items())
-            lines.append(f"  master {t.kind:<5} {t.output}  from {len(t.inputs)} frames"
+            lines.append(f"  master {t.kind:<5} {_printable(t.output)}  from "
+                         f"{len(t.inputs)} frames"
                          + (f"  using {uses}" if uses else ""))
         by_uses: dict[tuple, list[Task]] = {}
         for t in lights:
@@ -408,7 +430,7 @@ class Plan:
             text = ", ".join(f"{r}={n}" for r, n in uses) or "no masters"
             lines.append(f"  calibrate {len(tasks)} light(s) with {text}")
             for t in tasks:
-                lines.append(f"    {t.inputs[0]} -> {t.output}")
+                lines.append(f"    {_printable(t.inputs[0])} -> {_printable(t.output)}")
         c = self.config.calibrate
         steps = [f"dark scale {c.dark_scale}"]
         if c.gain:
@@ -422,16 +444,30 @@ class Plan:
         lines.append("  light steps: " + ", ".join(steps))
         for t in stacks:
             st = self.config.stack
-            lines.append(f"  stack {len(t.inputs)} calibrated light(s) -> {t.output}  "
+            lines.append(f"  stack {len(t.inputs)} calibrated light(s) -> "
+                         f"{_printable(t.output)}  "
                          f"(align {st.align}, {st.method}, rejection {st.rejection})")
         m = self.config.master
         rejection = m.rejection_object()
         lines.append(f"  masters: {m.method}, rejection {rejection!r}, memory limit "
                      f"{self.config.memory_limit}")
+        skipped = self.skipped_files()
+        if skipped:
+            lines.append(f"not taken ({len(skipped)} files of other kinds):")
+            lines.extend(f"  {_printable(p)}" for p in skipped)
         if problems and self.problems:
             lines.append(f"problems ({len(self.problems)}):")
-            lines.extend(f"  {p}" for p in self.problems)
+            lines.extend(f"  {_printable(p)}" for p in self.problems)
         return "\n".join(lines)
+
+    def skipped_files(self) -> list[Problem]:
+        """Files in the input folders that are not frames, with the reason (not
+        calframe's own outputs, which are left out on purpose)."""
+        from . import inventory
+
+        outputs = getattr(inventory, "_OUTPUT_PREFIX", "a calframe output")
+        return [p for p in getattr(self.inventory, "skipped", [])
+                if not p.what.startswith(outputs)]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form."""
@@ -455,9 +491,32 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
     """
     if not config.inputs:
         raise ValueError("no inputs: give at least one folder or file of frames")
-    inv = take_inventory(config.inputs, recursive=config.recursive,
-                         tolerances=config.tolerances, exclude=[config.output],
-                         frame_types=config.frame_types, progress=progress)
+    options = {"tolerances": config.tolerances, "frame_types": config.frame_types}
+    unreadable: list[Problem] = []
+    try:
+        inv = take_inventory(config.inputs, recursive=config.recursive,
+                             exclude=[config.output], progress=progress, **options)
+    except FileNotFoundError:
+        raise
+    except _file_failures() as err:
+        # a reader let an error out: find the file(s) and take stock without them
+        log.info("inventory failed (%s: %s); reading the files one by one",
+                 type(err).__name__, err)
+        files = scan_paths(config.inputs, recursive=config.recursive,
+                           exclude=[config.output])
+        good = []
+        for path in files:
+            try:
+                take_inventory([path], **options)
+            except _file_failures() as one:
+                unreadable.append(Problem(path, f"cannot be read as a frame "
+                                          f"({_oneline_of(one)})",
+                                          "copy the file again or remove it from the "
+                                          "folder"))
+            else:
+                good.append(path)
+        inv = take_inventory(good, progress=progress, **options)
+    inv.problems.extend(unreadable)
     problems = list(inv.problems)
     if config.strict and problems:
         raise PipelineProblemError(problems[0])
@@ -505,6 +564,10 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
         for role in ("bias", "dark", "flat"):
             if m[role] >= 0:
                 uses[role] = master_task(int(m[role]))
+        if not uses:
+            # nothing calibrates them (the inventory's problem says so): a copy
+            # labelled "calibrated" would be a lie
+            continue
         params = dict(cal_params)
         if m["dark"] >= 0 and not math.isfinite(float(inv.group_row(int(m["dark"]))
                                                        ["exptime"])):
@@ -599,9 +662,9 @@ class RunResult:
         """A few lines: counts, failed outputs, problems."""
         lines = [f"{len(self.made)} outputs made, {len(self.skipped)} up to date, "
                  f"{len(self.failed)} failed, {len(self.problems)} problems"]
-        lines.extend(f"  failed: {f}" for f in self.failed)
+        lines.extend(f"  failed: {_printable(f)}" for f in self.failed)
         if self.report:
-            lines.append(f"report: {self.report}")
+            lines.append(f"report: {_printable(self.report)}")
         return "\n".join(lines)
 
 
@@ -682,8 +745,8 @@ class _Runner:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     ccd = read_frame(path)
-            except (CalframeError, OSError, ValueError) as err:
-                self.exclude(row, "cannot be read", str(err).splitlines()[0],
+            except _file_failures() as err:
+                self.exclude(row, "cannot be read", _oneline_of(err),
                              "copy the file again or remove it from the folder")
                 continue
             stats = _frame_stats(ccd)
@@ -785,7 +848,8 @@ class _Runner:
             return
         m = self.config.master
         options = {"method": m.method, "rejection": m.rejection_object(),
-                   "memory_limit": self.config.memory_limit}
+                   "memory_limit": self.config.memory_limit,
+                   "allow_mixed": self.config.allow_mixed}
         try:
             masters = {r: self.out / self.plan.task(n).output for r, n in task.uses.items()}
             with warnings.catch_warnings():
@@ -801,8 +865,8 @@ class _Runner:
                                            dark_scale=None if scale == "none" else scale,
                                            **options)
             self.write(ccd, path, key)
-        except (CalframeError, OSError, ValueError) as err:
-            self.fail(task, f"could not be made ({str(err).splitlines()[0]})",
+        except _file_failures() as err:
+            self.fail(task, f"could not be made ({_oneline_of(err)})",
                       "check the input frames listed for this master")
             return
         self.result.made.append(str(path))
@@ -854,8 +918,8 @@ class _Runner:
 
                     ccd = correct_distortion(ccd, distortion_model)
             self.write(ccd, path, key)
-        except (CalframeError, OSError, ValueError) as err:
-            self.fail(task, f"not calibrated ({str(err).splitlines()[0]})",
+        except _file_failures() as err:
+            self.fail(task, f"not calibrated ({_oneline_of(err)})",
                       "check the light and the masters it uses")
             return
         self.result.made.append(str(path))
@@ -885,8 +949,8 @@ class _Runner:
                             rejection=st.rejection_object(),
                             memory_limit=self.config.memory_limit)
             self.write(ccd, path, key)
-        except (CalframeError, OSError, ValueError) as err:
-            self.fail(task, f"not stacked ({str(err).splitlines()[0]})",
+        except _file_failures() as err:
+            self.fail(task, f"not stacked ({_oneline_of(err)})",
                       "try another --stack-align, or check the calibrated lights")
             return
         self.result.made.append(str(path))
@@ -941,19 +1005,32 @@ def read_output(path: str | os.PathLike):
     (a normalised flat), while :func:`calframe.read_frame` takes a file without
     ``BUNIT`` to be in adu, as a camera file is.
     """
-    from astropy.io import fits
-
-    from .io import read_frame
+    from .contract import calframe_output
+    from .io import read_frame, read_header
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=Warning)
-        unit = None if "BUNIT" in fits.getheader(path) else ""
+        header = read_header(path).header
+        # only calframe's own files leave BUNIT out for "dimensionless"; a
+        # camera's raw frame without BUNIT is in adu
+        ours = calframe_output(header) is not None
+        unit = "" if ours and "BUNIT" not in header else None
         return read_frame(path, unit=unit)
 
 
 def _oneline(err: BaseException) -> str:
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
+
+
+def _oneline_of(err: BaseException) -> str:
+    """The first line of an error, with its type when it is not calframe's own."""
+    text = _oneline(err)
+    if isinstance(err, CalframeError) or text == type(err).__name__:
+        return text
+    if isinstance(err, KeyError | IndexError | TypeError | zlib.error | struct.error):
+        return f"{type(err).__name__}: {text}"
+    return text
 
 
 def _str(path) -> str | None:

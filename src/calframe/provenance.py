@@ -32,7 +32,11 @@ import json
 import math
 import os
 import re
+import stat
+import struct
 import threading
+import warnings
+import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -112,8 +116,14 @@ def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 22,
     >>> sha256_file(p)[:16]
     'ba7816bf8f01cfea'
     """
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        from .errors import FrameReadError
+
+        raise FrameReadError(path, "is not a regular file (a folder, FIFO or device)",
+                             "give the file itself")
     if reuse:
-        state = _file_state(os.stat(path))
+        state = _file_state(info)
         with _DIGESTS_LOCK:
             known = _DIGESTS.get(state)
             if known is not None:
@@ -345,9 +355,39 @@ def _step_letters(step: StepRecord) -> set[str]:
 _SAFE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
 
 
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8; a file name that is not UTF-8 gets its own bytes back.
+
+    :func:`os.fsdecode` turns each byte of a name that is not valid UTF-8 into
+    a lone surrogate ("surrogateescape"); encoding reverses that, so that the
+    table holds the name's bytes (percent-encoded) and reading it back gives
+    the name again.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # other lone surrogates: kept visible, escaped
+        return text.encode("utf-8", "backslashreplace")
+
+
+def _printable(text) -> str:
+    """``text`` with the bytes of a name that is not UTF-8 written ``\\xff``.
+
+    For text shown to people (messages, HTML, HISTORY): a lone surrogate
+    cannot be printed or written as UTF-8.
+
+    Examples
+    --------
+    >>> import os
+    >>> _printable(os.fsdecode(b"bias_\\xff.fits"))
+    'bias_\\\\xff.fits'
+    """
+    text = str(text)
+    return _utf8(text).decode("utf-8", "backslashreplace")
+
+
 def _encode_text(text: str) -> str:
     """FITS table strings are ASCII: percent-encode anything else (and '%')."""
-    return _keep_trailing_spaces(quote(str(text), safe=_SAFE))
+    return _keep_trailing_spaces(quote(_utf8(str(text)), safe=_SAFE))
 
 
 def _pieces(text: str, size: int) -> list[str]:
@@ -380,7 +420,7 @@ def _decode_text(text) -> str:
                        for c in text.tolist())
     if isinstance(text, bytes):
         text = text.decode("ascii", errors="replace")
-    return unquote(str(text).rstrip())
+    return unquote(str(text).rstrip(), errors="surrogateescape")
 
 
 # --- paths ---------------------------------------------------------------------
@@ -791,7 +831,7 @@ class Provenance:
             if key in entities:
                 by_origin.setdefault(r.origin, []).append(entities[key])
                 continue
-            attrs = {"prov:label": r.path, "calframe:role": r.role,
+            attrs = {"prov:label": _printable(r.path), "calframe:role": r.role,
                      "calframe:frametype": r.frametype,
                      "calframe:date_obs": r.date_obs,
                      "calframe:shape": _to_json(list(r.shape))}
@@ -814,7 +854,8 @@ class Provenance:
         if output is not None:
             key = (f"sha256:{output_sha256}" if output_sha256
                    else f"calframe:output-{_prov_name(output)}")
-            out = doc.entity(key, {"prov:label": os.path.basename(os.fspath(output))})
+            out = doc.entity(key, {"prov:label": _printable(
+                os.path.basename(os.fsdecode(output)))})
             if activities:
                 doc.wasGeneratedBy(out, activities[-1])
             for ent in entities.values():
@@ -971,7 +1012,7 @@ class ProvenanceNode:
         if not (self.steps or self.inputs or self.inherited):
             lines.append("└── no provenance recorded (not written by calframe?)")
         self._render_body(lines, "", full)
-        return "\n".join(lines)
+        return _printable("\n".join(lines))
 
     def _render_body(self, lines: list[str], indent: str, full: bool) -> None:
         sections: list[tuple[str, list[str] | list[InputRecord]]] = []
@@ -1075,11 +1116,80 @@ def provenance_tree(path: str | os.PathLike, *, verify: bool = False,
     return _tree(os.fspath(path), verify=verify, follow=follow, seen=set())
 
 
-def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> ProvenanceNode:
+#: What reading a damaged file may raise besides calframe's own errors
+#: (truncated or corrupt compressed data, malformed header values...).
+_READ_FAILURES = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError,
+                  zlib.error, struct.error)
+
+
+def _read_record(path: str) -> tuple[Provenance, str, str]:
+    """The provenance, SHA-256 and CALSTAT of a file; FrameReadError if unreadable."""
+    from .errors import CalframeError, FrameReadError
     from .io._mef import read_provenance
 
+    fix = "copy the file again, or make it again"
+    try:
+        digest = sha256_file(path)  # first: it refuses a FIFO, which would block
+        damage = _check_complete(path)
+        if damage:
+            raise FrameReadError(path, f"is truncated or damaged ({damage})", fix)
+        return read_provenance(path), digest, _calstat_of(path)
+    except FrameReadError:
+        raise
+    except (CalframeError, *_READ_FAILURES) as err:
+        lines = str(err).strip().splitlines()
+        detail = lines[0] if lines else type(err).__name__
+        if not isinstance(err, CalframeError) and not detail.startswith(type(err).__name__):
+            detail = f"{type(err).__name__}: {detail}"
+        raise FrameReadError(path, f"cannot be read as FITS ({detail})", fix) from err
+
+
+def _check_complete(path: str) -> str:
+    """Open every HDU of a FITS file; what astropy says if it is cut short or damaged.
+
+    Uncompressed data are memory-mapped, not read; compressed files are
+    decompressed to their end, so that a corrupt stream raises here.
+    """
+    import bz2
+    import gzip
+
+    from astropy.io import fits
+
+    with open(path, "rb") as handle:
+        magic = handle.read(3)
+    opener = gzip.open if magic[:2] == b"\x1f\x8b" else bz2.open if magic == b"BZh" else None
+    if opener is not None:
+        # astropy stops where the last HDU ends: the checksum at the end of the
+        # stream is only checked by reading it all
+        with opener(path, "rb") as stream:
+            while stream.read(1 << 22):
+                pass
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with fits.open(path) as hdulist:
+                for hdu in hdulist:
+                    _ = hdu.data
+        except _READ_FAILURES:
+            if not _damage(caught):
+                raise
+    return _damage(caught)
+
+
+def _damage(caught) -> str:
+    """The first warning of astropy that says a FITS file is cut short or damaged."""
+    for item in caught:
+        text = " ".join(str(item.message).split())
+        if re.search(r"truncated|corrupt|extra bytes after the last HDU", text, re.I):
+            return text
+    return ""
+
+
+def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> ProvenanceNode:
+    from .errors import CalframeWarning, FrameReadError
+
     seen = seen | {_norm(path)}
-    prov = read_provenance(path)
+    prov, digest, calstat = _read_record(path)
     this = _norm(path)
     own_inputs = [r for r in prov.inputs if not r.origin or _norm(r.origin) == this]
     own_steps = [s for s in prov.steps if not s.origin or _norm(s.origin) == this]
@@ -1090,7 +1200,7 @@ def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> Provenanc
     for s in prov.steps:
         if s not in own_steps:
             inherited.setdefault(s.origin, Provenance()).steps.append(s)
-    node = ProvenanceNode(path=path, sha256=sha256_file(path), calstat=_calstat_of(path),
+    node = ProvenanceNode(path=path, sha256=digest, calstat=calstat,
                           inputs=own_inputs, steps=own_steps, followed=follow)
     for i, record in enumerate(own_inputs):
         located = _locate(record, path)
@@ -1099,8 +1209,14 @@ def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> Provenanc
             check.record = record
             node.checks[i] = check
         if follow and located and _norm(located) not in seen \
-                and _is_fits_name(located) and _has_provenance(located):
-            child = _tree(located, verify=verify, follow=follow, seen=seen)
+                and _is_fits_name(located) and _has_provenance(located, warn=True):
+            try:
+                child = _tree(located, verify=verify, follow=follow, seen=seen)
+            except FrameReadError as err:
+                # an input that cannot be read is listed, not followed
+                warnings.warn(f"{_printable(err)}; not followed", CalframeWarning,
+                              stacklevel=2)
+                continue
             node.children[i] = child
             inherited.pop(record.path, None)
             for origin in list(inherited):
@@ -1127,11 +1243,26 @@ def _calstat_of(path: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _has_provenance(path: str) -> bool:
+def _has_provenance(path: str, *, warn: bool = False) -> bool:
+    """Whether a FITS file has a PROVENANCE table (False if it cannot be read).
+
+    With ``warn``, a file that is cut short or damaged is said so in one
+    :class:`~calframe.errors.CalframeWarning` (instead of astropy's warnings).
+    """
     from astropy.io import fits
 
-    try:
-        with fits.open(path) as hdulist:
-            return "PROVENANCE" in hdulist
-    except (OSError, ValueError):
-        return False
+    from .errors import CalframeWarning
+
+    found = False
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            with fits.open(path) as hdulist:
+                found = "PROVENANCE" in hdulist
+        except _READ_FAILURES as err:
+            caught.append(warnings.WarningMessage(err, type(err), path, 0))
+    damage = _damage(caught)
+    if warn and damage:
+        warnings.warn(f"{_printable(path)}: is truncated or damaged ({damage}); not followed",
+                      CalframeWarning, stacklevel=3)
+    return found and not damage

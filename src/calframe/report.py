@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .provenance import _printable
+
 __all__ = ["flat_channel_table", "stretch", "write_report"]
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,11 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.3em 0; }
 .ok { color: #1a7f37; } .bad { color: #b42318; }
 """
+
+
+def _esc(value) -> str:
+    """``value`` as HTML text; the bytes of a name that is not UTF-8 as ``\\xff``."""
+    return html.escape(_printable(value))
 
 
 def stretch(data: np.ndarray, *, low: float = 0.5, high: float = 99.5,
@@ -160,7 +167,7 @@ def flat_channel_table(flat, *, size: float = 0.1):
 
 def _table_html(table, columns=None, *, row_class=None, fmt="{:.4g}") -> str:
     columns = columns or list(table.colnames)
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    out = ["<table><tr>" + "".join(f"<th>{_esc(c)}</th>" for c in columns)
            + "</tr>"]
     for row in table:
         cls = row_class(row) if row_class else ""
@@ -171,7 +178,7 @@ def _table_html(table, columns=None, *, row_class=None, fmt="{:.4g}") -> str:
                 text = "" if not np.isfinite(v) else fmt.format(float(v))
             else:
                 text = str(v)
-            cells.append(f"<td>{html.escape(text)}</td>")
+            cells.append(f"<td>{_esc(text)}</td>")
         out.append(f"<tr class='{cls}'>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
@@ -243,13 +250,13 @@ def _master_section(path: Path, name: str, kind: str, figdir: Path) -> str:
                        f"sigma {found}")
         except ValueError as err:
             log.info("bad-pixel search of %s failed: %s", name, err)
-    parts = [f"<h3>{html.escape(name)}</h3>",
-             f"<p>{html.escape(str(path.name))}: shape {'x'.join(map(str, data.shape))}, "
-             f"unit {html.escape(str(ccd.unit))}, NCOMBINE {html.escape(str(ncombine))}, "
+    parts = [f"<h3>{_esc(name)}</h3>",
+             f"<p>{_esc(str(path.name))}: shape {'x'.join(map(str, data.shape))}, "
+             f"unit {_esc(str(ccd.unit))}, NCOMBINE {_esc(str(ncombine))}, "
              f"masked (bad) pixels {nbad} ({100 * nbad / max(data.size, 1):.3f}%)"
              + badtext
              + (f", median {float(np.median(good)):.6g}" if good.size else "") + "</p>",
-             f"<img src='{src}' alt='{html.escape(name)}'>"]
+             f"<img src='{src}' alt='{_esc(name)}'>"]
     if kind == "flat":
         parts.append(_flat_section(ccd, name, figdir))
     return "\n".join(parts)
@@ -311,11 +318,11 @@ def _distortion_section(model_path: str, figdir: Path) -> str:
         dx, dy = model.maps()
         fig = plot_distortion(model, figure=Figure(figsize=(13, 4.2), dpi=80))
     except (ImportError, CalframeError, OSError, ValueError) as err:
-        return (f"<p class='bad'>Distortion model {html.escape(model_path)}: cannot be "
-                f"drawn ({html.escape(str(err))}).</p>")
+        return (f"<p class='bad'>Distortion model {_esc(model_path)}: cannot be "
+                f"drawn ({_esc(str(err))}).</p>")
     src = _save(fig, figdir, "distortion.png")
     size = np.hypot(dx, dy)
-    return (f"<p>Model {html.escape(model_path)}: |d| up to "
+    return (f"<p>Model {_esc(model_path)}: |d| up to "
             f"{float(np.nanmax(size)):.3g} px, median {float(np.nanmedian(size)):.3g} px"
             f"; fit residual rms {float(getattr(model, 'rms', np.nan)):.3g} px.</p>\n"
             f"<img src='{src}' alt='distortion'>")
@@ -378,22 +385,29 @@ def write_report(result, path: str | os.PathLike | None = None) -> Path:
     sections.append(
         f"<p class='{state}'>{len(result.made)} outputs made, {len(result.skipped)} up to "
         f"date, {len(result.failed)} failed; {len(result.problems)} problems. "
-        f"calframe {html.escape(__version__)}.</p>")
+        f"calframe {_esc(__version__)}.</p>")
 
     sections.append("<h2>Problems</h2>")
     if result.problems:
-        rows = "".join(f"<tr><td>{html.escape(p.path)}</td><td>{html.escape(p.what)}</td>"
-                       f"<td>{html.escape(p.fix)}</td></tr>" for p in result.problems)
+        rows = "".join(f"<tr><td>{_esc(p.path)}</td><td>{_esc(p.what)}</td>"
+                       f"<td>{_esc(p.fix)}</td></tr>" for p in result.problems)
         sections.append("<table><tr><th>file</th><th>what</th><th>how to fix</th></tr>"
                         f"{rows}</table>")
     else:
         sections.append("<p>None.</p>")
+    skipped = plan.skipped_files() if hasattr(plan, "skipped_files") else []
+    if skipped:
+        rows = "".join(f"<tr><td>{_esc(p.path)}</td><td>{_esc(p.what)}</td>"
+                       f"<td>{_esc(p.fix)}</td></tr>" for p in skipped)
+        sections.append(f"<p>Files in the input folders not taken ({len(skipped)}):</p>"
+                        "<table><tr><th>file</th><th>why</th><th>what to do</th></tr>"
+                        f"{rows}</table>")
     if result.failed:
         sections.append("<p class='bad'>Outputs not made: "
-                        + ", ".join(html.escape(f) for f in result.failed) + "</p>")
+                        + ", ".join(_esc(f) for f in result.failed) + "</p>")
 
     sections.append("<h2>Plan</h2>")
-    sections.append(f"<pre>{html.escape(plan.describe())}</pre>")
+    sections.append(f"<pre>{_esc(plan.describe())}</pre>")
     sections.append("<h3>Groups</h3>")
     sections.append(_table_html(plan.inventory.groups, ["group", "name", "frametype",
                                                         "nframes", "exptime", "iso", "gain",
@@ -407,13 +421,13 @@ def write_report(result, path: str | os.PathLike | None = None) -> Path:
             sections.append("<h2>Stacks</h2>")
         mpath = out / task.output
         if not mpath.exists():
-            sections.append(f"<p class='bad'>{html.escape(task.name)}: not made.</p>")
+            sections.append(f"<p class='bad'>{_esc(task.name)}: not made.</p>")
             continue
         try:
             sections.append(_master_section(mpath, task.name, task.kind, figdir))
         except (OSError, ValueError) as err:
-            sections.append(f"<p class='bad'>{html.escape(task.name)}: cannot be drawn "
-                            f"({html.escape(str(err))}).</p>")
+            sections.append(f"<p class='bad'>{_esc(task.name)}: cannot be drawn "
+                            f"({_esc(str(err))}).</p>")
 
     if plan.config.calibrate.distortion:
         sections.append("<h2>Distortion</h2>")
@@ -426,16 +440,16 @@ def write_report(result, path: str | os.PathLike | None = None) -> Path:
     lights = [t for t in plan.tasks if t.kind == "light"]
     failed = set(result.failed)
     rows = "".join(
-        f"<tr><td>{html.escape(t.inputs[0])}</td><td>{html.escape(t.output)}</td>"
+        f"<tr><td>{_esc(t.inputs[0])}</td><td>{_esc(t.output)}</td>"
         f"<td>{'failed' if str(out / t.output) in failed else 'ok'}</td></tr>"
         for t in lights)
     sections.append(f"<table><tr><th>light</th><th>output</th><th>state</th></tr>{rows}"
                     "</table>")
 
     text = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<title>calframe run: {html.escape(str(out))}</title>"
+            f"<title>calframe run: {_esc(str(out))}</title>"
             f"<style>{_CSS}</style></head><body>\n"
-            f"<h1>calframe run: {html.escape(str(out))}</h1>\n"
+            f"<h1>calframe run: {_esc(str(out))}</h1>\n"
             + "\n".join(sections) + "\n</body></html>\n")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp"
