@@ -33,6 +33,7 @@ master's provenance.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -205,6 +206,20 @@ def file_of(frame) -> str | None:
     return inputs[0].path if len(inputs) == 1 else None
 
 
+def _common_folder(facts: Sequence[FrameFacts]) -> str | None:
+    """The folder all frames are files of, when there are several; else None."""
+    folders = {os.path.dirname(f.label) for f in facts if not f.label.startswith("frame ")}
+    if len(facts) < 2 or len(folders) != 1 or any(f.label.startswith("frame ")
+                                                    for f in facts):
+        return None
+    folder = folders.pop()
+    return folder or None
+
+
+def _are(n: int) -> str:
+    return f"{n} of the frames {'is' if n == 1 else 'are'}"
+
+
 def _names(labels: Sequence[str], limit: int = 3) -> str:
     shown = ", ".join(labels[:limit])
     return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
@@ -325,6 +340,10 @@ allow_mixed=True to combine them anyway
     facts = [frame_facts(f, i) for i, f in enumerate(frames)]
     plural = {"bias": "biases", "dark": "darks", "flat": "flats"}[kind]
     where = f"master {kind}"
+    folder = _common_folder(facts)
+    if folder is not None:  # name the folder once, the files by their names
+        facts = [dataclasses.replace(f, label=os.path.basename(f.label)) for f in facts]
+        where += f" (files in {folder})"
     override = "or pass allow_mixed=True to combine them anyway"
     problems: list[tuple[type, str, str]] = []
 
@@ -332,18 +351,19 @@ allow_mixed=True to combine them anyway
     if outputs:
         what = _listing(_groups(outputs, lambda f: f.output), str)
         problems.append((WrongFrameTypeError,
-                         f"{len(outputs)} of the frames are calframe outputs, not raw "
-                         f"{plural} ({what})",
-                         f"pass the raw {plural}; a master is used with --{kind} (or "
-                         f"{kind}=), not combined again"))
+                         f"{_are(len(outputs))} "
+                         f"{'a calframe output' if len(outputs) == 1 else 'calframe outputs'}"
+                         f", not raw {plural} ({what})",
+                         f"pass the raw {plural}; a master is used as {kind}=, not "
+                         "combined again"))
     display = [f for f in facts if (f.bits is not None and f.bits <= 8)
                or f.format == "image" or f.linear is False]
     if display:
         why = _listing(_groups(display, lambda f: "8-bit samples" if f.bits == 8
                                else f.why), str)
         problems.append((WrongFrameTypeError,
-                         f"{len(display)} of the frames are display-encoded images, not "
-                         f"linear sensor data ({why})",
+                         f"{_are(len(display))} display-encoded, not linear sensor "
+                         f"data ({why})",
                          f"use the camera's RAW or FITS {plural}; a developed or 8-bit image "
                          "cannot calibrate linear data"))
     accepted = ACCEPTED_TYPES[kind]
@@ -352,7 +372,8 @@ allow_mixed=True to combine them anyway
         what = _listing(_groups(wrong, lambda f: (f.frametype, f.ftsource)),
                         lambda v: f"{v[0]} (from the {_source(v[1])})")
         problems.append((WrongFrameTypeError,
-                         f"{len(wrong)} of the frames are not {plural}: {what}",
+                         f"{_are(len(wrong))} not {'a ' + kind if len(wrong) == 1 else plural}"
+                         f": {what}",
                          f"leave them out, or pass allow_mixed=True if the "
                          f"{_source(wrong[0].ftsource)} is wrong"))
     types = {f.frametype for f in facts if f.frametype in accepted}
@@ -449,8 +470,8 @@ def check_role(frame, role: str, *, label: str) -> None:
     Traceback (most recent call last):
     ...
     calframe.errors.WrongFrameTypeError: masters/flat.fits: given as the bias, but it is \
-a flat (FRAMETYP = 'flat', normalised by its median); pass the master bias as the bias \
-and this file as the flat
+a flat (FRAMETYP = 'flat', normalised by its median); pass the master bias as bias= \
+and this file as flat=
     """
     meta = frame.meta
     ftype, key = _role_type(meta)
@@ -460,8 +481,9 @@ and this file as the flat
     if str(meta.get("FLATNORM", "")).strip() in ("median", "mean"):
         detail += f", normalised by its {str(meta['FLATNORM']).strip()}"
     if ftype == "light":
-        fix = f"pass a master {role}, not a light"
+        fix = f"pass a master {role} as {role}=, not a light"
     else:
-        fix = f"pass the master {role} as the {role} and this file as the {ftype}"
+        as_role = "dark" if ftype == "darkflat" else ftype
+        fix = f"pass the master {role} as {role}= and this file as {as_role}="
     raise WrongFrameTypeError(f"{label}: given as the {role}, but it is a {ftype} "
                               f"({detail}); {fix}")

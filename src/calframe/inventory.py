@@ -146,7 +146,7 @@ def scan_paths(paths: Iterable[str | os.PathLike], *, recursive: bool = True,
     skipped, and so are files whose names end in none of the frame formats of
     :data:`calframe.io.FRAME_SUFFIXES` (PNG and JPEG display images, text...),
     each of which is added to ``skipped`` with the reason.  Files named
-    explicitly are always kept.  Paths keep the form the user gave (relative
+    explicitly are kept, except PNG and JPEG images.  Paths keep the form the user gave (relative
     stays relative).
 
     Raises
@@ -162,6 +162,10 @@ def scan_paths(paths: Iterable[str | os.PathLike], *, recursive: bool = True,
             raise FileNotFoundError(f"{os.fsdecode(given)}: no such file or folder; "
                                     "check the path")
         if not path.is_dir():
+            if format_from_name(path) == "image":  # named, but never a calibration frame
+                if skipped is not None:
+                    skipped.append(Problem(str(path), *_why_not_a_frame(path.name)))
+                continue
             found.append(str(path))
             continue
         walker = os.walk(path) if recursive else [(str(path), [], os.listdir(path))]

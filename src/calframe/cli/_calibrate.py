@@ -51,6 +51,7 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
     when any light failed."""
     from .._progress import echo, enable_progress, progress, result
     from ..calibrate import calibrate
+    from ..contract import check_role
     from ..errors import CalframeError
     from ..io import read_frame, write_frame
 
@@ -66,7 +67,11 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
     from ..pipeline import read_output
 
     # masters read once (and a normalised flat kept dimensionless)
-    bias, dark, flat = (None if m is None else read_output(m) for m in (bias, dark, flat))
+    paths = {"bias": bias, "dark": dark, "flat": flat}
+    masters = {role: read_output(path) for role, path in paths.items() if path is not None}
+    for role, ccd in masters.items():  # once, naming the file, before any light
+        check_role(ccd, role, label=paths[role])
+    bias, dark, flat = (masters.get(role) for role in ("bias", "dark", "flat"))
     os.makedirs(output, exist_ok=True)
     names: set[str] = set()
     failed = 0
