@@ -589,3 +589,62 @@ def test_other_image_named_png_is_refused(tmp_path, kind):
     path.write_bytes(_pillow_bytes(GREY8, kind))
     _refused(path, UnsupportedFormatError,
              match=rf"named as PNG or JPEG but holds a {kind} image")
+
+
+# ---------------------------------------------------------------- camera RAW
+
+
+def test_text_named_as_raw_is_refused(tmp_path):
+    path = tmp_path / "IMG_0001.cr2"
+    path.write_text("hello, this is not a raw file\n" * 10)
+    _refused(path, UnsupportedFormatError, match=r"LibRaw does not read this file")
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("keep", [100_000, 2000])
+def test_truncated_dng_is_refused(tmp_path, real_data, keep):
+    """Cut before its image data, a DNG was 'read' with whatever LibRaw's buffer held."""
+    dng = (real_data / "camera-raw" / "Blackmagic.dng").read_bytes()
+    path = tmp_path / "cut.dng"
+    path.write_bytes(dng[:keep])
+    _refused(path, match=rf"truncated: the RAW's image data end at byte {len(dng) - 58}, "
+             rf"the file holds {keep} bytes; copy or download the file again")
+
+
+# ---------------------------------------------------------------- any format
+
+
+@pytest.mark.parametrize(("suffix", "match"), [
+    (".fits", r"named as FITS but does not start with 'SIMPLE  ='"),
+    (".fz", r"named as FITS but does not start with 'SIMPLE  ='"),
+    (".fits.gz", r"named as FITS but does not start with 'SIMPLE  ='"),
+    (".edf", r"not a valid EDF file: the file does not start with an EDF header"),
+    (".tif", r"not a readable TIFF file \(not a TIFF file"),
+    (".png", r"not an image Pillow recognises \(first bytes"),
+    (".jpg", r"not an image Pillow recognises \(first bytes"),
+    (".cr2", r"LibRaw does not read this file"),
+    (".nef", r"LibRaw does not read this file"),
+    (".dng", r"LibRaw does not read this file"),
+])
+def test_random_bytes_with_each_name_are_refused(tmp_path, suffix, match):
+    path = tmp_path / f"noise{suffix}"
+    path.write_bytes(np.random.default_rng(len(suffix)).bytes(5000))
+    _refused(path, match=match)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root reads files without read permission")
+def test_file_without_read_permission_is_refused(tmp_path):
+    path = tmp_path / "locked.fits"
+    path.write_bytes(_fits_bytes())
+    path.chmod(0)
+    try:
+        _refused(path, match=r"Permission denied")
+    finally:
+        path.chmod(0o644)
+
+
+def test_symlink_loop_is_refused(tmp_path):
+    path = tmp_path / "loop.fits"
+    path.symlink_to(path)
+    _refused(path, match=r"symbolic links")

@@ -26,12 +26,13 @@ filter array (Fuji X-Trans, Foveon, CMYG sensors) or already demosaiced
 from __future__ import annotations
 
 import logging
+import struct
 
 import numpy as np
 
 from ..errors import FrameReadError, UnsupportedFormatError
 from ..metadata import mapping_to_header
-from ._common import Loaded
+from ._common import Loaded, open_for_reading
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,64 @@ def _cfa_name(raw) -> tuple[str, np.ndarray]:
     return name, colors
 
 
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+class _Silence(logging.Filter):
+    """Drops tifffile's complaints about the maker tags it does not know, while walking a RAW."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def _furthest_data_end(pages, depth: int = 0) -> int:
+    """The largest offset + byte count of the strips/tiles of ``pages`` and their SubIFDs."""
+    end = 0
+    for page in pages:
+        pairs = zip(page.dataoffsets, page.databytecounts, strict=False)
+        ends = [int(o) + int(c) for o, c in pairs if o > 0 and c > 0]
+        end = max([end, *ends])
+        sub = getattr(page, "pages", None)
+        if sub is not None and depth < 4:
+            end = max(end, _furthest_data_end(sub, depth + 1))
+    return end
+
+
+def _check_tiff_layout(path) -> None:
+    """Refuse a TIFF-based RAW (DNG, NEF, CR2, ARW...) whose image data reach past its end.
+
+    LibRaw decodes a file cut before its image data without an error, leaving
+    the mosaic as whatever its buffer held (even the pixels of a file read
+    before).  Files that tifffile cannot walk are left to LibRaw.
+    """
+    with open_for_reading(path) as handle:
+        if not handle.read(4).startswith(_TIFF_MAGIC):
+            return
+    import tifffile
+
+    silence = _Silence()
+    tiff_log = logging.getLogger("tifffile")
+    tiff_log.addFilter(silence)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            size = tif.filehandle.size
+            end = _furthest_data_end(tif.pages)
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError, TypeError,
+            struct.error) as err:
+        log.debug("%s: TIFF structure not checked (%s)", path, err)
+        return
+    finally:
+        tiff_log.removeFilter(silence)
+    if end > size:
+        raise FrameReadError(path, f"truncated: the RAW's image data end at byte {end}, the "
+                             f"file holds {size} bytes", "copy or download the file again")
+
+
 def load_raw(path, *, dtype=np.float32) -> Loaded:
     """Read the CFA mosaic of a camera RAW file (see the module notes)."""
     import rawpy
 
+    _check_tiff_layout(path)
     try:
         raw = rawpy.imread(str(path))
     except rawpy.LibRawFileUnsupportedError as err:
