@@ -1028,8 +1028,12 @@ def _oneline_of(err: BaseException) -> str:
     text = _oneline(err)
     if isinstance(err, CalframeError) or text == type(err).__name__:
         return text
-    if isinstance(err, KeyError | IndexError | TypeError | zlib.error | struct.error):
-        return f"{type(err).__name__}: {text}"
+    kind = type(err)
+    module = kind.__module__.split(".")[0]
+    if module != "builtins":  # zlib.error, struct.error, rawpy.LibRawIOError...
+        return f"{module}.{kind.__name__}: {text}"
+    if isinstance(err, KeyError | IndexError | TypeError):
+        return f"{kind.__name__}: {text}"
     return text
 
 
