@@ -16,7 +16,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ._arith import Plane
-from .errors import IncompatibleFramesError, MissingMetadataError
+from .errors import IncompatibleFramesError, InvalidSettingsError, MissingMetadataError
 from .provenance import InputRecord, Provenance, get_provenance
 
 __all__ = [
@@ -105,12 +105,13 @@ def _axis_slice(text: str, n: int, what: str) -> slice:
         else:
             lo = hi = int(text)
     except ValueError as err:
-        raise ValueError(f"{what}: cannot read '{text}' as 'start:stop' (1-based)") from err
+        raise InvalidSettingsError(
+            f"{what}: cannot read '{text}' as 'start:stop' (1-based)") from err
     if lo > hi:
-        raise ValueError(f"{what}: reversed range '{text}' is not supported; "
+        raise InvalidSettingsError(f"{what}: reversed range '{text}' is not supported; "
                          "write it as low:high")
     if lo < 1 or hi > n:
-        raise ValueError(f"{what}: range '{text}' is outside the frame (1..{n})")
+        raise InvalidSettingsError(f"{what}: range '{text}' is outside the frame (1..{n})")
     return slice(lo - 1, hi)
 
 
@@ -128,7 +129,7 @@ def parse_section(section, shape: tuple[int, int], *, what: str) -> tuple[slice,
     if isinstance(section, str):
         match = _SECTION.match(section)
         if match is None:
-            raise ValueError(f"{what}: '{section}' is not a FITS section like "
+            raise InvalidSettingsError(f"{what}: '{section}' is not a FITS section like "
                              "'[x1:x2,y1:y2]' (1-based, x first)")
         cols = _axis_slice(match.group(1), shape[1], what)
         rows = _axis_slice(match.group(2), shape[0], what)

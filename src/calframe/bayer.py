@@ -38,7 +38,7 @@ import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 from astropy.table import Table
 
-from .errors import IncompatibleFramesError, MissingMetadataError
+from .errors import IncompatibleFramesError, InvalidSettingsError, MissingMetadataError
 from .provenance import get_provenance, set_provenance
 
 __all__ = [
@@ -79,7 +79,7 @@ def _check_pattern(pattern: Any, name: str = "pattern") -> str:
         raise TypeError(f"{name} must be a string such as 'RGGB', got {type(pattern).__name__}")
     value = pattern.strip().upper()
     if value not in PATTERNS:
-        raise ValueError(f"{name}={pattern!r} is not a Bayer pattern; use one of "
+        raise InvalidSettingsError(f"{name}={pattern!r} is not a Bayer pattern; use one of "
                          f"{', '.join(PATTERNS)}")
     return value
 
@@ -186,7 +186,7 @@ def effective_pattern(source: Any, *, xoff: int | None = None, yoff: int | None 
     yoff = int(yoff or 0)
     order = str(roworder or "TOP-DOWN").strip().upper()
     if order not in _ROWORDERS:
-        raise ValueError(f"roworder={roworder!r} is not recognised; use 'TOP-DOWN' or "
+        raise InvalidSettingsError(f"roworder={roworder!r} is not recognised; use 'TOP-DOWN' or "
                          "'BOTTOM-UP'")
     x0, y0 = (int(v) for v in origin)
     if order == "TOP-DOWN":
@@ -304,7 +304,8 @@ def channel_views(array: np.ndarray, pattern: str) -> dict[str, np.ndarray]:
     """
     array = np.asarray(array)
     if array.ndim != 2:
-        raise ValueError(f"a Bayer mosaic must be 2-D, got an array of shape {array.shape}")
+        raise IncompatibleFramesError(
+            f"a Bayer mosaic must be 2-D, got an array of shape {array.shape}")
     return {name: array[sl] for name, sl in channel_slices(pattern).items()}
 
 
@@ -367,7 +368,8 @@ def split(frame: CCDData, *, pattern: str | None = None) -> dict[str, CCDData]:
     frame = _as_ccd(frame)
     pattern = _pattern_for(frame, pattern)
     if frame.ndim != 2:
-        raise ValueError(f"a Bayer mosaic must be 2-D, got a frame of shape {frame.shape}")
+        raise IncompatibleFramesError(
+            f"a Bayer mosaic must be 2-D, got a frame of shape {frame.shape}")
     out: dict[str, CCDData] = {}
     for name, sl in channel_slices(pattern).items():
         meta = frame.meta.copy()
@@ -405,7 +407,7 @@ def merge(planes: Mapping[str, Any], *, pattern: str,
     pattern = _check_pattern(pattern)
     missing = [name for name in CHANNELS if name not in planes]
     if missing:
-        raise ValueError(f"planes is missing channel(s) {', '.join(missing)}; "
+        raise InvalidSettingsError(f"planes is missing channel(s) {', '.join(missing)}; "
                          "give all of R, G1, G2, B")
     slices = channel_slices(pattern)
     arrays = {name: planes[name] for name in CHANNELS}
@@ -469,7 +471,7 @@ def standard_regions(shape: tuple[int, int], *,
     (slice(90, 100, None), slice(180, 200, None))
     """
     if not 0 < size <= 1:
-        raise ValueError(f"size={size} must be a fraction of the frame in (0, 1]")
+        raise InvalidSettingsError(f"size={size} must be a fraction of the frame in (0, 1]")
     ny, nx = (int(v) for v in shape[-2:])
     by = max(2, round(ny * size) // 2 * 2)
     bx = max(2, round(nx * size) // 2 * 2)
@@ -492,7 +494,7 @@ def _region_slices(shape, regions) -> dict[str, tuple[slice, slice]]:
     if isinstance(regions, str):
         if regions == "full":
             return {"full": (slice(0, shape[0]), slice(0, shape[1]))}
-        raise ValueError(f"regions={regions!r} is not recognised; use None (centre and "
+        raise InvalidSettingsError(f"regions={regions!r} is not recognised; use None (centre and "
                          "corners), 'full', or a dict of name -> (y0, y1, x0, x1) boxes")
     out = {}
     for name, box in regions.items():
@@ -502,13 +504,15 @@ def _region_slices(shape, regions) -> dict[str, tuple[slice, slice]]:
             try:
                 y0, y1, x0, x1 = (int(v) for v in box)
             except (TypeError, ValueError) as err:
-                raise ValueError(f"region {name!r}={box!r} must be (y0, y1, x0, x1) or a pair "
+                raise InvalidSettingsError(
+                    f"region {name!r}={box!r} must be (y0, y1, x0, x1) or a pair "
                                  "of slices") from err
             ys, xs = slice(y0, y1), slice(x0, x1)
         ys = slice(*ys.indices(shape[0])[:2])
         xs = slice(*xs.indices(shape[1])[:2])
         if ys.stop <= ys.start or xs.stop <= xs.start:
-            raise ValueError(f"region {name!r}={box!r} is empty inside a frame of shape {shape}")
+            raise InvalidSettingsError(
+                f"region {name!r}={box!r} is empty inside a frame of shape {shape}")
         out[str(name)] = (ys, xs)
     return out
 
@@ -568,7 +572,7 @@ def channel_statistics(frame: CCDData | np.ndarray, *, pattern: str | None = Non
         own_mask = None
     pattern = _pattern_for(frame, pattern)
     if data.ndim != 2:
-        raise ValueError(f"a Bayer mosaic must be 2-D, got shape {data.shape}")
+        raise IncompatibleFramesError(f"a Bayer mosaic must be 2-D, got shape {data.shape}")
     full_mask = own_mask
     if mask is not None:
         full_mask = np.asarray(mask, bool) if own_mask is None else (own_mask | mask)
@@ -636,7 +640,8 @@ def channel_scales(frame: CCDData | np.ndarray, *, pattern: str | None = None,
     {'R': 4.0, 'G1': 2.0, 'G2': 2.0, 'B': 1.0}
     """
     if statistic not in _STATISTICS:
-        raise ValueError(f"statistic={statistic!r} is not recognised; use 'median' or 'mean'")
+        raise InvalidSettingsError(
+            f"statistic={statistic!r} is not recognised; use 'median' or 'mean'")
     if isinstance(frame, CCDData):
         data, mask = frame.data, frame.mask
     else:
@@ -659,7 +664,8 @@ def channel_scales(frame: CCDData | np.ndarray, *, pattern: str | None = None,
     out = {}
     for chan in CHANNELS:
         if values[chan].size == 0:
-            raise ValueError(f"channel {chan} has no valid (unmasked, finite) pixel in the "
+            raise IncompatibleFramesError(
+                f"channel {chan} has no valid (unmasked, finite) pixel in the "
                              "region used for its level; choose a larger region")
         out[chan] = float(func(values[chan]))
     return out
@@ -711,7 +717,8 @@ def normalise_channels(frame: CCDData, *, pattern: str | None = None,
                             combine_greens=combine_greens)
     bad = {k: v for k, v in scales.items() if not (np.isfinite(v) and v > 0)}
     if bad:
-        raise ValueError(f"channel level(s) {bad} are not positive: the frame cannot be "
+        raise IncompatibleFramesError(
+            f"channel level(s) {bad} are not positive: the frame cannot be "
                          "normalised (is it bias-subtracted twice, or not a flat?)")
     dtype = np.float64 if frame.data.dtype == np.float64 else np.float32
     data = np.array(frame.data, dtype=dtype)
@@ -757,7 +764,7 @@ def same_colour_offsets(channel: str) -> tuple[tuple[int, int], ...]:
     (8, 12)
     """
     if channel not in CHANNELS:
-        raise ValueError(f"channel={channel!r} is not one of {', '.join(CHANNELS)}")
+        raise InvalidSettingsError(f"channel={channel!r} is not one of {', '.join(CHANNELS)}")
     return _DIAG1 + _RING2 if channel.startswith("G") else _RING2
 
 

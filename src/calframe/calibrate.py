@@ -196,7 +196,8 @@ def fit_dark_scale(light, dark, *, meta=None, clip: float = 5.0,
     for _ in range(max(1, iterations)):
         den = float(np.sum(hd[use] ** 2))
         if use.sum() < 10 or den <= 0:
-            raise ValueError("fit_dark_scale: the dark has no usable structure to fit "
+            raise IncompatibleFramesError(
+                "fit_dark_scale: the dark has no usable structure to fit "
                              "(too few pixels or a flat dark); use dark_scale='exposure'")
         scale = float(np.sum(hl[use] * hd[use]) / den)
         resid = hl - scale * hd
@@ -300,7 +301,7 @@ def fit_dark_scale_per_channel(light, dark, *, pattern: str | None = None,
             fits[name] = fit_dark_scale(lviews[name], dviews[name], meta={}, clip=clip,
                                         iterations=iterations)
         except ValueError as err:
-            raise ValueError(f"fit_dark_scale_per_channel: CFA channel {name} "
+            raise IncompatibleFramesError(f"fit_dark_scale_per_channel: CFA channel {name} "
                              f"(pattern {pattern}): {err}") from err
     return fits
 
@@ -428,7 +429,7 @@ def _overscan_plane(plane: Plane, section, *, shape) -> tuple[Plane, str, np.nda
     nrow, ncol = region.shape
     if ncol <= nrow:  # a band of columns: one value per row
         if nrow != shape[0]:
-            raise ValueError(f"overscan: the column band {section!r} must span all "
+            raise InvalidSettingsError(f"overscan: the column band {section!r} must span all "
                              f"{shape[0]} rows (it spans {nrow})")
         level = np.median(region, axis=1)
         spread = np.std(region, axis=1)
@@ -438,7 +439,7 @@ def _overscan_plane(plane: Plane, section, *, shape) -> tuple[Plane, str, np.nda
         kind = "rows"
     else:  # a band of rows: one value per column
         if ncol != shape[1]:
-            raise ValueError(f"overscan: the row band {section!r} must span all "
+            raise InvalidSettingsError(f"overscan: the row band {section!r} must span all "
                              f"{shape[1]} columns (it spans {ncol})")
         level = np.median(region, axis=0)
         spread = np.std(region, axis=0)
@@ -487,7 +488,7 @@ def _as_gain(gain, light: CCDData, unit) -> tuple[float, u.UnitBase]:
     """Gain factor and the unit after multiplying by it."""
     if isinstance(gain, str):
         if gain.upper() not in ("EGAIN", "HEADER"):
-            raise ValueError(f"gain: '{gain}' is not understood; give a number in "
+            raise InvalidSettingsError(f"gain: '{gain}' is not understood; give a number in "
                              "e-/adu, a Quantity, or 'EGAIN' to use the header value")
         if light.meta.get("EGAIN") is None:
             from .errors import MissingMetadataError
@@ -502,7 +503,7 @@ def _as_gain(gain, light: CCDData, unit) -> tuple[float, u.UnitBase]:
         factor = float(gain)
         gain_unit = u.electron / u.adu
     if not factor > 0:
-        raise ValueError(f"gain: {factor} must be positive (e-/adu)")
+        raise InvalidSettingsError(f"gain: {factor} must be positive (e-/adu)")
     new_unit = u.Unit(unit * gain_unit)
     return factor, new_unit
 
@@ -777,19 +778,19 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         dark_plane = Plane.from_ccd(dark_ccd, copy=False)
         t_frame = t_dark = None
         if isinstance(dark_scale, str) and dark_scale not in _DARK_SCALE_MODES:
-            raise ValueError(f"dark_scale: '{dark_scale}' is not one of 'exposure', "
+            raise InvalidSettingsError(f"dark_scale: '{dark_scale}' is not one of 'exposure', "
                              "'optimize', 'optimize-per-channel', a number, or None")
         channel_fits = None
         if dark_scale is None:
             if is_rate:
-                raise ValueError("dark_scale=None with a dark-current rate (adu/s): a "
+                raise InvalidSettingsError("dark_scale=None with a dark-current rate (adu/s): a "
                                  "rate must be scaled; use dark_scale='exposure'")
             k = 1.0
         elif dark_scale == "exposure":
             t_frame = exposure_of(light, name="frame")
             t_dark = 1.0 if is_rate else exposure_of(dark_ccd, name="dark")
             if not t_dark > 0:
-                raise ValueError(f"dark: EXPTIME={t_dark} must be positive to scale it")
+                raise InvalidSettingsError(f"dark: EXPTIME={t_dark} must be positive to scale it")
             k = t_frame / t_dark
         elif dark_scale in ("optimize", "optimize-per-channel"):
             if with_bias and bias_plane is None:

@@ -27,6 +27,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from scipy import ndimage
 
 from ._calutil import as_frame, cfa_groups, cfa_pattern, header_of, std_of
+from .errors import IncompatibleFramesError, InvalidSettingsError
 from .provenance import Provenance, set_provenance
 
 __all__ = [
@@ -138,13 +139,13 @@ def find_bad_pixels(master, *, hot_sigma: float | None = 5.0,
     [[5, 7]]
     """
     if hot_sigma is None and cold_sigma is None:
-        raise ValueError("find_bad_pixels: hot_sigma and cold_sigma are both None; "
+        raise InvalidSettingsError("find_bad_pixels: hot_sigma and cold_sigma are both None; "
                          "give at least one threshold")
     for name, value in (("hot_sigma", hot_sigma), ("cold_sigma", cold_sigma)):
         if value is not None and not value > 0:
-            raise ValueError(f"find_bad_pixels: {name}={value} must be positive")
+            raise InvalidSettingsError(f"find_bad_pixels: {name}={value} must be positive")
     if int(box) != box or box < 3 or box % 2 == 0:
-        raise ValueError(f"find_bad_pixels: box={box} must be an odd integer >= 3")
+        raise InvalidSettingsError(f"find_bad_pixels: box={box} must be an odd integer >= 3")
     ccd = as_frame(master, role="master")
     data = np.asarray(ccd.data, dtype=np.float32)
     bad = ~np.isfinite(data)
@@ -241,7 +242,8 @@ def correct_bad_pixels(frame, bad: np.ndarray, *, unmask: bool = False,
     ccd = as_frame(frame, role="light", prov=prov)
     bad = np.asarray(bad, dtype=bool)
     if bad.shape != ccd.shape:
-        raise ValueError(f"correct_bad_pixels: bad-pixel map has shape {bad.shape}, the "
+        raise IncompatibleFramesError(
+            f"correct_bad_pixels: bad-pixel map has shape {bad.shape}, the "
                          f"frame {ccd.shape}; give a map of the frame's shape")
     data = np.array(ccd.data, dtype=np.float32, copy=True)
     std = None if ccd.uncertainty is None else np.array(std_of(ccd), dtype=np.float32,

@@ -45,6 +45,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from scipy import ndimage
 
 from .bayer import _pattern_for, channel_index
+from .errors import IncompatibleFramesError, InvalidSettingsError
 from .provenance import get_provenance, set_provenance
 
 __all__ = ["METHODS", "demosaic", "split_rgb"]
@@ -238,15 +239,16 @@ def demosaic(frame: CCDData, *, method: str = "bilinear", pattern: str | None = 
     0.5
     """
     if method not in METHODS:
-        raise ValueError(f"method={method!r} is not a demosaicing method; use one of "
+        raise InvalidSettingsError(f"method={method!r} is not a demosaicing method; use one of "
                          f"{', '.join(METHODS)}")
     if not isinstance(frame, CCDData):
         raise TypeError(f"demosaic needs a CCDData mosaic, got {type(frame).__name__}")
     if frame.ndim != 2:
-        raise ValueError(f"demosaic needs a 2-D Bayer mosaic, got a frame of shape "
+        raise IncompatibleFramesError(f"demosaic needs a 2-D Bayer mosaic, got a frame of shape "
                          f"{frame.shape} (already demosaiced?)")
     if min(frame.shape) < 5:
-        raise ValueError(f"frame of shape {frame.shape} is too small to demosaic; it needs at "
+        raise IncompatibleFramesError(
+            f"frame of shape {frame.shape} is too small to demosaic; it needs at "
                          "least 5x5 pixels")
     pattern = _pattern_for(frame, pattern)
     data = np.ascontiguousarray(frame.data, dtype=np.float64)
@@ -319,7 +321,7 @@ def split_rgb(cube: CCDData) -> dict[str, CCDData]:
     (['B', 'G', 'R'], (4, 5), 'G')
     """
     if not isinstance(cube, CCDData) or cube.ndim != 3 or cube.shape[0] != 3:
-        raise ValueError(f"split_rgb needs a (3, ny, nx) CCDData cube, got "
+        raise IncompatibleFramesError(f"split_rgb needs a (3, ny, nx) CCDData cube, got "
                          f"{getattr(cube, 'shape', type(cube).__name__)}")
     out = {}
     for i, name in enumerate("RGB"):

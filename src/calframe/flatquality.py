@@ -30,6 +30,7 @@ from astropy.nddata import CCDData
 from astropy.table import Table
 
 from . import bayer
+from .errors import IncompatibleFramesError, InvalidSettingsError
 
 __all__ = ["FlatQuality", "flat_quality"]
 
@@ -217,20 +218,23 @@ def flat_quality(flat: CCDData | None = None, *,
     100.0
     """
     if statistic not in ("median", "mean"):
-        raise ValueError(f"statistic={statistic!r} is not recognised; use 'median' or 'mean'")
+        raise InvalidSettingsError(
+            f"statistic={statistic!r} is not recognised; use 'median' or 'mean'")
     if flat is None and not subsets:
-        raise ValueError("flat_quality needs a flat, or subsets of flats to compare")
+        raise InvalidSettingsError("flat_quality needs a flat, or subsets of flats to compare")
     groups: dict[str, list[CCDData]] = {}
     if subsets:
         groups = {str(k): list(v) for k, v in subsets.items()}
         if len(groups) < 2 or any(len(v) == 0 for v in groups.values()):
-            raise ValueError(f"subsets needs at least two non-empty groups of flats, got "
+            raise InvalidSettingsError(
+                f"subsets needs at least two non-empty groups of flats, got "
                              f"{ {k: len(v) for k, v in groups.items()} }")
         shapes = {f.shape for v in groups.values() for f in v}
         if flat is not None:
             shapes.add(flat.shape)
         if len(shapes) != 1:
-            raise ValueError(f"the flats have different shapes {sorted(shapes)}; compare "
+            raise IncompatibleFramesError(
+                f"the flats have different shapes {sorted(shapes)}; compare "
                              "frames of one camera and binning")
     first: Any = flat if flat is not None else next(iter(groups.values()))[0]
     pattern = bayer._pattern_for(first, pattern)

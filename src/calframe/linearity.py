@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from astropy.nddata import CCDData
 
-from .errors import NonLinearDataError, NonLinearDataWarning
+from .errors import InvalidSettingsError, NonLinearDataError, NonLinearDataWarning
 
 __all__ = ["check_linear_pair", "encode_gamma", "header_linearity", "linearity",
            "response_exponent"]
@@ -257,7 +257,7 @@ def check_linear_pair(light: CCDData, flat: CCDData, *, on_mismatch: str = "rais
     calframe.errors.NonLinearDataError: light is not linear (an RGB image not made by ...
     """
     if on_mismatch not in ("raise", "warn", "ignore"):
-        raise ValueError(f"on_mismatch={on_mismatch!r} is not recognised; use 'raise', "
+        raise InvalidSettingsError(f"on_mismatch={on_mismatch!r} is not recognised; use 'raise', "
                          "'warn' or 'ignore'")
     light_lin, light_why = linearity(light)
     flat_lin, flat_why = linearity(flat)
@@ -310,12 +310,12 @@ def encode_gamma(frame: CCDData, *, gamma: float = 2.2, white: float | None = No
     array([[0.5, 1. ]])
     """
     if not gamma > 0:
-        raise ValueError(f"gamma={gamma} must be positive")
+        raise InvalidSettingsError(f"gamma={gamma} must be positive")
     data = np.asarray(frame.data, dtype=np.float64)
     if white is None:
         white = float(np.nanmax(data))
     if not white > 0:
-        raise ValueError(f"white={white} must be positive (the level kept fixed)")
+        raise InvalidSettingsError(f"white={white} must be positive (the level kept fixed)")
     out = white * np.clip(data / white, 0, None) ** (1.0 / gamma)
     meta = frame.meta.copy()
     meta["GAMMA"] = float(gamma)

@@ -68,7 +68,7 @@ def _check_frames(frames, what: str) -> list:
                             f"{type(frames).__name__}") from err
     frames = list(frames)
     if not frames:
-        raise ValueError(f"{what}: no frames given; pass at least one frame")
+        raise InvalidSettingsError(f"{what}: no frames given; pass at least one frame")
     return frames
 
 
@@ -312,7 +312,7 @@ def _regions(region, shape):
     try:
         y0, y1, x0, x1 = (int(v) for v in region)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"region: {region!r} is not None, 'centre', a FITS section or "
+        raise InvalidSettingsError(f"region: {region!r} is not None, 'centre', a FITS section or "
                          "(y0, y1, x0, x1)") from err
     return slice(y0, y1), slice(x0, x1)
 
@@ -328,7 +328,8 @@ def _levels(data: np.ndarray, good: np.ndarray, groups, region, statistic: str
     for group in groups:
         values = np.concatenate([data[sl][(good & inside)[sl]] for sl in group])
         if values.size == 0:
-            raise ValueError("make_master_flat: a CFA colour has no valid pixel in the "
+            raise IncompatibleFramesError(
+                "make_master_flat: a CFA colour has no valid pixel in the "
                              "normalisation region; choose a larger region")
         levels.append(float(func(values)))
     return levels
@@ -401,10 +402,10 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
     """
     frames = _check_frames(frames, "make_master_flat")
     if normalize not in ("median", "mean", "exposure", None):
-        raise ValueError(f"make_master_flat: normalize={normalize!r} must be 'median', "
+        raise InvalidSettingsError(f"make_master_flat: normalize={normalize!r} must be 'median', "
                          "'mean', 'exposure' or None")
     if not min_value >= 0:
-        raise ValueError(f"make_master_flat: min_value={min_value} must not be negative")
+        raise InvalidSettingsError(f"make_master_flat: min_value={min_value} must not be negative")
 
     checked = check_master_frames(frames, "flat", allow_mixed=allow_mixed)
     prov = Provenance()
@@ -433,7 +434,8 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
                 pattern = cfa_pattern(flat.meta)
                 chan = (pattern is not None) if per_channel is None else bool(per_channel)
                 if chan and pattern is None:
-                    raise ValueError("make_master_flat: per_channel=True but the flats have "
+                    raise InvalidSettingsError(
+                        "make_master_flat: per_channel=True but the flats have "
                                      "no BAYERPAT; set it in their headers or use "
                                      "per_channel=False")
                 state["chan"] = chan
@@ -457,7 +459,8 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
             else:
                 levels = [1.0] * len(groups)
             if not all(np.isfinite(v) and v > 0 for v in levels):
-                raise ValueError(f"make_master_flat: flat {i} has a non-positive level "
+                raise IncompatibleFramesError(
+                    f"make_master_flat: flat {i} has a non-positive level "
                                  f"{levels}; is it bias-subtracted twice, or not a flat?")
             state["levels"].append(levels)
             scale_map = np.empty(plane.data.shape, np.float32)

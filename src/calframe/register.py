@@ -34,7 +34,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 
 from ._calutil import as_frame
 from ._register_kernels import warp_kernel
-from .errors import CalframeError, IncompatibleFramesError
+from .errors import CalframeError, IncompatibleFramesError, InvalidSettingsError
 from .provenance import get_provenance, set_provenance
 
 __all__ = ["Alignment", "AlignmentError", "align", "stack", "warp"]
@@ -268,7 +268,7 @@ def _fit_points(src: np.ndarray, dst: np.ndarray, model: str) -> np.ndarray:
     cls = {"similarity": sktf.SimilarityTransform, "affine": sktf.AffineTransform,
            "projective": sktf.ProjectiveTransform, "euclidean": sktf.EuclideanTransform}
     if model not in cls:
-        raise ValueError(f"model={model!r} is not one of {sorted(cls)}")
+        raise InvalidSettingsError(f"model={model!r} is not one of {sorted(cls)}")
     tform = cls[model].from_estimate(src, dst)
     if not tform:
         raise AlignmentError(f"the {model} fit of {len(src)} point pairs failed: {tform}")
@@ -375,18 +375,18 @@ def align(frames, *, reference=None, method: str = "translation", mask=None,
     [-2.25, 1.5]
     """
     if method not in _METHODS:
-        raise ValueError(f"method={method!r} is not one of {_METHODS}")
+        raise InvalidSettingsError(f"method={method!r} is not one of {_METHODS}")
     frames = list(frames)
     if method == "control-points":
         if control_points is None or len(control_points) != len(frames):
-            raise ValueError("method='control-points' needs control_points: one "
+            raise InvalidSettingsError("method='control-points' needs control_points: one "
                              "(ref_xy, frame_xy) pair of (N, 2) arrays per frame")
         out = []
         for ref_xy, img_xy in control_points:
             ref_xy = np.asarray(ref_xy, float)
             img_xy = np.asarray(img_xy, float)
             if ref_xy.shape != img_xy.shape or ref_xy.ndim != 2 or ref_xy.shape[0] < 4:
-                raise ValueError("control points must be two (N, 2) arrays with N >= 4, "
+                raise InvalidSettingsError("control points must be two (N, 2) arrays with N >= 4, "
                                  f"got shapes {ref_xy.shape} and {img_xy.shape}")
             matrix = _fit_points(ref_xy, img_xy, "projective")
             res = _residuals(matrix, ref_xy, img_xy)
@@ -476,7 +476,7 @@ def warp(ccd, transform, *, output_shape: tuple[int, int] | None = None, order: 
             f"warp needs a 2-D frame or a (channel, y, x) cube, got shape {ccd.shape}")
     _refuse_cfa(ccd, "warp")
     if order not in (0, 1, 3):
-        raise ValueError(f"order={order} is not supported; use 0, 1 or 3")
+        raise InvalidSettingsError(f"order={order} is not supported; use 0, 1 or 3")
     if isinstance(transform, Alignment):
         matrix = transform.matrix
     elif hasattr(transform, "params"):
@@ -484,7 +484,7 @@ def warp(ccd, transform, *, output_shape: tuple[int, int] | None = None, order: 
     else:
         matrix = np.asarray(transform, float)
     if matrix.shape != (3, 3):
-        raise ValueError(f"transform must be a 3x3 matrix, got shape {matrix.shape}")
+        raise InvalidSettingsError(f"transform must be a 3x3 matrix, got shape {matrix.shape}")
     ny, nx = output_shape or ccd.shape[-2:]
     matrix = np.ascontiguousarray(matrix, dtype=np.float64)
     data = np.ascontiguousarray(ccd.data, dtype=np.float32)
@@ -564,12 +564,12 @@ def stack(frames: Iterable, *, reference=None, align: str | None = "translation"
 
     frames = list(frames)
     if not frames:
-        raise ValueError("stack needs at least one frame")
+        raise InvalidSettingsError("stack needs at least one frame")
     if transforms is None and align is not None:
         transforms = _align_frames(frames, reference=reference, method=align, mask=mask,
                                    **align_options)
     if transforms is not None and len(transforms) != len(frames):
-        raise ValueError(f"{len(transforms)} transforms for {len(frames)} frames")
+        raise InvalidSettingsError(f"{len(transforms)} transforms for {len(frames)} frames")
     ref_index = reference if isinstance(reference, int) else 0
     first = _as_frame(frames[ref_index] if reference is None or isinstance(reference, int)
                       else reference)

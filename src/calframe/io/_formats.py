@@ -235,7 +235,7 @@ def detect_format(path: str | os.PathLike) -> str:
         return "tiff"
     if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
         return "image"
-    readable = ", ".join(f.description for f in FORMATS.values())
     raise UnsupportedFormatError(
         path, f"not a format calframe reads (name ending {suffix or 'none'!r}, "
-        f"first bytes {head[:8]!r})", f"calframe reads {readable}")
+        f"first bytes {head[:8]!r})",
+        "calframe reads FITS, camera RAW (through LibRaw), EDF, TIFF, PNG and JPEG")

@@ -14,7 +14,12 @@ from astropy.nddata import CCDData, StdDevUncertainty
 
 from .. import metadata
 from .._detector import as_tile, detector_sigma, warn_uncertainty_unknown
-from ..errors import FrameReadError, MissingMetadataError
+from ..errors import (
+    FrameReadError,
+    IncompatibleFramesError,
+    InvalidSettingsError,
+    MissingMetadataError,
+)
 from ..provenance import InputRecord, get_provenance
 from ._common import Loaded
 from ._formats import FORMATS, HeaderRead, detect_format
@@ -60,7 +65,8 @@ def _bad_pixel_mask(bad_pixel_mask, shape, path) -> np.ndarray:
             bpm = bpm != 0
         where = "bad_pixel_mask"
     if bpm.shape != tuple(shape):
-        raise ValueError(f"{where} has shape {bpm.shape} but {path} has shape {tuple(shape)}; "
+        raise IncompatibleFramesError(
+            f"{where} has shape {bpm.shape} but {path} has shape {tuple(shape)}; "
                          "pass a mask of the frame's shape")
     return bpm
 
@@ -173,7 +179,8 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
     22.4499
     """
     if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise ValueError(f"dtype={np.dtype(dtype).name}: frames are read as float32 or float64")
+        raise InvalidSettingsError(
+            f"dtype={np.dtype(dtype).name}: frames are read as float32 or float64")
     kind = detect_format(path)
     options = {"hdu": hdu, "frame": frame}
     loaded = _load(kind, path, options, dtype)
@@ -188,13 +195,15 @@ def _load(kind, path, options, dtype) -> Loaded:
     loader = _loader(kind)
     if kind == "fits":
         if options.get("frame") not in (None, 0):
-            raise ValueError(f"frame={options['frame']!r}: FITS frames are chosen with hdu=")
+            raise InvalidSettingsError(
+                f"frame={options['frame']!r}: FITS frames are chosen with hdu=")
         return loader(path, hdu=options.get("hdu"), dtype=dtype)
     if options.get("hdu") is not None:
-        raise ValueError(f"hdu={options['hdu']!r} applies to FITS only, and {path} is {kind}")
+        raise InvalidSettingsError(
+            f"hdu={options['hdu']!r} applies to FITS only, and {path} is {kind}")
     if kind == "raw":
         if options.get("frame") not in (None, 0):
-            raise ValueError(f"frame={options['frame']!r}: a camera RAW holds one frame")
+            raise InvalidSettingsError(f"frame={options['frame']!r}: a camera RAW holds one frame")
         return loader(path, dtype=dtype)
     return loader(path, frame=options.get("frame") or 0, dtype=dtype)
 
@@ -299,11 +308,11 @@ def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
     fmt = FORMATS[kind]
     if kind == "fits":
         if frame not in (None, 0):
-            raise ValueError(f"frame={frame!r}: FITS frames are chosen with hdu=")
+            raise InvalidSettingsError(f"frame={frame!r}: FITS frames are chosen with hdu=")
         read: HeaderRead = fmt.read_header(path, hdu=hdu)
     else:
         if hdu is not None:
-            raise ValueError(f"hdu={hdu!r} applies to FITS only, and {path} is {kind}")
+            raise InvalidSettingsError(f"hdu={hdu!r} applies to FITS only, and {path} is {kind}")
         read = fmt.read_header(path) if kind == "raw" else \
             fmt.read_header(path, frame=frame or 0)
     if len(read.shape) < 2 or min(read.shape) <= 0:
