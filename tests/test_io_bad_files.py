@@ -255,6 +255,18 @@ def test_bytes_after_the_last_hdu_are_logged(tmp_path, caplog):
     assert "only the first 1 HDU(s) are read" in caplog.text
 
 
+def test_fits_cut_inside_an_extension_header_is_refused(tmp_path):
+    """astropy stops at the cut header and the first HDUs were read as if complete."""
+    hdus = fits.HDUList([fits.PrimaryHDU(IMAGE), fits.ImageHDU(IMAGE, name="UNCERT"),
+                         fits.ImageHDU(IMAGE, name="MASK")])
+    out = io.BytesIO()
+    hdus.writeto(out)
+    path = tmp_path / "master_bias.fits"
+    path.write_bytes(out.getvalue()[:4 * 2880 + 500])    # 2 HDUs and part of a header
+    _refused(path, match=r"truncated: the file ends inside the header of HDU 2 \(an "
+             r"extension cut short\)")
+
+
 def test_name_that_is_not_utf8_reads(tmp_path):
     name = os.fsdecode(b"flat_\xff\xfe.fits")
     path = tmp_path / name

@@ -110,6 +110,16 @@ def _first_header_problem(handle, path) -> str | None:
     return problem
 
 
+def _bytes_after_last_hdu(hdul: fits.HDUList, count: int = 8) -> bytes:
+    """The first bytes after the data of the last HDU astropy read."""
+    info = hdul.fileinfo(len(hdul) - 1)
+    if not info:
+        return b""
+    stream = hdul._file      # astropy's file object (the decompressed bytes for gzip)
+    stream.seek(info["datLoc"] + info["datSpan"])
+    return stream.read(count)
+
+
 def _open(path) -> fits.HDUList:
     """Open a FITS file, turning astropy's problems into FrameReadError.
 
@@ -146,8 +156,13 @@ def _open(path) -> fits.HDUList:
             raise FrameReadError(path, f"the FITS file is truncated ({text})",
                                  "copy or download the file again")
         if "Error validating header" in text:
-            # astropy stops at the first HDU it cannot read: bytes after the
-            # last HDU, or a damaged HDU after those it read.
+            # astropy stops at the first HDU it cannot read: an extension cut
+            # short (a truncated file), or bytes after the last HDU.
+            if _bytes_after_last_hdu(hdul).startswith(b"XTENSION"):
+                hdul.close()
+                raise FrameReadError(path, f"truncated: the file ends inside the header of "
+                                     f"HDU {len(hdul)} (an extension cut short)",
+                                     "copy or download the file again")
             log.warning("%s: %s; only the first %d HDU(s) are read", path, text, len(hdul))
         else:
             log.debug("%s: %s", path, text)
