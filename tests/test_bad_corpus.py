@@ -255,6 +255,12 @@ def _mixed_night(tmp_path):
     dest = Path(bias).parent / "bad_corrupt_pixels.fits.gz"
     dest.write_bytes(corrupt_gzip_of(Path(bias).read_bytes()))
     dropped["fitsgz-corrupt-pixels"] = str(dest)
+    # links that lead nowhere and a folder named as a frame
+    os.symlink("no_such_bias.fits", root / "bias" / "bad_dangling.fits")
+    dropped["symlink-dangling"] = str(root / "bias" / "bad_dangling.fits")
+    os.symlink("bad_loop.fits", root / "darks" / "bad_loop.fits")
+    dropped["symlink-loop"] = str(root / "darks" / "bad_loop.fits")
+    (root / "flats" / "bad_folder.fits").mkdir()
     # a good light whose name is not UTF-8: calibrated like the others
     light = sorted(str(p) for p in night.files_of("light"))[0]
     odd = os.fsencode(str(Path(light).parent)) + b"/light_\xff\xfe.fits"
@@ -270,6 +276,9 @@ def test_mixed_night_runs_good_frames_and_reports_bad_ones(tmp_path):
     assert raised is None, f"main raised {type(raised).__name__}: {raised}"
     assert "Traceback" not in stdout + stderr
     problems = [line for line in stderr.splitlines() if line.startswith("problem: ")]
+    # each message on one line: nothing else on standard error
+    assert [line for line in stderr.splitlines() if line.strip()
+            and not line.startswith(("problem: ", "warning: "))] == []
     # every good light calibrated, the one with an odd name too
     made = sorted(os.listdir(out / "lights"))
     for light in night.files_of("light"):

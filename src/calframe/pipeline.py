@@ -453,7 +453,8 @@ class Plan:
                      f"{self.config.memory_limit}")
         skipped = self.skipped_files()
         if skipped:
-            lines.append(f"not taken ({len(skipped)} files of other kinds):")
+            lines.append(f"not taken ({len(skipped)} file{'s' * (len(skipped) != 1)} of "
+                         "other kinds):")
             lines.extend(f"  {_printable(p)}" for p in skipped)
         if problems and self.problems:
             lines.append(f"problems ({len(self.problems)}):")
@@ -746,8 +747,11 @@ class _Runner:
                     warnings.simplefilter("ignore")
                     ccd = read_frame(path)
             except _file_failures() as err:
-                self.exclude(row, "cannot be read", _oneline_of(err),
-                             "copy the file again or remove it from the folder")
+                # a FrameReadError names the file already: its problem and fix only
+                detail = getattr(err, "problem", None) or _oneline_of(err)
+                self.exclude(row, "cannot be read", _oneline(detail),
+                             getattr(err, "fix", None)
+                             or "copy the file again or remove it from the folder")
                 continue
             stats = _frame_stats(ccd)
             row.update(stats)
@@ -1018,7 +1022,7 @@ def read_output(path: str | os.PathLike):
         return read_frame(path, unit=unit)
 
 
-def _oneline(err: BaseException) -> str:
+def _oneline(err: BaseException | str) -> str:
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
 

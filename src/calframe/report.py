@@ -24,11 +24,14 @@ import html
 import logging
 import math
 import os
+import struct
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .errors import CalframeError
 from .provenance import _printable
 
 __all__ = ["flat_channel_table", "stretch", "write_report"]
@@ -36,6 +39,11 @@ __all__ = ["flat_channel_table", "stretch", "write_report"]
 log = logging.getLogger(__name__)
 
 _MAX_DISPLAY = 800  # pixels along the longer side of a displayed image
+
+#: What reading and drawing a damaged output may raise; the report says so and
+#: goes on.
+_DRAW_FAILURES = (CalframeError, OSError, ValueError, EOFError, KeyError, IndexError,
+                  TypeError, zlib.error, struct.error)
 
 _CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 1400px; }
@@ -425,7 +433,7 @@ def write_report(result, path: str | os.PathLike | None = None) -> Path:
             continue
         try:
             sections.append(_master_section(mpath, task.name, task.kind, figdir))
-        except (OSError, ValueError) as err:
+        except _DRAW_FAILURES as err:  # a master damaged since it was made
             sections.append(f"<p class='bad'>{_esc(task.name)}: cannot be drawn "
                             f"({_esc(str(err))}).</p>")
 
