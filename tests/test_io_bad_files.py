@@ -274,6 +274,10 @@ def test_name_that_is_not_utf8_reads(tmp_path):
     ccd = read_frame(path, **NOISE)
     assert_array_equal(ccd.data, IMAGE)
     assert ccd.meta["FRAMETYP"] == "flat"
+    # The name as bytes: the frame type from the name failed (PurePath of bytes).
+    ccd = read_frame(os.fsencode(path), **NOISE)
+    assert_array_equal(ccd.data, IMAGE)
+    assert ccd.meta["FRAMETYP"] == "flat"
 
 
 # ---------------------------------------------------------------- EDF

@@ -254,7 +254,7 @@ def frame_type(header: Mapping, *, path: str | os.PathLike | None = None
         if parsed is not None:
             return parsed, "exif"
     if path is not None:
-        pure = PurePath(os.fspath(path))
+        pure = PurePath(os.fsdecode(path))
         for folder in list(pure.parent.parts)[::-1][:3]:
             parsed = _type_from_name(folder, prefix=False)
             if parsed is not None:
@@ -299,7 +299,7 @@ def require_exposure(header: Mapping, *, path: str | os.PathLike | None = None) 
     """
     value, _ = exposure_time(header)
     if value is None:
-        where = f"{os.fspath(path)}: " if path is not None else ""
+        where = f"{os.fsdecode(path)}: " if path is not None else ""
         raise MissingMetadataError(
             f"{where}no exposure time found (looked for "
             f"{', '.join(k for k, _ in _EXPOSURE_KEYS)}); write EXPTIME in seconds "
@@ -558,7 +558,7 @@ def normalize_header(header: Mapping, *, path: str | os.PathLike | None = None,
         # A value that is not a number of seconds ('sixty', -1): the exposure is
         # unknown, and EXPTIME is absent as the keyword table promises.
         log.warning("%s: EXPTIME = %r is not an exposure in seconds; the exposure is "
-                    "unknown", path if path is not None else "header", out["EXPTIME"])
+                    "unknown", "header" if path is None else os.fsdecode(path), out["EXPTIME"])
         out.remove("EXPTIME", remove_all=True)
     out["EXPSRC"] = (expsrc, "where EXPTIME came from")
 
