@@ -373,6 +373,13 @@ def test_edf_of_damaged_compressed_data_is_refused(tmp_path):
     _refused(path, match=r"truncated: frame 0's data are incomplete")
 
 
+def test_other_image_named_edf_is_refused(tmp_path):
+    """fabio opened a TIFF named .edf as a TIFF, which had no EDF frames to check."""
+    path = tmp_path / "frame.edf"
+    path.write_bytes(_tiff_bytes())
+    _refused(path, UnsupportedFormatError, match=r"named as EDF but holds a Tif image")
+
+
 def test_truncated_second_edf_frame_is_refused_when_read(tmp_path):
     path = tmp_path / "two.edf"
     path.write_bytes(_edf_bytes() + _edf_bytes()[:600])

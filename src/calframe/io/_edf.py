@@ -15,7 +15,7 @@ import zlib
 
 import numpy as np
 
-from ..errors import FrameReadError
+from ..errors import FrameReadError, UnsupportedFormatError
 from ..metadata import mapping_to_header
 from ._common import Loaded, integer_full_scale, open_for_reading
 
@@ -42,6 +42,14 @@ def _open(path):
         text = " ".join(str(err).split()) or type(err).__name__
         raise FrameReadError(path, f"not a readable EDF file ({text})",
                              "check that the file is complete and really is EDF") from err
+    from fabio.edfimage import EdfImage
+
+    if not isinstance(image, EdfImage):
+        # fabio recognises formats by their bytes: a TIFF or JPEG named .edf.
+        kind = type(image).__name__.removesuffix("Image") or "other"
+        image.close()
+        raise UnsupportedFormatError(path, f"named as EDF but holds a {kind} image",
+                                     "rename it with the ending of its real format")
     if image.incomplete_file and not any(f.incomplete_data for f in image._frames):
         # fabio stops at a header it cannot parse and keeps the frames before it.
         log.warning("%s: the bytes after frame %d are not a valid EDF header (a truncated "
