@@ -213,15 +213,34 @@ def test_fifo_never_blocks_any_command(fifo, tmp_path, command):
     _check_process(command, fifo, _process(argv))
 
 
-def test_name_not_utf8_in_a_real_process(tmp_path):
-    """``info`` prints the name; the terminal encoding must not break it."""
+@pytest.mark.parametrize("command", ["info", "run"])
+def test_name_not_utf8_in_a_real_process(tmp_path, command):
+    """The name is printed; a strict UTF-8 terminal must not break the command."""
     bad = build_corpus(tmp_path / "bad")["name-not-utf8"]
     env = dict(os.environ, LC_ALL="C.UTF-8", PYTHONIOENCODING="utf-8:strict")
-    proc = subprocess.run([sys.executable, "-m", "calframe", "info", bad.path],
+    argv = COMMANDS[command](os.fsencode("x"), str(tmp_path), {})
+    argv = [bad.path if a == b"x" else a for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "calframe", *argv],
                           stdin=subprocess.DEVNULL, capture_output=True, timeout=60,
                           check=False, env=env)
-    _check_process("info", bad, proc)
+    _check_process(command, bad, proc)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("command", ["info", "inventory", "run"])
+def test_truncated_dng_in_a_real_process(tmp_path, command):
+    """LibRaw writes to the process's standard error itself: nothing may reach it
+    that is not one of calframe's own one-line messages."""
+    corpus = build_corpus(tmp_path / "bad")
+    if "dng-truncated" not in corpus:
+        pytest.skip("the real DNG file is not available")
+    bad = corpus["dng-truncated"]
+    proc = _process(COMMANDS[command](bad.path, str(tmp_path), {}))
+    _check_process(command, bad, proc)
+    err = proc.stderr.decode("utf-8", "backslashreplace")
+    stray = [line for line in err.splitlines() if _names(line, bad)
+             and not line.startswith(("error:", "warning:", "problem:"))]
+    assert stray == [], f"library output on standard error: {stray}"
 
 
 # ------------------------------------------------------------------ a mixed night
@@ -270,7 +289,7 @@ def _mixed_night(tmp_path):
 
 
 def test_mixed_night_runs_good_frames_and_reports_bad_ones(tmp_path):
-    night, root, dropped, _odd = _mixed_night(tmp_path)
+    night, root, dropped, odd = _mixed_night(tmp_path)
     out = tmp_path / "out"
     code, stdout, stderr, raised = call(["run", str(root), "-o", str(out)])
     assert raised is None, f"main raised {type(raised).__name__}: {raised}"
@@ -284,6 +303,17 @@ def test_mixed_night_runs_good_frames_and_reports_bad_ones(tmp_path):
     for light in night.files_of("light"):
         assert f"{Path(light).stem}.fits" in made, (made, problems)
     assert b"light_\xff\xfe.fits" in [os.fsencode(m) for m in made], made
+    # its provenance gives the name back, byte for byte, and verifies
+    from calframe.io import read_provenance
+
+    odd_output = os.fsdecode(os.fsencode(str(out / "lights")) + b"/light_\xff\xfe.fits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        recorded = [os.fsencode(r.path) for r in read_provenance(odd_output).inputs]
+    assert odd in [os.path.abspath(p) for p in recorded], recorded
+    code_v, out_v, err_v, raised_v = call(["provenance", "--verify", odd_output])
+    assert (code_v, raised_v) == (0, None), err_v
+    assert "light_\\xff\\xfe.fits" in out_v and " 0 changed" in out_v
     # every bad file reported, each on one line with what and how to fix (files
     # of other kinds, as a JPEG, are listed as not taken with the plan)
     not_taken = stdout.split("not taken (", 1)[-1].splitlines()[1:]
