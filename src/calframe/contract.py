@@ -374,7 +374,8 @@ allow_mixed=True to combine them anyway
         problems.append((WrongFrameTypeError,
                          f"{_are(len(wrong))} not {'a ' + kind if len(wrong) == 1 else plural}"
                          f": {what}",
-                         f"leave them out, or pass allow_mixed=True if the "
+                         f"leave {'it' if len(wrong) == 1 else 'them'} out, or pass "
+                         "allow_mixed=True if the "
                          f"{_source(wrong[0].ftsource)} is wrong"))
     types = {f.frametype for f in facts if f.frametype in accepted}
     if len(types) > 1:

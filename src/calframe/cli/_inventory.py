@@ -32,7 +32,10 @@ def inventory_command(ctx: click.Context, paths: tuple[str, ...], no_recursive: 
                       frame_types: tuple[str, ...], table_path: str | None) -> int:
     """List every frame under PATHS with its type, exposure, ISO/gain, temperature,
     filter, binning, shape and CFA; the groups; which lights have matching
-    calibration frames; and the problems found."""
+    calibration frames; and the problems found.
+
+    Files not taken (calframe's own outputs under PATHS, PNG/JPEG images, other
+    formats) are counted on the first line; -v lists each with the reason."""
     from .._progress import progress
     from ..inventory import Tolerances, take_inventory
 
@@ -41,7 +44,8 @@ def inventory_command(ctx: click.Context, paths: tuple[str, ...], no_recursive: 
     types = parse_frame_types(frame_types)
     inv = take_inventory(list(paths), recursive=not no_recursive, tolerances=tol,
                          frame_types=types, progress=progress)
-    click.echo(inv.summary())
+    verbose = bool((ctx.find_root().obj or {}).get("verbose"))
+    click.echo(inv.summary(verbose=verbose))
     if table_path:
         fmt = "ascii.csv" if table_path.lower().endswith(".csv") else "ascii.ecsv"
         inv.frames.write(table_path, format=fmt, overwrite=True)
