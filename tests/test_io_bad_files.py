@@ -161,6 +161,13 @@ def test_text_naxis_is_refused(tmp_path):
     _refused(path, match=r"NAXIS = 'two', which is not a number of axes")
 
 
+def test_non_standard_axis_card_is_refused(tmp_path):
+    path = tmp_path / "naxis1.fits"
+    path.write_bytes(_with_card(_fits_bytes(), "NAXIS1", "x0"))
+    _refused(path, match=r"the primary header has NAXIS1 = \"'x0      '\", which is not an "
+             r"axis length")
+
+
 def test_zero_length_axis_with_data_is_refused(tmp_path):
     path = tmp_path / "empty_axis.fits"
     path.write_bytes(_with_card(_fits_bytes(), "NAXIS2", "0"))
@@ -265,6 +272,32 @@ def test_fits_cut_inside_an_extension_header_is_refused(tmp_path):
     path.write_bytes(out.getvalue()[:4 * 2880 + 500])    # 2 HDUs and part of a header
     _refused(path, match=r"truncated: the file ends inside the header of HDU 2 \(an "
              r"extension cut short\)")
+
+
+def _with_provenance_table() -> bytes:
+    table = fits.BinTableHDU.from_columns(
+        [fits.Column(name="a", format="E", array=np.arange(3.0))], name="PROVENANCE")
+    out = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(IMAGE), table]).writeto(out)
+    return out.getvalue()
+
+
+def test_damaged_provenance_table_is_refused(tmp_path):
+    """astropy's VerifyError escaped from the provenance of a calframe file."""
+    raw = _with_provenance_table()
+    at = raw.index(b"TFORM1  = ")
+    path = tmp_path / "master_dark.fits"
+    path.write_bytes(raw[:at] + b"TFORM1  = E         " + raw[at + 20:])
+    _refused(path, match=r"the PROVENANCE, NCOMBINE or REJECTED extension cannot be read "
+             r"\(Unparsable card \(TFORM1\)")
+
+
+def test_unreadable_extension_name_is_refused(tmp_path):
+    raw = _with_provenance_table()
+    at = raw.index(b"EXTNAME = ")
+    path = tmp_path / "master_flat.fits"
+    path.write_bytes(raw[:at] + b"EXTNAME = PROV\x00NANCE" + raw[at + 20:])
+    _refused(path, match=r"not a valid FITS file: the EXTNAME card of HDU 1 cannot be read")
 
 
 def test_name_that_is_not_utf8_reads(tmp_path):

@@ -47,10 +47,16 @@ def _compression(handle) -> tuple[str, object] | None:
 def _structure_problem(header: fits.Header, what: str = "the header") -> str | None:
     """What makes ``header`` unable to describe an array (bad BITPIX, NAXIS...), or None."""
     def value(key):
-        try:
-            return header.get(key)
-        except (fits.verify.VerifyError, ValueError):
-            return "(unreadable)"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # astropy's fixes of non-standard cards
+            try:
+                return header.get(key)
+            except (fits.verify.VerifyError, ValueError):
+                pass
+            try:    # the card's value as written, e.g. NAXIS1 = 1 0
+                return header.cards[key].image[10:].split("/")[0].strip()
+            except (fits.verify.VerifyError, ValueError, KeyError):
+                return "(unreadable)"
 
     def is_int(v):
         return isinstance(v, int | np.integer) and not isinstance(v, bool)
@@ -110,9 +116,27 @@ def _first_header_problem(handle, path) -> str | None:
     return problem
 
 
-def _bytes_after_last_hdu(hdul: fits.HDUList, count: int = 8) -> bytes:
-    """The first bytes after the data of the last HDU astropy read."""
-    info = hdul.fileinfo(len(hdul) - 1)
+def _hdu_problem(hdu, index: int) -> str | None:
+    """What makes HDU ``index`` unusable (unreadable name or structure), or None."""
+    if type(hdu).__name__ in ("_CorruptedHDU", "_ValidHDU"):
+        return f"HDU {index} is damaged (astropy cannot tell what it holds)"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")     # astropy's fixes of non-standard cards
+        try:
+            hdu.name  # noqa: B018 - EXTNAME must be readable to find the HDUs by name
+        except (fits.verify.VerifyError, ValueError, KeyError) as err:
+            return f"the EXTNAME card of HDU {index} cannot be read ({err})"
+    return _structure_problem(hdu.header, f"the header of HDU {index}")
+
+
+def _bytes_after_last_hdu(hdul: fits.HDUList, count: int = 8) -> bytes | None:
+    """The first bytes after the data of the last HDU astropy read (None: cannot tell)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            info = hdul.fileinfo(len(hdul) - 1)
+        except (fits.verify.VerifyError, ValueError):
+            return None     # its header cannot even be written out again
     if not info:
         return b""
     stream = hdul._file      # astropy's file object (the decompressed bytes for gzip)
@@ -149,6 +173,12 @@ def _open(path) -> fits.HDUList:
                              "check that the file is complete and really is FITS") from err
     if compressed:
         handle.close()    # astropy holds the decompressed bytes; else it owns `handle`
+    for index, hdu in enumerate(hdul):
+        problem = _hdu_problem(hdu, index)
+        if problem is not None:
+            hdul.close()
+            raise FrameReadError(path, f"not a valid FITS file: {problem}",
+                                 "the header is damaged; check what wrote the file")
     for item in caught:
         text = " ".join(str(item.message).split())
         if "truncated" in text:
@@ -158,7 +188,13 @@ def _open(path) -> fits.HDUList:
         if "Error validating header" in text:
             # astropy stops at the first HDU it cannot read: an extension cut
             # short (a truncated file), or bytes after the last HDU.
-            if _bytes_after_last_hdu(hdul).startswith(b"XTENSION"):
+            tail = _bytes_after_last_hdu(hdul)
+            if tail is None:
+                hdul.close()
+                raise FrameReadError(path, f"not a valid FITS file: the header of HDU "
+                                     f"{len(hdul) - 1} is damaged",
+                                     "copy the file again, or check what wrote it")
+            if tail.startswith(b"XTENSION"):
                 hdul.close()
                 raise FrameReadError(path, f"truncated: the file ends inside the header of "
                                      f"HDU {len(hdul)} (an extension cut short)",
@@ -368,8 +404,28 @@ def attach_fits_extras(ccd, path) -> None:
     except ImportError:  # the MEF writer module is not part of this installation
         log.debug("calframe.io._mef not available; PROVENANCE/NCOMBINE not read")
         return
-    with fits.open(path, memmap=True) as hdul:
-        attach_extras(ccd, hdul, path=path)
+    from ..errors import ChecksumMismatchWarning
+
+    hdul = _open(path)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            attach_extras(ccd, hdul, path=path)
+    except (fits.verify.VerifyError, ValueError, KeyError, TypeError, IndexError,
+            AttributeError) as err:
+        # What astropy raises for a damaged table (an unparsable TFORM1, a
+        # header it no longer takes for a table...).
+        text = " ".join(str(err).split()) or type(err).__name__
+        raise FrameReadError(path, "the PROVENANCE, NCOMBINE or REJECTED extension cannot "
+                             f"be read ({text})", "the file is damaged; copy it again, or "
+                             "write the frame again") from err
+    finally:
+        hdul.close()
+    for item in caught:
+        if issubclass(item.category, ChecksumMismatchWarning):
+            warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+        else:
+            log.debug("%s: %s", path, " ".join(str(item.message).split()))
 
 
 def image_hdus(path) -> list[int]:
