@@ -189,7 +189,7 @@ def test_cli_prov_json(night, capsys):
     assert f"sha256:{sha(night['out'])}" in entities
     assert len(doc.get_records()) > 10
     assert main(["provenance", night["out"], "--prov-json", "prov.json"]) == 1
-    assert "prov.json: file exists; pass --overwrite" in capsys.readouterr().err
+    assert "prov.json: file exists; give --overwrite" in capsys.readouterr().err
     assert main(["provenance", night["out"], "--prov-json", "prov.json",
                  "--overwrite"]) == 0
 

@@ -518,6 +518,8 @@ class Inventory:
     matches: Table
     problems: list[Problem] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
+    #: the skipped files that the user named one by one (always listed)
+    named: frozenset[str] = frozenset()
 
     @property
     def outputs_skipped(self) -> int:
@@ -555,8 +557,8 @@ class Inventory:
         lines = [f"{len(self.frames)} files, {len(self.groups)} groups, "
                  f"{len(self.problems)} problems"]
         if self.skipped:
-            lines[0] += f"; {self.skipped_line()}" + (
-                "" if verbose else " (-v lists them)")
+            hidden = not verbose and any(p.path not in self.named for p in self.skipped)
+            lines[0] += f"; {self.skipped_line()}" + (" (-v lists them)" if hidden else "")
         lines.append("")
         cols = ["path", "frametype", "ftsource", "exptime", "iso", "gain",
                 "temperature", "filter", "binning", "shape", "bayerpat", "group"]
@@ -581,10 +583,11 @@ class Inventory:
             lines.append("")
             lines.append("problems:")
             lines.extend(f"  {p}" for p in self.problems)
-        if self.skipped and verbose:
+        listed = [p for p in self.skipped if verbose or p.path in self.named]
+        if listed:
             lines.append("")
             lines.append("not taken:")
-            lines.extend(f"  {p}" for p in self.skipped)
+            lines.extend(f"  {p}" for p in listed)
         return "\n".join(lines)
 
 
@@ -645,8 +648,7 @@ def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
     >>> inv.frames["frametype"].tolist(), inv.frames["shape"].tolist(), len(inv.groups)
     (['bias', 'bias'], ['4x6', '4x6'], 1)
     """
-    if isinstance(paths, str | os.PathLike):
-        paths = [paths]
+    paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     tol = tolerances or Tolerances()
     skipped: list[Problem] = []
     files = scan_paths(paths, recursive=recursive, exclude=exclude, skipped=skipped)
@@ -691,8 +693,9 @@ def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
     if skipped:
         log.info("inventory: %s", Inventory(frames, groups, matches, problems,
                                             skipped).skipped_line())
+    named = frozenset(str(Path(p)) for p in paths if not Path(p).is_dir())
     return Inventory(frames=frames, groups=groups, matches=matches, problems=problems,
-                     skipped=skipped)
+                     skipped=skipped, named=named)
 
 
 _OUTPUT_PREFIX = "a calframe output"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -571,14 +572,22 @@ def stack(frames: Iterable, *, reference=None, align: str | None = "translation"
     if transforms is not None and len(transforms) != len(frames):
         raise InvalidSettingsError(f"{len(transforms)} transforms for {len(frames)} frames")
     ref_index = reference if isinstance(reference, int) else 0
-    first = _as_frame(frames[ref_index] if reference is None or isinstance(reference, int)
-                      else reference)
+    reference_frame = frames[ref_index] if reference is None or isinstance(reference, int) \
+        else reference
+    first = _as_frame(reference_frame)
     out_shape = first.shape[-2:]
     channels = [None] if first.ndim == 2 else list(range(first.shape[0]))
 
     def warped(channel):
         for i, frame in enumerate(frames):
             ccd = _as_frame(frame)
+            if ccd.ndim != first.ndim:
+                kinds = {2: "a 2-D image", 3: "a colour cube"}
+                raise IncompatibleFramesError(
+                    f"{_name(frame, i)}: {kinds.get(ccd.ndim, f'{ccd.ndim}-D')} of shape "
+                    f"{ccd.shape}, while the reference {_name(reference_frame, ref_index)} "
+                    f"is {kinds.get(first.ndim, f'{first.ndim}-D')} of shape "
+                    f"{first.shape}; stack frames of one kind")
             if channel is not None:
                 ccd = _channel(ccd, channel)
             if transforms is None:
@@ -599,6 +608,11 @@ def stack(frames: Iterable, *, reference=None, align: str | None = "translation"
                    else np.asarray(getattr(t, "params", t), float).round(10).tolist()
                    for t in transforms])
     return result
+
+
+def _name(frame, index: int) -> str:
+    """A frame's file as given, or ``frame <index>``."""
+    return os.fsdecode(frame) if isinstance(frame, str | os.PathLike) else f"frame {index}"
 
 
 def _channel(ccd: CCDData, k: int) -> CCDData:

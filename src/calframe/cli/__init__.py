@@ -37,6 +37,17 @@ class _State:
     names: ClassVar[list[str]] = []
     #: the click command being run (None before it is known)
     command: click.Command | None = None
+    #: the warning lines already printed by this command (each is printed once,
+    #: although the same file's header may be read by several steps)
+    said: ClassVar[set[str]] = set()
+
+
+def _say(line: str) -> None:
+    from .._progress import echo
+
+    if line not in _State.said:
+        _State.said.add(line)
+        echo(line)
 
 
 class _Group(click.Group):
@@ -88,10 +99,9 @@ def error_line(exc: BaseException, where: str | None = None) -> str:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """``warnings.showwarning`` of the command: one ``warning: ...`` line, no source."""
-    from .._progress import echo
     from ._options import cli_message
 
-    echo(f"warning: {cli_message(str(message), command_options())}")
+    _say(f"warning: {cli_message(str(message), command_options())}")
 
 
 class _Handler(logging.Handler):
@@ -99,14 +109,13 @@ class _Handler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            from .._progress import echo
             from ._options import cli_message
 
             text = cli_message(record.getMessage(), command_options())
             level = record.levelname.lower()
             if record.levelno < logging.WARNING:
                 text = f"{record.name}: {text}"
-            echo(f"{level}: {text}")
+            _say(f"{level}: {text}")
         except Exception:  # pragma: no cover - logging must never raise
             self.handleError(record)
 
@@ -195,6 +204,46 @@ class _Output:
         root.setLevel(self.root_level)
 
 
+def printable(text: str) -> str:
+    """``text`` with the bytes of a file name that is not UTF-8 written ``\\xff``.
+
+    Such a name holds lone surrogates (:func:`os.fsdecode`), which no terminal
+    or UTF-8 stream can print.
+    """
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+class _PrintableStream:
+    """A text stream whose writes never fail on names that are not UTF-8."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        if isinstance(text, str):
+            text = printable(text)
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+class _PrintableStreams:
+    """Standard output and error made safe for any file name while a command runs."""
+
+    def __enter__(self):
+        self.saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _PrintableStream(sys.stdout), _PrintableStream(sys.stderr)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        sys.stdout, sys.stderr = self.saved
+
+
 def _silence_stdout() -> None:
     """After a broken pipe: send what is left of standard output nowhere."""
     import os
@@ -211,10 +260,16 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns the exit code instead of exiting, so that tests can call it.
     """
+    with _PrintableStreams():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     _register()
     _State.debug = False
     _State.names = []
     _State.command = None
+    _State.said = set()
     try:
         with _Output():
             try:

@@ -8,7 +8,7 @@ import os
 import click
 
 from . import cli
-from ._options import output_file_option, pattern_option
+from ._options import about, output_file_option, pattern_option
 
 
 def _read(path: str, *, subtract_black: bool):
@@ -51,10 +51,11 @@ def cfa_stats_command(path: str, box, size: float, subtract_black: bool,
     """Per-channel (R, G1, G2, B) statistics of the Bayer mosaic in PATH."""
     from ..bayer import channel_statistics, standard_regions
 
-    ccd = _read(path, subtract_black=subtract_black)
-    regions = ({f"box{i + 1}": tuple(b) for i, b in enumerate(box)} if box
-               else standard_regions(ccd.shape, size=size))
-    table = channel_statistics(ccd, pattern=pattern, regions=regions)
+    with about(path):
+        ccd = _read(path, subtract_black=subtract_black)
+        regions = ({f"box{i + 1}": tuple(b) for i, b in enumerate(box)} if box
+                   else standard_regions(ccd.shape, size=size))
+        table = channel_statistics(ccd, pattern=pattern, regions=regions)
     for name in ("mean", "median", "std"):
         table[name].format = ".2f"
     table["snr"].format = ".2f"
@@ -126,7 +127,8 @@ def demosaic_command(path: str, output: str, method: str, pattern: str | None, s
     from ..demosaic import demosaic, split_rgb
     from ..io import read_frame, write_frame
 
-    cube = demosaic(read_frame(path), method=method, pattern=pattern)
+    with about(path):
+        cube = demosaic(read_frame(path), method=method, pattern=pattern)
     written = [write_frame(cube, output, overwrite=overwrite)]
     if split:
         stem, ext = os.path.splitext(output)

@@ -8,8 +8,10 @@ FOLDER`` names the folder of a command that writes several files
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import click
@@ -341,3 +343,26 @@ def cli_message(text: str, options: Collection[str]) -> str:
                   text)
     # "pass --bias" reads as an instruction to the command line: "give --bias"
     return re.sub(r"\bpass (--[a-z])", r"give \1", text)
+
+
+@contextmanager
+def about(path: str | os.PathLike) -> Iterator[None]:
+    """Name ``path`` in a calframe error that a command's work on it raises.
+
+    The library names the frame it reads, but not always the file a later step
+    (a demosaic, channel statistics) works on: ``error: no BAYERPAT keyword``
+    would not say which of the user's files has none.
+    """
+    from ..errors import CalframeError
+
+    try:
+        yield
+    except CalframeError as err:
+        name = os.fsdecode(path)
+        if name in str(err):
+            raise
+        # the same kind of error (a ValueError stays one), its message naming the file
+        named = type(err).__new__(type(err))
+        named.__dict__.update(err.__dict__)
+        named.args = (f"{name}: {err}",)
+        raise named from err

@@ -251,14 +251,14 @@ class FitsSource(FrameSource):
 
 
 def _normalised_header(header: fits.Header, path) -> fits.Header:
-    try:
-        from ..metadata import normalize_header
-    except ImportError:  # pragma: no cover - metadata module absent
-        out = header.copy()
-    else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = normalize_header(header, path=path)
+    """The header :func:`calframe.read_frame` gives (cards that cannot be read are
+    fixed or left out, as its FITS reader does), without the structural cards."""
+    from ..io._fits import _sanitised
+    from ..metadata import normalize_header
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = normalize_header(_sanitised(header, path), path=path)
     for key in _STRUCTURAL:
         out.remove(key, ignore_missing=True, remove_all=True)
     return out

@@ -251,3 +251,25 @@ def _number(value):
     except (TypeError, ValueError):
         return None
 
+
+def edf_header(path, *, frame: int = 0):
+    """The header and shape :func:`load_edf` gives, with the same checks of the file."""
+    from ._formats import HeaderRead
+
+    image = _open(path)
+    try:
+        nframes = int(image.nframes)
+        if not 0 <= frame < nframes:
+            raise ValueError(f"frame={frame}: {path} has {nframes} frame(s) "
+                             f"(0..{nframes - 1})")
+        _check_frame(image, path, frame)
+        edf = image._frames[frame]
+        header = mapping_to_header(dict(edf.header))
+        shape = tuple(int(n) for n in edf.shape)
+        dtype = np.dtype(edf.dtype)
+    finally:
+        image.close()
+    header["EDFFRAME"] = (frame, "frame index in the EDF file")
+    header["EDFNFRAM"] = (nframes, "frames in the EDF file")
+    return HeaderRead(header=header, shape=shape, dtype=dtype, nframes=nframes,
+                      location={"frame": frame}, row_order="TOP-DOWN")

@@ -436,3 +436,54 @@ def image_hdus(path) -> list[int]:
     finally:
         hdul.close()
 
+
+def _stored_dtype(header: fits.Header) -> np.dtype:
+    """The sample type a FITS image stores, with the unsigned BZERO convention."""
+    bitpix = int(header.get("ZBITPIX", header["BITPIX"]))
+    bzero = header.get("BZERO", 0)
+    kinds = {8: "u1", 16: "i2", 32: "i4", 64: "i8", -32: "f4", -64: "f8"}
+    if bitpix not in kinds:
+        raise KeyError(bitpix)
+    if bitpix in (16, 32, 64) and bzero == 2 ** (bitpix - 1):
+        return np.dtype(f"u{bitpix // 8}")
+    return np.dtype(kinds[bitpix])
+
+
+def fits_header(path, *, hdu=None):
+    """The header and shape :func:`load_fits` gives, without reading the pixels."""
+    import os
+
+    from ._formats import HeaderRead
+
+    with open(path, "rb") as handle:
+        compressed = handle.read(3).startswith((b"\x1f\x8b", b"BZh"))
+    hdul = _open(path)
+    try:
+        index = _pick_hdu(hdul, hdu, path)
+        image = hdul[index]
+        offset = getattr(image, "_data_offset", None)   # None: not from a file
+        if offset is not None and not compressed and \
+                not isinstance(image, fits.CompImageHDU):
+            end = offset + image._data_size
+            size = os.path.getsize(path)
+            if end > size:
+                raise FrameReadError(path, f"the FITS file is truncated ({size} bytes, the "
+                                     f"header announces {end})",
+                                     "copy or download the file again")
+        header = _sanitised(image.header, path)
+        _scaling(header, path)
+        try:
+            shape = tuple(int(n) for n in image.shape)
+            dtype = _stored_dtype(image.header)
+        except (KeyError, TypeError, ValueError) as err:
+            raise FrameReadError(path, f"HDU {index} has an invalid BITPIX or NAXISn "
+                                 f"({err})", "the header is damaged; rewrite the file") from err
+        while len(shape) > 2 and shape[0] == 1:
+            shape = shape[1:]
+        if isinstance(image, fits.CompImageHDU):
+            header.remove("ZBLANK", ignore_missing=True)
+        for key in _SCALE_KEYS:
+            header.remove(key, ignore_missing=True, remove_all=True)
+        return HeaderRead(header=header, shape=shape, dtype=dtype, location={"hdu": index})
+    finally:
+        hdul.close()

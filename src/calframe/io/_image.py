@@ -110,3 +110,36 @@ def load_image(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
                   saturation=integer_full_scale(raw.dtype),
                   integer=raw.dtype.kind in "iu")
 
+
+def image_header(path, *, frame: int = 0):
+    """The header and shape :func:`load_image` gives, without decoding the pixels."""
+    from astropy.io import fits
+    from PIL import Image, UnidentifiedImageError
+
+    from ._formats import HeaderRead
+
+    if frame != 0:
+        raise ValueError(f"frame={frame}: {path} holds one frame")
+    with open_for_reading(path) as handle:
+        content = handle.read()
+    if content.startswith(_PNG_MAGIC):
+        _check_png(content, path)
+    try:
+        with Image.open(path) as image:
+            mode, image_format, (nx, ny) = image.mode, image.format, image.size
+    except (UnidentifiedImageError, OSError) as err:
+        raise FrameReadError(path, f"not a readable image file ({err})",
+                             "check that the file is complete") from err
+    grey = {"1": "L", "L": "L", "LA": "L", "PA": "L", "I;16": "I;16", "I;16B": "I;16",
+            "I;16L": "I;16", "I": "I",
+            "F": "F"}
+    mode = grey.get(mode, "RGB")
+    dtype = np.dtype({"L": np.uint8, "RGB": np.uint8, "I;16": np.uint16, "I": np.int32,
+                      "F": np.float32}[mode])
+    header = fits.Header()
+    header["IMGFMT"] = (str(image_format), "file format (read with Pillow)")
+    header["IMGMODE"] = (mode, "Pillow image mode")
+    if mode == "RGB":
+        header["COLORSP"] = ("RGB", "planes R, G, B as stored (not linearised)")
+    return HeaderRead(header=header, shape=(3, ny, nx) if mode == "RGB" else (ny, nx),
+                      dtype=dtype, row_order="TOP-DOWN")

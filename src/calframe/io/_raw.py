@@ -72,6 +72,120 @@ def _cfa_name(raw) -> tuple[str, np.ndarray]:
     return name, colors
 
 
+def _open(path, *, unpack: bool):
+    """A rawpy object for ``path``: opened only (header) or with its data unpacked."""
+    import rawpy
+
+    raw = None
+    try:
+        if unpack:
+            raw = rawpy.imread(str(path))
+        else:
+            raw = rawpy.RawPy()
+            raw.open_file(str(path))
+    except rawpy.LibRawFileUnsupportedError as err:
+        if raw is not None:
+            raw.close()
+        raise UnsupportedFormatError(path, f"LibRaw does not read this file ({err})",
+                                     "convert it to DNG or FITS") from err
+    except (rawpy.LibRawError, OSError) as err:
+        if raw is not None:
+            raw.close()
+        raise FrameReadError(path, f"not a readable camera RAW file ({err})",
+                             "check that the file is complete") from err
+    return raw
+
+
+def _describe(raw, path):
+    """Header, black and white levels of an opened RAW (its pixels are not read)."""
+    import rawpy
+
+    try:
+        raw_type = raw.raw_type
+        pattern = raw.raw_pattern
+    except rawpy.LibRawError as err:
+        raise FrameReadError(path, f"the RAW data cannot be decoded ({err})",
+                             "the file is probably truncated; copy it again") from err
+    if raw_type != rawpy.RawType.Flat:
+        raise UnsupportedFormatError(
+            path, f"the RAW holds {raw_type.name} (already demosaiced or linear) data, "
+            "not a CFA mosaic", "calibrate the camera's CFA RAW files instead")
+    mono = int(getattr(raw, "num_colors", 3)) == 1
+    if mono:
+        name, colors = None, np.zeros((1, 1), dtype=np.uint8)
+    elif pattern is None or np.asarray(pattern).shape != (2, 2):
+        shape = None if pattern is None else np.asarray(pattern).shape
+        raise UnsupportedFormatError(
+            path, f"the sensor's colour filter array is not a 2x2 Bayer pattern "
+            f"(LibRaw pattern {shape}, e.g. Fuji X-Trans 6x6)",
+            "calframe calibrates 2x2 Bayer and mono sensors only")
+    else:
+        name, colors = _cfa_name(raw)
+    if not mono and sorted(name) != ["B", "G", "G", "R"]:
+        raise UnsupportedFormatError(
+            path, f"the CFA colours are {name!r}, not a red/green/blue Bayer pattern",
+            "calframe calibrates RGGB/BGGR/GRBG/GBRG sensors only")
+    per_channel = list(raw.black_level_per_channel)
+    black = np.array([[per_channel[int(c)] for c in row] for row in colors],
+                     dtype=np.float64)
+    white_channels = raw.camera_white_level_per_channel
+    if not white_channels or min(white_channels) <= 0:
+        white_channels = [raw.white_level] * 4      # no usable per-channel levels
+    white = np.array([[white_channels[int(c)] for c in row] for row in colors],
+                     dtype=np.float64)
+    sizes = raw.sizes
+
+    exif = _exif(path)
+    mapping: dict[str, object] = {}
+    make = exif.get("Image Make", "")
+    model = exif.get("Image Model", "") or exif.get("Image Tag 0xC614", "")
+    instrument = " ".join(part for part in (make, model) if part and part not in ("[]",))
+    if make and model.startswith(make):
+        instrument = model
+    if instrument:
+        mapping["INSTRUME"] = instrument
+    for key, value in exif.items():
+        if key not in ("Image Make", "Image Model", "Image Tag 0xC614"):
+            mapping[key] = value
+    header = mapping_to_header(mapping)
+    if name is not None:
+        header["BAYERPAT"] = (name, "CFA pattern at pixel (0, 0) of the visible area")
+        header["XBAYROFF"] = (0, "CFA x offset")
+        header["YBAYROFF"] = (0, "CFA y offset")
+    header["ROWORDER"] = ("TOP-DOWN", "row 0 is the top of the sensor readout")
+    if name is not None:
+        for i, value in enumerate(black.ravel()):
+            header[f"BLKLEV{i}"] = (float(value), f"[adu] black level at CFA position "
+                                    f"({i // 2}, {i % 2})")
+    header["BLKLEVEL"] = (float(black.mean()), "[adu] mean black level (not subtracted)")
+    header["WHITELEV"] = (float(white.min()), "[adu] white level (saturation)")
+    header["RAWFLIP"] = (int(sizes.flip), "LibRaw orientation flag (data not rotated)")
+    if sizes.crop_width and sizes.crop_height:
+        x0, y0 = int(sizes.crop_left_margin), int(sizes.crop_top_margin)
+        header["DATASEC"] = (f"[{x0 + 1}:{x0 + sizes.crop_width},"
+                             f"{y0 + 1}:{y0 + sizes.crop_height}]",
+                             "camera's default crop (not applied)")
+    return header, black, white
+
+
+def raw_header(path):
+    """The header and shape :func:`load_raw` gives, without decoding the pixels."""
+    from ._formats import HeaderRead
+
+    _check_tiff_layout(path)
+    raw = _open(path, unpack=False)
+    try:
+        header, _, _ = _describe(raw, path)
+        shape = (int(raw.sizes.height), int(raw.sizes.width))  # raw_image_visible's shape
+    finally:
+        raw.close()
+    if min(shape) <= 0:
+        raise FrameReadError(path, f"the RAW announces an image of {shape[1]}x{shape[0]} "
+                             "pixels", "the file is probably damaged; copy it again")
+    return HeaderRead(header=header, shape=shape, dtype=np.dtype(np.uint16),
+                      row_order="TOP-DOWN")
+
+
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
@@ -130,88 +244,17 @@ def load_raw(path, *, dtype=np.float32) -> Loaded:
     import rawpy
 
     _check_tiff_layout(path)
+    raw = _open(path, unpack=True)
     try:
-        raw = rawpy.imread(str(path))
-    except rawpy.LibRawFileUnsupportedError as err:
-        raise UnsupportedFormatError(path, f"LibRaw does not read this file ({err})",
-                                     "convert it to DNG or FITS") from err
-    except (rawpy.LibRawError, OSError) as err:
-        raise FrameReadError(path, f"not a readable camera RAW file ({err})",
-                             "check that the file is complete") from err
-    try:
-        try:
-            raw_type = raw.raw_type
-            pattern = raw.raw_pattern
-        except rawpy.LibRawError as err:
-            raise FrameReadError(path, f"the RAW data cannot be decoded ({err})",
-                                 "the file is probably truncated; copy it again") from err
-        if raw_type != rawpy.RawType.Flat:
-            raise UnsupportedFormatError(
-                path, f"the RAW holds {raw_type.name} (already demosaiced or linear) data, "
-                "not a CFA mosaic", "calibrate the camera's CFA RAW files instead")
-        mono = int(getattr(raw, "num_colors", 3)) == 1
-        if mono:
-            name, colors = None, np.zeros((1, 1), dtype=np.uint8)
-        elif pattern is None or np.asarray(pattern).shape != (2, 2):
-            shape = None if pattern is None else np.asarray(pattern).shape
-            raise UnsupportedFormatError(
-                path, f"the sensor's colour filter array is not a 2x2 Bayer pattern "
-                f"(LibRaw pattern {shape}, e.g. Fuji X-Trans 6x6)",
-                "calframe calibrates 2x2 Bayer and mono sensors only")
-        else:
-            name, colors = _cfa_name(raw)
-        if not mono and sorted(name) != ["B", "G", "G", "R"]:
-            raise UnsupportedFormatError(
-                path, f"the CFA colours are {name!r}, not a red/green/blue Bayer pattern",
-                "calframe calibrates RGGB/BGGR/GRBG/GBRG sensors only")
+        header, black, white = _describe(raw, path)
         try:
             visible = raw.raw_image_visible
         except rawpy.LibRawError as err:
             raise FrameReadError(path, f"the RAW data cannot be decoded ({err})",
                                  "the file is probably truncated; copy it again") from err
         data = visible.astype(dtype)  # a copy: rawpy's buffer dies with `raw`
-        per_channel = list(raw.black_level_per_channel)
-        black = np.array([[per_channel[int(c)] for c in row] for row in colors],
-                         dtype=np.float64)
-        white_channels = raw.camera_white_level_per_channel
-        if not white_channels or min(white_channels) <= 0:
-            white_channels = [raw.white_level] * 4      # no usable per-channel levels
-        white = np.array([[white_channels[int(c)] for c in row] for row in colors],
-                         dtype=np.float64)
-        sizes = raw.sizes
     finally:
         raw.close()
-
-    exif = _exif(path)
-    mapping: dict[str, object] = {}
-    make = exif.get("Image Make", "")
-    model = exif.get("Image Model", "") or exif.get("Image Tag 0xC614", "")
-    instrument = " ".join(part for part in (make, model) if part and part not in ("[]",))
-    if make and model.startswith(make):
-        instrument = model
-    if instrument:
-        mapping["INSTRUME"] = instrument
-    for key, value in exif.items():
-        if key not in ("Image Make", "Image Model", "Image Tag 0xC614"):
-            mapping[key] = value
-    header = mapping_to_header(mapping)
-    if name is not None:
-        header["BAYERPAT"] = (name, "CFA pattern at pixel (0, 0) of the visible area")
-        header["XBAYROFF"] = (0, "CFA x offset")
-        header["YBAYROFF"] = (0, "CFA y offset")
-    header["ROWORDER"] = ("TOP-DOWN", "row 0 is the top of the sensor readout")
-    if name is not None:
-        for i, value in enumerate(black.ravel()):
-            header[f"BLKLEV{i}"] = (float(value), f"[adu] black level at CFA position "
-                                    f"({i // 2}, {i % 2})")
-    header["BLKLEVEL"] = (float(black.mean()), "[adu] mean black level (not subtracted)")
-    header["WHITELEV"] = (float(white.min()), "[adu] white level (saturation)")
-    header["RAWFLIP"] = (int(sizes.flip), "LibRaw orientation flag (data not rotated)")
-    if sizes.crop_width and sizes.crop_height:
-        x0, y0 = int(sizes.crop_left_margin), int(sizes.crop_top_margin)
-        header["DATASEC"] = (f"[{x0 + 1}:{x0 + sizes.crop_width},"
-                             f"{y0 + 1}:{y0 + sizes.crop_height}]",
-                             "camera's default crop (not applied)")
     # Levels per CFA position, as 2x2 tiles that repeat over the mosaic.
     saturation = white if np.ptp(white) else float(white[0, 0])
     pedestal = black if np.ptp(black) else float(black[0, 0])

@@ -24,6 +24,13 @@ _TAGS = ("ImageDescription", "Make", "Model", "DateTime", "Software", "Artist")
 
 
 def _read(path) -> tuple[np.ndarray, str, dict]:
+
+    return _inspect(path, decode=True)
+
+
+def _inspect(path, *, decode: bool):
+    """Check a TIFF's layout; its pixels (or only their shape and type), photometric
+    interpretation and tags.  The header reader and the pixel reader share it."""
     import tifffile
 
     try:
@@ -41,7 +48,8 @@ def _read(path) -> tuple[np.ndarray, str, dict]:
                                          "the file is damaged; copy it again")
                 _check_segments(one, series.keyframe, index, tif.filehandle.size, path)
             _check_series(series, tif.filehandle.size, path)
-            data = series.asarray()
+            data = series.asarray() if decode else (tuple(series.shape),
+                                                    np.dtype(series.dtype))
             photometric = getattr(page.photometric, "name", str(page.photometric))
             tags = {}
             for tag in page.tags.values():
@@ -209,3 +217,19 @@ def _loaded(frames, frame, photometric, info, dtype) -> Loaded:
                   row_order="TOP-DOWN", saturation=integer_full_scale(raw.dtype),
                   integer=raw.dtype.kind in "iu")
 
+
+def tiff_header(path, *, frame: int = 0):
+    """The header and shape :func:`load_tiff` gives, without decoding the pixels."""
+    from ._formats import HeaderRead
+
+    (shape, dtype), photometric, info = _inspect(path, decode=False)
+    # The frames' layout, from a stand-in of the data that holds no bytes.
+    stand_in = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape,
+                                               (0,) * len(shape))
+    frames = _frames(stand_in, photometric, info.pop("axes"), path)
+    if not 0 <= frame < frames.shape[0]:
+        raise ValueError(f"frame={frame}: {path} has {frames.shape[0]} frame(s)")
+    header = _header(info, photometric, frames.shape[0], frame)
+    return HeaderRead(header=header, shape=tuple(frames.shape[1:]), dtype=dtype,
+                      nframes=frames.shape[0], location={"frame": frame},
+                      row_order="TOP-DOWN")
