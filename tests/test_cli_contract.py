@@ -116,7 +116,7 @@ def test_an_exception_while_parsing_is_one_line(night, capsys, monkeypatch):
     def broken(self, value, param, ctx):
         raise RuntimeError("cannot convert")
 
-    monkeypatch.setattr(_options._RejectionType, "convert", broken)
+    monkeypatch.setattr(_options.RejectionType, "convert", broken)
     assert main(["stack", _files(night, "light")[0], "-o", "x.fits", "--reject", "s"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: calframe stack: RuntimeError: cannot convert (this is a")

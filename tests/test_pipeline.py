@@ -13,13 +13,14 @@ from numpy.testing import assert_allclose
 from calframe.datasets import SyntheticCamera, make_night
 from calframe.pipeline import (
     HASH_KEYWORD,
+    MasterSettings,
     PipelineConfig,
     PipelineProblemError,
     load_config,
     make_plan,
     run_pipeline,
 )
-from calframe.provenance import sha256_file
+from calframe.provenance import get_provenance, sha256_file
 
 CAMERA = SyntheticCamera(shape=(24, 32), n_hot_pixels=3, n_dust=1)
 
@@ -373,3 +374,33 @@ def test_real_esrf_flat_field_normalisation(real_data, tmp_path):
     norm = flat - dark
     expected = (data - dark) / (norm / np.median(norm[good]))
     assert_allclose(np.asarray(calibrated.data)[good], expected[good], rtol=1e-5)
+
+
+def test_run_takes_every_rejection_and_the_read_noise(tmp_path):
+    """--reject with Siril's names and --read-noise reach the masters and the lights."""
+    from calframe.cli import main
+    from calframe.combine import GESD, WinsorizedSigmaClip
+    from calframe.errors import InvalidSettingsError
+
+    assert isinstance(MasterSettings(rejection="winsorized").rejection_object(),
+                      WinsorizedSigmaClip)
+    assert isinstance(MasterSettings(rejection="g").rejection_object(), GESD)
+    assert MasterSettings(rejection="minmax").rejection_object().nlow == 1  # not 3 frames
+    with pytest.raises(InvalidSettingsError, match="'median' is not known"):
+        MasterSettings(rejection="median")
+    night = _night(tmp_path / "night", n_light=1)
+    for header in night.files_of("light"):
+        with fits.open(header, mode="update") as hdul:
+            del hdul[0].header["RDNOISE"]   # the lights do not say their read noise
+    out = tmp_path / "out"
+    assert main(["-q", "run", str(night.path), "-o", str(out), "--no-report", "--reject",
+                 "winsorized", "--read-noise", "5"]) == 0
+    from calframe.io import read_frame
+
+    ccd = read_frame(next((out / "lights").glob("*.fits")))
+    assert ccd.uncertainty is not None and np.all(np.isfinite(ccd.uncertainty.array))
+    read = [s for s in get_provenance(ccd).steps if s.step == "read"]
+    assert any(s.parameters.get("read_noise") == 5.0 for s in read)
+    flat = read_frame(next((out / "masters").glob("flat*.fits")))
+    combine = next(s for s in get_provenance(flat).steps if s.step == "combine")
+    assert "Winsorized" in str(combine.parameters)

@@ -36,12 +36,14 @@ A TOML file can set everything the command line can::
 
     [master]
     method = "median"          # median | mean
-    rejection = "sigma"        # none | sigma | minmax | percentile
+    rejection = "sigma"        # none | sigma | mad | winsorized | linear | percentile
+                               # | minmax | generalized
     low = 3.0                  # limits; leave out for the rejection's defaults
     high = 3.0
 
     [calibrate]
     gain = 1.5                 # e-/ADU, or leave out to stay in ADU
+    read_noise = 5.0           # e-, or leave out to take RDNOISE from the headers
     dark_scale = "exposure"    # exposure | optimize | none
     cosmetic = false
     demosaic = "bilinear"      # or leave out
@@ -96,7 +98,6 @@ log = logging.getLogger(__name__)
 #: Header keyword holding an output's task hash.
 HASH_KEYWORD = "PIPEHASH"
 
-_REJECTIONS = ("none", "sigma", "minmax", "percentile")
 _METHODS = ("median", "mean")
 _DARK_SCALES = ("exposure", "optimize", "optimize-per-channel", "none")
 _ALIGNS = ("stars", "translation", "none")
@@ -136,13 +137,14 @@ class MasterSettings:
     ----------
     method : {'median', 'mean'}
         Combine method.
-    rejection : {'none', 'sigma', 'minmax', 'percentile'}
-        Rejection before combining: sigma clipping at ``low``/``high``
-        sigma, min/max rejection of ``low``/``high`` frames, or percentile
-        clipping at ``low``/``high``.
+    rejection : str
+        Rejection before combining, by Siril's name (see
+        :data:`calframe.combine.REJECTIONS`): 'none', 'sigma', 'mad',
+        'winsorized', 'linear', 'percentile', 'minmax' or 'generalized'.
     low, high : float, optional
-        Rejection limits (see ``rejection``); default: the rejection's own
-        (3 and 3 sigma, 1 and 1 frames, 0.2 and 0.1 of the median).
+        Rejection limits; default: the algorithm's own (3 and 3 sigma, 5 and
+        2.5 for the linear fit, 0.2 and 0.1 of the median, 1 and 1 values for
+        minmax, 0.3 and 0.05 for the generalized ESD test).
     """
 
     method: str = "median"
@@ -154,23 +156,13 @@ class MasterSettings:
         if self.method not in _METHODS:
             raise ValueError(f"master method={self.method!r} is not known; use one of "
                              f"{', '.join(_METHODS)}")
-        if self.rejection not in _REJECTIONS:
-            raise ValueError(f"master rejection={self.rejection!r} is not known; use one "
-                             f"of {', '.join(_REJECTIONS)}")
+        self.rejection_object()   # an unknown name or unusable limits are refused here
 
     def rejection_object(self):
         """The calframe rejection settings object (None for no rejection)."""
-        from .combine import MinMaxClip, PercentileClip, SigmaClip
+        from .combine import rejection_from_name
 
-        limits = {k: v for k, v in (("low", self.low), ("high", self.high))
-                  if v is not None}
-        if self.rejection == "none":
-            return None
-        if self.rejection == "sigma":
-            return SigmaClip(**limits)
-        if self.rejection == "minmax":
-            return MinMaxClip(**{f"n{k}": int(v) for k, v in limits.items()})
-        return PercentileClip(**limits)
+        return rejection_from_name(self.rejection, self.low, self.high)
 
 
 @dataclass
@@ -180,7 +172,10 @@ class CalibrationSettings:
     Parameters
     ----------
     gain : float, optional
-        Gain in e-/ADU; when given, calibrated lights are in electrons.
+        Gain in e-/ADU; when given, calibrated lights are in electrons, and
+        it replaces the headers' EGAIN in the frames' noise model.
+    read_noise : float, optional
+        Read noise in e-; replaces the headers' RDNOISE in the noise model.
     dark_scale : {'exposure', 'optimize', 'optimize-per-channel', 'none'}
         How a master dark is scaled to a light.
     cosmetic : bool
@@ -193,6 +188,7 @@ class CalibrationSettings:
     """
 
     gain: float | None = None
+    read_noise: float | None = None
     dark_scale: str = "exposure"
     cosmetic: bool = False
     demosaic: str | None = None
@@ -204,6 +200,8 @@ class CalibrationSettings:
                              f"{', '.join(_DARK_SCALES)}")
         if self.gain is not None and not (self.gain > 0):
             raise ValueError(f"gain={self.gain!r} must be positive (e-/ADU)")
+        if self.read_noise is not None and not (self.read_noise >= 0):
+            raise ValueError(f"read_noise={self.read_noise!r} must not be negative (e-)")
 
 
 @dataclass
@@ -222,10 +220,10 @@ class StackSettings:
         Alignment to the group's first light.
     method : {'mean', 'median'}
         Combine method.
-    rejection : {'none', 'sigma', 'minmax', 'percentile'}
+    rejection : str
         Rejection before combining, with ``low`` / ``high`` (as for masters).
-    low, high : float
-        Rejection limits.
+    low, high : float, optional
+        Rejection limits (default: the algorithm's own, as for masters).
     order : {0, 1, 3}
         Interpolation order of the warp.
     """
@@ -234,8 +232,8 @@ class StackSettings:
     align: str = "stars"
     method: str = "mean"
     rejection: str = "sigma"
-    low: float = 3.0
-    high: float = 3.0
+    low: float | None = None
+    high: float | None = None
     order: int = 1
 
     def __post_init__(self) -> None:
@@ -908,8 +906,13 @@ class _Runner:
                 # masters read once per light group; their provenance still names
                 # the master files and their hashes
                 masters = {r: self.master(n) for r, n in task.uses.items()}
+                frame = source
+                if c.gain is not None or c.read_noise is not None:
+                    from .io import read_frame
+
+                    frame = read_frame(source, gain=c.gain, read_noise=c.read_noise)
                 ccd = calibrate(
-                    source, bias=masters.get("bias"), dark=masters.get("dark"),
+                    frame, bias=masters.get("bias"), dark=masters.get("dark"),
                     flat=masters.get("flat"), gain=c.gain,
                     dark_scale=None if dark_scale == "none" else dark_scale,
                     cosmetic=True if c.cosmetic else None)

@@ -12,9 +12,12 @@ import os
 import re
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import click
+
+# The rejection algorithms by name, with their default limits: the library's table.
+from ..combine._names import ALIASES as _ALIASES
+from ..combine._names import REJECTIONS
 
 
 def parse_frame_types(items, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -97,88 +100,7 @@ def pattern_option(help_text: str) -> Callable:
 
 # --------------------------------------------------------------------------- rejection
 
-@dataclass(frozen=True)
-class RejectionChoice:
-    """One ``--reject`` algorithm: its library class and what ``--low``/``--high`` mean."""
-
-    name: str
-    build: Callable[[float, float], object] | None
-    low: float
-    high: float
-    limits: str
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def whole(self) -> bool:
-        """Whether the limits are numbers of frames (whole numbers)."""
-        return self.name == "minmax"
-
-
-def _sigma(low, high):
-    from ..combine import SigmaClip
-
-    return SigmaClip(low=low, high=high)
-
-
-def _mad(low, high):
-    from ..combine import SigmaClip
-
-    return SigmaClip(low=low, high=high, scale="mad")
-
-
-def _winsorized(low, high):
-    from ..combine import WinsorizedSigmaClip
-
-    return WinsorizedSigmaClip(low=low, high=high)
-
-
-def _linear(low, high):
-    from ..combine import LinearFitClip
-
-    return LinearFitClip(low=low, high=high)
-
-
-def _percentile(low, high):
-    from ..combine import PercentileClip
-
-    return PercentileClip(low=low, high=high)
-
-
-def _minmax(low, high):
-    from ..combine import MinMaxClip
-
-    return MinMaxClip(nlow=int(low), nhigh=int(high))
-
-
-def _generalized(low, high):
-    from ..combine import GESD
-
-    return GESD(outliers_fraction=low, significance=high)
-
-
-#: The ``--reject`` algorithms under Siril's names (``minmax`` is IRAF's), with
-#: the library's default limits (those of :mod:`calframe.combine` settings).
-REJECTIONS: dict[str, RejectionChoice] = {r.name: r for r in (
-    RejectionChoice("none", None, 0.0, 0.0, "no rejection"),
-    RejectionChoice("sigma", _sigma, 3.0, 3.0, "sigma below/above the median", ("s",)),
-    RejectionChoice("mad", _mad, 3.0, 3.0, "sigma (1.4826 MAD) below/above the median",
-                    ("a", "amad")),
-    RejectionChoice("winsorized", _winsorized, 3.0, 3.0,
-                    "winsorized sigma below/above the median", ("w",)),
-    RejectionChoice("linear", _linear, 5.0, 2.5,
-                    "mean deviations below/above a line fitted to the sorted values",
-                    ("l", "linearfit")),
-    RejectionChoice("percentile", _percentile, 0.2, 0.1,
-                    "fractions of the median below/above it", ("p",)),
-    RejectionChoice("minmax", _minmax, 1, 1, "numbers of lowest/highest values"),
-    RejectionChoice("generalized", _generalized, 0.3, 0.05,
-                    "largest fraction of outliers and significance of the test",
-                    ("g", "gesd")),
-)}
-_ALIASES = {alias: r.name for r in REJECTIONS.values() for alias in r.aliases}
-
-
-class _RejectionType(click.Choice):
+class RejectionType(click.Choice):
     """``click.Choice`` of rejection names that also takes Siril's short names."""
 
     def convert(self, value, param, ctx):
@@ -209,7 +131,7 @@ def rejection_options(default: str, names: Collection[str] | None = None) -> Cal
                               f"{rejection_help(names)}.")(f)
         return click.option(
             "--reject", "rejection", default=default, show_default=True,
-            type=_RejectionType(names),
+            type=RejectionType(names),
             help="Rejection before combining (Siril's names; minmax rejects a number of "
                  "values).")(f)
 
@@ -249,12 +171,10 @@ def rejection_object(name: str, low: float | None, high: float | None):
     >>> rejection_object("none", None, None) is None
     True
     """
+    from ..combine._names import rejection_from_name
+
     low, high = rejection_limits(name, low, high)
-    choice = REJECTIONS[name]
-    if choice.build is None:
-        return None
-    return choice.build(choice.low if low is None else low,
-                        choice.high if high is None else high)
+    return rejection_from_name(name, low, high)
 
 
 # --------------------------------------------------------------------------- messages

@@ -6,17 +6,16 @@ import click
 
 from . import cli, one_line
 from ._options import (
+    REJECTIONS,
+    RejectionType,
     gain_option,
     output_dir,
     output_dir_option,
     parse_frame_types,
+    read_noise_option,
     rejection_help,
     rejection_limits,
 )
-
-#: The rejections of the masters that the pipeline settings take (a subset of
-#: :data:`calframe.cli._options.REJECTIONS`).
-RUN_REJECTIONS = ("none", "sigma", "minmax", "percentile")
 
 
 @cli.command("run")
@@ -29,14 +28,15 @@ RUN_REJECTIONS = ("none", "sigma", "minmax", "percentile")
               help="Stop at the first problem instead of going on with the good frames.")
 @click.option("--method", type=click.Choice(["median", "mean"]), default=None,
               help="Combine method of the masters.")
-@click.option("--reject", "rejection", default=None, type=click.Choice(RUN_REJECTIONS),
+@click.option("--reject", "rejection", default=None, type=RejectionType(tuple(REJECTIONS)),
               help="Rejection of the masters [default: sigma].")
 @click.option("--low", type=click.FloatRange(min=0), default=None, metavar="FLOAT",
               help="Lower rejection limit of the masters; by default, per --reject: "
-                   f"{rejection_help(RUN_REJECTIONS)}.")
+                   f"{rejection_help(REJECTIONS)}.")
 @click.option("--high", type=click.FloatRange(min=0), default=None, metavar="FLOAT",
               help="Upper rejection limit of the masters (default: the algorithm's).")
-@gain_option("Gain in e-/ADU (output in e-).")
+@gain_option("Gain in e-/ADU (output in e-; replaces EGAIN in the lights' noise model).")
+@read_noise_option("Read noise in e- (replaces RDNOISE in the lights' noise model).")
 @click.option("--dark-scale",
               type=click.Choice(["exposure", "optimize", "optimize-per-channel", "none"]),
               default=None, help="How the dark is scaled to each light.")
@@ -59,8 +59,8 @@ RUN_REJECTIONS = ("none", "sigma", "minmax", "percentile")
                    "exposures, camera settings); recorded in the provenance.")
 @click.pass_context
 def run_command(ctx: click.Context, paths, output, output_alias, config_path, dry_run,
-                strict, method, rejection, low, high, gain, dark_scale, cosmetic, demosaic,
-                distortion, stack, stack_align, memory_limit, frame_types, no_report,
+                strict, method, rejection, low, high, gain, read_noise, dark_scale, cosmetic,
+                demosaic, distortion, stack, stack_align, memory_limit, frame_types, no_report,
                 allow_mixed) -> int:
     """Inventory PATHS, build the masters each group needs, calibrate every light,
     and write FOLDER/report.html.  A rerun redoes only what changed."""
@@ -89,7 +89,8 @@ def run_command(ctx: click.Context, paths, output, output_alias, config_path, dr
                        ("high", high)):
         if value is not None:
             changes[f"master__{key}"] = value
-    for key, value in (("gain", gain), ("dark_scale", dark_scale), ("cosmetic", cosmetic),
+    for key, value in (("gain", gain), ("read_noise", read_noise),
+                       ("dark_scale", dark_scale), ("cosmetic", cosmetic),
                        ("demosaic", demosaic), ("distortion", distortion)):
         if value is not None:
             changes[f"calibrate__{key}"] = value
