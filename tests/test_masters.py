@@ -10,7 +10,7 @@ from calframe._calutil import cfa_groups
 from calframe.calibrate import calibrate, dark_includes_bias
 from calframe.combine import SigmaClip
 from calframe.datasets import SyntheticCamera, bias_frame, dark_frame, flat_frame
-from calframe.errors import IncompatibleFramesError, MissingMetadataError, MixedFramesError
+from calframe.errors import MissingMetadataError, MixedFramesError
 from calframe.masters import make_master_bias, make_master_dark, make_master_flat
 from calframe.provenance import get_provenance
 

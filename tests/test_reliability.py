@@ -173,7 +173,8 @@ def test_bad_inputs_reported_and_run_continues(tmp_path, capsys):
     # every requested output was made from the good frames: exit 0
     assert code == 0
     lights = _outputs(out / "lights")
-    assert sorted(lights) == ["light_0001.fits", "light_0002.fits"]  # nothing calibrates small.fits
+    # nothing calibrates small.fits (no master of its shape): it is not "calibrated"
+    assert sorted(lights) == ["light_0001.fits", "light_0002.fits"]
     flat = next(p for k, p in _outputs(out / "masters").items() if k.startswith("flat"))
     assert fits.getheader(flat)["NCOMBINE"] == 3
     report = (out / "report.html").read_text()
