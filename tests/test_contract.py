@@ -291,6 +291,10 @@ def test_real_files_agree_everywhere(real_data, capsys):
         assert f"{path}: {' x '.join(map(str, info.shape))} " in out
     dng = read_header(real_data / "camera-raw" / "Blackmagic.dng")
     assert dng.shape == (2176, 4128) and rows["Blackmagic.dng"]["shape"] == "2176x4128"
+    # and a master made of it sees the same shape and pattern
+    master = make_master_flat([str(real_data / "camera-raw" / "Blackmagic.dng")])
+    assert master.shape == dng.shape and master.meta["BAYERPAT"] == "RGGB"
+    assert master.meta["FLATCHAN"] is True
 
 
 @pytest.mark.realdata
