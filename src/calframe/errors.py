@@ -11,6 +11,8 @@ it.  The command line prints them without a traceback.
 
 from __future__ import annotations
 
+import os
+
 from astropy.units import UnitsError
 from astropy.utils.exceptions import AstropyUserWarning
 
@@ -56,7 +58,7 @@ class FrameReadError(CalframeError, ValueError):
     """
 
     def __init__(self, path, problem: str, fix: str | None = None):
-        self.path = str(path)
+        self.path = os.fsdecode(path) if isinstance(path, bytes | os.PathLike) else str(path)
         self.problem = problem
         self.fix = fix
         message = f"{self.path}: {problem}"

@@ -46,7 +46,12 @@ from ._calutil import (
 )
 from .calibrate import calibrate
 from .contract import check_master_frames, check_role
-from .errors import IncompatibleFramesError, InvalidSettingsError, MissingMetadataError
+from .errors import (
+    IncompatibleFramesError,
+    InvalidSettingsError,
+    MissingMetadataError,
+    NoFramesError,
+)
 from .provenance import Provenance, get_provenance, set_provenance
 
 __all__ = ["make_master_bias", "make_master_dark", "make_master_flat"]
@@ -68,7 +73,7 @@ def _check_frames(frames, what: str) -> list:
                             f"{type(frames).__name__}") from err
     frames = list(frames)
     if not frames:
-        raise InvalidSettingsError(f"{what}: no frames given; pass at least one frame")
+        raise NoFramesError(f"{what}: no frames given; pass at least one frame")
     return frames
 
 

@@ -135,8 +135,8 @@ def format_from_name(path: str | os.PathLike) -> str | None:
     path = Path(os.fsdecode(path))
     suffix = _suffix(path)
     if path.name.lower().endswith(COMPRESSED_SUFFIXES) and suffix not in (".fits", ".fit",
-                                                                             ".fts"):
-        return None
+                                                                             ".fts", ".edf"):
+        return None     # only FITS and EDF readers decompress gzip and bzip2
     for fmt in FORMATS.values():
         if suffix in fmt.suffixes:
             return fmt.name
