@@ -727,9 +727,11 @@ def _match_problems(groups: Table, matches: Table, tol: Tolerances) -> list[Prob
             g = groups[list(groups["group"]).index(m["group"])]
             missing = [n for n in str(m["note"]).split("; ") if n.startswith("no ")]
             if missing:
+                nothing = all(m[c] < 0 for c in ("bias", "dark", "flat"))
                 problems.append(Problem(str(g["name"]),
                                         f"{g['nframes']} light(s) of shape {g['shape']} "
-                                        f"have {', '.join(missing)}",
+                                        f"have {', '.join(missing)}"
+                                        + (", so they are not calibrated" if nothing else ""),
                                         "add calibration frames taken with the same "
                                         "shape, binning, ISO/gain and temperature"))
     lights = [g for g in groups if g["frametype"] == "light"]
