@@ -23,6 +23,7 @@ Examples
 """
 
 from ._camera import CFA_PATTERNS, SyntheticCamera, cfa_colour_index
+from ._dng import DngNight, DngNightTruth, make_dng_night
 from ._frames import (
     IMAGETYP_MAXIM,
     FrameTruth,
@@ -41,6 +42,8 @@ __all__ = [
     "CFA_PATTERNS",
     "DEFAULT_LAYOUT",
     "IMAGETYP_MAXIM",
+    "DngNight",
+    "DngNightTruth",
     "FrameTruth",
     "GridDistortion",
     "GridTruth",
@@ -55,6 +58,7 @@ __all__ = [
     "dark_frame",
     "flat_frame",
     "light_frame",
+    "make_dng_night",
     "make_grid_image",
     "make_night",
     "render_stars",
