@@ -97,6 +97,55 @@ def _robust_sigma(values: np.ndarray) -> float:
     return float(_MAD_TO_SIGMA * np.median(np.abs(values - med)))
 
 
+def _quantum(values: np.ndarray, centre: float, magnitude: float) -> float:
+    """The step of the lattice that ``values`` lie on near ``centre`` (0: none).
+
+    Integer-valued data (and integers times a gain or BSCALE) give the step;
+    continuous values give 0.  Only the unique values nearest the centre are
+    looked at, so float rounding far from it does not matter; differences
+    below the float32 rounding of values of ``magnitude`` are ties.
+    """
+    sample = values if values.size <= 400_000 else values[:: values.size // 400_000 + 1]
+    unique = np.unique(sample)
+    if unique.size < 2:
+        return 0.0
+    near = np.sort(unique[np.argsort(np.abs(unique - centre))[:33]])
+    tol = 64 * float(np.finfo(np.float32).eps) * max(abs(magnitude), 1.0)
+    gaps = np.diff(near)
+    gaps = gaps[gaps > tol]
+    if gaps.size == 0:
+        return 0.0
+    step = float(gaps.min())
+    k = (near - centre) / step
+    if np.max(np.abs(k - np.round(k))) > 0.05:
+        return 0.0
+    return step
+
+
+def _quantised_sigma(values: np.ndarray, step: float) -> float:
+    """Robust sigma of values on a lattice of ``step``, from an interpolated MAD.
+
+    The median of the absolute deviations of quantised values is itself a
+    multiple of ``step`` (0 when more than half of them equal the median),
+    so it is interpolated within its quantisation step as the median of
+    grouped data: the values in the median's step are taken as spread
+    evenly over it (over ``[0, step/2)`` for the step at 0, which holds the
+    deviations of both signs).  The result has a floor of the quantisation
+    noise, ``step / sqrt(12)``.
+    """
+    med = float(np.median(values))
+    k = np.rint(np.abs(values - med) / step).astype(np.int64)
+    n = k.size
+    j = int(np.rint(np.median(np.abs(values - med)) / step))
+    below = int(np.count_nonzero(k < j))
+    inside = max(int(np.count_nonzero(k == j)), 1)
+    if j == 0:
+        mad = 0.5 * step * min(1.0, (n / 2) / inside)
+    else:
+        mad = step * ((j - 0.5) + (n / 2 - below) / inside)
+    return max(_MAD_TO_SIGMA * mad, step / np.sqrt(12.0))
+
+
 def find_bad_pixels(master, *, hot_sigma: float | None = 5.0,
                     cold_sigma: float | None = None, box: int = 5) -> np.ndarray:
     """Flag hot and/or cold pixels of a master dark or flat.
@@ -105,6 +154,14 @@ def find_bad_pixels(master, *, hot_sigma: float | None = 5.0,
     own CFA site (the whole frame for a mono frame), and the difference is
     expressed in robust standard deviations (1.4826 MAD of all differences of
     that site).  Masked and non-finite pixels of the master are bad too.
+
+    On quantised data (integer-valued, or integers times a constant) whose
+    noise is not much larger than the quantisation step, the MAD is a
+    multiple of the step, often 0, and would flag every pixel above its
+    neighbours' median.  There the MAD is interpolated within its step (the
+    median of grouped data) and the sigma has a floor of the quantisation
+    noise, ``step / sqrt(12)``; on data with a spread of many steps this
+    changes the sigma by a small fraction of a step.
 
     Parameters
     ----------
@@ -160,7 +217,9 @@ def find_bad_pixels(master, *, hot_sigma: float | None = 5.0,
                 continue
             filled = np.where(pbad, np.median(plane[~pbad]), plane)
             dev = filled - ndimage.median_filter(filled, size=int(box), mode="reflect")
-            sigma = _robust_sigma(dev[~pbad])
+            good = dev[~pbad]
+            step = _quantum(good, float(np.median(good)), float(np.median(np.abs(plane[~pbad]))))
+            sigma = _quantised_sigma(good, step) if step > 0 else _robust_sigma(good)
             if sigma == 0:
                 sigma = float(np.finfo(np.float32).tiny)
             flag = np.zeros(plane.shape, dtype=bool)
