@@ -38,6 +38,7 @@ from .errors import (
 
 #: public name -> the module that defines it (imported on first use)
 _LAZY = {
+    "subtract_black_level": ".blacklevel",
     "calibrate": ".calibrate",
     "fit_dark_scale": ".calibrate",
     "fit_dark_scale_per_channel": ".calibrate",
@@ -95,6 +96,9 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:  # static analysers and IDEs see ordinary imports
+    from .blacklevel import (
+        subtract_black_level,
+    )
     from .calibrate import (
         calibrate,
         fit_dark_scale,
@@ -277,6 +281,7 @@ __all__ = [
     "set_provenance",
     "split_rgb",
     "stack",
+    "subtract_black_level",
     "take_inventory",
     "warp",
     "write_frame",

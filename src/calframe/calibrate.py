@@ -34,6 +34,7 @@ from ._calutil import (
     temperature_of,
 )
 from .bayer import crop_keywords
+from .blacklevel import black_level, decide_black_level, subtract_tile
 from .contract import check_role, file_of
 from .cosmetic import Cosmetic, correct_bad_pixels, find_bad_pixels, remove_cosmic_rays
 from .errors import (
@@ -548,7 +549,8 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
               overscan: str | Sequence[slice] | None = None,
               trim: str | Sequence[slice] | None = None,
               temperature_tolerance: float = TEMPERATURE_TOLERANCE,
-              on_nonlinear: str = "raise", allow_no_masters: bool = False) -> CCDData:
+              on_nonlinear: str = "raise", allow_no_masters: bool = False,
+              subtract_black: bool | None = None) -> CCDData:
     """Calibrate one frame: overscan, trim, bias, dark, flat, gain, cosmetics.
 
     Every argument accepts a :class:`~astropy.nddata.CCDData` or a path.
@@ -606,6 +608,12 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         Go ahead with none of ``bias``, ``dark``, ``flat`` and ``overscan``
         (only trim, gain or cosmetics).  By default that is refused: a
         "calibrated" frame that nothing calibrated is a mistake.
+    subtract_black : bool, optional
+        Subtract the camera black level the frame records (BLKLEV0..3 per CFA
+        position, from a RAW file).  Default: exactly when nothing else
+        removes it (no ``bias``, no ``dark`` that includes the bias, no
+        ``overscan``); see :mod:`calframe.blacklevel`.  True next to such a
+        master is refused (it would be subtracted twice); False keeps it.
 
     Returns
     -------
@@ -729,6 +737,23 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
                           light_name=_display_name(frame, "light"),
                           flat_name=_display_name(flat, "flat"))
 
+    # 1b. the camera's black level, when nothing else removes it
+    black = None
+    removed_by = ("the bias" if bias_ccd is not None else
+                  "the overscan" if overscan_used else
+                  "the dark (it includes the bias)"
+                  if dark_ccd is not None and dark_includes_bias(dark_ccd) else None)
+    if decide_black_level(light.meta, subtract_black, removed_by=removed_by):
+        tile = black_level(light.meta)
+        if rows_cols is not None:  # the cell as seen from the trimmed frame's [0, 0]
+            x0, y0 = _origin(rows_cols)
+            tile = np.roll(tile, (-y0, -x0), axis=(0, 1))
+        plane = Plane(subtract_tile(plane.data, tile), plane.var, plane.mask)
+        black = subtract_tile(np.zeros(shape, np.float32), -tile)
+        meta["BLKSUB"] = (True, "camera black level subtracted")
+        params["black_level"] = [float(v) for v in black_level(light.meta).ravel()]
+        calstat += "B"
+
     # 2. uncertainty of the frame: estimated when unknown, and re-evaluated
     # when it came from the detector model at read time, where the bias level
     # was not known and so carried photon noise
@@ -743,6 +768,8 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
             offset = np.nan_to_num(np.asarray(dark_ccd.data, np.float32))
         elif overscan_used:
             offset = 0.0
+        elif black is not None:
+            offset = black
         if g is not None and rn is not None and offset is not None and unit == u.adu:
             # after an overscan subtraction the values (and a master bias made
             # the same way) are relative to the overscan level

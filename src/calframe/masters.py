@@ -44,6 +44,7 @@ from ._calutil import (
     std_of,
     temperature_of,
 )
+from .blacklevel import black_level, decide_black_level, subtract_black_level
 from .calibrate import calibrate
 from .contract import check_master_frames, check_role
 from .errors import (
@@ -344,7 +345,8 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
                      rejection=None, normalize: str | None = "median", region=None,
                      per_channel: bool | None = None, min_value: float = 0.1,
                      dark_scale: str | float | None = "exposure",
-                     allow_mixed: bool = False, **combine_options) -> CCDData:
+                     subtract_black: bool | None = None, allow_mixed: bool = False,
+                     **combine_options) -> CCDData:
     """Calibrate, scale, combine and normalise flat fields into a master flat.
 
     Each flat is corrected with the bias and the dark (scaled to the flat's
@@ -380,6 +382,12 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
     dark_scale : 'exposure', float or None
         How the dark is scaled to each flat (as in :func:`calframe.calibrate`;
         None subtracts it as it is, e.g. a beam-off dark without EXPTIME).
+    subtract_black : bool, optional
+        Subtract the camera black level each flat records (BLKLEV0..3, camera
+        RAW) before its level is measured.  Default: exactly when no bias and
+        no dark that includes the bias remove it (see
+        :mod:`calframe.blacklevel`); left in, it makes the vignetting look
+        shallower than it is.
 
     Returns
     -------
@@ -430,7 +438,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
     # combine as an iterator, which caches each to disk: memory stays bounded
     # however many flats there are.
     state: dict = {"levels": [], "bias_coeff": None, "dark_coeff": None, "groups": None,
-                   "chan": False}
+                   "chan": False, "black": None}
 
     def corrected_flats():
         for i, frame in enumerate(frames):
@@ -448,10 +456,16 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
                                              by_colour=True)
             groups = state["groups"]
             if bias_nounc is not None or dark_nounc is not None:
-                cal = calibrate(flat, bias=bias_nounc, dark=dark_nounc, dark_scale=dark_scale)
+                cal = calibrate(flat, bias=bias_nounc, dark=dark_nounc, dark_scale=dark_scale,
+                                subtract_black=subtract_black)
                 step = get_provenance(cal).steps[-1].parameters
                 k = float(step.get("dark_scale", 0.0)) if dark_nounc is not None else 0.0
                 c = float(step.get("bias_coefficient", 0.0 if bias_nounc is None else 1.0))
+                if "black_level" in step:
+                    state["black"] = step["black_level"]
+            elif decide_black_level(flat.meta, subtract_black, removed_by=None):
+                cal, k, c = subtract_black_level(flat), 0.0, 0.0
+                state["black"] = [float(v) for v in black_level(flat.meta).ravel()]
             else:
                 cal, k, c = flat, 0.0, 0.0
             plane = Plane.from_ccd(cal)
@@ -548,7 +562,11 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
                   region=region if region is None or isinstance(region, str)
                   else [int(v) for v in region],
                   bias=bias is not None, dark=dark is not None, masked_low=nlow,
+                  **({"black_level": state["black"]} if state["black"] else {}),
                   **_overrides(checked))
+    if state["black"]:
+        log.info("make_master_flat: camera black level %s subtracted from every flat "
+                 "(nothing else removes it)", state["black"])
     log.info("make_master_flat: %d flats, levels %s, %d pixels below min_value masked",
              len(frames), final, nlow)
     return _finish(out, combined, prov)

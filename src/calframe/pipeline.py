@@ -185,6 +185,14 @@ class CalibrationSettings:
     distortion : str, optional
         A distortion model file (:meth:`calframe.DistortionModel.to_fits`)
         to correct every light with.
+    subtract_black : bool, optional
+        Subtract the camera black level (RAW frames) from flats and lights;
+        default: where no bias and no dark that includes the bias remove it
+        (see :mod:`calframe.blacklevel`).  False keeps it.
+    split_rgb : bool
+        Also write each calibrated colour light as three files,
+        ``lights/<name>_R.fits``, ``_G``, ``_B`` (demosaiced first, with
+        ``demosaic`` or bilinear), as Siril's ``split`` does.
     """
 
     gain: float | None = None
@@ -193,6 +201,8 @@ class CalibrationSettings:
     cosmetic: bool = False
     demosaic: str | None = None
     distortion: str | None = None
+    subtract_black: bool | None = None
+    split_rgb: bool = False
 
     def __post_init__(self) -> None:
         if self.dark_scale not in _DARK_SCALES:
@@ -424,8 +434,13 @@ class Plan:
         by_uses: dict[tuple, list[Task]] = {}
         for t in lights:
             by_uses.setdefault(tuple(sorted(t.uses.items())), []).append(t)
+        formats = dict(zip(self.inventory.frames["path"], self.inventory.frames["format"],
+                           strict=True)) if len(self.inventory.frames) else {}
         for uses, tasks in by_uses.items():
             text = ", ".join(f"{r}={n}" for r, n in uses) or "no masters"
+            if _black_subtracted(dict(uses), formats.get(tasks[0].inputs[0]),
+                                 self.config.calibrate.subtract_black):
+                text += " (the camera black level subtracted: no bias or dark removes it)"
             lines.append(f"  calibrate {len(tasks)} light(s) with {text}")
             for t in tasks:
                 lines.append(f"    {_printable(t.inputs[0])} -> {_printable(t.output)}")
@@ -439,6 +454,8 @@ class Plan:
             steps.append(f"demosaic {c.demosaic}")
         if c.distortion:
             steps.append(f"distortion correction with {c.distortion}")
+        if c.split_rgb:
+            steps.append("R, G, B planes split into files")
         lines.append("  light steps: " + ", ".join(steps))
         for t in stacks:
             st = self.config.stack
@@ -473,6 +490,15 @@ class Plan:
         return {"config": self.config.to_dict(),
                 "tasks": [dataclasses.asdict(t) for t in self.tasks],
                 "problems": [dataclasses.asdict(p) for p in self.problems]}
+
+
+def _black_subtracted(uses: dict, fmt: str | None, subtract: bool | None) -> bool:
+    """Whether a light (or flat) calibrated with ``uses`` has its RAW black level
+    subtracted (as :mod:`calframe.blacklevel` decides it: a dark in a run
+    includes the bias only when no bias group exists)."""
+    if subtract is False or fmt != "raw":
+        return False
+    return "bias" not in uses and "dark" not in uses
 
 
 def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
@@ -865,6 +891,7 @@ class _Runner:
                     ccd = make_master_flat(inputs, bias=_str(masters.get("bias")),
                                            dark=_str(masters.get("dark")),
                                            dark_scale=None if scale == "none" else scale,
+                                           subtract_black=self.config.calibrate.subtract_black,
                                            **options)
             self.write(ccd, path, key)
         except _file_failures() as err:
@@ -895,10 +922,12 @@ class _Runner:
             return
         key = self.key(task, task.inputs)
         self.keys[task.name] = key
-        if self.up_to_date(path, key):
+        c = self.config.calibrate
+        splits = [path.with_name(f"{path.stem}_{name}.fits") for name in "RGB"]
+        if self.up_to_date(path, key) and (not c.split_rgb or all(
+                self.up_to_date(p, key) for p in splits) or not self.is_colour(path)):
             self.result.skipped.append(str(path))
             return
-        c = self.config.calibrate
         dark_scale = task.parameters.get("dark_scale", c.dark_scale)
         try:
             with warnings.catch_warnings():
@@ -915,7 +944,7 @@ class _Runner:
                     frame, bias=masters.get("bias"), dark=masters.get("dark"),
                     flat=masters.get("flat"), gain=c.gain,
                     dark_scale=None if dark_scale == "none" else dark_scale,
-                    cosmetic=True if c.cosmetic else None)
+                    cosmetic=True if c.cosmetic else None, subtract_black=c.subtract_black)
                 if c.demosaic and ccd.meta.get("BAYERPAT"):
                     from .demosaic import demosaic
 
@@ -924,12 +953,36 @@ class _Runner:
                     from .distortion import correct_distortion
 
                     ccd = correct_distortion(ccd, distortion_model)
+                planes = self.split_planes(ccd) if c.split_rgb else {}
             self.write(ccd, path, key)
+            for name, plane in planes.items():
+                split = path.with_name(f"{path.stem}_{name}.fits")
+                self.write(plane, split, key)
+                self.result.made.append(str(split))
         except _file_failures() as err:
             self.fail(task, f"not calibrated ({_oneline_of(err)})",
                       "check the light and the masters it uses")
             return
         self.result.made.append(str(path))
+
+    def split_planes(self, ccd) -> dict:
+        """The R, G, B planes of a calibrated colour light ({} for a mono one)."""
+        from .demosaic import demosaic, split_rgb
+
+        if ccd.ndim == 2 and ccd.meta.get("BAYERPAT"):
+            ccd = demosaic(ccd, method=self.config.calibrate.demosaic or "bilinear")
+        if ccd.ndim != 3:
+            log.info("split_rgb: a mono light has no colour planes to split")
+            return {}
+        return split_rgb(ccd)
+
+    @staticmethod
+    def is_colour(path: Path) -> bool:
+        """Whether a calibrated light is a mosaic or a colour cube (has planes to split)."""
+        from astropy.io import fits
+
+        header = fits.getheader(path)
+        return bool(header.get("BAYERPAT")) or header.get("NAXIS") == 3
 
     def run_stack(self, task: Task) -> None:
         from .register import stack

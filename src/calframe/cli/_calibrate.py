@@ -8,6 +8,7 @@ import click
 
 from . import cli, command_options
 from ._options import (
+    black_level_option,
     cli_message,
     gain_option,
     output_dir,
@@ -32,6 +33,8 @@ from ._options import (
 @click.option("--cosmetic", is_flag=True, help="Correct hot and cold pixels.")
 @click.option("--demosaic", default=None, help="Demosaic CFA lights (e.g. bilinear).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@black_level_option("Subtract the camera black level of RAW lights, or keep it (default: "
+                    "subtracted when no --bias or --dark removes it).")
 @click.option("--allow-no-masters", is_flag=True,
               help="Go ahead without --bias, --dark and --flat (only gain, cosmetics, "
                    "demosaic); refused otherwise.")
@@ -39,7 +42,7 @@ from ._options import (
 def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, flat,
                       output: str | None, output_alias: str | None, gain, read_noise,
                       dark_scale: str, cosmetic: bool, demosaic, overwrite: bool,
-                      allow_no_masters: bool) -> int:
+                      subtract_black: bool | None, allow_no_masters: bool) -> int:
     """Calibrate LIGHTS with the given masters; write one FITS per light to FOLDER.
 
     With --gain or --read-noise the lights' noise model uses them instead of
@@ -89,7 +92,7 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
             ccd = calibrate(frame, bias=bias, dark=dark, flat=flat, gain=gain,
                             dark_scale=None if dark_scale == "none" else dark_scale,
                             cosmetic=True if cosmetic else None,
-                            allow_no_masters=allow_no_masters)
+                            allow_no_masters=allow_no_masters, subtract_black=subtract_black)
             if demosaic and ccd.meta.get("BAYERPAT"):
                 from ..demosaic import demosaic as do_demosaic
 
@@ -100,7 +103,7 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
             echo(f"problem: {light}: not calibrated ({cli_message(str(err), command_options())})")
             continue
         if not quiet:
-            result(f"{light} -> {target} ({_steps(ccd.meta)})")
+            result(f"{light} -> {target} ({_steps(ccd)})")
     click.echo(f"{len(lights) - failed} of {len(lights)} lights calibrated into {output}")
     return 1 if failed else 0
 
@@ -111,11 +114,18 @@ _STEP_WORDS = {"O": "overscan", "T": "trim", "B": "bias", "D": "dark", "F": "fla
                "W": "distortion", "A": "alignment"}
 
 
-def _steps(meta) -> str:
+def _steps(ccd) -> str:
     """The calibration steps a frame's CALSTAT records, in words."""
+    from ..provenance import get_provenance
+
+    meta = ccd.meta
+    step = next((s.parameters for s in reversed(get_provenance(ccd).steps)
+                 if s.step == "calibrate"), {})
     words = []
     for letter in str(meta.get("CALSTAT", "")):
         word = _STEP_WORDS.get(letter, letter)
+        if letter == "B" and "black_level" in step:
+            word = "camera black level"
         if letter == "D" and "DARKSCAL" in meta:
             word += f" x{float(meta['DARKSCAL']):.4g}"
         words.append(word)

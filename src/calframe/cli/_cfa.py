@@ -22,16 +22,12 @@ def _read(path: str, *, subtract_black: bool):
         warnings.simplefilter("ignore", UncertaintyUnknownWarning)
         ccd = read_frame(path)
     if subtract_black:
-        levels = [ccd.meta.get(f"BLKLEV{i}") for i in range(4)]
-        if any(v is None for v in levels):
-            level = ccd.meta.get("BLKLEVEL")
-            if level is None:
-                raise click.UsageError(f"{path}: --subtract-black needs BLKLEV0..3 or BLKLEVEL "
-                                       "in the header (camera RAW files have them)")
-            levels = [level] * 4
-        # BLKLEVi is the level at position (i // 2, i % 2) of the 2x2 cell as read
-        for i, level in enumerate(levels):
-            ccd.data[i // 2::2, i % 2::2] -= float(level)
+        from ..blacklevel import black_level, subtract_black_level
+
+        if black_level(ccd.meta) is None:
+            raise click.UsageError(f"{path}: --subtract-black needs BLKLEV0..3 or BLKLEVEL "
+                                   "in the header (camera RAW files have them)")
+        ccd = subtract_black_level(ccd)
     return ccd
 
 

@@ -6,6 +6,7 @@ import click
 
 from . import cli
 from ._options import (
+    black_level_option,
     gain_option,
     output_file_option,
     read_noise_option,
@@ -34,6 +35,8 @@ from ._options import (
 @click.option("--memory-limit", default="1GiB", show_default=True,
               help="Memory for combining.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@black_level_option("Flats: subtract the camera black level of RAW frames, or keep it "
+                    "(default: subtracted when no --bias or --dark removes it).")
 @click.option("--allow-mixed", is_flag=True,
               help="Combine frames that do not belong together (other frame types, "
                    "exposures, binning, CFA pattern, ISO/gain, offset, 8-bit images); "
@@ -43,7 +46,7 @@ def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output
                    method: str, rejection: str, low: float | None, high: float | None,
                    bias: str | None, dark: str | None, per_second: bool,
                    gain: float | None, read_noise: float | None, memory_limit: str,
-                   overwrite: bool, allow_mixed: bool) -> int:
+                   overwrite: bool, subtract_black: bool | None, allow_mixed: bool) -> int:
     """Combine FILES into a master KIND frame (bias, dark or flat) and write OUTPUT.
 
     The frames are checked first: frames whose headers say they are another
@@ -57,6 +60,9 @@ def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output
         raise click.UsageError("a master bias takes no --bias or --dark")
     if kind == "dark" and dark:
         raise click.UsageError("a master dark takes no --dark")
+    if subtract_black is not None and kind != "flat":
+        raise click.UsageError("--subtract-black/--keep-black are for flats: a bias or a dark "
+                               "holds the black level that it removes from other frames")
     if per_second and kind != "dark":
         raise click.UsageError("--per-second is for darks")
     if per_second and not bias:
@@ -72,7 +78,8 @@ def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output
     elif kind == "dark":
         ccd = make_master_dark(frames, bias=bias, per_second=per_second, **options)
     else:
-        ccd = make_master_flat(frames, bias=bias, dark=dark, **options)
+        ccd = make_master_flat(frames, bias=bias, dark=dark, subtract_black=subtract_black,
+                               **options)
     write_frame(ccd, output, overwrite=overwrite)
     click.echo(f"master {kind} from {len(files)} frames -> {output} "
                f"({'x'.join(map(str, ccd.data.shape))}, {str(ccd.unit) or 'dimensionless'}, "

@@ -286,3 +286,9 @@ def about(path: str | os.PathLike) -> Iterator[None]:
         named.__dict__.update(err.__dict__)
         named.args = (f"{name}: {err}",)
         raise named from err
+
+
+def black_level_option(help_text: str) -> Callable:
+    """``--subtract-black/--keep-black``: the camera black level (default: decided)."""
+    return click.option("--subtract-black/--keep-black", "subtract_black", default=None,
+                        help=help_text)

@@ -8,6 +8,7 @@ from . import cli, one_line
 from ._options import (
     REJECTIONS,
     RejectionType,
+    black_level_option,
     gain_option,
     output_dir,
     output_dir_option,
@@ -54,6 +55,10 @@ from ._options import (
 @click.option("--type", "frame_types", multiple=True, metavar="GLOB=TYPE",
               help="Frame type for files whose headers do not say (repeatable).")
 @click.option("--no-report", is_flag=True, default=None, help="Do not write report.html.")
+@black_level_option("Subtract the camera black level of RAW flats and lights, or keep it "
+                    "(default: subtracted where no bias or dark removes it).")
+@click.option("--split-rgb", is_flag=True, default=None,
+              help="Also write each calibrated colour light as _R, _G, _B files.")
 @click.option("--allow-mixed", is_flag=True, default=None,
               help="Make masters of frames the input contract refuses (mixed types, "
                    "exposures, camera settings); recorded in the provenance.")
@@ -61,7 +66,7 @@ from ._options import (
 def run_command(ctx: click.Context, paths, output, output_alias, config_path, dry_run,
                 strict, method, rejection, low, high, gain, read_noise, dark_scale, cosmetic,
                 demosaic, distortion, stack, stack_align, memory_limit, frame_types, no_report,
-                allow_mixed) -> int:
+                subtract_black, split_rgb, allow_mixed) -> int:
     """Inventory PATHS, build the masters each group needs, calibrate every light,
     and write FOLDER/report.html.  A rerun redoes only what changed."""
     from .._progress import echo, enable_progress, progress
@@ -90,6 +95,7 @@ def run_command(ctx: click.Context, paths, output, output_alias, config_path, dr
         if value is not None:
             changes[f"master__{key}"] = value
     for key, value in (("gain", gain), ("read_noise", read_noise),
+                       ("subtract_black", subtract_black), ("split_rgb", split_rgb),
                        ("dark_scale", dark_scale), ("cosmetic", cosmetic),
                        ("demosaic", demosaic), ("distortion", distortion)):
         if value is not None:
