@@ -9,23 +9,18 @@ their headers (through :func:`calframe.io.read_header` for files, so no pixel
 is decoded twice), and refuses with a :class:`~calframe.CalframeError` that
 names the files and the fix:
 
-=========================  ==========================================  ==========
-what                       refused when                                override
-=========================  ==========================================  ==========
-frame type                 a frame's type contradicts the master       yes
-                           (a light or flat in a bias...), or types
-                           are mixed (darks with dark-flats)
-calframe outputs           a master or calibrated frame offered as     yes
-                           a raw frame
-display-encoded data       8-bit samples, PNG/JPEG, RGB images, a      yes
-                           gamma curve (see :mod:`calframe.linearity`)
-exposure (darks)           exposures differ beyond the tolerance       yes
-binning, CFA pattern,      values differ between frames                yes
-ISO / gain, offset
-shape                      shapes differ (nothing can combine them)    no
-temperature                spread beyond the tolerance: a warning      -
-=========================  ==========================================  ==========
+- frame type: a frame's type contradicts the master (a light or a flat among
+  biases...), or types are mixed (darks with dark-flats);
+- calframe outputs: a master or a calibrated frame offered as a raw frame;
+- display-encoded data: 8-bit samples, PNG/JPEG, RGB images, a gamma curve
+  (see :mod:`calframe.linearity`);
+- exposure (darks): exposures that differ beyond the tolerance;
+- binning, CFA pattern, ISO / gain setting, offset: values that differ
+  between frames;
+- shape: shapes that differ (nothing can combine them, and nothing overrides
+  this one).
 
+A spread of sensor temperatures beyond the tolerance is a warning.
 ``allow_mixed=True`` (``--allow-mixed`` on the command line) combines frames
 anyway; each problem it overrides is logged as a warning and recorded in the
 master's provenance.
