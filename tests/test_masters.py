@@ -286,3 +286,28 @@ def test_normalisation_region(region):
     assert_allclose(master.data, response / np.median(response[box]), rtol=1e-3)
     with pytest.raises(ValueError, match="is not None, 'centre'"):
         make_master_flat(flats, region=(1, 2))
+
+
+def test_flat_with_an_unlit_part_is_normalised_on_its_lit_pixels():
+    """A spectrograph-like flat: 55% of the sensor unlit, the rest with structure."""
+    rng = np.random.default_rng(7)
+    shape = (80, 100)
+    lit = np.zeros(shape, bool)
+    lit[:, 30:75] = True                                  # 45% lit, in one band
+    response = np.where(lit, np.linspace(0.7, 1.3, shape[1])[None, :], 0.0)
+    flats = [CCDData(rng.normal(5000 * k * response + 3, 3).astype("f4"), unit="adu")
+             for k in (1.0, 1.5, 2.0)]
+    master = make_master_flat(flats)
+    assert np.median(master.data[lit]) == pytest.approx(1.0, abs=0.01)
+    assert master.meta["FLATREG"] == "the illuminated pixels (45.0%)"
+    assert master.mask[~lit].all() and not master.mask[lit].any()   # never divided by
+    step = get_provenance(master).steps[-1]
+    assert step.parameters["level_from"] == "the illuminated pixels (45.0%)"
+    # the whole frame on request: the median then falls among the dark pixels
+    full = make_master_flat(flats, region="full", min_value=0)
+    assert full.meta["FLATREG"] == "the whole frame"
+    assert np.median(full.data[lit]) > 100
+    # a flat lit everywhere (vignetted corners included) uses all pixels
+    vignetted = [CCDData(rng.normal(4000 * k * (0.4 + 0.6 * np.ones(shape)), 3).astype("f4"),
+                         unit="adu") for k in (1.0, 2.0)]
+    assert make_master_flat(vignetted).meta["FLATREG"] == "all pixels (all illuminated)"

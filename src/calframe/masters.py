@@ -323,22 +323,47 @@ def _regions(region, shape):
     return slice(y0, y1), slice(x0, x1)
 
 
+#: Pixels of a flat below this fraction of its bright level (98th percentile) are
+#: taken as unlit (outside a spectrograph's slit, a masked edge) when they are at
+#: least ``UNLIT_MIN_SHARE`` of a colour: its level is measured on the others.
+UNLIT_FRACTION = 0.1
+UNLIT_MIN_SHARE = 0.01
+
+
 def _levels(data: np.ndarray, good: np.ndarray, groups, region, statistic: str
-            ) -> list[float]:
-    """Level of each group of CFA sites inside the region."""
+            ) -> tuple[list[float], str]:
+    """Level of each group of CFA sites inside the region, and which pixels it used.
+
+    With ``region=None`` the level is measured over the pixels the flat
+    illuminates: a flat that leaves part of the sensor unlit would otherwise
+    be normalised by a median that falls in the dark part.
+    """
     rows, cols = _regions(region, data.shape)
     inside = np.zeros(data.shape, bool)
     inside[rows, cols] = True
     func = np.median if statistic == "median" else np.mean
-    levels = []
+    levels, lit, total = [], 0, 0
     for group in groups:
         values = np.concatenate([data[sl][(good & inside)[sl]] for sl in group])
         if values.size == 0:
             raise IncompatibleFramesError(
-                "make_master_flat: a CFA colour has no valid pixel in the "
-                             "normalisation region; choose a larger region")
+                "make_master_flat: a CFA colour has no valid pixel in the normalisation "
+                "region; choose a larger region")
+        total += values.size
+        if region is None:
+            bright = float(np.percentile(values, 98))
+            dark = values < UNLIT_FRACTION * bright
+            if bright > 0 and dark.mean() >= UNLIT_MIN_SHARE:
+                values = values[~dark]
+        lit += values.size
         levels.append(float(func(values)))
-    return levels
+    if region is not None:
+        where = "the whole frame" if region == "full" else f"region {region!r}"
+    elif lit < total:
+        where = f"the illuminated pixels ({100 * lit / total:.1f}%)"
+    else:
+        where = "all pixels (all illuminated)"
+    return levels, where
 
 
 def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
@@ -370,8 +395,11 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
         ``'exposure'`` divides each flat by its EXPTIME (a rate in adu/s, for
         beamline normalisation ``(raw / t_raw) / (flat / t_flat)``); None
         keeps the counts (same-exposure flats, ``(data - dark) / (flat - dark)``).
-    region : None, 'centre', FITS section or (y0, y1, x0, x1)
-        Where levels are measured (default: the whole frame).
+    region : None, 'full', 'centre', FITS section or (y0, y1, x0, x1)
+        Where levels are measured.  Default: the pixels the flat illuminates
+        (those above 10% of its bright level, when they leave at least 1% of
+        a colour unlit, as a spectrograph's flat does; else all pixels);
+        ``'full'`` takes every pixel.  ``FLATREG`` says which.
     per_channel : bool, optional
         Normalise each CFA colour (R, G, B) separately.  Default: True when
         the frames have BAYERPAT, so the flat never changes colour balance.
@@ -471,7 +499,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
             plane = Plane.from_ccd(cal)
             good = plane.valid()
             if normalize in ("median", "mean"):
-                levels = _levels(plane.data, good, groups, region, normalize)
+                levels, _ = _levels(plane.data, good, groups, region, normalize)
             elif normalize == "exposure":
                 t = exposure_of(flat, name=f"flat {i}")
                 levels = [t] * len(groups)
@@ -514,7 +542,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
             plane.var = plane.var + a**2 * np.nan_to_num(std_of(dark_ccd)) ** 2
     good = plane.valid()
     stat = normalize if normalize in ("median", "mean") else "median"
-    levels = _levels(plane.data, good, groups, region, stat)
+    levels, where = _levels(plane.data, good, groups, region, stat)
     meta = header_of(combined.meta)
     unit = combined.unit
     if normalize in ("median", "mean"):
@@ -552,6 +580,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
     meta["IMAGETYP"] = "Flat Field"
     meta["FLATNORM"] = (str(normalize), "normalisation of the master flat")
     meta["FLATCHAN"] = (chan, "normalised per CFA colour")
+    meta["FLATREG"] = (where[:68], "pixels the level was measured on")
     meta["FLATMIN"] = (float(threshold[0]), "values below are masked, never divided by")
     meta.setdefault("NCOMBINE", len(frames))
     out = CCDData(data.astype(np.float32), unit=unit, mask=mask, meta=meta,
@@ -562,6 +591,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
                   region=region if region is None or isinstance(region, str)
                   else [int(v) for v in region],
                   bias=bias is not None, dark=dark is not None, masked_low=nlow,
+                  level_from=where,
                   **({"black_level": state["black"]} if state["black"] else {}),
                   **_overrides(checked))
     if state["black"]:
