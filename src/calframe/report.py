@@ -24,6 +24,7 @@ import html
 import logging
 import math
 import os
+import re
 import struct
 import warnings
 import zlib
@@ -56,6 +57,12 @@ tr.excl td { background: #eee; color: #777; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.3em 0; }
 .ok { color: #1a7f37; } .bad { color: #b42318; }
+.cards { display: flex; flex-wrap: wrap; gap: 0.8em; }
+.card { border: 1px solid #ccc; padding: 0.4em; }
+.card.flagcard { border-color: #b42318; }
+.card table { font-size: 0.75em; }
+img.preview { image-rendering: pixelated; display: block; }
+p.cap { font-size: 0.8em; margin: 0.2em 0; max-width: 32em; }
 """
 
 
@@ -173,9 +180,11 @@ def flat_channel_table(flat, *, size: float = 0.1):
     return table
 
 
-def _table_html(table, columns=None, *, row_class=None, fmt="{:.4g}") -> str:
+def _table_html(table, columns=None, *, row_class=None, fmt="{:.4g}",
+                headings=None) -> str:
     columns = columns or list(table.colnames)
-    out = ["<table><tr>" + "".join(f"<th>{_esc(c)}</th>" for c in columns)
+    headings = headings or {}
+    out = ["<table><tr>" + "".join(f"<th>{_esc(headings.get(c, c))}</th>" for c in columns)
            + "</tr>"]
     for row in table:
         cls = row_class(row) if row_class else ""
@@ -190,6 +199,269 @@ def _table_html(table, columns=None, *, row_class=None, fmt="{:.4g}") -> str:
         out.append(f"<tr class='{cls}'>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "\n".join(out)
+
+
+# --- previews -----------------------------------------------------------------------
+
+_PREVIEW = 256  # pixels along the longer side of a preview
+
+#: Columns of the per-channel table of a preview, and their headings.
+_CHANNEL_COLUMNS = (("channel", "channel"), ("npix", "pixels"), ("mean", "mean"),
+                    ("median", "median"), ("std", "std"), ("snr", "S/N"),
+                    ("corner_min", "corner/centre min"), ("corner_max", "corner/centre max"))
+
+#: A light's corner is flagged when its median differs from the centre's by more
+#: than this fraction (and by more than its noise).
+_CORNER_TOLERANCE = 0.05
+
+
+def _pattern_of(header, shape) -> str | None:
+    """The effective Bayer pattern of a 2-D mosaic, or None (mono, colour planes)."""
+    from . import bayer
+
+    if len(shape) != 2 or not str(header.get("BAYERPAT", "") or "").strip():
+        return None
+    keys = {k: header.get(k) for k in ("BAYERPAT", "XBAYROFF", "YBAYROFF", "ROWORDER")
+            if header.get(k) is not None}
+    try:
+        return bayer.effective_pattern(keys, shape=shape)
+    except (CalframeError, ValueError) as err:
+        log.info("preview drawn as mono: %s", err)
+        return None
+
+
+def _preview_factor(shape, cfa: bool) -> int:
+    """Binning of a preview, in pixels (2x2 cells on a CFA mosaic) per preview pixel."""
+    ny, nx = shape[-2:]
+    cells = max(ny // 2, nx // 2) if cfa else max(ny, nx)
+    return max(1, math.ceil(cells / _PREVIEW))
+
+
+def _sample_rows(array, mask, cfa: bool, step: int):
+    """Every ``step``-th row (row of 2x2 cells on a CFA mosaic), as float32 with NaN.
+
+    ``array`` may be a memory map: only the rows taken are read.  Masked and
+    non-finite pixels become NaN.
+    """
+    ny = array.shape[-2] // 2 * 2 if cfa else array.shape[-2]
+    if step == 1:
+        rows = slice(0, ny)
+    elif cfa:
+        starts = np.arange(0, ny, 2 * step)
+        rows = np.stack([starts, starts + 1], axis=1).ravel()
+    else:
+        rows = np.arange(0, ny, step)
+    data = np.array(array[..., rows, :], dtype=np.float32)
+    if cfa:
+        data = data[..., : data.shape[-1] // 2 * 2]
+    if mask is not None:
+        m = np.asarray(mask[..., rows, :], dtype=bool)[..., : data.shape[-1]]
+        data[np.broadcast_to(m, data.shape)] = np.nan
+    return data
+
+
+def _channel_planes(sample: np.ndarray, pattern: str | None) -> dict[str, np.ndarray]:
+    """The channels of a sample: R, G1, G2, B of a mosaic; R, G, B planes; or L."""
+    from . import bayer
+
+    if pattern is not None:
+        return {name: sample[sl] for name, sl in bayer.channel_slices(pattern).items()}
+    if sample.ndim == 3 and sample.shape[0] == 3:
+        return dict(zip(("R", "G", "B"), sample, strict=True))
+    if sample.ndim == 3:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return {"L": np.nanmean(sample, axis=0)}
+    return {"L": sample}
+
+
+def _median(values: np.ndarray) -> float:
+    good = values[np.isfinite(values)]
+    return float(np.median(good)) if good.size else np.nan
+
+
+def _channel_row(name: str, plane: np.ndarray) -> tuple:
+    """Statistics of one channel plane and its corners over its centre."""
+    from . import bayer
+
+    values = plane[np.isfinite(plane)]
+    n = int(values.size)
+    mean = float(np.mean(values, dtype=np.float64)) if n else np.nan
+    median = float(np.median(values)) if n else np.nan
+    std = float(np.std(values, ddof=1, dtype=np.float64)) if n > 1 else np.nan
+    snr = mean / std if n > 1 and std > 0 else np.nan
+    regions = bayer.standard_regions(plane.shape)
+    centre = regions.pop("centre")
+    level = _median(plane[centre])
+    ratios, significant = [], False
+    for sl in regions.values():
+        corner = _median(plane[sl])
+        ratios.append(corner / level if level else np.nan)
+        npix = max(int(np.isfinite(plane[sl]).sum()), 1)
+        noise = 1.2533 * std / math.sqrt(npix) if np.isfinite(std) else 0.0
+        if abs(corner - level) > max(_CORNER_TOLERANCE * abs(level), 5 * noise):
+            significant = True
+    ratios = np.array(ratios, dtype=np.float64)
+    finite = ratios[np.isfinite(ratios)]
+    lo = float(finite.min()) if finite.size else np.nan
+    hi = float(finite.max()) if finite.size else np.nan
+    return (name, n, mean, median, std, snr, lo, hi, significant and level > 0)
+
+
+def _channel_table(sample: np.ndarray, pattern: str | None):
+    """Per-channel statistics of a frame (or of a sample of its rows).
+
+    Parameters
+    ----------
+    sample : ndarray
+        A 2-D frame or a stack of rows of it (a CFA mosaic keeps whole 2x2
+        cells), masked pixels NaN; a 3-D array of colour planes.
+    pattern : str or None
+        Effective Bayer pattern of a mosaic; None for a mono frame (one
+        channel, 'L') or colour planes (R, G, B).
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        One row per channel: ``channel``, ``npix``, ``mean``, ``median``,
+        ``std`` (ddof=1), ``snr`` (mean / std), ``corner_min`` and
+        ``corner_max`` (the lowest and highest median of the four corner
+        boxes of :func:`calframe.bayer.standard_regions` over the centre's
+        median) and ``corner_flag`` (a corner differs from the centre by
+        more than 5% and more than its noise).
+
+    Examples
+    --------
+    >>> a = np.tile(np.array([[4., 2.], [2., 1.]], np.float32), (20, 20))
+    >>> t = _channel_table(a, "RGGB")
+    >>> t["channel"].tolist(), t["median"].tolist(), t["corner_max"].tolist()
+    (['R', 'G1', 'G2', 'B'], [4.0, 2.0, 2.0, 1.0], [1.0, 1.0, 1.0, 1.0])
+    """
+    from astropy.table import Table
+
+    rows = [_channel_row(name, plane)
+            for name, plane in _channel_planes(sample, pattern).items()]
+    return Table(rows=rows, names=[c for c, _ in _CHANNEL_COLUMNS] + ["corner_flag"],
+                 dtype=(str, int, float, float, float, float, float, float, bool))
+
+
+def _bin_plane(plane: np.ndarray, fy: int, fx: int) -> np.ndarray:
+    ny, nx = plane.shape[0] // fy * fy, plane.shape[1] // fx * fx
+    if not (ny and nx):
+        return plane
+    if fy == fx == 1:
+        return plane[:ny, :nx]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(plane[:ny, :nx].reshape(ny // fy, fy, nx // fx, fx), axis=(1, 3))
+
+
+def _auto_stretch(plane: np.ndarray) -> np.ndarray:
+    """:func:`stretch` between limits that keep a sky background visible.
+
+    The limits are the 0.5 and 99.5 percentiles, tightened to 3 robust sigma
+    below and 25 above the median: the sky of a light then sits near a third
+    of full scale, so that a gradient or an over-corrected corner shows,
+    while a flat, whose spread is its vignetting, keeps its percentiles.
+    """
+    good = plane[np.isfinite(plane)]
+    if good.size == 0:
+        return np.full(plane.shape, np.nan)
+    lo, med, hi = np.percentile(good, [0.5, 50, 99.5])
+    sigma = 1.4826 * float(np.median(np.abs(good - med)))
+    if sigma > 0:
+        lo, hi = max(lo, med - 3 * sigma), min(hi, med + 25 * sigma)
+    if not hi > lo:
+        lo, hi = lo - 0.5, lo + 0.5
+    scaled = np.clip((plane - lo) / (hi - lo), 0.0, 1.0)
+    return np.arcsinh(10.0 * scaled) / np.arcsinh(10.0)
+
+
+def _preview_image(sample: np.ndarray, pattern: str | None, fy: int, fx: int) -> np.ndarray:
+    """A stretched 8-bit preview (RGB, or grey for one channel), row 0 at the bottom.
+
+    A CFA mosaic is shown as 2x2 superpixels (R, mean of the greens, B), each
+    colour stretched on its own.
+    """
+    planes = _channel_planes(sample, pattern)
+    if pattern is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            green = np.nanmean(np.stack([planes["G1"], planes["G2"]]), axis=0)
+        planes = {"R": planes["R"], "G": green, "B": planes["B"]}
+    layers = [np.nan_to_num(_auto_stretch(_bin_plane(p, fy, fx)), nan=0.0)
+              for p in planes.values()]
+    image = np.rint(255 * np.stack(layers, axis=-1)).astype(np.uint8)[::-1]
+    return image[..., 0] if image.shape[-1] == 1 else image
+
+
+def _save_preview(image: np.ndarray, folder: Path, name: str) -> str:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{name}.tmp.png"
+    Image.fromarray(image).save(tmp, format="PNG")
+    os.replace(tmp, folder / name)
+    return f"{folder.parent.name}/{folder.name}/{name}"
+
+
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", _printable(text))[:80]
+
+
+def _preview_html(sample: np.ndarray, pattern: str | None, factor: int, row_step: int,
+                  *, title: str, folder: Path, name: str, note: str = "",
+                  flag_corners: bool = False) -> tuple[str, bool]:
+    """A preview card: the image, what it shows, and the per-channel table."""
+    image = _preview_image(sample, pattern, factor // row_step, factor)
+    src = _save_preview(image, folder, name)
+    table = _channel_table(sample, pattern)
+    flagged = flag_corners and bool(np.any(table["corner_flag"]))
+    shown = table[[c for c, _ in _CHANNEL_COLUMNS[:-2]]]
+    shown["corners"] = [f"{lo:.3f}-{hi:.3f}" if np.isfinite(lo) and np.isfinite(hi) else ""
+                        for lo, hi in zip(table["corner_min"], table["corner_max"], strict=True)]
+    flags = {str(r["channel"]) for r in table if flag_corners and r["corner_flag"]}
+    body = _table_html(shown, headings={**dict(_CHANNEL_COLUMNS), "corners": "corners/centre"},
+                       row_class=lambda r: "flag" if str(r["channel"]) in flags else "")
+    ny, nx = image.shape[:2]
+    size = "width='256'" if nx >= ny else "height='256'"
+    kind = f"CFA {pattern}, 2x2 superpixels" if pattern else (
+        "colour planes" if "R" in table["channel"] else "mono")
+    caption = (f"{_esc(title)}: {kind}, binned {factor}x{factor}"
+               + (f", one row{' of cells' if pattern else ''} in {row_step} read"
+                  if row_step > 1 else "") + (f"; {_esc(note)}" if note else ""))
+    card = (f"<div class='card{' flagcard' if flagged else ''}'>"
+            f"<img class='preview' src='{_esc(src)}' alt='preview of {_esc(title)}' "
+            f"{size}><p class='cap'>{caption}</p>\n{body}</div>")
+    return card, flagged
+
+
+def _light_preview(path: Path, title: str, folder: Path, name: str) -> tuple[str, bool]:
+    """The preview card of a calibrated light, read through a memory map.
+
+    Only every n-th row of 2x2 cells (of pixels for a mono frame) is read,
+    n being the preview's binning, so a light costs about 1/n of its size
+    in reading.
+    """
+    from astropy.io import fits
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=Warning)
+        with fits.open(path, memmap=True) as hdul:
+            hdu = hdul[0]
+            if hdu.data is None or hdu.data.ndim not in (2, 3):
+                raise ValueError(f"{path.name} has no 2-D image in its primary HDU")
+            data = hdu.data
+            pattern = _pattern_of(hdu.header, data.shape)
+            factor = _preview_factor(data.shape, pattern is not None)
+            mask = hdul["MASK"].data if "MASK" in hdul else None
+            if mask is not None and mask.shape[-2:] != data.shape[-2:]:
+                mask = None
+            sample = _sample_rows(data, mask, pattern is not None, factor)
+            unit = str(hdu.header.get("BUNIT", "") or "")
+            del data, mask, hdu
+    return _preview_html(sample, pattern, factor, factor, title=title, folder=folder,
+                         name=name, note=f"unit {unit}" if unit else "", flag_corners=True)
 
 
 def _master_section(path: Path, name: str, kind: str, figdir: Path) -> str:
@@ -258,13 +530,21 @@ def _master_section(path: Path, name: str, kind: str, figdir: Path) -> str:
                        f"sigma {found}")
         except ValueError as err:
             log.info("bad-pixel search of %s failed: %s", name, err)
+    pattern = _pattern_of(ccd.meta, data.shape)
+    card, _ = _preview_html(_sample_rows(data, mask, pattern is not None, 1), pattern,
+                            _preview_factor(data.shape, pattern is not None), 1,
+                            title=name, folder=figdir / "previews",
+                            name=f"{kind}-{_safe_name(name)}.png")
     parts = [f"<h3>{_esc(name)}</h3>",
              f"<p>{_esc(str(path.name))}: shape {'x'.join(map(str, data.shape))}, "
              f"unit {_esc(str(ccd.unit))}, NCOMBINE {_esc(str(ncombine))}, "
              f"masked (bad) pixels {nbad} ({100 * nbad / max(data.size, 1):.3f}%)"
              + badtext
              + (f", median {float(np.median(good)):.6g}" if good.size else "") + "</p>",
-             f"<img src='{src}' alt='{_esc(name)}'>"]
+             f"<img src='{src}' alt='{_esc(name)}'>",
+             "<p>Preview and statistics per channel (corner/centre: the median of "
+             "the darkest and of the brightest corner box over the centre's):</p>",
+             f"<div class='cards'>{card}</div>"]
     if kind == "flat":
         parts.append(_flat_section(ccd, name, figdir))
     return "\n".join(parts)
@@ -366,6 +646,40 @@ def _quality_section(quality, figdir: Path) -> str:
                           ("flag" if r["outlier"] else "")))
 
 
+def _lights_previews(lights, out: Path, failed: set, figdir: Path) -> str:
+    """Preview cards of the calibrated lights, with the lights whose corners stand out."""
+    import time
+
+    start = time.perf_counter()
+    cards, flagged = [], []
+    for i, task in enumerate(lights):
+        lpath = out / task.output
+        if str(lpath) in failed or not lpath.exists():
+            continue
+        try:
+            card, flag = _light_preview(lpath, task.name, figdir / "previews",
+                                        f"light-{i:04d}-{_safe_name(task.name)}.png")
+        except _DRAW_FAILURES as err:  # damaged since it was written
+            cards.append(f"<div class='card'><p class='bad'>{_esc(task.name)}: cannot be "
+                         f"drawn ({_esc(str(err))}).</p></div>")
+            continue
+        cards.append(card)
+        if flag:
+            flagged.append(task.name)
+    log.info("previews of %d lights in %.2f s", len(cards), time.perf_counter() - start)
+    if not cards:
+        return ""
+    text = ("<p>Previews (2x2 superpixels of a CFA mosaic, each colour stretched on its "
+            "own) and statistics per channel, from a sample of rows of each light; "
+            "corner/centre is the median of the darkest and of the brightest corner box "
+            "over the centre's, which shows an over- or under-corrected corner.</p>")
+    if flagged:
+        text += (f"<p class='bad'>{len(flagged)} light(s) with a corner more than "
+                 f"{100 * _CORNER_TOLERANCE:.0f}% off the centre: "
+                 + ", ".join(_esc(n) for n in flagged) + "</p>")
+    return text + "\n<div class='cards'>\n" + "\n".join(cards) + "\n</div>"
+
+
 def write_report(result, path: str | os.PathLike | None = None) -> Path:
     """Write the HTML report of a run.
 
@@ -453,6 +767,7 @@ def write_report(result, path: str | os.PathLike | None = None) -> Path:
         for t in lights)
     sections.append(f"<table><tr><th>light</th><th>output</th><th>state</th></tr>{rows}"
                     "</table>")
+    sections.append(_lights_previews(lights, out, failed, figdir))
 
     text = ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<title>calframe run: {_esc(str(out))}</title>"
