@@ -332,9 +332,11 @@ def encode_gamma(frame: CCDData, *, gamma: float = 2.2, white: float | None = No
 # ---------------------------------------------------------------------------
 # The data guard: is a frame linear, judged from its pixels?
 # ---------------------------------------------------------------------------
-#: A light is called gamma-encoded only when its exponent is below ``1 - _MARGIN``
-#: (gamma 1.33 or more; gamma 1.8 gives 0.56, 2.2 gives 0.45, sRGB 0.42-0.5) ...
-_MARGIN = 0.25
+#: A frame is called gamma-encoded only when its exponent is below ``1 - _MARGIN``
+#: (gamma 1.43 or more; gamma 1.8 gives 0.56, 2.2 gives 0.45, sRGB 0.42-0.5; real
+#: linear lights measured against a flat of a drifting illumination came out
+#: between 0.92 and 1.23) ...
+_MARGIN = 0.3
 #: ... and below 1 by more than ``_NSIGMA`` times its uncertainty.
 _NSIGMA = 5.0
 #: An exponent within this of 1, measured to better than ``_LINEAR_SIGMA``, is "linear".
@@ -343,6 +345,9 @@ _LINEAR_SIGMA = 0.05
 #: The flat's level must vary by at least this much (log, 5th to 95th percentile of
 #: the blocks) for its vignetting to be a lever.
 _MIN_RANGE = 0.08
+#: The same for the photon transfer of flats, which is not disturbed by the scene
+#: (a tone curve also compresses the range: 30 % vignetting can become 3 %).
+_MIN_RANGE_FLATS = 0.02
 #: Blocks needed (after rejection) for a fit, and the share of blocks that must survive.
 _MIN_BLOCKS = 24
 _MIN_KEPT = 0.5
@@ -656,7 +661,7 @@ def check_light_linearity(light: CCDData, flat: CCDData, *, assume_linear: bool 
     spatial tiles.
 
     The light is called non-linear only when every measured channel has an
-    exponent below 0.75 and more than 5 sigma below 1.  The check stays silent
+    exponent below 0.7 and more than 5 sigma below 1.  The check stays silent
     (``verdict=None``) when it cannot measure: a flat with less than ~8 %
     vignetting, a sky fainter than 3 times its pixel noise, structure (a
     nebula, clouds, a landscape) comparable to the vignetting, or too few
@@ -769,7 +774,7 @@ def _flat_pair_fit(planes: list[np.ndarray]) -> _Fit:
     if len(x) < _MIN_BLOCKS:
         return _Fit(problem="too few unmasked blocks")
     lever = min(float(np.subtract(*np.percentile(xx, [95, 5]))) for xx in xs if len(xx))
-    if lever < _MIN_RANGE:
+    if lever < _MIN_RANGE_FLATS:
         return _Fit(problem=f"the flats' level varies too little across the frame "
                             f"({np.expm1(lever):.0%})", lever=lever)
     p, sp, scatter, keep = _robust_fit(x, y, g, t)
@@ -816,8 +821,10 @@ def check_flat_linearity(flats, *, assume_linear: bool = False) -> LinearityChec
     are called non-linear only when the read noise that a linear reading would
     need exceeds 100 electrons (a number independent of the gain and of any
     scaling of the data), or when the variance falls as the level rises, which
-    linear data cannot do.  With a single flat, flats with less than ~8 %
-    vignetting, or flats too small to measure, the verdict is None.
+    linear data cannot do, and only when the equivalent exponent is below 0.7
+    and more than 5 sigma below 1.  With a single flat, flats whose level varies
+    by less than ~2 % across the frame, or flats too small to measure, the
+    verdict is None.
 
     Parameters
     ----------
