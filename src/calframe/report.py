@@ -11,11 +11,16 @@
   centre/corner signal-to-noise per channel;
 - the distortion field (vectors and dx/dy maps) when a model was applied;
 - the per-frame quality table, with the frames whose median, robust sigma or
-  bright-tail fraction is an outlier within their group flagged.
+  bright-tail fraction is an outlier within their group flagged;
+- a preview of every master and calibrated light (256 px PNG, a CFA mosaic
+  in colour as 2x2 superpixels) with a table per channel (mean, median, std,
+  S/N and the lowest and highest corner over the centre, or over a light's
+  median), the lights with a corner that stands out flagged.
 
 The report reads the masters from disk one at a time and draws large frames
-subsampled, so it needs little memory.  Nothing in it is needed to use the
-outputs; it is for looking.
+subsampled, so it needs little memory; of a calibrated light it reads, through
+a memory map, only one row of 2x2 cells in n (n the preview's binning).
+Nothing in it is needed to use the outputs; it is for looking.
 """
 
 from __future__ import annotations
@@ -208,10 +213,10 @@ _PREVIEW = 256  # pixels along the longer side of a preview
 #: Columns of the per-channel table of a preview, and their headings.
 _CHANNEL_COLUMNS = (("channel", "channel"), ("npix", "pixels"), ("mean", "mean"),
                     ("median", "median"), ("std", "std"), ("snr", "S/N"),
-                    ("corner_min", "corner/centre min"), ("corner_max", "corner/centre max"))
+                    ("corner_min", "lowest corner"), ("corner_max", "highest corner"))
 
-#: A light's corner is flagged when its median differs from the centre's by more
-#: than this fraction (and by more than its noise).
+#: A light's corner is flagged when its median differs from the light's median
+#: (its sky) by more than this fraction, and by more than its noise.
 _CORNER_TOLERANCE = 0.05
 
 
@@ -280,8 +285,8 @@ def _median(values: np.ndarray) -> float:
     return float(np.median(good)) if good.size else np.nan
 
 
-def _channel_row(name: str, plane: np.ndarray) -> tuple:
-    """Statistics of one channel plane and its corners over its centre."""
+def _channel_row(name: str, plane: np.ndarray, reference: str) -> tuple:
+    """Statistics of one channel plane, and its corners over its centre or median."""
     from . import bayer
 
     values = plane[np.isfinite(plane)]
@@ -292,7 +297,7 @@ def _channel_row(name: str, plane: np.ndarray) -> tuple:
     snr = mean / std if n > 1 and std > 0 else np.nan
     regions = bayer.standard_regions(plane.shape)
     centre = regions.pop("centre")
-    level = _median(plane[centre])
+    level = _median(plane[centre]) if reference == "centre" else median
     ratios, significant = [], False
     for sl in regions.values():
         corner = _median(plane[sl])
@@ -308,7 +313,7 @@ def _channel_row(name: str, plane: np.ndarray) -> tuple:
     return (name, n, mean, median, std, snr, lo, hi, significant and level > 0)
 
 
-def _channel_table(sample: np.ndarray, pattern: str | None):
+def _channel_table(sample: np.ndarray, pattern: str | None, *, reference: str = "centre"):
     """Per-channel statistics of a frame (or of a sample of its rows).
 
     Parameters
@@ -319,6 +324,10 @@ def _channel_table(sample: np.ndarray, pattern: str | None):
     pattern : str or None
         Effective Bayer pattern of a mosaic; None for a mono frame (one
         channel, 'L') or colour planes (R, G, B).
+    reference : {'centre', 'median'}
+        What the corners are compared with: the median of the centre box
+        (a master: the vignetting of a flat), or the channel's median (a
+        light: its sky, which a target in the centre box would not be).
 
     Returns
     -------
@@ -326,8 +335,8 @@ def _channel_table(sample: np.ndarray, pattern: str | None):
         One row per channel: ``channel``, ``npix``, ``mean``, ``median``,
         ``std`` (ddof=1), ``snr`` (mean / std), ``corner_min`` and
         ``corner_max`` (the lowest and highest median of the four corner
-        boxes of :func:`calframe.bayer.standard_regions` over the centre's
-        median) and ``corner_flag`` (a corner differs from the centre by
+        boxes of :func:`calframe.bayer.standard_regions` over the reference
+        level) and ``corner_flag`` (a corner differs from the reference by
         more than 5% and more than its noise).
 
     Examples
@@ -339,7 +348,9 @@ def _channel_table(sample: np.ndarray, pattern: str | None):
     """
     from astropy.table import Table
 
-    rows = [_channel_row(name, plane)
+    if reference not in ("centre", "median"):
+        raise ValueError(f"reference={reference!r}: use 'centre' or 'median'")
+    rows = [_channel_row(name, plane, reference)
             for name, plane in _channel_planes(sample, pattern).items()]
     return Table(rows=rows, names=[c for c, _ in _CHANNEL_COLUMNS] + ["corner_flag"],
                  dtype=(str, int, float, float, float, float, float, float, bool))
@@ -360,17 +371,23 @@ def _auto_stretch(plane: np.ndarray) -> np.ndarray:
     """:func:`stretch` between limits that keep a sky background visible.
 
     The limits are the 0.5 and 99.5 percentiles, tightened to 3 robust sigma
-    below and 25 above the median: the sky of a light then sits near a third
-    of full scale, so that a gradient or an over-corrected corner shows,
-    while a flat, whose spread is its vignetting, keeps its percentiles.
+    below and 25 above the median, with the top at least 20 times the
+    pixel-to-pixel noise above the median: the sky of a light then sits near
+    a third of full scale with its noise well inside the range, so that a
+    gradient or an over-corrected corner shows, while a flat, whose spread
+    is its vignetting, keeps its percentiles.
     """
     good = plane[np.isfinite(plane)]
     if good.size == 0:
         return np.full(plane.shape, np.nan)
     lo, med, hi = np.percentile(good, [0.5, 50, 99.5])
     sigma = 1.4826 * float(np.median(np.abs(good - med)))
+    steps = np.diff(plane, axis=-1)
+    steps = steps[np.isfinite(steps)]
+    noise = 1.4826 / math.sqrt(2) * float(np.median(np.abs(steps))) if steps.size else 0.0
     if sigma > 0:
         lo, hi = max(lo, med - 3 * sigma), min(hi, med + 25 * sigma)
+    hi = max(hi, med + 20 * noise)
     if not hi > lo:
         lo, hi = lo - 0.5, lo + 0.5
     scaled = np.clip((plane - lo) / (hi - lo), 0.0, 1.0)
@@ -411,17 +428,23 @@ def _safe_name(text: str) -> str:
 
 def _preview_html(sample: np.ndarray, pattern: str | None, factor: int, row_step: int,
                   *, title: str, folder: Path, name: str, note: str = "",
-                  flag_corners: bool = False) -> tuple[str, bool]:
-    """A preview card: the image, what it shows, and the per-channel table."""
+                  light: bool = False) -> tuple[str, bool]:
+    """A preview card: the image, what it shows, and the per-channel table.
+
+    The corners of a light are compared with its median, and flagged when
+    they stand out; those of a master with its centre.
+    """
     image = _preview_image(sample, pattern, factor // row_step, factor)
     src = _save_preview(image, folder, name)
-    table = _channel_table(sample, pattern)
+    table = _channel_table(sample, pattern, reference="median" if light else "centre")
+    flag_corners = light
     flagged = flag_corners and bool(np.any(table["corner_flag"]))
     shown = table[[c for c, _ in _CHANNEL_COLUMNS[:-2]]]
     shown["corners"] = [f"{lo:.3f}-{hi:.3f}" if np.isfinite(lo) and np.isfinite(hi) else ""
                         for lo, hi in zip(table["corner_min"], table["corner_max"], strict=True)]
     flags = {str(r["channel"]) for r in table if flag_corners and r["corner_flag"]}
-    body = _table_html(shown, headings={**dict(_CHANNEL_COLUMNS), "corners": "corners/centre"},
+    heading = "corners/median" if light else "corners/centre"
+    body = _table_html(shown, headings={**dict(_CHANNEL_COLUMNS), "corners": heading},
                        row_class=lambda r: "flag" if str(r["channel"]) in flags else "")
     ny, nx = image.shape[:2]
     size = "width='256'" if nx >= ny else "height='256'"
@@ -461,7 +484,7 @@ def _light_preview(path: Path, title: str, folder: Path, name: str) -> tuple[str
             unit = str(hdu.header.get("BUNIT", "") or "")
             del data, mask, hdu
     return _preview_html(sample, pattern, factor, factor, title=title, folder=folder,
-                         name=name, note=f"unit {unit}" if unit else "", flag_corners=True)
+                         name=name, note=f"unit {unit}" if unit else "", light=True)
 
 
 def _master_section(path: Path, name: str, kind: str, figdir: Path) -> str:
@@ -542,8 +565,8 @@ def _master_section(path: Path, name: str, kind: str, figdir: Path) -> str:
              + badtext
              + (f", median {float(np.median(good)):.6g}" if good.size else "") + "</p>",
              f"<img src='{src}' alt='{_esc(name)}'>",
-             "<p>Preview and statistics per channel (corner/centre: the median of "
-             "the darkest and of the brightest corner box over the centre's):</p>",
+             "<p>Preview and statistics per channel (corners/centre: the median of "
+             "the lowest and of the highest corner box over the centre's):</p>",
              f"<div class='cards'>{card}</div>"]
     if kind == "flat":
         parts.append(_flat_section(ccd, name, figdir))
@@ -671,11 +694,12 @@ def _lights_previews(lights, out: Path, failed: set, figdir: Path) -> str:
         return ""
     text = ("<p>Previews (2x2 superpixels of a CFA mosaic, each colour stretched on its "
             "own) and statistics per channel, from a sample of rows of each light; "
-            "corner/centre is the median of the darkest and of the brightest corner box "
-            "over the centre's, which shows an over- or under-corrected corner.</p>")
+            "corners/median is the median of the lowest and of the highest corner box "
+            "over the light's median (its sky), which shows an over- or under-corrected "
+            "corner.</p>")
     if flagged:
         text += (f"<p class='bad'>{len(flagged)} light(s) with a corner more than "
-                 f"{100 * _CORNER_TOLERANCE:.0f}% off the centre: "
+                 f"{100 * _CORNER_TOLERANCE:.0f}% off their median: "
                  + ", ".join(_esc(n) for n in flagged) + "</p>")
     return text + "\n<div class='cards'>\n" + "\n".join(cards) + "\n</div>"
 
