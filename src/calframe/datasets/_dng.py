@@ -89,7 +89,8 @@ class DngNightTruth:
         Exposure time of the lights.
     stars : tuple of numpy.ndarray
         The stars of each light (``x``, ``y``, ``flux`` in e-/s before the
-        response and vignetting), empty without stars.
+        response and vignetting; the same field in every light), empty without
+        stars.
     shape : tuple of int
         Shape of the mosaic LibRaw reads (the visible area).
     pattern : str
@@ -236,8 +237,8 @@ def make_dng_night(folder: str | os.PathLike, template: str | os.PathLike, *,
     sky_rate : float
         Electrons per second of the sky in a green pixel at the centre.
     stars : StarField or None
-        Stars of the lights (their ``sky`` is ignored: ``sky_rate`` is used);
-        None for a sky without stars.
+        Stars of the lights, one field seen in every light (its ``sky`` is
+        ignored: ``sky_rate`` is used); None for a sky without stars.
     response : mapping, optional
         Relative response of the R, G and B pixels; default ``{'R': 0.42,
         'G': 1.0, 'B': 0.62}``, about the colour of the template's own frame.
@@ -300,11 +301,10 @@ def make_dng_night(folder: str | os.PathLike, template: str | os.PathLike, *,
     layout = _read_template(Path(template))
     ny, nx = layout.shape
     rng = np.random.default_rng(seed)
-    field_stars = []
-    for _ in range(n_light):
-        drawn = (stars.draw(layout.shape, seed=rng.integers(2**32)) if stars is not None
-                 else np.zeros(0, dtype=[("x", float), ("y", float), ("flux", float)]))
-        field_stars.append(drawn)
+    # one star field, seen in every light (as a sequence of one target is)
+    drawn = (stars.draw(layout.shape, seed=rng.integers(2**32)) if stars is not None
+             else np.zeros(0, dtype=[("x", float), ("y", float), ("flux", float)]))
+    field_stars = [drawn] * n_light
     x0, y0, cw, ch = layout.crop
     truth = DngNightTruth(
         black_level=layout.black, gain=float(gain), read_noise=float(read_noise),
