@@ -579,8 +579,9 @@ def _light_fit(lp: np.ndarray, fp: np.ndarray) -> _Fit:
     noise = float(np.median(sig[ok]))
     sky = float(np.median(lev[ok]))
     if not sky > _MIN_SKY_SNR * noise:
-        return _Fit(problem=f"the light's sky is too faint (median {sky:.3g} for a pixel "
-                            f"noise of {noise:.3g})")
+        return _Fit(problem=f"the light's sky is too faint for its scatter (median "
+                            f"{sky:.3g} for a pixel scatter of {noise:.3g}: a faint sky, or "
+                            "one crowded with stars)")
     # blocks with structure (a nebula's edge, a cluster, a bright star's halo):
     # far more scatter than the typical block
     ok &= sig <= 3.0 * noise
