@@ -446,14 +446,44 @@ def _frame_name(frame: Any, default: str) -> str:
     return default
 
 
+#: Frames larger than this (pixels) are measured on a regular subset of their
+#: 2x2 cells: the fits use block averages, which a subset estimates as well.
+_MEASURED_PIXELS = 1_500_000
+
+
+def _cells(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows and columns of a regular subset of whole 2x2 cells (None: take all)."""
+    ny, nx = shape[-2:]
+    step = int(np.ceil(np.sqrt(ny * nx / _MEASURED_PIXELS)))
+    if step <= 1:
+        return None
+
+    def keep(n):
+        index = np.arange(n)
+        return index[(index // 2) % step == 0]
+
+    return keep(ny), keep(nx)
+
+
 def _planes(frame: CCDData, pattern: str | None) -> dict[str, np.ndarray]:
-    """Float64 channel planes of a frame, NaN where masked, non-finite or saturated."""
+    """Float64 channel planes of a frame, NaN where masked, non-finite or saturated.
+
+    A large frame is measured on a regular subset of its 2x2 cells (every
+    colour keeps its place in the pattern).
+    """
     from . import bayer
 
-    data = np.array(frame.data, dtype=np.float64)
+    cells = _cells(frame.shape)
+    data = np.asarray(frame.data)
+    mask = None if frame.mask is None else np.asarray(frame.mask, bool)
+    if cells is not None:
+        rows, cols = cells
+        data = data[..., rows[:, None], cols]
+        mask = None if mask is None else mask[..., rows[:, None], cols]
+    data = np.array(data, dtype=np.float64)
     bad = ~np.isfinite(data)
-    if frame.mask is not None:
-        bad |= np.asarray(frame.mask, bool)
+    if mask is not None:
+        bad |= mask
     saturate = frame.meta.get("SATURATE")
     try:
         saturate = float(saturate) if saturate is not None else None
