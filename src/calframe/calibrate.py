@@ -42,10 +42,11 @@ from .errors import (
     InvalidSettingsError,
     MissingMetadataError,
     NegativePixelsWarning,
+    NonLinearDataWarning,
     TemperatureMismatchWarning,
     UnitMismatchError,
 )
-from .linearity import check_linear_pair
+from .linearity import check_light_linearity, check_linear_pair
 from .provenance import Provenance, get_provenance, set_provenance
 
 __all__ = ["DarkScaleFit", "calibrate", "dark_includes_bias", "fit_dark_scale",
@@ -395,6 +396,12 @@ def _display_name(value, default: str) -> str:
     return str(value)
 
 
+def _named(ccd: CCDData, light: CCDData) -> CCDData:
+    """``ccd`` with the provenance of ``light`` (so that messages name its file)."""
+    set_provenance(ccd, get_provenance(light))
+    return ccd
+
+
 def _unit(ccd: CCDData) -> u.UnitBase:
     return ccd.unit if ccd.unit is not None else u.adu
 
@@ -550,7 +557,7 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
               trim: str | Sequence[slice] | None = None,
               temperature_tolerance: float = TEMPERATURE_TOLERANCE,
               on_nonlinear: str = "raise", allow_no_masters: bool = False,
-              subtract_black: bool | None = None) -> CCDData:
+              subtract_black: bool | None = None, assume_linear: bool = False) -> CCDData:
     """Calibrate one frame: overscan, trim, bias, dark, flat, gain, cosmetics.
 
     Every argument accepts a :class:`~astropy.nddata.CCDData` or a path.
@@ -602,12 +609,23 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
         :class:`~calframe.errors.TemperatureMismatchWarning`.
     on_nonlinear : {"raise", "warn", "ignore"}
         What to do when the frame or the flat is display-encoded (gamma, e.g. a
-        developed JPEG/TIFF) while the other is linear: dividing them
-        over-corrects vignetting (see :func:`calframe.linearity.check_linear_pair`).
+        developed JPEG/TIFF) while the other is linear, as their headers say
+        (:func:`calframe.linearity.check_linear_pair`) or as the light's
+        response to the flat's vignetting measures
+        (:func:`calframe.linearity.check_light_linearity`): dividing them
+        over-corrects the vignetting.
     allow_no_masters : bool
         Go ahead with none of ``bias``, ``dark``, ``flat`` and ``overscan``
         (only trim, gain or cosmetics).  By default that is refused: a
         "calibrated" frame that nothing calibrated is a mistake.
+    assume_linear : bool
+        Take the frame and the flat as linear whatever their headers and
+        pixels suggest.  By default a light divided by a flat is checked twice:
+        from the headers (``on_nonlinear``) and from the data, by the response
+        exponent of the light against the flat's vignetting
+        (:func:`calframe.linearity.check_light_linearity`), and a
+        gamma-encoded light is refused.  The measurement, and this override,
+        are recorded in the provenance.
     subtract_black : bool, optional
         Subtract the camera black level the frame records (BLKLEV0..3 per CFA
         position, from a RAW file).  Default: exactly when nothing else
@@ -731,6 +749,9 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     if bias_ccd is not None:
         bias_untrimmed = bias if isinstance(bias, CCDData) else bias_ccd
     flat_ccd = _prepare_master(flat, role="flat", **master_kw)
+    if assume_linear:
+        on_nonlinear = "ignore"
+        params["assume_linear"] = True
     if flat_ccd is not None:
         # a display-encoded (gamma) light divided by a linear flat over-corrects
         check_linear_pair(light, flat_ccd, on_mismatch=on_nonlinear,
@@ -898,6 +919,19 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     # 4. flat
     out_unit = unit
     if flat_ccd is not None:
+        # the light as it will be divided (bias, dark and black level removed),
+        # against the flat's vignetting: a gamma-encoded light is refused
+        check = check_light_linearity(
+            _named(CCDData(plane.data, unit=unit, mask=plane.mask, meta=meta), light),
+            flat_ccd, assume_linear=on_nonlinear != "raise")
+        if check.verdict is False and on_nonlinear == "warn":
+            warnings.warn(f"{_display_name(frame, 'light')}: {check.reason}",
+                          NonLinearDataWarning, stacklevel=2)
+        params["linearity"] = {"method": check.method, "verdict": check.verdict,
+                               "exponent": None if check.exponent is None
+                               else round(float(check.exponent), 4),
+                               "uncertainty": None if check.uncertainty is None
+                               else round(float(check.uncertainty), 4)}
         flat_unit = _unit(flat_ccd)
         if str(flat_ccd.meta.get("FLATNORM", "")).strip() in ("median", "mean"):
             # a normalised master flat has no unit; FITS files carry none

@@ -93,6 +93,21 @@ def _overrides(checked) -> dict:
     return {"allow_mixed": checked.overridden} if checked.overridden else {}
 
 
+def _flat_linearity(frames: list, *, assume_linear: bool) -> dict:
+    """The photon-transfer check of up to four of the flats (spread over the list)."""
+    from .linearity import check_flat_linearity
+
+    if len(frames) < 2:
+        return {"method": "photon-transfer", "verdict": None}
+    picks = sorted({round(i * (len(frames) - 1) / 3) for i in range(4)})
+    sample = [as_frame(frames[i], role="flat") for i in picks]
+    check = check_flat_linearity(sample, assume_linear=assume_linear)
+    return {"method": check.method, "verdict": check.verdict,
+            "exponent": None if check.exponent is None else round(float(check.exponent), 4),
+            "uncertainty": None if check.uncertainty is None
+            else round(float(check.uncertainty), 4)}
+
+
 def _label(value, role: str) -> str:
     return os.fsdecode(value) if isinstance(value, str | os.PathLike) else f"the {role}"
 
@@ -371,7 +386,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
                      per_channel: bool | None = None, min_value: float = 0.1,
                      dark_scale: str | float | None = "exposure",
                      subtract_black: bool | None = None, allow_mixed: bool = False,
-                     **combine_options) -> CCDData:
+                     assume_linear: bool = False, **combine_options) -> CCDData:
     """Calibrate, scale, combine and normalise flat fields into a master flat.
 
     Each flat is corrected with the bias and the dark (scaled to the flat's
@@ -390,6 +405,12 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
         Master bias and master dark (or dark-flat).
     method, rejection, allow_mixed, **combine_options
         As in :func:`make_master_bias`.
+    assume_linear : bool
+        Take the flats as linear.  By default the photon noise of up to four
+        of them is measured against their level
+        (:func:`calframe.linearity.check_flat_linearity`), and gamma-encoded
+        flats are refused; the measurement, and this override, are recorded
+        in the provenance.
     normalize : {'median', 'mean', 'exposure', None}
         How each flat and the master are scaled: to a median or mean of 1;
         ``'exposure'`` divides each flat by its EXPTIME (a rate in adu/s, for
@@ -449,6 +470,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
         raise InvalidSettingsError(f"make_master_flat: min_value={min_value} must not be negative")
 
     checked = check_master_frames(frames, "flat", allow_mixed=allow_mixed)
+    linear = _flat_linearity(frames, assume_linear=assume_linear)
     prov = Provenance()
     bias_ccd = None if bias is None else as_frame(bias, role="bias", prov=prov)
     dark_ccd = None if dark is None else as_frame(dark, role="dark", prov=prov)
@@ -591,7 +613,8 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
                   region=region if region is None or isinstance(region, str)
                   else [int(v) for v in region],
                   bias=bias is not None, dark=dark is not None, masked_low=nlow,
-                  level_from=where,
+                  level_from=where, linearity=linear,
+                  **({"assume_linear": True} if assume_linear else {}),
                   **({"black_level": state["black"]} if state["black"] else {}),
                   **_overrides(checked))
     if state["black"]:

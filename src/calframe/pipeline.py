@@ -47,6 +47,7 @@ A TOML file can set everything the command line can::
     dark_scale = "exposure"    # exposure | optimize | none
     cosmetic = false
     demosaic = "bilinear"      # or leave out
+    assume_linear = false      # true: do not refuse data that look gamma-encoded
     distortion = "model.fits"  # a calframe distortion model, or leave out
 
     [tolerances]
@@ -189,6 +190,9 @@ class CalibrationSettings:
         Subtract the camera black level (RAW frames) from flats and lights;
         default: where no bias and no dark that includes the bias remove it
         (see :mod:`calframe.blacklevel`).  False keeps it.
+    assume_linear : bool
+        Take flats and lights as linear: skip the refusal of data that look
+        gamma-encoded (:mod:`calframe.linearity`); recorded in the provenance.
     split_rgb : bool
         Also write each calibrated colour light as three files,
         ``lights/<name>_R.fits``, ``_G``, ``_B`` (demosaiced first, with
@@ -203,6 +207,7 @@ class CalibrationSettings:
     distortion: str | None = None
     subtract_black: bool | None = None
     split_rgb: bool = False
+    assume_linear: bool = False
 
     def __post_init__(self) -> None:
         if self.dark_scale not in _DARK_SCALES:
@@ -892,6 +897,7 @@ class _Runner:
                                            dark=_str(masters.get("dark")),
                                            dark_scale=None if scale == "none" else scale,
                                            subtract_black=self.config.calibrate.subtract_black,
+                                           assume_linear=self.config.calibrate.assume_linear,
                                            **options)
             self.write(ccd, path, key)
         except _file_failures() as err:
@@ -944,7 +950,8 @@ class _Runner:
                     frame, bias=masters.get("bias"), dark=masters.get("dark"),
                     flat=masters.get("flat"), gain=c.gain,
                     dark_scale=None if dark_scale == "none" else dark_scale,
-                    cosmetic=True if c.cosmetic else None, subtract_black=c.subtract_black)
+                    cosmetic=True if c.cosmetic else None, subtract_black=c.subtract_black,
+                    assume_linear=c.assume_linear)
                 if c.demosaic and ccd.meta.get("BAYERPAT"):
                     from .demosaic import demosaic
 

@@ -38,11 +38,15 @@ from ._options import (
 @click.option("--allow-no-masters", is_flag=True,
               help="Go ahead without --bias, --dark and --flat (only gain, cosmetics, "
                    "demosaic); refused otherwise.")
+@click.option("--assume-linear", is_flag=True, default=False,
+              help="Take the lights as linear: do not refuse one that looks gamma-encoded "
+                   "against the flat (recorded in the provenance).")
 @click.pass_context
 def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, flat,
                       output: str | None, output_alias: str | None, gain, read_noise,
                       dark_scale: str, cosmetic: bool, demosaic, overwrite: bool,
-                      subtract_black: bool | None, allow_no_masters: bool) -> int:
+                      subtract_black: bool | None, allow_no_masters: bool,
+                      assume_linear: bool) -> int:
     """Calibrate LIGHTS with the given masters; write one FITS per light to FOLDER.
 
     With --gain or --read-noise the lights' noise model uses them instead of
@@ -92,7 +96,8 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
             ccd = calibrate(frame, bias=bias, dark=dark, flat=flat, gain=gain,
                             dark_scale=None if dark_scale == "none" else dark_scale,
                             cosmetic=True if cosmetic else None,
-                            allow_no_masters=allow_no_masters, subtract_black=subtract_black)
+                            allow_no_masters=allow_no_masters, subtract_black=subtract_black,
+                            assume_linear=assume_linear)
             if demosaic and ccd.meta.get("BAYERPAT"):
                 from ..demosaic import demosaic as do_demosaic
 

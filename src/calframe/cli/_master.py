@@ -41,12 +41,16 @@ from ._options import (
               help="Combine frames that do not belong together (other frame types, "
                    "exposures, binning, CFA pattern, ISO/gain, offset, 8-bit images); "
                    "recorded in the provenance.")
+@click.option("--assume-linear", is_flag=True, default=False,
+              help="Flats: take them as linear, do not refuse flats that look "
+                   "gamma-encoded (recorded in the provenance).")
 @click.pass_context
 def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output: str,
                    method: str, rejection: str, low: float | None, high: float | None,
                    bias: str | None, dark: str | None, per_second: bool,
                    gain: float | None, read_noise: float | None, memory_limit: str,
-                   overwrite: bool, subtract_black: bool | None, allow_mixed: bool) -> int:
+                   overwrite: bool, subtract_black: bool | None, allow_mixed: bool,
+                   assume_linear: bool) -> int:
     """Combine FILES into a master KIND frame (bias, dark or flat) and write OUTPUT.
 
     The frames are checked first: frames whose headers say they are another
@@ -60,6 +64,8 @@ def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output
         raise click.UsageError("a master bias takes no --bias or --dark")
     if kind == "dark" and dark:
         raise click.UsageError("a master dark takes no --dark")
+    if assume_linear and kind != "flat":
+        raise click.UsageError("--assume-linear is for flats")
     if subtract_black is not None and kind != "flat":
         raise click.UsageError("--subtract-black/--keep-black are for flats: a bias or a dark "
                                "holds the black level that it removes from other frames")
@@ -79,7 +85,7 @@ def master_command(ctx: click.Context, kind: str, files: tuple[str, ...], output
         ccd = make_master_dark(frames, bias=bias, per_second=per_second, **options)
     else:
         ccd = make_master_flat(frames, bias=bias, dark=dark, subtract_black=subtract_black,
-                               **options)
+                               assume_linear=assume_linear, **options)
     write_frame(ccd, output, overwrite=overwrite)
     click.echo(f"master {kind} from {len(files)} frames -> {output} "
                f"({'x'.join(map(str, ccd.data.shape))}, {str(ccd.unit) or 'dimensionless'}, "

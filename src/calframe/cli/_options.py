@@ -200,6 +200,8 @@ KEYWORD_OPTIONS = {
     "model": "--model",
     "allow_no_masters": "--allow-no-masters",
     "allow_mixed": "--allow-mixed",
+    "assume_linear": "--assume-linear",
+    "subtract_black": "--subtract-black",
 }
 
 # keyword=value in a library message: a value is 'quoted', a number or a name

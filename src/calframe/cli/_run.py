@@ -62,11 +62,14 @@ from ._options import (
 @click.option("--allow-mixed", is_flag=True, default=None,
               help="Make masters of frames the input contract refuses (mixed types, "
                    "exposures, camera settings); recorded in the provenance.")
+@click.option("--assume-linear", is_flag=True, default=None,
+              help="Take flats and lights as linear: do not refuse data that look "
+                   "gamma-encoded (recorded in the provenance).")
 @click.pass_context
 def run_command(ctx: click.Context, paths, output, output_alias, config_path, dry_run,
                 strict, method, rejection, low, high, gain, read_noise, dark_scale, cosmetic,
                 demosaic, distortion, stack, stack_align, memory_limit, frame_types, no_report,
-                subtract_black, split_rgb, allow_mixed) -> int:
+                subtract_black, split_rgb, allow_mixed, assume_linear) -> int:
     """Inventory PATHS, build the masters each group needs, calibrate every light,
     and write FOLDER/report.html.  A rerun redoes only what changed."""
     from .._progress import echo, enable_progress, progress
@@ -96,6 +99,7 @@ def run_command(ctx: click.Context, paths, output, output_alias, config_path, dr
             changes[f"master__{key}"] = value
     for key, value in (("gain", gain), ("read_noise", read_noise),
                        ("subtract_black", subtract_black), ("split_rgb", split_rgb),
+                       ("assume_linear", assume_linear),
                        ("dark_scale", dark_scale), ("cosmetic", cosmetic),
                        ("demosaic", demosaic), ("distortion", distortion)):
         if value is not None:
