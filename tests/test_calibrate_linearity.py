@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 
 from calframe import calibrate, write_frame
 from calframe.cli import main
-from calframe.errors import NonLinearDataError, NonLinearDataWarning
+from calframe.errors import NonLinearDataError, NonLinearDataWarning, UncertaintyUnknownWarning
 from calframe.linearity import encode_gamma
 from calframe.provenance import get_provenance
 
@@ -102,3 +102,16 @@ def test_gamma_encoded_flats_are_refused_by_make_master_flat():
     forced = make_master_flat(developed, assume_linear=True)
     step = get_provenance(forced).steps[-1].parameters
     assert step["assume_linear"] is True and step["linearity"]["verdict"] is False
+
+
+def test_an_rgb_picture_on_a_mosaic_flat_is_refused_for_its_gamma(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "light.jpg"
+    Image.fromarray(np.full((64, 96, 3), 120, np.uint8)).save(path)
+    flat = CCDData(np.ones((64, 96), np.float32), unit="",
+                   meta={"FRAMETYP": "flat", "FLATNORM": "median", "BAYERPAT": "RGGB"},
+                   uncertainty=StdDevUncertainty(np.full((64, 96), 1e-3, np.float32)))
+    with pytest.warns(UncertaintyUnknownWarning), pytest.raises(NonLinearDataError,
+                                              match=r"light.jpg is not linear.*over-corrects"):
+        calibrate(str(path), flat=flat)

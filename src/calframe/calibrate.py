@@ -46,7 +46,7 @@ from .errors import (
     TemperatureMismatchWarning,
     UnitMismatchError,
 )
-from .linearity import check_light_linearity, check_linear_pair
+from .linearity import check_light_linearity, check_linear_pair, linearity
 from .provenance import Provenance, get_provenance, set_provenance
 
 __all__ = ["DarkScaleFit", "calibrate", "dark_includes_bias", "fit_dark_scale",
@@ -748,7 +748,16 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     bias_untrimmed = None
     if bias_ccd is not None:
         bias_untrimmed = bias if isinstance(bias, CCDData) else bias_ccd
-    flat_ccd = _prepare_master(flat, role="flat", **master_kw)
+    try:
+        flat_ccd = _prepare_master(flat, role="flat", **master_kw)
+    except IncompatibleFramesError:
+        # an RGB light met a mosaic flat: say why that cannot work (a developed,
+        # gamma-encoded picture), rather than only that the shapes differ
+        if not assume_linear and on_nonlinear == "raise" and linearity(light)[0] is False:
+            check_linear_pair(light, as_frame(flat, role="flat"), on_mismatch="raise",
+                              light_name=_display_name(frame, "light"),
+                              flat_name=_display_name(flat, "flat"))
+        raise
     if assume_linear:
         on_nonlinear = "ignore"
         params["assume_linear"] = True
