@@ -262,3 +262,25 @@ def test_rational_of_the_exposure():
 
     assert struct.unpack("<II", _rational(1 / 125)) == (1, 125)
     assert struct.unpack("<II", _rational(60.0)) == (60, 1)
+
+
+@pytest.mark.realdata
+@pytest.mark.filterwarnings("ignore::calframe.errors.UncertaintyUnknownWarning")
+def test_plan_report_and_provenance_say_the_black_level_was_subtracted(night, default_run,
+                                                                      capsys):
+    from calframe.io import read_frame
+    from calframe.provenance import get_provenance
+
+    report = (default_run / "report.html").read_text(encoding="utf-8")
+    assert "The camera black level was subtracted (no bias or dark removed it)" in report
+    assert main(["run", str(night.path), "-o", str(default_run), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "(the camera black level subtracted: no bias or dark removes it)" in plan
+    (flat_path,) = sorted((default_run / "masters").glob("flat_*.fits"))
+    flat = read_frame(flat_path)
+    step = next(s for s in get_provenance(flat).steps if s.step == "make_master_flat")
+    assert step.parameters["black_level"] == [512.0] * 4
+    light = read_frame(_lights(default_run)[0])
+    calibrated = next(s for s in get_provenance(light).steps if s.step == "calibrate")
+    assert calibrated.parameters["black_level"] == [512.0] * 4
+    assert calibrated.parameters["linearity"]["verdict"] is not False

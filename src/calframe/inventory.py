@@ -687,7 +687,9 @@ def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
                    names=names, dtype=[_dtype(t) for t in dtypes])
     groups = group_frames(frames, tolerances=tol)
     matches = match_calibration(groups, tolerances=tol)
-    problems.extend(_match_problems(groups, matches, tol))
+    raw_groups = frozenset(int(g) for g, f in zip(frames["group"], frames["format"],
+                                                  strict=True) if f == "raw")
+    problems.extend(_match_problems(groups, matches, tol, raw_groups))
     log.info("inventory: %d files, %d groups, %d problems", len(frames), len(groups),
              len(problems))
     if skipped:
@@ -718,7 +720,8 @@ def _dtype(t):
     return {float: np.float64, int: np.int64}.get(t, t)
 
 
-def _match_problems(groups: Table, matches: Table, tol: Tolerances) -> list[Problem]:
+def _match_problems(groups: Table, matches: Table, tol: Tolerances,
+                    raw_groups: frozenset[int] = frozenset()) -> list[Problem]:
     problems = []
     used = set()
     for m in matches:
@@ -728,10 +731,14 @@ def _match_problems(groups: Table, matches: Table, tol: Tolerances) -> list[Prob
             missing = [n for n in str(m["note"]).split("; ") if n.startswith("no ")]
             if missing:
                 nothing = all(m[c] < 0 for c in ("bias", "dark", "flat"))
-                problems.append(Problem(str(g["name"]),
-                                        f"{g['nframes']} light(s) of shape {g['shape']} "
-                                        f"have {', '.join(missing)}"
-                                        + (", so they are not calibrated" if nothing else ""),
+                what = f"{g['nframes']} light(s) of shape {g['shape']} have " \
+                    f"{', '.join(missing)}"
+                if nothing:
+                    what += ", so they are not calibrated"
+                elif m["bias"] < 0 and m["dark"] < 0 and int(m["group"]) in raw_groups:
+                    what += (" (the camera black level is subtracted instead; dark current "
+                             "and hot pixels stay in)")
+                problems.append(Problem(str(g["name"]), what,
                                         "add calibration frames taken with the same "
                                         "shape, binning, ISO/gain and temperature"))
     lights = [g for g in groups if g["frametype"] == "light"]

@@ -564,6 +564,7 @@ def _master_section(path: Path, name: str, kind: str, figdir: Path) -> str:
              f"masked (bad) pixels {nbad} ({100 * nbad / max(data.size, 1):.3f}%)"
              + badtext
              + (f", median {float(np.median(good)):.6g}" if good.size else "") + "</p>",
+             _how_made(ccd),
              f"<img src='{src}' alt='{_esc(name)}'>",
              "<p>Preview and statistics per channel (corners/centre: the median of "
              "the lowest and of the highest corner box over the centre's):</p>",
@@ -571,6 +572,33 @@ def _master_section(path: Path, name: str, kind: str, figdir: Path) -> str:
     if kind == "flat":
         parts.append(_flat_section(ccd, name, figdir))
     return "\n".join(parts)
+
+
+def _how_made(ccd) -> str:
+    """What a reader of the report must know of how a master was made: the camera
+    black level subtracted, where a flat's level was measured, the linearity check."""
+    from .provenance import get_provenance
+
+    meta = ccd.meta
+    notes = []
+    if str(meta.get("BLKSUB", "")).strip().upper() in ("T", "TRUE"):
+        notes.append("the camera black level was subtracted (no bias or dark removed it)")
+    if meta.get("FLATREG"):
+        notes.append(f"the flat's level was measured on {meta['FLATREG']}")
+    step = next((s.parameters for s in reversed(get_provenance(ccd).steps)
+                 if s.step.startswith("make_master")), {})
+    check = step.get("linearity")
+    if isinstance(check, dict) and check.get("exponent") is not None:
+        verdict = {True: "linear", False: "gamma-encoded", None: "cannot tell"}.get(
+            check.get("verdict"), "?")
+        notes.append(f"linearity from the photon noise: exponent {check['exponent']:.3f} "
+                     f"({verdict})")
+    if step.get("assume_linear"):
+        notes.append("taken as linear on request (assume_linear)")
+    if step.get("allow_mixed"):
+        notes.append("frames the input contract refuses were combined on request: "
+                     + "; ".join(str(p) for p in step["allow_mixed"]))
+    return f"<p>{_esc('; '.join(notes).capitalize())}.</p>" if notes else ""
 
 
 def _flat_section(ccd, name: str, figdir: Path) -> str:
