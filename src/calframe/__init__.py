@@ -75,6 +75,8 @@ _LAZY = {
     "read_header": ".io",
     "read_provenance": ".io",
     "write_frame": ".io",
+    "check_flat_linearity": ".linearity",
+    "check_light_linearity": ".linearity",
     "check_linear_pair": ".linearity",
     "make_master_bias": ".masters",
     "make_master_dark": ".masters",
@@ -152,6 +154,8 @@ if TYPE_CHECKING:  # static analysers and IDEs see ordinary imports
         write_frame,
     )
     from .linearity import (
+        check_flat_linearity,
+        check_light_linearity,
         check_linear_pair,
     )
     from .masters import (
@@ -254,6 +258,8 @@ __all__ = [
     "__version__",
     "align",
     "calibrate",
+    "check_flat_linearity",
+    "check_light_linearity",
     "check_linear_pair",
     "combine",
     "correct_bad_pixels",
