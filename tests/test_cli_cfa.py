@@ -73,3 +73,24 @@ def test_demosaic_command(tmp_path, capsys):
     capsys.readouterr()
     assert main(["demosaic", path, "-o", str(out)]) == 1  # exists, no --overwrite
     assert "exists" in capsys.readouterr().err
+
+
+def test_cfa_stats_prints_corners_over_centre_per_channel(tmp_path, capsys):
+    shape = (200, 300)
+    yy, xx = np.indices(shape)
+    vig = 1 - 0.4 * (((yy - 100) / 100) ** 2 + ((xx - 150) / 150) ** 2) / 2
+    data = np.empty(shape)
+    for chan, sl in bayer.channel_slices("RGGB").items():
+        data[sl] = (LEVELS[chan] * 10 * vig)[sl]
+    path = tmp_path / "flat.fits"
+    fits.PrimaryHDU(data.astype(np.float32), header=fits.Header({"BAYERPAT": "RGGB"})
+                    ).writeto(path)
+    assert main(["cfa-stats", str(path)]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("corners/centre (median of the corner boxes over the centre's): ")
+    ratios = dict(zip(last.split(": ", 1)[1].split()[::2],
+                      map(float, last.split(": ", 1)[1].split()[1::2]), strict=True))
+    assert set(ratios) == {"R", "G1", "G2", "B"}
+    truth = np.mean([vig[:20, :30].mean(), vig[-20:, -30:].mean()]) / vig[90:110, 135:165].mean()
+    for ratio in ratios.values():
+        assert abs(ratio - truth) < 0.02

@@ -58,6 +58,16 @@ def cfa_stats_command(path: str, box, size: float, subtract_black: bool,
     click.echo(f"{path}: pattern {table.meta['pattern']} at pixel [0, 0], shape {ccd.shape}")
     for line in table.pformat(max_lines=-1, max_width=-1):
         click.echo(line)
+    if not box and "centre" in set(table["region"]):
+        ratios = []
+        for channel in dict.fromkeys(table["channel"]):
+            rows = table[table["channel"] == channel]
+            centre = float(rows[rows["region"] == "centre"]["median"][0])
+            corners = [float(r["median"]) for r in rows if r["region"] != "centre"]
+            ratio = sum(corners) / len(corners) / centre if centre else float("nan")
+            ratios.append(f"{channel} {ratio:.4f}")
+        click.echo("corners/centre (median of the corner boxes over the centre's): "
+                   + "  ".join(ratios))
     return 0
 
 
