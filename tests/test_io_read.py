@@ -255,7 +255,8 @@ def test_provenance_input_row_and_read_step(tmp_path, monkeypatch):
     step = prov.steps[-1]
     assert step.step == "read"
     params = json.loads(step.parameters_json())
-    assert params == {"format": "fits", "hdu": 0, "unit": "adu", "dtype": "float32",
+    assert params == {"file": record.sha256[:16],   # which file: its digest, as the table
+                      "format": "fits", "hdu": 0, "unit": "adu", "dtype": "float32",
                       "uncertainty": "detector model", "subtract_black": False,
                       "gain": 2.0, "read_noise": 4.0, "saturation": 60000}
     assert ccd.meta["FTSOURCE"] == "folder"

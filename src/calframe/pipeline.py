@@ -17,12 +17,23 @@ carries the plan out:
 Resuming
 --------
 Each output carries a ``PIPEHASH`` header keyword: the SHA-256 of its task's
-kind, parameters, the SHA-256 of every input file and the hashes of the
-masters it uses.  A rerun skips an output whose hash is unchanged and redoes
-it otherwise (changed input, changed setting, changed master).  Outputs are
-written atomically by :func:`calframe.write_frame`, so an interrupted run
-leaves no partial file; temporary files left by a killed run are removed at
-the start of the next.
+kind, parameters, the SHA-256 of every input file and the SHA-256 of the
+master files it uses (so a master made again means its lights are made
+again, and a light made again its stack).  A rerun skips an output only when
+its hash is unchanged and its bytes are what calframe wrote: every HDU's
+``CHECKSUM`` and ``DATASUM`` check out and the file ends with its
+``PROVENANCE`` table.  A damaged output (truncated, a byte changed) is made
+again, and everything made from it after it (:attr:`RunResult.remade`).
+
+A run holds the lock of its output folder (``<output>/.calframe/lock``, see
+:func:`calframe._atomic.lock_output`): a second run on the same folder is
+refused at once with :class:`~calframe._atomic.OutputLockedError`, which names
+the run that holds it.  Outputs are written atomically by
+:func:`calframe.write_frame`, through temporary names
+(``.calframe-<pid>-<random>-<name>.tmp``) listed in the run's journal before
+they are created, so an interrupted run leaves no partial file under a final
+name; the next run removes the temporaries that the journal of a killed run
+lists, and no other file.
 
 Configuration
 -------------
@@ -33,6 +44,7 @@ A TOML file can set everything the command line can::
     memory_limit = "1GiB"
     strict = false
     allow_mixed = false        # true: make masters the input contract refuses
+    absolute_paths = false     # true: name inputs by absolute paths in the outputs
 
     [master]
     method = "median"          # median | mean
@@ -77,9 +89,10 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
+from ._atomic import lock_output
 from .errors import CalframeError
 from .inventory import Inventory, Problem, Tolerances, scan_paths, take_inventory
-from .provenance import _printable
+from .provenance import _printable, restart_step_clock
 
 __all__ = [
     "CalibrationSettings",
@@ -289,6 +302,7 @@ class PipelineConfig:
     memory_limit: str = "1GiB"
     strict: bool = False
     allow_mixed: bool = False
+    absolute_paths: bool = False
     recursive: bool = True
     report: bool = True
     outlier_sigma: float = 5.0
@@ -673,6 +687,9 @@ class RunResult:
         Per-frame statistics and outlier flags.
     report : str or None
         Path of ``report.html``.
+    remade : list of str
+        Outputs found damaged (truncated, bytes changed) and made again, each
+        with what was wrong.
     """
 
     plan: Plan
@@ -682,6 +699,7 @@ class RunResult:
     problems: list[Problem] = field(default_factory=list)
     quality: Table | None = None
     report: str | None = None
+    remade: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -693,6 +711,7 @@ class RunResult:
         lines = [f"{len(self.made)} outputs made, {len(self.skipped)} up to date, "
                  f"{len(self.failed)} failed, {len(self.problems)} problems"]
         lines.extend(f"  failed: {_printable(f)}" for f in self.failed)
+        lines.extend(f"  damaged, made again: {_printable(f)}" for f in self.remade)
         if self.report:
             lines.append(f"report: {_printable(self.report)}")
         return "\n".join(lines)
@@ -735,9 +754,29 @@ class _Runner:
         payload = {"kind": task.kind, "parameters": task.parameters,
                    "inputs": [self.sha(p) for p in inputs],
                    "uses": {r: self.keys.get(n, "missing") for r, n in task.uses.items()},
+                   "masters": self.master_digests(task),
                    "version": _calframe_version()}
         text = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def master_digests(self, task: Task) -> dict[str, str]:
+        """The SHA-256 of each master file a task uses, as it is now on disk.
+
+        A master made again (settings, inputs, or damage) is a new file, so
+        what was made from it is made again too; the provenance of every
+        output names master files that exist.
+        """
+        digests = {}
+        for role, name in task.uses.items():
+            used = self.plan.task(name)
+            if used.kind not in MASTER_KINDS:
+                continue
+            path = self.out / used.output
+            try:
+                digests[role] = self.sha(str(path))
+            except (OSError, CalframeError):
+                digests[role] = "missing"
+        return digests
 
     # -- checks ---------------------------------------------------------
     def check_frames(self) -> None:
@@ -838,31 +877,38 @@ class _Runner:
 
     # -- outputs --------------------------------------------------------
     def up_to_date(self, path: Path, key: str) -> bool:
+        """Whether ``path`` was made with ``key`` and its bytes are what calframe wrote."""
         if not path.exists():
             return False
-        from astropy.io import fits
-
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return fits.getheader(path).get(HASH_KEYWORD) == key
-        except (OSError, ValueError):
+            damage, stored = _check_output(path, HASH_KEYWORD)
+        except OSError as err:
+            damage, stored = f"cannot be read ({_oneline(err)})", None
+        if stored != key and not (damage and stored is None):
+            return False  # made with other inputs or settings: made again, not damaged
+        if damage:
+            log.warning("%s is damaged (%s); making it again", path, damage)
+            self.result.remade.append(f"{path} ({damage})")
             return False
+        return True
 
     def write(self, ccd, path: Path, key: str) -> None:
         from .io import write_frame
 
         ccd.meta[HASH_KEYWORD] = (key, "calframe run: hash of inputs and settings")
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_frame(ccd, path, overwrite=True)
+        write_frame(ccd, path, overwrite=True, absolute_paths=self.config.absolute_paths)
+        self.hashes.pop(str(path), None)  # a new file: its digest is computed again
 
     def master(self, name: str):
         """A master of the current light group, read once."""
         if name not in self.masters:
+            restart_step_clock()   # its read step stamped alike whichever light reads it
             self.masters[name] = read_output(self.out / self.plan.task(name).output)
         return self.masters[name]
 
     def run_master(self, task: Task) -> None:
+        restart_step_clock()   # SOURCE_DATE_EPOCH: stamps that depend on this output only
         from .masters import make_master_bias, make_master_dark, make_master_flat
 
         inputs = [p for p in task.inputs if p not in self.excluded]
@@ -913,6 +959,7 @@ class _Runner:
         self.problem(str(self.out / task.output), what, fix)
 
     def run_light(self, task: Task, distortion_model) -> None:
+        restart_step_clock()   # SOURCE_DATE_EPOCH: stamps that depend on this output only
         from .calibrate import calibrate
 
         path = self.out / task.output
@@ -941,6 +988,7 @@ class _Runner:
                 # masters read once per light group; their provenance still names
                 # the master files and their hashes
                 masters = {r: self.master(n) for r, n in task.uses.items()}
+                restart_step_clock()   # the light's own steps, whoever read the masters
                 frame = source
                 if c.gain is not None or c.read_noise is not None:
                     from .io import read_frame
@@ -992,6 +1040,7 @@ class _Runner:
         return bool(header.get("BAYERPAT")) or header.get("NAXIS") == 3
 
     def run_stack(self, task: Task) -> None:
+        restart_step_clock()   # SOURCE_DATE_EPOCH: stamps that depend on this output only
         from .register import stack
 
         path = self.out / task.output
@@ -1023,9 +1072,11 @@ class _Runner:
         self.result.made.append(str(path))
         log.info("stacked %d lights into %s", len(inputs), path)
 
-    def run(self) -> RunResult:
-        self.out.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temporaries(self.out)
+    def run(self, *, break_lock: bool = False) -> RunResult:
+        with lock_output(self.out, break_lock=break_lock):
+            return self.run_locked()
+
+    def run_locked(self) -> RunResult:
         self.check_frames()
         masters = [t for t in self.plan.tasks if t.kind in MASTER_KINDS]
         lights = [t for t in self.plan.tasks if t.kind == "light"]
@@ -1114,20 +1165,107 @@ def _calframe_version() -> str:
     return __version__
 
 
-def _remove_stale_temporaries(folder: Path) -> None:
-    """Remove temporary files a killed run left behind (never a finished output)."""
-    for root, _, files in os.walk(folder):
-        for name in files:
-            if _is_temporary(name):
-                try:
-                    os.remove(os.path.join(root, name))
-                    log.info("removed %s left by an interrupted run", name)
-                except OSError:
-                    pass
+_BLOCK = 2880
+_CHUNK = _BLOCK * 2048  # bytes summed at a time: whole blocks, whole 32-bit words
 
 
-def _is_temporary(name: str) -> bool:
-    return name.startswith(".") and (".tmp" in name or name.endswith(".part"))
+def _ones_sum(buffer, total: int = 0) -> int:
+    """The FITS checksum sum: one's complement sum of big-endian 32-bit words."""
+    total += int(np.frombuffer(buffer, dtype=">u4").sum(dtype=np.uint64))
+    while total >> 32:
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    return total
+
+
+def _card_value(card: bytes) -> str | None:
+    """The value of a header card as text (a string without its quotes)."""
+    if card[8:10] != b"= ":
+        return None
+    text = card[10:].decode("ascii", "replace").lstrip()
+    if not text.startswith("'"):
+        return text.split("/", 1)[0].strip()
+    out, i = [], 1
+    while i < len(text):
+        if text[i] == "'":
+            if text[i + 1:i + 2] != "'":
+                break
+            i += 1
+        out.append(text[i])
+        i += 1
+    return "".join(out).rstrip()
+
+
+def _check_output(path: str | os.PathLike, keyword: str) -> tuple[str | None, str | None]:
+    """What is wrong with a calframe output file, and the value of ``keyword``.
+
+    Every HDU must carry ``CHECKSUM`` and ``DATASUM`` that match its bytes
+    (computed here on the raw blocks, without astropy: a rerun checks every
+    output it skips), the file must end where its last HDU ends, and that
+    HDU must be the ``PROVENANCE`` table that :func:`calframe.write_frame`
+    writes last (a file cut at an HDU boundary is refused too).
+
+    Returns
+    -------
+    problem : str or None
+        None when the file is whole.
+    value : str or None
+        The primary header's ``keyword`` (None when missing or unreadable).
+    """
+    value = None
+    size = os.path.getsize(path)
+    last = None
+    with open(path, "rb") as handle:
+        offset = index = 0
+        while offset < size:
+            cards: dict[str, str | None] = {}
+            header_sum, end = 0, False
+            start = b"SIMPLE  " if index == 0 else b"XTENSION"
+            while not end:
+                block = handle.read(_BLOCK)
+                if len(block) < _BLOCK:
+                    return f"HDU {index}: the header is cut short", value
+                if offset % _BLOCK == 0 and not cards and not block.startswith(start):
+                    return f"HDU {index}: no FITS header where one should start", value
+                header_sum = _ones_sum(block, header_sum)
+                offset += _BLOCK
+                for i in range(0, _BLOCK, 80):
+                    key = block[i:i + 8].decode("ascii", "replace").rstrip()
+                    if key == "END":
+                        end = True
+                        break
+                    if key and key not in cards:
+                        cards[key] = _card_value(block[i:i + 80])
+            if index == 0:
+                value = cards.get(keyword)
+            try:
+                naxis = int(cards["NAXIS"] or "")
+                count = math.prod(int(cards[f"NAXIS{n}"] or "") for n in range(1, naxis + 1))
+                nbytes = (abs(int(cards["BITPIX"] or "")) // 8
+                          * int(cards.get("GCOUNT") or 1)
+                          * (int(cards.get("PCOUNT") or 0) + (count if naxis else 0)))
+                datasum = int(cards["DATASUM"] or "")
+                cards["CHECKSUM"]
+            except (KeyError, ValueError):
+                return (f"HDU {index}: no valid data size, CHECKSUM or DATASUM in its "
+                        "header"), value
+            padded = -(-nbytes // _BLOCK) * _BLOCK
+            if offset + padded > size:
+                return f"HDU {index}: the data are cut short", value
+            data_sum, left = 0, padded
+            while left:
+                chunk = handle.read(min(_CHUNK, left))
+                data_sum = _ones_sum(chunk, data_sum)
+                left -= len(chunk)
+            offset += padded
+            if data_sum != datasum:
+                return f"HDU {index}: the data do not match their DATASUM", value
+            if _ones_sum(data_sum.to_bytes(4, "big"), header_sum) != 0xFFFFFFFF:
+                return f"HDU {index}: the HDU does not match its CHECKSUM", value
+            last = cards.get("EXTNAME")
+            index += 1
+    if last != "PROVENANCE":
+        return "the file ends before its PROVENANCE table", value
+    return None, value
 
 
 def _frame_stats(ccd) -> dict[str, float]:
@@ -1165,7 +1303,7 @@ def _quality_table(rows: list[dict]) -> Table:
 
 
 def run_pipeline(config: PipelineConfig | Plan, *, progress=None,
-                 on_problem=None) -> RunResult:
+                 on_problem=None, break_lock: bool = False) -> RunResult:
     """Carry out a run: check the inputs, build masters, calibrate lights, report.
 
     Parameters
@@ -1178,6 +1316,10 @@ def run_pipeline(config: PipelineConfig | Plan, *, progress=None,
     on_problem : callable, optional
         Called with each :class:`~calframe.inventory.Problem` as it is found
         (the command line prints them).
+    break_lock : bool, optional
+        Take over the lock of the output folder left by a process of another
+        host (which cannot be checked from here); a lock left by a dead
+        process of this host is taken over without it.
 
     Returns
     -------
@@ -1187,9 +1329,12 @@ def run_pipeline(config: PipelineConfig | Plan, *, progress=None,
     ------
     PipelineProblemError
         At the first problem when ``config.strict`` is set.
+    calframe._atomic.OutputLockedError
+        Another run holds the output folder (the message names it), or a
+        process of another host left its lock and ``break_lock`` is false.
     """
     plan = config if isinstance(config, Plan) else make_plan(config, progress=progress)
     if on_problem is not None:
         for p in plan.problems:
             on_problem(p)
-    return _Runner(plan, progress, on_problem).run()
+    return _Runner(plan, progress, on_problem).run(break_lock=break_lock)

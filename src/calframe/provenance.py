@@ -27,7 +27,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -39,7 +41,7 @@ import warnings
 import zlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
@@ -198,9 +200,63 @@ def _versions_from_json(text: str) -> dict[str, str]:
     return _VERSIONS_READ[text]
 
 
+def source_date() -> datetime | None:
+    """The time fixed by ``SOURCE_DATE_EPOCH`` (seconds since 1970), or None.
+
+    The reproducible-builds convention: with it set, every time calframe
+    records (step times, the ``DATE`` card) is that time, so that two runs of
+    the same inputs and settings give byte-identical files.
+
+    Raises
+    ------
+    InvalidSettingsError
+        ``SOURCE_DATE_EPOCH`` is set but is not a whole number of seconds.
+    """
+    value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (ValueError, OverflowError, OSError) as err:
+        from .errors import InvalidSettingsError
+
+        raise InvalidSettingsError(
+            f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds since "
+            "1970-01-01; set it to e.g. the output of 'date +%s', or unset it") from err
+
+
+def utc_now() -> datetime:
+    """Now, in UTC, or the time ``SOURCE_DATE_EPOCH`` fixes (see :func:`source_date`)."""
+    return source_date() or datetime.now(UTC)
+
+
+#: Steps made since the clock was restarted: with SOURCE_DATE_EPOCH, the n-th step
+#: is stamped n microseconds after that time, so that steps stay distinct (two steps
+#: with the same name, parameters and time are one, see Provenance.extend) and the
+#: stamps are the same in every run that makes the same steps.
+_STEP_CLOCK = itertools.count()
+
+
+def restart_step_clock() -> None:
+    """Restart the step stamps of ``SOURCE_DATE_EPOCH`` (at the start of each output).
+
+    A run calls it before each output it makes, so that an output's step times
+    do not depend on which other outputs were made (or found up to date) first.
+    """
+    global _STEP_CLOCK
+    _STEP_CLOCK = itertools.count()
+
+
 def _utc_now() -> str:
-    # Microseconds: two steps with the same parameters stay two steps.
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    """The current UTC time as ISO 8601 with microseconds (no time-zone suffix).
+
+    Microseconds: two steps with the same parameters stay two steps.  With
+    ``SOURCE_DATE_EPOCH``, the fixed time plus one microsecond per step.
+    """
+    fixed = source_date()
+    if fixed is not None:
+        fixed = fixed + timedelta(microseconds=next(_STEP_CLOCK))
+    return (fixed or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
 @dataclass
@@ -494,6 +550,15 @@ _COLUMNS = (
 )
 
 
+def _same_step(a: StepRecord, b: StepRecord) -> bool:
+    """Whether two records are one step: same name, parameters and time, or the
+    reading of one file (``file``: its digest) with the same parameters, which a
+    frame's history may hold twice when the file was read again elsewhere."""
+    if a.step != b.step or a.parameters != b.parameters:
+        return False
+    return a.time == b.time or (a.step == "read" and "file" in a.parameters)
+
+
 @dataclass
 class Provenance:
     """The inputs and steps behind one frame.
@@ -529,13 +594,49 @@ class Provenance:
         for record in other.inputs:
             self.add_input(record)
         for step in other.steps:
-            if not any(s.step == step.step and s.time == step.time
-                       and s.parameters == step.parameters for s in self.steps):
+            if not any(_same_step(s, step) for s in self.steps):
                 self.steps.append(step)
 
     def copy(self) -> Provenance:
         """A deep copy."""
         return copy.deepcopy(self)
+
+    def for_output(self, out_dir: str | os.PathLike, *,
+                   absolute_paths: bool = False) -> Provenance:
+        """A copy whose step parameters name files as the input table does.
+
+        A file named in a step's parameters (the frames of a combine, a mask,
+        a model) is written relative to ``out_dir`` like the paths of the
+        input table, never as an absolute machine path unless
+        ``absolute_paths``.  A parameter is taken for a path when it is one of
+        the inputs' paths or an absolute path.
+
+        Examples
+        --------
+        >>> import os
+        >>> prov = Provenance()
+        >>> prov.add_step("combine", frames=[os.path.abspath("night/b1.fits")], method="median")
+        >>> prov.for_output("night/masters").steps[0].parameters["frames"]
+        ['../b1.fits']
+        """
+        known = {os.path.normpath(r.path) for r in self.inputs if r.path}
+
+        def portable(value):
+            if isinstance(value, str):
+                is_path = (os.path.isabs(value) and len(value) > 1) or (
+                    value and os.path.normpath(value) in known)
+                return path_for_output(value, out_dir, absolute_paths=absolute_paths) \
+                    if is_path else value
+            if isinstance(value, list | tuple):
+                return [portable(v) for v in value]
+            if isinstance(value, dict):
+                return {k: portable(v) for k, v in value.items()}
+            return value
+
+        out = self.copy()
+        out.steps = [dataclasses.replace(s, parameters=portable(s.parameters))
+                     for s in out.steps]
+        return out
 
     # -- plain forms ---------------------------------------------------------
     def to_dict(self) -> dict[str, list[dict[str, Any]]]:
@@ -792,8 +893,21 @@ class Provenance:
                     step=cell(row, "STEP"), parameters={},
                     versions=_versions_from_json(cell(row, "VERSIONS") or "{}"),
                     time=cell(row, "TIME"), origin=origin))
+        known = {os.path.normpath(r.path) for r in prov.inputs if r.path}
+
+        def here(value):
+            """A file named in the parameters as seen from here (as the inputs are)."""
+            if isinstance(value, str) and value and not os.path.isabs(value):
+                seen = path_from_file(value, file_dir)
+                return seen if os.path.normpath(seen) in known else value
+            if isinstance(value, list):
+                return [here(v) for v in value]
+            if isinstance(value, dict):
+                return {k: here(v) for k, v in value.items()}
+            return value
+
         for step, text in zip(prov.steps, step_params, strict=True):
-            step.parameters = json.loads(unquote(text) or "{}")
+            step.parameters = here(json.loads(unquote(text) or "{}"))
         return prov
 
     # -- W3C PROV --------------------------------------------------------------

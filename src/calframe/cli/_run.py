@@ -59,6 +59,9 @@ from ._options import (
                     "(default: subtracted where no bias or dark removes it).")
 @click.option("--split-rgb", is_flag=True, default=None,
               help="Also write each calibrated colour light as _R, _G, _B files.")
+@click.option("--absolute-paths", is_flag=True, default=None,
+              help="Name the input files by absolute paths in the outputs' provenance "
+                   "(default: relative to each output, so the folders can move).")
 @click.option("--allow-mixed", is_flag=True, default=None,
               help="Make masters of frames the input contract refuses (mixed types, "
                    "exposures, camera settings); recorded in the provenance.")
@@ -69,7 +72,8 @@ from ._options import (
 def run_command(ctx: click.Context, paths, output, output_alias, config_path, dry_run,
                 strict, method, rejection, low, high, gain, read_noise, dark_scale, cosmetic,
                 demosaic, distortion, stack, stack_align, memory_limit, frame_types, no_report,
-                subtract_black, split_rgb, allow_mixed, assume_linear) -> int:
+                subtract_black, split_rgb, absolute_paths, allow_mixed, assume_linear
+                ) -> int:
     """Inventory PATHS, build the masters each group needs, calibrate every light,
     and write FOLDER/report.html.  A rerun redoes only what changed."""
     from .._progress import echo, enable_progress, progress
@@ -88,7 +92,7 @@ def run_command(ctx: click.Context, paths, output, output_alias, config_path, dr
     if output:
         changes["output"] = output
     for key, value in (("strict", strict), ("memory_limit", memory_limit),
-                       ("allow_mixed", allow_mixed)):
+                       ("allow_mixed", allow_mixed), ("absolute_paths", absolute_paths)):
         if value is not None:
             changes[key] = value
     if no_report:

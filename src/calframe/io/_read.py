@@ -486,11 +486,15 @@ def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, s
     prov = get_provenance(ccd)
     ftype = meta["FRAMETYP"]
     exptime = meta.get("EXPTIME")
-    prov.add_input(InputRecord.from_file(
+    record = InputRecord.from_file(
         path, role=ftype, frametype=ftype,
         exptime=None if exptime is None else float(exptime),
-        date_obs=str(meta.get("DATE-OBS", "")), shape=data.shape))
-    parameters = {"format": kind, **{k: _json_value(v) for k, v in loaded.location.items()},
+        date_obs=str(meta.get("DATE-OBS", "")), shape=data.shape)
+    prov.add_input(record)
+    # the file read (its digest, as the input table has it): two reads of one file
+    # with the same parameters are one step wherever they are merged
+    parameters = {"file": record.sha256[:16], "format": kind,
+                  **{k: _json_value(v) for k, v in loaded.location.items()},
                   "unit": the_unit.to_string(), "dtype": np.dtype(dtype).name,
                   "uncertainty": source, "subtract_black": bool(subtract_black)}
     for name, value in (("gain", gain), ("read_noise", read_noise),
