@@ -24,6 +24,9 @@ reads the data, unit, uncertainty and mask of such a file unchanged;
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
+import json
 import logging
 import math
 import numbers
@@ -310,8 +313,10 @@ def _atomic_write(hdulist: fits.HDUList, path: Path, *, overwrite: bool,
     fd = os.open(tmp, flags, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
+            _digest_placeholders(hdulist)
             hdulist.writeto(handle, checksum=checksum, output_verify="exception")
             handle.flush()
+            _seal(tmp, handle)
             os.fsync(handle.fileno())
         if overwrite or not _link_no_clobber(tmp, path):
             os.replace(tmp, path)
@@ -355,6 +360,289 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+# --- the digest of what calframe wrote ----------------------------------------------
+#
+# The primary header of every output carries a SHA-256 of the HDUs as calframe wrote
+# them, which CHECKSUM / DATASUM cannot give: anyone can recompute those after an
+# edit.  The digest covers, for each HDU in order, its header cards as keyword=value
+# pairs (comments left out; of CHECKSUM and DATASUM only their presence) and the
+# bytes of its data as stored.  It is computed from the file itself once written
+# (so it holds whatever astropy stored, scaled integers, heaps and all) and written
+# into cards reserved before writing, whose size does not change; the primary
+# CHECKSUM is then made again from the header bytes and DATASUM, without reading
+# the data a second time.
+
+#: Version of the digest (keyword ``CFDIGVER``): how :func:`_measure` reads a file.
+DIGEST_VERSION = 1
+_DIGEST = "CFDIGEST"
+_DIGEST_VERSION = "CFDIGVER"
+_DIGEST_COUNT = "CFDNHDU"
+_DIGEST_PART = "CFDHDU"  # CFDHDU0 ... CFDHDU99: name and short digests of each HDU
+_DIGEST_PARTS_MAX = 100
+_DIGEST_KEYS = re.compile(r"CFDIGEST|CFDIGVER|CFDNHDU|CFDHDU\d+")
+# the cards written after the file: left out of what the digest covers
+_DIGEST_SEALED = re.compile(r"CFDIGEST|CFDHDU\d+")
+_DIGEST_SHORT = 16
+_CHUNK = 1 << 22
+
+
+def _digest_placeholders(hdulist: fits.HDUList) -> None:
+    """Reserve the digest cards in the primary header (filled by :func:`_seal`)."""
+    header = hdulist[0].header
+    for key in [k for k in header if _DIGEST_KEYS.fullmatch(k)]:
+        del header[key]
+    header[_DIGEST_VERSION] = (DIGEST_VERSION, "version of the calframe digest CFDIGEST")
+    header[_DIGEST_COUNT] = (len(hdulist), "HDUs calframe wrote (digests: CFDHDUn)")
+    zeros = "0" * _DIGEST_SHORT
+    for index, hdu in enumerate(hdulist[:_DIGEST_PARTS_MAX]):
+        header[f"{_DIGEST_PART}{index}"] = _part_card(_hdu_name(hdu), zeros, zeros)
+    header[_DIGEST] = "0" * 64
+
+
+def _hdu_name(hdu) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", str(hdu.name or "")) or "-"
+    return name[:30]
+
+
+def _part_card(name: str, header_digest: str, data_digest: str) -> str:
+    return f"{name} {header_digest[:_DIGEST_SHORT]} {data_digest[:_DIGEST_SHORT]}"
+
+
+def _ones_sum(buffer, total: int = 0) -> int:
+    """32-bit ones' complement sum of big-endian words (the FITS checksum's)."""
+    words = np.frombuffer(buffer, dtype=">u4")
+    total += int(words.sum(dtype=np.uint64))
+    while total >> 32:
+        total = (total & 0xFFFFFFFF) + (total >> 32)
+    return total
+
+
+def _encode_checksum(value: int) -> str:
+    """The 16 characters of a ``CHECKSUM`` value (FITS checksum convention, A.7.2)."""
+    exclude = set(range(0x3A, 0x41)) | set(range(0x5B, 0x61))
+    chars = [0] * 16
+    for i in range(4):
+        byte = (value >> (24 - 8 * i)) & 0xFF
+        quotient, remainder = byte // 4 + ord("0"), byte % 4
+        ch = [quotient + remainder, quotient, quotient, quotient]
+        changed = True
+        while changed:
+            changed = False
+            for j in (0, 2):
+                while ch[j] in exclude or ch[j + 1] in exclude:
+                    ch[j] += 1
+                    ch[j + 1] -= 1
+                    changed = True
+        for j in range(4):
+            chars[4 * j + i] = ch[j]
+    return "".join(chr(chars[(i + 15) % 16]) for i in range(16))
+
+
+def _canonical_value(card: fits.Card) -> str:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            value = card.value
+        except (ValueError, fits.VerifyError):
+            caught.append(None)
+    if caught:  # a card astropy cannot read cleanly: its text as it is
+        return "?" + card.image[8:].rstrip()
+    if isinstance(value, bool):
+        return "T" if value else "F"
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, (float, complex, np.floating, np.complexfloating)):
+        return repr(complex(value) if isinstance(value, complex) else float(value))
+    if isinstance(value, str):
+        return json.dumps(value)
+    if value is None or isinstance(value, fits.card.Undefined):
+        return ""
+    return repr(value)
+
+
+def _canonical_header(header: fits.Header, *, primary: bool) -> bytes:
+    """The cards of a header as the digest covers them: ``KEYWORD=value``, in order."""
+    lines = []
+    for card in header.cards:
+        key = card.keyword
+        if primary and _DIGEST_SEALED.fullmatch(key):
+            continue
+        if key in ("CHECKSUM", "DATASUM"):
+            lines.append(key)  # present or not, whatever their value
+            continue
+        lines.append(f"{key}={_canonical_value(card)}")
+    return "\n".join(lines).encode("ascii", "backslashreplace")
+
+
+@dataclasses.dataclass
+class _Part:
+    """What the digest sees of one HDU of a file."""
+
+    name: str
+    header: fits.Header
+    header_digest: str
+    data_digest: str
+    header_bytes: bytes
+    datasum: int | None  # of the data bytes; None when not computed
+
+
+def _measure(path, *, sums: bool) -> list[_Part]:
+    """The digest parts of every HDU of a FITS file (``sums``: also the data sums).
+
+    Raises FrameReadError when the data of an HDU end before the file says.
+    """
+    with fits.open(path, memmap=False, lazy_load_hdus=False) as hdulist:
+        layout = [(hdu.name, hdu.header, hdulist.fileinfo(i))
+                  for i, hdu in enumerate(hdulist)]
+    parts = []
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        for index, (name, header, info) in enumerate(layout):
+            handle.seek(info["hdrLoc"])
+            header_bytes = handle.read(info["datLoc"] - info["hdrLoc"])
+            digest = hashlib.sha256()
+            datasum = 0
+            handle.seek(info["datLoc"])
+            left = info["datSpan"]
+            while left:
+                size = handle.readinto(view[:min(left, _CHUNK)])
+                if not size:
+                    raise FrameReadError(path, f"is truncated (HDU {index} {name} ends "
+                                         f"{left} bytes early)",
+                                         "copy the file again, or make it again")
+                digest.update(view[:size])
+                if sums:
+                    datasum = _ones_sum(view[:size], datasum)
+                left -= size
+            parts.append(_Part(
+                name=name, header=header,
+                header_digest=hashlib.sha256(
+                    _canonical_header(header, primary=index == 0)).hexdigest(),
+                data_digest=digest.hexdigest(), header_bytes=header_bytes,
+                datasum=datasum if sums else None))
+    return parts
+
+
+def _file_digest(parts: list[_Part]) -> str:
+    digest = hashlib.sha256(f"calframe digest {DIGEST_VERSION}\n".encode())
+    for index, part in enumerate(parts):
+        digest.update(f"{index} {part.header_digest} {part.data_digest}\n".encode())
+    return digest.hexdigest()
+
+
+def _seal(tmp: Path, handle) -> None:
+    """Fill the digest cards of a file just written (open for writing as ``handle``)."""
+    parts = _measure(tmp, sums=False)
+    primary = parts[0]
+    values = {_DIGEST: _file_digest(parts)}
+    for index, part in enumerate(parts[:_DIGEST_PARTS_MAX]):
+        values[f"{_DIGEST_PART}{index}"] = _part_card(_hdu_name(part), part.header_digest,
+                                                      part.data_digest)
+    raw = bytearray(primary.header_bytes)
+    checksum_at = None
+    for start in range(0, len(raw), 80):
+        key = raw[start:start + 8].decode("ascii", "replace").rstrip()
+        if key in values:
+            image = fits.Card(key, values.pop(key)).image.encode("ascii")
+            if len(image) != 80:  # pragma: no cover - values are short by design
+                raise RuntimeError(f"calframe digest card {key} does not fit one card")
+            raw[start:start + 80] = image
+        elif key == "CHECKSUM" and raw[start + 10:start + 11] == b"'":
+            checksum_at = start + 11
+    if values:  # pragma: no cover - placeholders are always written
+        raise RuntimeError(f"calframe digest cards not found: {sorted(values)}")
+    if checksum_at is not None:
+        raw[checksum_at:checksum_at + 16] = b"0" * 16
+        total = _ones_sum(bytes(raw), int(primary.header.get("DATASUM", 0)))
+        raw[checksum_at:checksum_at + 16] = _encode_checksum(~total & 0xFFFFFFFF).encode()
+    handle.seek(0)
+    handle.write(bytes(raw))
+    handle.flush()
+
+
+def check_digest(path: str | os.PathLike) -> tuple[str, list[str]]:
+    """Compare a file with the digest calframe stored when it wrote it.
+
+    Returns ``(status, findings)``: status ``'ok'``; ``'tampered'`` (the
+    findings say which HDU changed, header cards or data, and which checksum
+    fails); ``'absent'`` (no digest: written before calframe stored one, or
+    not by calframe); ``'unknown'`` (a digest version this calframe does not
+    know).  Raises FrameReadError for a file cut short.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from astropy.nddata import CCDData
+    >>> out = write_frame(CCDData(np.ones((2, 3), np.float32), unit="adu"),
+    ...                   pathlib.Path(tempfile.mkdtemp()) / "f.fits")
+    >>> check_digest(out)
+    ('ok', [])
+    >>> with fits.open(out, mode="update") as hdul:
+    ...     hdul[0].header["EXPTIME"] = 30.0
+    ...     hdul[0].add_checksum()
+    >>> check_digest(out)
+    ('tampered', ['HDU 0 PRIMARY: header cards changed since calframe wrote them'])
+    """
+    parts = _measure(path, sums=True)
+    header = parts[0].header
+    findings = []
+    for index, part in enumerate(parts):
+        label = f"HDU {index} {part.name}"
+        if "DATASUM" in part.header and str(part.header["DATASUM"]).strip() != \
+                str(part.datasum):
+            findings.append(f"{label}: DATASUM does not match the data")
+        if "CHECKSUM" in part.header and \
+                _ones_sum(part.header_bytes, part.datasum) != 0xFFFFFFFF:
+            findings.append(f"{label}: CHECKSUM does not match the bytes")
+    if _DIGEST not in header:
+        if any(_DIGEST_KEYS.fullmatch(k) for k in header):
+            return "tampered", [f"HDU 0 {parts[0].name}: the {_DIGEST} card was removed",
+                                *findings]
+        return "absent", findings
+    version = header.get(_DIGEST_VERSION)
+    if version != DIGEST_VERSION:
+        return "unknown", [f"digest version {_DIGEST_VERSION}={version!r} is not one this "
+                           f"calframe knows (it knows {DIGEST_VERSION})", *findings]
+    recorded = []
+    for index in range(min(int(header.get(_DIGEST_COUNT, 0) or 0), _DIGEST_PARTS_MAX)):
+        words = str(header.get(f"{_DIGEST_PART}{index}", "")).split()
+        recorded.append(words if len(words) == 3 else ["?", "", ""])
+    whole = _file_digest(parts) == str(header[_DIGEST]).strip()
+    located = _locate_changes(parts, recorded, header.get(_DIGEST_COUNT))
+    if whole and located:
+        located = [f"HDU 0 {parts[0].name}: the {_DIGEST_PART}n cards were edited"]
+    elif not whole and not located:
+        located = [f"HDU 0 {parts[0].name}: the file's digest does not match {_DIGEST}"]
+    findings = located + findings
+    return ("tampered" if findings else "ok"), findings
+
+
+def _locate_changes(parts: list[_Part], recorded: list[list[str]], count) -> list[str]:
+    """Which HDUs differ from the short digests of the CFDHDUn cards."""
+    names = [_hdu_name(p) for p in parts]
+    written = [r[0] for r in recorded]
+    findings = []
+    if count != len(parts) or names[:len(written)] != written:
+        findings.extend(f"HDU {name} was removed after writing"
+                        for name in written if name not in names)
+        findings.extend(f"HDU {name} was added after writing"
+                        for name in names if name not in written)
+        if not findings:
+            findings.append(f"the HDUs are not the {count} calframe wrote, in its order")
+    for index, (name, header_short, data_short) in enumerate(recorded):
+        if name not in names:
+            continue
+        part = parts[names.index(name)]
+        what = [word for word, same in
+                (("header cards", part.header_digest.startswith(header_short)),
+                 ("data", part.data_digest.startswith(data_short))) if not same]
+        if what:
+            findings.append(f"HDU {index} {name}: {' and '.join(what)} changed since "
+                            "calframe wrote them")
+    return findings
+
+
 # --- header sanitising ------------------------------------------------------------
 
 def _fits_safe_header(meta, *, drop_history: bool) -> fits.Header:
@@ -372,7 +660,8 @@ def _fits_safe_header(meta, *, drop_history: bool) -> fits.Header:
         if not _KEYWORD.fullmatch(key):
             dropped.append(key)
             continue
-        if key in _RESERVED or _RESERVED_PATTERN.fullmatch(key):
+        if key in _RESERVED or _RESERVED_PATTERN.fullmatch(key) \
+                or _DIGEST_KEYS.fullmatch(key):  # (a calframe file read back)
             continue
         value, unit_comment = _fits_value(value)
         if value is not _DROP:
