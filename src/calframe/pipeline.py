@@ -884,13 +884,10 @@ class _Runner:
             damage, stored = _check_output(path, HASH_KEYWORD)
         except OSError as err:
             damage, stored = f"cannot be read ({_oneline(err)})", None
-        if stored != key and not (damage and stored is None):
-            return False  # made with other inputs or settings: made again, not damaged
-        if damage:
+        if damage and stored in (key, None):  # not only made with other settings
             log.warning("%s is damaged (%s); making it again", path, damage)
             self.result.remade.append(f"{path} ({damage})")
-            return False
-        return True
+        return damage is None and stored == key
 
     def write(self, ccd, path: Path, key: str) -> None:
         from .io import write_frame

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import temporary_path
 from .errors import CalframeError
 from .provenance import _printable
 
@@ -134,7 +135,7 @@ def _figure(ncols: int, width: float = 4.2, height: float = 3.4):
 
 def _save(fig, folder: Path, name: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp.png"
+    tmp = temporary_path(folder / name)
     fig.savefig(tmp, format="png")
     os.replace(tmp, folder / name)
     return f"{folder.name}/{name}"
@@ -416,7 +417,7 @@ def _save_preview(image: np.ndarray, folder: Path, name: str) -> str:
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp.png"
+    tmp = temporary_path(folder / name)
     Image.fromarray(image).save(tmp, format="PNG")
     os.replace(tmp, folder / name)
     return f"{folder.parent.name}/{folder.name}/{name}"
@@ -827,7 +828,7 @@ def write_report(result, path: str | os.PathLike | None = None) -> Path:
             f"<h1>calframe run: {_esc(str(out))}</h1>\n"
             + "\n".join(sections) + "\n</body></html>\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp"
+    tmp = temporary_path(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     log.info("report written to %s", path)

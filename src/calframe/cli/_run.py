@@ -68,14 +68,21 @@ from ._options import (
 @click.option("--assume-linear", is_flag=True, default=None,
               help="Take flats and lights as linear: do not refuse data that look "
                    "gamma-encoded (recorded in the provenance).")
+@click.option("--break-lock", is_flag=True, default=False,
+              help="Take over the output folder's lock left by a calframe run on another "
+                   "host (make sure that run has ended).")
 @click.pass_context
 def run_command(ctx: click.Context, paths, output, output_alias, config_path, dry_run,
                 strict, method, rejection, low, high, gain, read_noise, dark_scale, cosmetic,
                 demosaic, distortion, stack, stack_align, memory_limit, frame_types, no_report,
-                subtract_black, split_rgb, absolute_paths, allow_mixed, assume_linear
-                ) -> int:
+                subtract_black, split_rgb, absolute_paths, allow_mixed, assume_linear,
+                break_lock) -> int:
     """Inventory PATHS, build the masters each group needs, calibrate every light,
-    and write FOLDER/report.html.  A rerun redoes only what changed."""
+    and write FOLDER/report.html.  A rerun redoes only what changed or is damaged.
+
+    The run holds a lock on FOLDER (FOLDER/.calframe/lock): a second run on
+    the same folder is refused until the first ends."""
+    from .._atomic import lock_output
     from .._progress import echo, enable_progress, progress
     from ..pipeline import PipelineConfig, load_config, make_plan, run_pipeline
 
@@ -123,16 +130,19 @@ def run_command(ctx: click.Context, paths, output, output_alias, config_path, dr
     if not output and not config_path:
         raise click.UsageError("give the output folder with -o/--output-dir")
 
-    plan = make_plan(config, progress=progress)
     if dry_run:
-        click.echo(plan.describe())
+        click.echo(make_plan(config, progress=progress).describe())
         return 0
-    if not quiet:
-        click.echo(plan.describe(problems=False))
+    # locked before the inventory: a second run on the folder is refused at once
+    with lock_output(config.output, break_lock=break_lock):
+        plan = make_plan(config, progress=progress)
+        if not quiet:
+            click.echo(plan.describe(problems=False))
 
-    def on_problem(problem) -> None:
-        echo(f"problem: {problem}")
+        def on_problem(problem) -> None:
+            echo(f"problem: {problem}")
 
-    result = run_pipeline(plan, progress=progress, on_problem=on_problem)
+        result = run_pipeline(plan, progress=progress, on_problem=on_problem,
+                              break_lock=break_lock)
     click.echo(result.summary())
     return 0 if result.ok else 1
