@@ -146,17 +146,24 @@ def test_cli_tree_and_verify(night, capsys):
     assert main(["provenance", night["out"], "--verify"]) == 0
     out = capsys.readouterr().out
     assert "master_flat.fits" in out and "bias_2.fits" in out
-    assert "21 inputs: 21 unchanged, 0 changed, 0 not found" in out
-    # Change a raw bias and remove a raw flat: the change is an error, the loss not.
+    # 3 biases, darks and flats, the light and 3 masters (each file once, although
+    # the master bias is seen three times: directly and through the dark and flat)
+    assert out.splitlines()[-1] == (f"verified {night['out']}: calframe's digest and the "
+                                    "checksums match; 13 input files present and unchanged")
+    # Change a raw bias and remove a raw flat: both are problems, one line each.
+    recorded = sha(night["biases"][1])
     Path(night["biases"][1]).write_bytes(b"changed")
     os.remove(night["flats"][2])
     assert main(["provenance", night["out"], "--verify"]) == 1
     captured = capsys.readouterr()
+    lines = captured.out.splitlines()
     assert "CHANGED" in captured.out and "missing" in captured.out
-    assert f"changed: {night['biases'][1]}" in captured.err
-    # The master bias, and so the changed bias, is seen three times (used
-    # directly and through the master dark and flat); the flat once.
-    assert "verified 21 inputs: 17 unchanged, 3 changed, 1 not found" in captured.out
+    assert [line for line in lines if line.startswith(("CHANGED", "MISSING"))] == [
+        f"CHANGED  {night['biases'][1]}: sha256 now {sha(night['biases'][1])[:16]}..., "
+        f"recorded {recorded[:16]}... (input of {night['master_bias']})",
+        f"MISSING  {night['flats'][2]}: not found, at its recorded place or beside that "
+        f"file (input of {night['master_flat']})"]
+    assert lines[-1] == f"NOT verified {night['out']}: 2 problems (1 CHANGED, 1 MISSING)"
     assert main(["provenance", night["out"], "--no-follow"]) == 0
     out = capsys.readouterr().out
     assert "bias_2.fits" not in out.split("recorded from")[0]
@@ -174,7 +181,7 @@ def test_cli_finds_masters_beside_the_file(night, tmp_path, capsys):
     assert main(["provenance", "archive/light_cal.fits", "--verify"]) == 0
     out = capsys.readouterr().out
     assert "archive/master_flat.fits  CALSTAT B" in out
-    assert "0 changed" in out
+    assert out.splitlines()[-1].startswith("verified archive/light_cal.fits: ")
 
 
 def test_cli_prov_json(night, capsys):
@@ -334,9 +341,11 @@ def test_get_provenance_is_attached():
 def test_cli_on_a_file_without_provenance(tmp_path, capsys):
     path = tmp_path / "plain.fits"
     fits.writeto(path, np.zeros((3, 3), np.float32))
-    assert main(["provenance", str(path), "--verify"]) == 0
+    assert main(["provenance", str(path), "--verify"]) == 1
     out = capsys.readouterr().out
-    assert "no provenance recorded" in out and "verified 0 inputs" in out
+    assert "no provenance recorded" in out
+    assert f"NO PROVENANCE  {path}: no PROVENANCE table" in out
+    assert f"UNVERIFIABLE  {path}: no digest of calframe in its header" in out
     assert main(["provenance", str(tmp_path / "absent.fits")]) == 2
     assert "does not exist" in capsys.readouterr().err
     text = tmp_path / "notes.fits"

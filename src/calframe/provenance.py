@@ -53,11 +53,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "CALSTAT_LETTERS",
     "PARAMS_CHUNK",
+    "PROBLEM_KINDS",
     "InputCheck",
     "InputRecord",
     "Provenance",
     "ProvenanceNode",
     "StepRecord",
+    "VerifyReport",
     "get_provenance",
     "path_for_output",
     "path_from_file",
@@ -66,6 +68,7 @@ __all__ = [
     "sha256_file",
     "software_versions",
     "verify_inputs",
+    "verify_output",
 ]
 
 _ATTRIBUTE = "_calframe_provenance"
@@ -1047,11 +1050,17 @@ def set_provenance(ccd, prov: Provenance) -> None:
 
 @dataclass
 class InputCheck:
-    """Result of re-hashing one input: ``status`` is 'ok', 'changed' or 'missing'."""
+    """Result of re-hashing one input: ``status`` is 'ok', 'changed' or 'missing'.
+
+    ``found`` is where the input was found when not at its recorded path
+    (beside the file that lists it); an input found there with other bytes is
+    'missing', not 'changed': that file only has its name.
+    """
 
     record: InputRecord
     status: str
     sha256: str = ""
+    found: str = ""
 
 
 def verify_inputs(records: Iterable[InputRecord]) -> list[InputCheck]:
@@ -1236,8 +1245,13 @@ _READ_FAILURES = (OSError, ValueError, EOFError, KeyError, IndexError, TypeError
                   zlib.error, struct.error)
 
 
-def _read_record(path: str) -> tuple[Provenance, str, str]:
-    """The provenance, SHA-256 and CALSTAT of a file; FrameReadError if unreadable."""
+def _read_record(path: str, *, checksum_warning: bool = True
+                 ) -> tuple[Provenance, str, str]:
+    """The provenance, SHA-256 and CALSTAT of a file; FrameReadError if unreadable.
+
+    ``checksum_warning`` false: a checksum that fails is not warned about
+    (verification reports it as a problem instead).
+    """
     from .errors import CalframeError, FrameReadError
     from .io._mef import read_provenance
 
@@ -1247,7 +1261,8 @@ def _read_record(path: str) -> tuple[Provenance, str, str]:
         damage = _check_complete(path)
         if damage:
             raise FrameReadError(path, f"is truncated or damaged ({damage})", fix)
-        return read_provenance(path), digest, _calstat_of(path)
+        prov = read_provenance(path, verify_checksum=checksum_warning)
+        return prov, digest, _calstat_of(path)
     except FrameReadError:
         raise
     except (CalframeError, *_READ_FAILURES) as err:
@@ -1303,7 +1318,7 @@ def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> Provenanc
     from .errors import CalframeWarning, FrameReadError
 
     seen = seen | {_norm(path)}
-    prov, digest, calstat = _read_record(path)
+    prov, digest, calstat = _read_record(path, checksum_warning=not verify)
     this = _norm(path)
     own_inputs = [r for r in prov.inputs if not r.origin or _norm(r.origin) == this]
     own_steps = [s for s in prov.steps if not s.origin or _norm(s.origin) == this]
@@ -1317,10 +1332,16 @@ def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> Provenanc
     node = ProvenanceNode(path=path, sha256=digest, calstat=calstat,
                           inputs=own_inputs, steps=own_steps, followed=follow)
     for i, record in enumerate(own_inputs):
-        located = _locate(record, path)
+        located = _locate(record, path, exclude=seen)
         if verify:
             check = verify_inputs([InputRecord(**{**asdict(record), "path": located})])[0]
             check.record = record
+            if located and located != record.path:
+                check.found = located
+                if check.status == "changed":
+                    # a file of the same name elsewhere, with other bytes: not the input
+                    check.status = "missing"
+                    located = ""
             node.checks[i] = check
         if follow and located and _norm(located) not in seen \
                 and _is_fits_name(located) and _has_provenance(located, warn=True):
@@ -1340,13 +1361,26 @@ def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> Provenanc
     return node
 
 
-def _locate(record: InputRecord, owner: str) -> str:
-    """Where an input is: at its recorded path, else beside ``owner``."""
-    if record.path and os.path.isfile(record.path):
-        return record.path
-    beside = os.path.join(os.path.dirname(owner), os.path.basename(record.path or ""))
-    if record.path and os.path.isfile(beside):
-        return _portable(beside)
+def _locate(record: InputRecord, owner: str, *, exclude: Iterable[str] = ()) -> str:
+    """Where an input is: at its recorded path, else beside ``owner`` (a folder moved
+    as a whole); '' when not found.
+
+    Never ``owner`` itself, nor one of the files of ``exclude`` (normalised
+    paths: the files above it in the tree): a raw light deleted beside a
+    calibrated light of the same name is not found, rather than found as
+    the output that lists it.
+    """
+    if not record.path:
+        return ""
+    barred = {_norm(owner), *exclude}
+    beside = os.path.join(os.path.dirname(owner), os.path.basename(record.path))
+    for candidate in (record.path, beside):
+        if not os.path.isfile(candidate) or _norm(candidate) in barred:
+            continue
+        with contextlib.suppress(OSError):
+            if os.path.samefile(candidate, owner):  # (a link to it)
+                continue
+        return record.path if candidate == record.path else _portable(candidate)
     return ""
 
 
@@ -1380,3 +1414,189 @@ def _has_provenance(path: str, *, warn: bool = False) -> bool:
         warnings.warn(f"{_printable(path)}: is truncated or damaged ({damage}); not followed",
                       CalframeWarning, stacklevel=3)
     return found and not damage
+
+
+# --- verifying an output -------------------------------------------------------------
+
+#: The kinds of problem :func:`verify_output` reports.
+PROBLEM_KINDS = ("TAMPERED", "UNVERIFIABLE", "NO PROVENANCE", "CHANGED", "MISSING")
+
+
+@dataclass
+class VerifyReport:
+    """What :func:`verify_output` found; :attr:`ok` only when nothing is wrong.
+
+    ``problems`` holds ``(kind, path, detail)``, one per problem, with
+    ``kind`` one of :data:`PROBLEM_KINDS`; ``allowed`` the raw inputs not
+    found that ``allow_missing`` accepts, as ``(path, detail)``; ``digest``
+    what :func:`calframe.io._mef.check_digest` said of the file (``'ok'``,
+    ``'tampered'``, ``'absent'``, ``'unknown'``); ``ninputs`` the number of
+    distinct input files checked (through the whole tree); ``tree`` the
+    :class:`ProvenanceNode` of the file, with the check of every input.
+    """
+
+    path: str
+    tree: ProvenanceNode
+    problems: list[tuple[str, str, str]] = field(default_factory=list)
+    allowed: list[tuple[str, str]] = field(default_factory=list)
+    digest: str = ""
+    ninputs: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the file is what calframe wrote, from inputs still as they were."""
+        return not self.problems
+
+    def lines(self) -> list[str]:
+        """One line per problem, ``KIND  path: detail``, then each allowed missing input."""
+        lines = [f"{kind}  {path}: {detail}" for kind, path, detail in self.problems]
+        lines += [f"missing (allowed)  {path}: {detail}" for path, detail in self.allowed]
+        return [_printable(line) for line in lines]
+
+    def summary(self) -> str:
+        """One line: verified, or how many problems of each kind."""
+        if self.ok:
+            text = (f"verified {self.path}: calframe's digest and the checksums match; "
+                    f"{self.ninputs - len(self.allowed)} input files present and unchanged")
+            if self.allowed:
+                text += f", {len(self.allowed)} raw input files missing (allowed)"
+        else:
+            counts = collections.Counter(kind for kind, _path, _detail in self.problems)
+            kinds = ", ".join(f"{n} {kind}" for kind, n in counts.items())
+            text = f"NOT verified {self.path}: {len(self.problems)} problems ({kinds})"
+        return _printable(text)
+
+    def __str__(self) -> str:
+        return "\n".join([*self.lines(), self.summary()])
+
+
+def verify_output(path: str | os.PathLike, *, allow_missing: bool = False,
+                  follow: bool = True) -> VerifyReport:
+    """Whether a file is still what calframe wrote, from inputs that are still what they were.
+
+    The file's own HDUs are compared with the digest calframe stored when it
+    wrote them (``CFDIGEST``: header cards and stored data of every HDU) and
+    with their ``CHECKSUM`` / ``DATASUM``; its ``PROVENANCE`` table must list
+    its inputs; every input must be found (at its recorded path, or beside the
+    file that lists it, never the file itself) with its recorded SHA-256,
+    and the inputs that are calframe files (masters) are followed to their
+    own inputs.
+
+    The digest is not a signature: it proves that the file was not edited
+    by accident or by a tool that knows nothing of it (even one that
+    recomputes the checksums), not that nobody recomputed it with calframe's
+    own code.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A file written by :func:`calframe.write_frame`.
+    allow_missing : bool, optional
+        Accept raw inputs that are not found (archives that do not keep
+        them); inputs that are calframe files must still be there.
+    follow : bool, optional
+        Follow the inputs that are calframe files to their own inputs.
+
+    Returns
+    -------
+    VerifyReport
+        ``ok`` only when nothing is wrong; ``problems`` says what is.
+
+    Raises
+    ------
+    FrameReadError
+        The file is not FITS, or is truncated or damaged.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> from astropy.nddata import CCDData
+    >>> from calframe import write_frame
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> raw = folder / "bias_1.fits"
+    >>> _ = raw.write_bytes(b"raw bytes")
+    >>> ccd = CCDData(np.zeros((2, 2), np.float32), unit="adu")
+    >>> get_provenance(ccd).add_input(InputRecord.from_file(raw, role="bias"))
+    >>> out = write_frame(ccd, folder / "master_bias.fits")
+    >>> verify_output(out).ok
+    True
+    >>> raw.unlink()
+    >>> report = verify_output(out)
+    >>> report.ok, [kind for kind, _path, _detail in report.problems]
+    (False, ['MISSING'])
+    >>> verify_output(out, allow_missing=True).ok
+    True
+    """
+    from astropy.io import fits
+
+    from .io._mef import check_digest
+
+    path = os.fspath(path)
+    tree = _tree(path, verify=True, follow=follow, seen=set())
+    report = VerifyReport(path=_portable(path), tree=tree)
+    problems: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+    def add(kind: str, where: str, detail: str) -> None:
+        problems.setdefault((kind, _norm(where) or where), (kind, where, detail))
+
+    status, findings = check_digest(path)
+    report.digest = status
+    if status in ("absent", "unknown"):
+        if status == "unknown":
+            detail = findings.pop(0)
+        elif str(fits.getheader(path).get("CREATOR", "")).startswith("calframe"):
+            detail = ("written before calframe stored a digest of its output: whether its "
+                      "data and header are what calframe wrote cannot be checked")
+        else:
+            detail = ("no digest of calframe in its header (not written by calframe?): "
+                      "whether its data and header are as written cannot be checked")
+        add("UNVERIFIABLE", report.path, detail)
+    for finding in findings:
+        add("TAMPERED", report.path, finding)
+    if not _has_provenance(path):
+        add("NO PROVENANCE", report.path, "no PROVENANCE table: nothing says what the file "
+            "was made from (not written by calframe, or the table was removed)")
+    elif not tree.inputs:
+        add("NO PROVENANCE", report.path, "its PROVENANCE table lists no input files: what "
+            "the file was made from cannot be checked")
+
+    files = set()
+    for node, check in _iter_checks(tree):
+        record = check.record
+        files.add(_norm(record.path) or record.path)
+        owner = f"input of {node.path}"
+        if check.status == "changed":
+            add("CHANGED", record.path, f"sha256 now {check.sha256[:16]}..., recorded "
+                f"{record.sha256[:16]}... ({owner})")
+        elif check.status == "missing":
+            if check.found:
+                detail = (f"not at its recorded place; {check.found} has its name but other "
+                          f"bytes ({owner})")
+            else:
+                detail = f"not found, at its recorded place or beside that file ({owner})"
+            if allow_missing and not _is_calframe_file(record, node):
+                if not any(_norm(p) == _norm(record.path) for p, _d in report.allowed):
+                    report.allowed.append((record.path, f"raw input {detail[4:]}"))
+                continue
+            if allow_missing:
+                detail += "; made by calframe, so allowing missing raw inputs does not cover it"
+            add("MISSING", record.path, detail)
+    report.ninputs = len(files)
+    report.problems = list(problems.values())
+    return report
+
+
+def _iter_checks(node: ProvenanceNode):
+    """(node, check) for every input check of a tree, parents first."""
+    for index in sorted(node.checks):
+        yield node, node.checks[index]
+    for index in sorted(node.children):
+        yield from _iter_checks(node.children[index])
+
+
+def _is_calframe_file(record: InputRecord, node: ProvenanceNode) -> bool:
+    """Whether an input not found was made by calframe (its records were copied)."""
+    target = _norm(record.path)
+    if target and any(_norm(origin) == target for origin in node.inherited):
+        return True
+    return "master" in f"{record.role} {record.frametype}".lower()

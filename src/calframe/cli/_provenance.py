@@ -13,8 +13,13 @@ from . import cli
 @cli.command("provenance")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--verify", is_flag=True,
-              help="Re-hash the inputs that are present and report changed or missing "
-                   "ones (exit code 1 if any changed).")
+              help="Check that FILE is what calframe wrote (its digest and checksums) and "
+                   "that every input is still there with its recorded SHA-256; one line "
+                   "per problem (TAMPERED, CHANGED, MISSING, NO PROVENANCE, UNVERIFIABLE), "
+                   "exit code 1 if any.")
+@click.option("--allow-missing", is_flag=True,
+              help="With --verify: accept raw inputs that are not found (archives that do "
+                   "not keep them); calframe files (masters) must still be there.")
 @click.option("--prov-json", "prov_json", type=click.Path(dir_okay=False),
               help="Also write the record as W3C PROV-JSON to this file.")
 @click.option("--no-follow", is_flag=True,
@@ -22,33 +27,36 @@ from . import cli
 @click.option("--full", is_flag=True,
               help="List every step (runs of steps of the same name are shortened).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --prov-json file.")
-def provenance_command(file: str, verify: bool, prov_json: str | None, no_follow: bool,
-                       full: bool, overwrite: bool) -> int:
+def provenance_command(file: str, verify: bool, allow_missing: bool, prov_json: str | None,
+                       no_follow: bool, full: bool, overwrite: bool) -> int:
     """Print how FILE was made: its steps and inputs as a tree, following the
-    masters it used when they are found (at their recorded place or beside FILE)."""
+    masters it used when they are found (at their recorded place or beside FILE).
+
+    With --verify, exit code 0 means: FILE is what calframe wrote, from inputs
+    that are still what they were."""
     from ..errors import OutputExistsError
     from ..io import read_provenance
-    from ..provenance import provenance_tree, sha256_file
+    from ..provenance import provenance_tree, sha256_file, verify_output
 
+    if allow_missing and not verify:
+        raise click.UsageError("--allow-missing is an option of --verify; give both")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        node = provenance_tree(file, verify=verify, follow=not no_follow)
+        if verify:
+            report = verify_output(file, allow_missing=allow_missing, follow=not no_follow)
+            node = report.tree
+        else:
+            node = provenance_tree(file, follow=not no_follow)
     for item in caught:
         click.echo(f"warning: {item.message}", err=True)
     click.echo(node.render(full=full))
 
     status = 0
     if verify:
-        checks = list(node.iter_checks())
-        counts = {k: sum(c.status == k for c in checks) for k in ("ok", "changed", "missing")}
-        click.echo(f"verified {len(checks)} inputs: {counts['ok']} unchanged, "
-                   f"{counts['changed']} changed, {counts['missing']} not found")
-        for check in checks:
-            if check.status == "changed":
-                click.echo(f"changed: {check.record.path} (recorded sha256 "
-                           f"{check.record.sha256[:16]}, now {check.sha256[:16]})", err=True)
-        if counts["changed"]:
-            status = 1
+        for line in report.lines():
+            click.echo(line)
+        click.echo(report.summary())
+        status = 0 if report.ok else 1
 
     if prov_json:
         out = Path(prov_json)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -12,7 +11,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 from astropy.table import Table
 
-from ..errors import FrameReadError, OutputExistsError
+from ..errors import CalframeError, CalframeWarning, FrameReadError, OutputExistsError
 from ..provenance import Provenance, get_provenance, set_provenance
 
 _PARAMS = "DISTPAR"
@@ -44,8 +43,6 @@ def write_model(model, path, *, overwrite=False):
                   nrejected=int(model.meta["nrejected"]), smoothing=model.meta["lambda"],
                   settings=model.meta["settings"])
     set_provenance(ccd, prov)
-    tmp = path.with_name(f".{path.name}.part.fits")
-    write_frame(ccd, tmp, overwrite=True)
     params = {"format": FORMAT_VERSION, "shape": list(model.shape),
               "centre": model.centre.tolist(), "scale": model.scale, "k": model.k.tolist(),
               "T": model.T.tolist(),
@@ -59,12 +56,9 @@ def write_model(model, path, *, overwrite=False):
     kyh = fits.BinTableHDU(Table({"ty": [model.ty]}), name="KNOTSY")
     ch = fits.ImageHDU(np.vstack([model.coef_x, model.coef_y]), name="SPLCOEF")
     par = fits.BinTableHDU(Table({"json": [json.dumps(params)]}), name=_PARAMS)
-    with fits.open(tmp, mode="append") as hdul:
-        for hdu in (dyh, ph, kh, kyh, ch, par):
-            hdu.add_checksum()
-            hdul.append(hdu)
-    os.replace(tmp, path)
-    return path
+    # one atomic write: the checksums and calframe's digest cover every HDU
+    return write_frame(ccd, path, overwrite=overwrite,
+                       extra_hdus=(dyh, ph, kh, kyh, ch, par))
 
 
 def read_model(cls, path):
@@ -112,15 +106,33 @@ def read_model(cls, path):
         detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         raise FrameReadError(path, f"not a readable calframe distortion model ({detail})",
                              _READ_FIX) from err
-    try:
-        from ..io import read_provenance
-
-        prov = read_provenance(path)
-    except Exception:
-        prov = Provenance()
+    prov = _read_model_provenance(path)
     model.meta["provenance"] = prov
     model.meta["source"] = str(path)
     return model
+
+
+def _read_model_provenance(path) -> Provenance:
+    """The provenance of a model file; an empty record, said in a warning, if unreadable.
+
+    The model itself was read: a PROVENANCE table that cannot be decoded
+    (damaged or edited cells) does not stop it from being used, but the
+    frames it corrects lose the record of how it was made, and the warning
+    says so.
+    """
+    from ..io import read_provenance
+    from ..provenance import _READ_FAILURES
+
+    try:
+        return read_provenance(path)
+    except (CalframeError, *_READ_FAILURES) as err:
+        # ValueError includes bad JSON and percent-escapes; KeyError, IndexError and
+        # TypeError a table whose columns are not the ones calframe writes
+        detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        warnings.warn(f"{path}: its PROVENANCE table cannot be read ({detail}); the model "
+                      "is used without the record of how it was made; fit it again to "
+                      "restore it", CalframeWarning, stacklevel=3)
+        return Provenance()
 
 
 def write_pyfai(model, path, *, pixel_size=(1e-4, 1e-4), overwrite=False):

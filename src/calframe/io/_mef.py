@@ -32,6 +32,7 @@ import math
 import numbers
 import os
 import re
+import secrets
 import unicodedata
 import warnings
 from collections.abc import Mapping
@@ -48,7 +49,6 @@ from astropy.nddata import (
     VarianceUncertainty,
 )
 
-from .._atomic import temporary_path
 from ..errors import (
     ChecksumMismatchWarning,
     FrameReadError,
@@ -94,7 +94,8 @@ _COUNT_EXTENSIONS = (("ncombine", "NCOMBINE", "frames that contributed to the pi
 # --- writing ---------------------------------------------------------------------
 
 def write_frame(ccd: CCDData, path: str | os.PathLike, *, overwrite: bool = False,
-                checksum: bool = True, absolute_paths: bool = False) -> Path:
+                checksum: bool = True, absolute_paths: bool = False,
+                extra_hdus=()) -> Path:
     """Write a frame as a calframe multi-extension FITS file, atomically.
 
     The science array goes in the primary HDU so that
@@ -124,6 +125,11 @@ def write_frame(ccd: CCDData, path: str | os.PathLike, *, overwrite: bool = Fals
     absolute_paths : bool, optional
         Write input paths as absolute paths instead of relative to the
         output's folder.
+    extra_hdus : sequence of astropy extension HDUs, optional
+        More HDUs, written before ``PROVENANCE``.  Like the others, they are
+        covered by the checksums and by the digest of the file (``CFDIGEST``,
+        which :func:`calframe.provenance.verify_output` checks): HDUs
+        appended to the file afterwards would make it fail verification.
 
     Returns
     -------
@@ -169,6 +175,8 @@ def write_frame(ccd: CCDData, path: str | os.PathLike, *, overwrite: bool = Fals
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     hdulist = _build_hdulist(ccd, prov, folder, absolute_paths=absolute_paths)
+    for hdu in extra_hdus:
+        hdulist.insert(len(hdulist) - 1, hdu)
     _atomic_write(hdulist, path, overwrite=overwrite, checksum=checksum)
     log.info("wrote %s (%d HDUs)", path, len(hdulist))
     return path
@@ -308,7 +316,7 @@ def _summary_keywords(header: fits.Header, ccd: CCDData, prov: Provenance) -> No
 def _atomic_write(hdulist: fits.HDUList, path: Path, *, overwrite: bool,
                   checksum: bool) -> None:
     folder = path.parent
-    tmp = temporary_path(path)  # listed in the run's journal before it exists
+    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(tmp, flags, 0o666)
     try:
