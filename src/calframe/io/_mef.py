@@ -32,7 +32,6 @@ import math
 import numbers
 import os
 import re
-import secrets
 import unicodedata
 import warnings
 from collections.abc import Mapping
@@ -49,6 +48,7 @@ from astropy.nddata import (
     VarianceUncertainty,
 )
 
+from .._atomic import temporary_path
 from ..errors import (
     ChecksumMismatchWarning,
     FrameReadError,
@@ -316,7 +316,7 @@ def _summary_keywords(header: fits.Header, ccd: CCDData, prov: Provenance) -> No
 def _atomic_write(hdulist: fits.HDUList, path: Path, *, overwrite: bool,
                   checksum: bool) -> None:
     folder = path.parent
-    tmp = folder / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    tmp = temporary_path(path)  # listed in the run's journal before it exists
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(tmp, flags, 0o666)
     try:
