@@ -583,8 +583,9 @@ class Provenance:
     def add_input(self, record: InputRecord) -> None:
         """Add an input file, once (the same path and hash is not repeated)."""
         for existing in self.inputs:
-            if existing.sha256 == record.sha256 and existing.path == record.path \
-                    and existing.role == record.role:
+            # one file, whatever form its path was given in (relative, absolute...)
+            if existing.sha256 == record.sha256 and existing.role == record.role and (
+                    existing.path == record.path or _norm(existing.path) == _norm(record.path)):
                 return
         self.inputs.append(record)
 
