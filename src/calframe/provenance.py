@@ -1460,11 +1460,13 @@ class VerifyReport:
             text = (f"verified {self.path}: calframe's digest and the checksums match; "
                     f"{self.ninputs - len(self.allowed)} input files present and unchanged")
             if self.allowed:
-                text += f", {len(self.allowed)} raw input files missing (allowed)"
+                text += f", {len(self.allowed)} raw input files not found (allowed)"
         else:
             counts = collections.Counter(kind for kind, _path, _detail in self.problems)
             kinds = ", ".join(f"{n} {kind}" for kind, n in counts.items())
-            text = f"NOT verified {self.path}: {len(self.problems)} problems ({kinds})"
+            number = len(self.problems)
+            text = (f"NOT verified {self.path}: {number} problem{'s' if number > 1 else ''} "
+                    f"({kinds})")
         return _printable(text)
 
     def __str__(self) -> str:
@@ -1535,10 +1537,12 @@ def verify_output(path: str | os.PathLike, *, allow_missing: bool = False,
     path = os.fspath(path)
     tree = _tree(path, verify=True, follow=follow, seen=set())
     report = VerifyReport(path=_portable(path), tree=tree)
-    problems: dict[tuple[str, str], tuple[str, str, str]] = {}
+    problems: dict[tuple[str, str, str], tuple[str, str, str]] = {}
 
     def add(kind: str, where: str, detail: str) -> None:
-        problems.setdefault((kind, _norm(where) or where), (kind, where, detail))
+        # an input seen through several masters is one problem; the file's own are each one
+        key = (kind, _norm(where) or where, "" if kind in ("CHANGED", "MISSING") else detail)
+        problems.setdefault(key, (kind, where, detail))
 
     status, findings = check_digest(path)
     report.digest = status
@@ -1577,7 +1581,8 @@ def verify_output(path: str | os.PathLike, *, allow_missing: bool = False,
                 detail = f"not found, at its recorded place or beside that file ({owner})"
             if allow_missing and not _is_calframe_file(record, node):
                 if not any(_norm(p) == _norm(record.path) for p, _d in report.allowed):
-                    report.allowed.append((record.path, f"raw input {detail[4:]}"))
+                    report.allowed.append((record.path, f"raw input {detail}; accepted, "
+                                                        "as raw inputs may be missing"))
                 continue
             if allow_missing:
                 detail += "; made by calframe, so allowing missing raw inputs does not cover it"

@@ -373,7 +373,7 @@ def _fsync_folder(folder: Path) -> None:
 # The primary header of every output carries a SHA-256 of the HDUs as calframe wrote
 # them, which CHECKSUM / DATASUM cannot give: anyone can recompute those after an
 # edit.  The digest covers, for each HDU in order, its header cards as keyword=value
-# pairs (comments left out; of CHECKSUM and DATASUM only their presence) and the
+# pairs (comments left out; of CHECKSUM and DATASUM only their presence, at the end) and the
 # bytes of its data as stored.  It is computed from the file itself once written
 # (so it holds whatever astropy stored, scaled integers, heaps and all) and written
 # into cards reserved before writing, whose size does not change; the primary
@@ -468,17 +468,25 @@ def _canonical_value(card: fits.Card) -> str:
     return repr(value)
 
 
-def _canonical_header(header: fits.Header, *, primary: bool) -> bytes:
-    """The cards of a header as the digest covers them: ``KEYWORD=value``, in order."""
+_CHECKSUM_KEYS = ("CHECKSUM", "DATASUM")
+
+
+def _canonical_header(header: fits.Header, *, primary: bool,
+                      checksums: tuple[str, ...] | None = None) -> bytes:
+    """The cards of a header as the digest covers them: ``KEYWORD=value``, in order.
+
+    Of ``CHECKSUM`` and ``DATASUM``, only whether they are there (or, to test
+    whether they were removed, ``checksums``), after the other cards.
+    """
     lines = []
     for card in header.cards:
         key = card.keyword
-        if primary and _DIGEST_SEALED.fullmatch(key):
-            continue
-        if key in ("CHECKSUM", "DATASUM"):
-            lines.append(key)  # present or not, whatever their value
+        if (primary and _DIGEST_SEALED.fullmatch(key)) or key in _CHECKSUM_KEYS:
             continue
         lines.append(f"{key}={_canonical_value(card)}")
+    if checksums is None:
+        checksums = tuple(key for key in _CHECKSUM_KEYS if key in header)
+    lines.extend(checksums)
     return "\n".join(lines).encode("ascii", "backslashreplace")
 
 
@@ -589,20 +597,27 @@ def check_digest(path: str | os.PathLike) -> tuple[str, list[str]]:
     >>> with fits.open(out, mode="update") as hdul:
     ...     hdul[0].header["EXPTIME"] = 30.0
     ...     hdul[0].add_checksum()
-    >>> check_digest(out)
-    ('tampered', ['HDU 0 PRIMARY: header cards changed since calframe wrote them'])
+    >>> check_digest(out)  # doctest: +NORMALIZE_WHITESPACE
+    ('tampered', ['HDU 0 PRIMARY: header cards changed since calframe wrote them
+                   (its CHECKSUM and DATASUM were made again to match)'])
     """
     parts = _measure(path, sums=True)
     header = parts[0].header
     findings = []
+    summed = []  # HDUs whose CHECKSUM and DATASUM are there and match
     for index, part in enumerate(parts):
         label = f"HDU {index} {part.name}"
+        bad = False
         if "DATASUM" in part.header and str(part.header["DATASUM"]).strip() != \
                 str(part.datasum):
             findings.append(f"{label}: DATASUM does not match the data")
+            bad = True
         if "CHECKSUM" in part.header and \
                 _ones_sum(part.header_bytes, part.datasum) != 0xFFFFFFFF:
             findings.append(f"{label}: CHECKSUM does not match the bytes")
+            bad = True
+        if not bad and all(key in part.header for key in _CHECKSUM_KEYS):
+            summed.append(index)
     if _DIGEST not in header:
         if any(_DIGEST_KEYS.fullmatch(k) for k in header):
             return "tampered", [f"HDU 0 {parts[0].name}: the {_DIGEST} card was removed",
@@ -617,7 +632,7 @@ def check_digest(path: str | os.PathLike) -> tuple[str, list[str]]:
         words = str(header.get(f"{_DIGEST_PART}{index}", "")).split()
         recorded.append(words if len(words) == 3 else ["?", "", ""])
     whole = _file_digest(parts) == str(header[_DIGEST]).strip()
-    located = _locate_changes(parts, recorded, header.get(_DIGEST_COUNT))
+    located = _locate_changes(parts, recorded, header.get(_DIGEST_COUNT), summed)
     if whole and located:
         located = [f"HDU 0 {parts[0].name}: the {_DIGEST_PART}n cards were edited"]
     elif not whole and not located:
@@ -626,8 +641,13 @@ def check_digest(path: str | os.PathLike) -> tuple[str, list[str]]:
     return ("tampered" if findings else "ok"), findings
 
 
-def _locate_changes(parts: list[_Part], recorded: list[list[str]], count) -> list[str]:
-    """Which HDUs differ from the short digests of the CFDHDUn cards."""
+def _locate_changes(parts: list[_Part], recorded: list[list[str]], count,
+                    summed: list[int]) -> list[str]:
+    """Which HDUs differ from the short digests of the CFDHDUn cards.
+
+    ``summed``: the HDUs whose checksums are there and match (made again
+    after a change, when the change is not theirs).
+    """
     names = [_hdu_name(p) for p in parts]
     written = [r[0] for r in recorded]
     findings = []
@@ -641,13 +661,24 @@ def _locate_changes(parts: list[_Part], recorded: list[list[str]], count) -> lis
     for index, (name, header_short, data_short) in enumerate(recorded):
         if name not in names:
             continue
-        part = parts[names.index(name)]
-        what = [word for word, same in
-                (("header cards", part.header_digest.startswith(header_short)),
-                 ("data", part.data_digest.startswith(data_short))) if not same]
+        where = names.index(name)
+        part = parts[where]
+        what = []
+        if not part.header_digest.startswith(header_short):
+            gone = [key for key in _CHECKSUM_KEYS if key not in part.header]
+            whole = hashlib.sha256(_canonical_header(
+                part.header, primary=where == 0, checksums=_CHECKSUM_KEYS)).hexdigest()
+            if gone and whole.startswith(header_short):
+                findings.append(f"HDU {index} {name}: {' and '.join(gone)} removed")
+            else:
+                what.append("header cards")
+        if not part.data_digest.startswith(data_short):
+            what.append("data")
         if what:
+            again = " (its CHECKSUM and DATASUM were made again to match)" \
+                if where in summed else ""
             findings.append(f"HDU {index} {name}: {' and '.join(what)} changed since "
-                            "calframe wrote them")
+                            f"calframe wrote them{again}")
     return findings
 
 
