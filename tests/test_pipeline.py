@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 
@@ -197,8 +198,10 @@ def _copy_run(finished, tmp_path):
 
 
 def _mtimes(folder):
+    """Modification times of the outputs (not of the run's lock, in .calframe/)."""
     return {os.path.relpath(os.path.join(r, f), folder): os.stat(os.path.join(r, f)).st_mtime_ns
-            for r, _, fs in os.walk(folder) for f in fs}
+            for r, _, fs in os.walk(folder) for f in fs
+            if ".calframe" not in os.path.relpath(r, folder).split(os.sep)}
 
 
 def test_rerun_skips_unchanged(finished, tmp_path):
@@ -231,12 +234,24 @@ def test_rerun_redoes_what_changed(finished, tmp_path):
 
 
 def test_stale_temporary_files_are_removed(finished, tmp_path):
+    """Only what the journal of a run that is gone lists, in calframe's naming."""
     config = _copy_run(finished, tmp_path)
-    stale = os.path.join(config.output, "lights", ".light_0001.fits.0a1b2c.tmp")
-    with open(stale, "wb") as handle:
-        handle.write(b"SIMPLE  =  half a file")
+    dead = 2 ** 22 + 17  # above the usual pid_max: no such process
+    stale = os.path.join(config.output, "lights",
+                         f".calframe-{dead}-0a1b2c3d4e5f-light_0001.fits.tmp")
+    users = os.path.join(config.output, "lights", ".light_0001.fits.0a1b2c.tmp")
+    for path in (stale, users):
+        with open(path, "wb") as handle:
+            handle.write(b"SIMPLE  =  half a file")
+    state = os.path.join(config.output, ".calframe")
+    os.makedirs(state, exist_ok=True)
+    with open(os.path.join(state, f"journal-{dead}"), "w") as handle:
+        handle.write(json.dumps({"pid": dead, "host": "h", "started": "t"}) + "\n")
+        handle.write(json.dumps(os.path.relpath(stale, config.output)) + "\n")
     run_pipeline(config)
     assert not os.path.exists(stale)
+    assert os.path.exists(users)  # not calframe's: never touched
+    assert os.listdir(state) == ["lock"]
 
 
 def test_bad_frames_are_left_out(tmp_path):

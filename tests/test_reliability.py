@@ -65,7 +65,11 @@ def _assert_same_outputs(a, b):
     assert sorted(oa) == sorted(ob)
     for rel in oa:
         (da, ha), (db, hb) = _content(oa[rel]), _content(ob[rel])
-        assert ha == hb, rel
+        # the run hash of an output made from a master includes the master
+        # file's digest, and so the time it was written (equal between two runs
+        # only with SOURCE_DATE_EPOCH, see test_reproducible): compared when
+        # made from raw frames only
+        assert ha == hb or "bias" not in rel, rel
         assert sorted(da) == sorted(db), rel
         for name in da:
             if da[name] is None:

@@ -38,12 +38,11 @@ import secrets
 import socket
 import stat
 import threading
-import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import CalframeError, CalframeWarning
+from .errors import CalframeError
 
 try:  # pragma: no cover - Windows has no fcntl
     import fcntl
@@ -54,7 +53,6 @@ __all__ = [
     "TEMPORARY_PATTERN",
     "OutputLock",
     "OutputLockedError",
-    "StaleLockWarning",
     "is_temporary",
     "lock_output",
     "temporary_path",
@@ -87,10 +85,6 @@ class OutputLockedError(CalframeError, BlockingIOError):
         super().__init__(message)
         self.folder = folder
         self.holder = dict(holder or {})
-
-
-class StaleLockWarning(CalframeWarning):
-    """A run took over the lock of an output folder left by a process that is gone."""
 
 
 def temporary_path(path: str | os.PathLike) -> Path:
@@ -220,10 +214,9 @@ class OutputLock:
         self._root = os.path.realpath(self.folder)
         removed = self._remove_stale_temporaries()
         if holder:
-            warnings.warn(f"{self.folder}: took over the lock of {_describe(holder)}, which "
-                          f"ended without giving it back; removed {removed} temporary "
-                          f"file{'s' * (removed != 1)} it left", StaleLockWarning,
-                          stacklevel=3)
+            log.warning("%s: took over the lock of %s, which ended without giving it back; "
+                        "removed %d temporary file%s it left", self.folder, _describe(holder),
+                        removed, "s" * (removed != 1))
         self._journal = os.open(self.journal_path,
                                 os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
                                 | getattr(os, "O_CLOEXEC", 0), 0o666)
