@@ -381,9 +381,11 @@ def test_killed_process_leaves_no_file(tmp_path):
                             capture_output=True, timeout=120)
     assert result.returncode == -signal.SIGKILL, result.stderr.decode()
     assert not target.exists()
-    # The temporary file of a killed writer stays hidden, beside the target.
+    # The temporary file of a killed writer stays hidden, beside the target, in
+    # calframe's naming with the writer's process id (see calframe._atomic).
     left = _leftovers(tmp_path)
-    assert len(left) == 1 and left[0].startswith(".killed.fits.")
+    assert len(left) == 1 and left[0].startswith(".calframe-")
+    assert left[0].endswith("-killed.fits.tmp")
 
 
 def test_checksum_mismatch_warns(tmp_path):
