@@ -383,3 +383,21 @@ def test_distortion_model_with_unreadable_provenance_says_so(tmp_path, model):
         back = DistortionModel.from_fits(path)
     assert back.meta["provenance"].steps == []
     assert back.rms == pytest.approx(model.rms)
+
+
+def test_compressed_output_verifies(night, capsys):
+    import gzip
+
+    Path(f"{LIGHT}.gz").write_bytes(gzip.compress(Path(LIGHT).read_bytes()))
+    assert _mef.check_digest(f"{LIGHT}.gz") == ("ok", [])
+    os.remove(LIGHT)
+    code, problems, _tail = verify(capsys, path=f"{LIGHT}.gz")
+    assert (code, problems) == (0, [])
+
+
+def test_no_follow_says_the_masters_inputs_were_not_checked(night, capsys):
+    os.remove(RAW_BIAS)  # behind the master bias: not seen without following it
+    code, problems, tail = verify(capsys, "--no-follow")
+    assert (code, problems) == (0, [])
+    assert tail[-1].endswith("(the inputs of its masters were not checked: not followed)")
+    assert verify(capsys)[0] == 1

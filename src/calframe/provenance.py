@@ -1442,6 +1442,7 @@ class VerifyReport:
     allowed: list[tuple[str, str]] = field(default_factory=list)
     digest: str = ""
     ninputs: int = 0
+    followed: bool = True
 
     @property
     def ok(self) -> bool:
@@ -1461,6 +1462,8 @@ class VerifyReport:
                     f"{self.ninputs - len(self.allowed)} input files present and unchanged")
             if self.allowed:
                 text += f", {len(self.allowed)} raw input files not found (allowed)"
+            if not self.followed:
+                text += " (the inputs of its masters were not checked: not followed)"
         else:
             counts = collections.Counter(kind for kind, _path, _detail in self.problems)
             kinds = ", ".join(f"{n} {kind}" for kind, n in counts.items())
@@ -1536,7 +1539,7 @@ def verify_output(path: str | os.PathLike, *, allow_missing: bool = False,
 
     path = os.fspath(path)
     tree = _tree(path, verify=True, follow=follow, seen=set())
-    report = VerifyReport(path=_portable(path), tree=tree)
+    report = VerifyReport(path=_portable(path), tree=tree, followed=follow)
     problems: dict[tuple[str, str, str], tuple[str, str, str]] = {}
 
     def add(kind: str, where: str, detail: str) -> None:

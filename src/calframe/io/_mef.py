@@ -513,7 +513,7 @@ def _measure(path, *, sums: bool) -> list[_Part]:
     parts = []
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
+    with _open_stored(path) as handle:
         for index, (name, header, info) in enumerate(layout):
             handle.seek(info["hdrLoc"])
             header_bytes = handle.read(info["datLoc"] - info["hdrLoc"])
@@ -538,6 +538,20 @@ def _measure(path, *, sums: bool) -> list[_Part]:
                 data_digest=digest.hexdigest(), header_bytes=header_bytes,
                 datasum=datasum if sums else None))
     return parts
+
+
+def _open_stored(path):
+    """The bytes of a FITS file as astropy reads them (a gzip or bzip2 file unpacked)."""
+    import bz2
+    import gzip
+
+    with open(path, "rb") as handle:
+        magic = handle.read(3)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.open(path, "rb")
+    if magic == b"BZh":
+        return bz2.open(path, "rb")
+    return open(path, "rb", buffering=0)
 
 
 def _file_digest(parts: list[_Part]) -> str:
