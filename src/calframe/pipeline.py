@@ -1214,14 +1214,14 @@ def _check_output(path: str | os.PathLike, keyword: str) -> tuple[str | None, st
     with open(path, "rb") as handle:
         offset = index = 0
         while offset < size:
-            cards: dict[str, str | None] = {}
+            raw: dict[str, bytes] = {}   # keyword -> its first card, read when needed
             header_sum, end = 0, False
             start = b"SIMPLE  " if index == 0 else b"XTENSION"
             while not end:
                 block = handle.read(_BLOCK)
                 if len(block) < _BLOCK:
                     return f"HDU {index}: the header is cut short", value
-                if offset % _BLOCK == 0 and not cards and not block.startswith(start):
+                if not raw and not block.startswith(start):
                     return f"HDU {index}: no FITS header where one should start", value
                 header_sum = _ones_sum(block, header_sum)
                 offset += _BLOCK
@@ -1230,19 +1230,23 @@ def _check_output(path: str | os.PathLike, keyword: str) -> tuple[str | None, st
                     if key == "END":
                         end = True
                         break
-                    if key and key not in cards:
-                        cards[key] = _card_value(block[i:i + 80])
+                    if key and key not in raw:
+                        raw[key] = block[i:i + 80]
+
+            def card(key: str, raw=raw) -> str | None:
+                return _card_value(raw[key]) if key in raw else None
+
             if index == 0:
-                value = cards.get(keyword)
+                value = card(keyword)
             try:
-                naxis = int(cards["NAXIS"] or "")
-                count = math.prod(int(cards[f"NAXIS{n}"] or "") for n in range(1, naxis + 1))
-                nbytes = (abs(int(cards["BITPIX"] or "")) // 8
-                          * int(cards.get("GCOUNT") or 1)
-                          * (int(cards.get("PCOUNT") or 0) + (count if naxis else 0)))
-                datasum = int(cards["DATASUM"] or "")
-                cards["CHECKSUM"]
-            except (KeyError, ValueError):
+                naxis = int(card("NAXIS") or "")
+                count = math.prod(int(card(f"NAXIS{n}") or "") for n in range(1, naxis + 1))
+                nbytes = (abs(int(card("BITPIX") or "")) // 8 * int(card("GCOUNT") or 1)
+                          * (int(card("PCOUNT") or 0) + (count if naxis else 0)))
+                datasum = int(card("DATASUM") or "")
+                if not card("CHECKSUM"):
+                    raise ValueError("no CHECKSUM")
+            except ValueError:
                 return (f"HDU {index}: no valid data size, CHECKSUM or DATASUM in its "
                         "header"), value
             padded = -(-nbytes // _BLOCK) * _BLOCK
@@ -1258,7 +1262,7 @@ def _check_output(path: str | os.PathLike, keyword: str) -> tuple[str | None, st
                 return f"HDU {index}: the data do not match their DATASUM", value
             if _ones_sum(data_sum.to_bytes(4, "big"), header_sum) != 0xFFFFFFFF:
                 return f"HDU {index}: the HDU does not match its CHECKSUM", value
-            last = cards.get("EXTNAME")
+            last = card("EXTNAME")
             index += 1
     if last != "PROVENANCE":
         return "the file ends before its PROVENANCE table", value
