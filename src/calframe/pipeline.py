@@ -885,7 +885,7 @@ class _Runner:
         except OSError as err:
             damage, stored = f"cannot be read ({_oneline(err)})", None
         if damage and stored in (key, None):  # not only made with other settings
-            log.warning("%s is damaged (%s); making it again", path, damage)
+            log.info("%s is damaged (%s); making it again", path, damage)
             self.result.remade.append(f"{path} ({damage})")
         return damage is None and stored == key
 
