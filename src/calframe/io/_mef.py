@@ -35,7 +35,7 @@ import re
 import unicodedata
 import warnings
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,13 @@ from ..errors import (
     InputOverwriteError,
     OutputExistsError,
 )
-from ..provenance import Provenance, get_provenance, set_provenance, software_versions
+from ..provenance import (
+    Provenance,
+    get_provenance,
+    set_provenance,
+    software_versions,
+    utc_now,
+)
 
 __all__ = ["attach_extras", "read_provenance", "write_frame"]
 
@@ -173,6 +179,8 @@ def write_frame(ccd: CCDData, path: str | os.PathLike, *, overwrite: bool = Fals
     prov = get_provenance(ccd)
     _refuse_inputs(path, prov)
     folder = path.parent
+    # files named in step parameters (a combine's frames...) as the input table names them
+    prov = prov.for_output(folder, absolute_paths=absolute_paths)
     folder.mkdir(parents=True, exist_ok=True)
     hdulist = _build_hdulist(ccd, prov, folder, absolute_paths=absolute_paths)
     for hdu in extra_hdus:
@@ -302,7 +310,7 @@ def _summary_keywords(header: fits.Header, ccd: CCDData, prov: Provenance) -> No
     ncombine = getattr(ccd, "ncombine", None)
     if "NCOMBINE" not in header and ncombine is not None and np.size(ncombine):
         header["NCOMBINE"] = (int(np.max(ncombine)), "number of frames combined")
-    header["DATE"] = (datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+    header["DATE"] = (utc_now().strftime("%Y-%m-%dT%H:%M:%S"),
                       "UTC date this file was written")
     header["CREATOR"] = (f"calframe {version}"[:68], "software that wrote this file")
     header["CALFVERS"] = (version[:68], "calframe version")
@@ -320,6 +328,12 @@ def _atomic_write(hdulist: fits.HDUList, path: Path, *, overwrite: bool,
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(tmp, flags, 0o666)
     try:
+        # astropy stamps the CHECKSUM and DATASUM comments with the time of
+        # writing: calframe's clock instead (SOURCE_DATE_EPOCH when set), so that
+        # reproducible runs stay byte-identical
+        stamp = utc_now().strftime("%Y-%m-%dT%H:%M:%S")
+        for hdu in hdulist:
+            hdu._get_timestamp = lambda stamp=stamp: stamp
         with os.fdopen(fd, "wb") as handle:
             _digest_placeholders(hdulist)
             hdulist.writeto(handle, checksum=checksum, output_verify="exception")
