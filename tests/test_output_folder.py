@@ -269,6 +269,28 @@ def test_lock_is_reentrant_in_one_process_and_refused_to_another(tmp_path):
     assert _holder(out) == {}
 
 
+def test_without_os_locks_the_process_id_tells(tmp_path, monkeypatch):
+    """On a file system without flock, a lock naming a live process refuses."""
+    import calframe._atomic as atomic
+
+    monkeypatch.setattr(atomic, "fcntl", None)
+    out = tmp_path / "out"
+    (out / ".calframe").mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        holder = {"pid": sleeper.pid, "host": socket.gethostname(), "started": "t"}
+        (out / ".calframe" / "lock").write_text(json.dumps(holder))
+        with pytest.raises(OutputLockedError, match=f"pid {sleeper.pid} .*wait for that run"):
+            with lock_output(out):
+                pass
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with lock_output(out):  # its process is gone: taken over
+        assert _holder(out)["pid"] == os.getpid()
+    assert _holder(out) == {}
+
+
 # ------------------------------------------------------------------ resume
 
 
