@@ -57,6 +57,10 @@ def provenance_command(file: str, verify: bool, allow_missing: bool, prov_json: 
             click.echo(line)
         click.echo(report.summary())
         status = 0 if report.ok else 1
+        if not report.ok:   # the answer also as one error line, as every refusal is
+            kinds = ", ".join(dict.fromkeys(kind for kind, _p, _d in report.problems))
+            click.echo(f"error: {file}: not verified ({kinds}); see the lines above",
+                       err=True)
 
     if prov_json:
         out = Path(prov_json)

@@ -521,9 +521,15 @@ def _measure(path, *, sums: bool) -> list[_Part]:
 
     Raises FrameReadError when the data of an HDU end before the file says.
     """
-    with fits.open(path, memmap=False, lazy_load_hdus=False) as hdulist:
-        layout = [(hdu.name, hdu.header, hdulist.fileinfo(i))
-                  for i, hdu in enumerate(hdulist)]
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=False) as hdulist:
+            layout = [(hdu.name, hdu.header, hdulist.fileinfo(i))
+                      for i, hdu in enumerate(hdulist)]
+    except (ValueError, fits.VerifyError) as err:   # a card astropy cannot write back
+        text = " ".join(str(err).split())
+        raise FrameReadError(path, f"a header card is not valid FITS ({text})",
+                             "calframe did not write this file as it is; check its origin"
+                             ) from err
     parts = []
     buffer = bytearray(_CHUNK)
     view = memoryview(buffer)
