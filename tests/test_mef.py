@@ -481,3 +481,17 @@ def test_wcs_round_trip(tmp_path):
     np.testing.assert_allclose(back.wcs.wcs.crval, [83.8, -5.4], rtol=0, atol=1e-12)
     np.testing.assert_allclose(back.wcs.wcs.crpix, [8.0, 6.0], rtol=0, atol=1e-12)
     assert list(back.wcs.wcs.ctype) == ["RA---TAN", "DEC--TAN"]
+
+
+def test_a_dimensionless_frame_without_uncertainty_reads_back_dimensionless(tmp_path):
+    """calframe leaves BUNIT out for dimensionless data (as astropy does): its own file
+    without BUNIT reads back dimensionless, a camera's file without BUNIT in adu."""
+    flat = CCDData(np.full((4, 5), 0.9, np.float32), unit="", meta={"FRAMETYP": "flat"})
+    path = write_frame(flat, tmp_path / "flat.fits")
+    assert "BUNIT" not in fits.getheader(path)
+    with pytest.warns(UncertaintyUnknownWarning):
+        back = read_frame(path)
+    assert back.unit == u.dimensionless_unscaled
+    camera = tmp_path / "camera.fits"
+    fits.PrimaryHDU(np.zeros((4, 5), np.uint16)).writeto(camera)
+    assert read_frame(camera, gain=1.0, read_noise=1.0).unit == u.adu

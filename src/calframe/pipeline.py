@@ -90,7 +90,7 @@ import numpy as np
 from astropy.table import Table
 
 from ._atomic import lock_output
-from .errors import CalframeError
+from .errors import CalframeError, UncertaintyUnknownWarning
 from .inventory import Inventory, Problem, Tolerances, scan_paths, take_inventory
 from .provenance import _printable, restart_step_clock
 
@@ -901,7 +901,12 @@ class _Runner:
         """A master of the current light group, read once."""
         if name not in self.masters:
             restart_step_clock()   # its read step stamped alike whichever light reads it
-            self.masters[name] = read_output(self.out / self.plan.task(name).output)
+            from .io import read_frame
+
+            with warnings.catch_warnings():
+                # a master without an uncertainty is said once, when it was made
+                warnings.simplefilter("ignore", UncertaintyUnknownWarning)
+                self.masters[name] = read_frame(self.out / self.plan.task(name).output)
         return self.masters[name]
 
     def run_master(self, task: Task) -> None:
@@ -1111,26 +1116,6 @@ class _Runner:
 
             self.result.report = str(write_report(self.result))
         return self.result
-
-
-def read_output(path: str | os.PathLike):
-    """Read a calframe output back, dimensionless when it says no unit.
-
-    :func:`calframe.write_frame` writes no ``BUNIT`` for a dimensionless frame
-    (a normalised flat), while :func:`calframe.read_frame` takes a file without
-    ``BUNIT`` to be in adu, as a camera file is.
-    """
-    from .contract import calframe_output
-    from .io import read_frame, read_header
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category=Warning)
-        header = read_header(path).header
-        # only calframe's own files leave BUNIT out for "dimensionless"; a
-        # camera's raw frame without BUNIT is in adu
-        ours = calframe_output(header) is not None
-        unit = "" if ours and "BUNIT" not in header else None
-        return read_frame(path, unit=unit)
 
 
 def _oneline(err: BaseException | str) -> str:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import temporary_path
-from .errors import CalframeError
+from .errors import CalframeError, UncertaintyUnknownWarning
 from .provenance import _printable
 
 __all__ = ["flat_channel_table", "stretch", "write_report"]
@@ -489,9 +489,11 @@ def _light_preview(path: Path, title: str, folder: Path, name: str) -> tuple[str
 
 
 def _master_section(path: Path, name: str, kind: str, figdir: Path) -> str:
-    from .pipeline import read_output
+    from .io import read_frame
 
-    ccd = read_output(path)
+    with warnings.catch_warnings():   # a master's missing noise model is said elsewhere
+        warnings.simplefilter("ignore", UncertaintyUnknownWarning)
+        ccd = read_frame(path)
     data = np.asarray(ccd.data)
     mask = None if ccd.mask is None else np.asarray(ccd.mask, dtype=bool)
     cfa = bool(ccd.meta.get("BAYERPAT")) and data.ndim == 2

@@ -71,11 +71,10 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
                                "apply the gain, cosmetics or demosaic")
     quiet = (ctx.find_root().obj or {}).get("quiet", False)
     enable_progress(not quiet)
-    from ..pipeline import read_output
 
     # masters read once (and a normalised flat kept dimensionless)
     paths = {"bias": bias, "dark": dark, "flat": flat}
-    masters = {role: read_output(path) for role, path in paths.items() if path is not None}
+    masters = {role: read_frame(path) for role, path in paths.items() if path is not None}
     for role, ccd in masters.items():  # once, naming the file, before any light
         check_role(ccd, role, label=paths[role])
     bias, dark, flat = (masters.get(role) for role in ("bias", "dark", "flat"))

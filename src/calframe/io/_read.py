@@ -36,6 +36,15 @@ def _loader(kind: str):
     return FORMATS[kind].load
 
 
+def _default_unit(header) -> str:
+    """The unit of a file whose header gives none: a camera's ADU, except for a file
+    calframe wrote, which leaves ``BUNIT`` out only for dimensionless data (a
+    normalised flat), as astropy does."""
+    from ..contract import calframe_output
+
+    return "" if calframe_output(header) is not None else "adu"
+
+
 def _parse_unit(value, path) -> u.UnitBase:
     if isinstance(value, u.UnitBase):
         return value
@@ -106,7 +115,8 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
     unit : str or astropy unit, optional
         The data unit (default: BUNIT of a FITS header, an empty BUNIT being
         dimensionless; for a calframe file without BUNIT, the unit of its
-        UNCERT extension; else ``adu``).
+        UNCERT extension, else dimensionless, since calframe leaves BUNIT out
+        only for dimensionless data; else ``adu``).
     gain, read_noise : float, optional
         Gain in e-/ADU and read noise in e-; they override the header
         (EGAIN / GAIN / RDNOISE and aliases, see :mod:`calframe.metadata`)
@@ -409,7 +419,8 @@ def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, s
         metadata.require_exposure(meta, path=path)
     data = np.ascontiguousarray(loaded.data)
     the_unit = _parse_unit(unit if unit is not None else
-                           ("adu" if loaded.unit is None else loaded.unit), path)
+                           (_default_unit(loaded.header) if loaded.unit is None
+                            else loaded.unit), path)
 
     # --- masks (levels in the file's ADU, before any black subtraction)
     mask = np.zeros(data.shape, dtype=bool) if loaded.mask is None else loaded.mask.copy()
