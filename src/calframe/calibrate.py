@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from astropy import units as u
@@ -33,6 +35,12 @@ from ._calutil import (
     std_of,
     temperature_of,
 )
+from ._darkscale import (
+    DarkScaleFit,
+    _optimize_dark,
+    fit_dark_scale,
+    fit_dark_scale_per_channel,
+)
 from .bayer import crop_keywords
 from .blacklevel import black_level, decide_black_level, subtract_tile
 from .contract import check_role, file_of
@@ -40,7 +48,6 @@ from .cosmetic import Cosmetic, correct_bad_pixels, find_bad_pixels, remove_cosm
 from .errors import (
     IncompatibleFramesError,
     InvalidSettingsError,
-    MissingMetadataError,
     NegativePixelsWarning,
     NonLinearDataWarning,
     TemperatureMismatchWarning,
@@ -89,252 +96,6 @@ def dark_includes_bias(dark: CCDData) -> bool:
         if step.step == "make_master_dark":
             return not step.parameters.get("bias_subtracted", True)
     return False
-
-
-class DarkScaleFit:
-    """Result of :func:`fit_dark_scale`: the scale, its error and the data used.
-
-    Attributes
-    ----------
-    scale : float
-        Factor k minimising the noise of ``light - k * dark``.
-    error : float
-        Its standard error, from the residuals weighted by the dark's
-        high-pass values (robust to noise that grows with the dark signal).
-    npix : int
-        Pixels used after clipping.
-    """
-
-    def __init__(self, scale: float, error: float, npix: int):
-        self.scale = float(scale)
-        self.error = float(error)
-        self.npix = int(npix)
-
-    def __repr__(self) -> str:
-        return f"DarkScaleFit(scale={self.scale:.6g}, error={self.error:.2g}, npix={self.npix})"
-
-
-def _highpass(plane: np.ndarray, good: np.ndarray) -> np.ndarray:
-    # A linear filter (value minus the mean of its 8 neighbours), so that the
-    # residual of the light is exactly k times the dark's plus filtered noise;
-    # a median filter would make the two filters' errors correlate with k.
-    filled = np.where(good, plane, np.median(plane[good]) if good.any() else 0)
-    box = ndimage.uniform_filter(filled, size=3, mode="reflect")
-    return filled - (9.0 * box - filled) / 8.0
-
-
-def fit_dark_scale(light, dark, *, meta=None, clip: float = 5.0,
-                   iterations: int = 5) -> DarkScaleFit:
-    """Fit the dark-current scale k that minimises the noise of ``light - k dark``.
-
-    This is the dark optimisation of Siril (``calibrate -opt``) and
-    PixInsight (ImageCalibration "optimize dark frames"): both search the
-    factor that minimises a noise estimate of the calibrated frame.  Here the
-    noise is the variance of the high-pass residual (each value minus the
-    mean of its 8 same-site neighbours), so smooth sky or nebulosity does not
-    pull the fit; that variance is quadratic in k, so its minimum is the clipped least
-    squares solution ``k = sum(h_L h_D) / sum(h_D**2)``, iterated with
-    ``clip``-sigma rejection of stars and cosmic rays.
-
-    Parameters
-    ----------
-    light : CCDData or ndarray
-        The frame with the bias removed (and nothing else).
-    dark : CCDData or ndarray
-        The dark current (bias-free master dark, any exposure).
-    meta : header, optional
-        CFA keywords when arrays are passed (default: ``light.meta``).
-    clip : float
-        Rejection threshold in robust sigma.
-    iterations : int
-        Clipping iterations.
-
-    Returns
-    -------
-    DarkScaleFit
-
-    Raises
-    ------
-    ValueError
-        If the dark has no structure to fit (too few usable pixels).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(1)
-    >>> current = rng.gamma(0.5, 20.0, (128, 128))
-    >>> light = 1.7 * current + rng.normal(0, 3, current.shape) + 100.0
-    >>> fit = fit_dark_scale(light, current)
-    >>> abs(fit.scale - 1.7) < 0.01
-    True
-    """
-    lmask = dmask = None
-    if isinstance(light, CCDData):
-        meta = light.meta if meta is None else meta
-        lmask = light.mask
-        light = light.data
-    if isinstance(dark, CCDData):
-        dmask = dark.mask
-        dark = dark.data
-    light = np.asarray(light, dtype=np.float64)
-    dark = np.asarray(dark, dtype=np.float64)
-    if light.shape != dark.shape:
-        raise IncompatibleFramesError(
-            f"fit_dark_scale: light shape {light.shape} differs from dark shape "
-            f"{dark.shape}; trim both to the same area")
-    good = np.isfinite(light) & np.isfinite(dark)
-    for m in (lmask, dmask):
-        if m is not None:
-            good &= ~np.asarray(m, bool)
-    hl = np.empty_like(light)
-    hd = np.empty_like(dark)
-    groups = cfa_groups(meta if meta is not None else {}, light.shape, by_colour=False)
-    for group in groups:
-        for sl in group:
-            hl[sl] = _highpass(light[sl], good[sl])
-            hd[sl] = _highpass(dark[sl], good[sl])
-    use = good.copy()
-    scale = 0.0
-    for _ in range(max(1, iterations)):
-        den = float(np.sum(hd[use] ** 2))
-        if use.sum() < 10 or den <= 0:
-            raise IncompatibleFramesError(
-                "fit_dark_scale: the dark has no usable structure to fit "
-                             "(too few pixels or a flat dark); use dark_scale='exposure'")
-        scale = float(np.sum(hl[use] * hd[use]) / den)
-        resid = hl - scale * hd
-        med = np.median(resid[use])
-        sigma = 1.482602218505602 * np.median(np.abs(resid[use] - med))
-        new_use = good & (np.abs(resid - med) <= clip * sigma)
-        if np.array_equal(new_use, use):
-            break
-        use = new_use
-    resid = (hl - scale * hd)[use]
-    resid -= resid.mean()
-    den = float(np.sum(hd[use] ** 2))
-    # heteroscedasticity-robust ("sandwich") error: the noise is larger on the
-    # hot pixels that weigh most in the fit, which a single residual scatter
-    # would understate (by ~15% on a gamma-distributed dark current)
-    error = float(np.sqrt(np.sum(hd[use] ** 2 * resid**2)) / den) if den > 0 \
-        else float("inf")
-    return DarkScaleFit(scale, error, int(use.sum()))
-
-
-def fit_dark_scale_per_channel(light, dark, *, pattern: str | None = None,
-                               clip: float = 5.0, iterations: int = 5
-                               ) -> dict[str, DarkScaleFit]:
-    """Fit one dark scale factor per CFA channel (R, G1, G2, B) of a Bayer mosaic.
-
-    Each channel is fitted on its own with :func:`fit_dark_scale` (the
-    high-pass residual of a channel uses only that channel's pixels, so it is
-    the same residual as in the single-factor fit).  The two greens get
-    separate factors: they sit on different rows and columns of the sensor,
-    and their dark signal (column structure, amplifier glow) need not scale
-    alike; a factor common to both is the weighted mean of the two.
-
-    Parameters
-    ----------
-    light : CCDData or ndarray
-        The frame with the bias removed (and nothing else).
-    dark : CCDData or ndarray
-        The dark current (bias-free master dark, any exposure).
-    pattern : str, optional
-        Bayer pattern at pixel ``[0, 0]`` of the arrays as passed (default:
-        :func:`calframe.bayer.effective_pattern` of ``light.meta``).
-    clip, iterations : float, int
-        Passed to :func:`fit_dark_scale`.
-
-    Returns
-    -------
-    dict of str to DarkScaleFit
-        Keys ``'R'``, ``'G1'``, ``'G2'``, ``'B'``.
-
-    Raises
-    ------
-    MissingMetadataError
-        No pattern given and the light has no ``BAYERPAT``.
-    ValueError
-        A channel of the dark has no structure to fit.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from calframe.bayer import channel_views
-    >>> rng = np.random.default_rng(1)
-    >>> current = rng.gamma(0.5, 20.0, (256, 256))
-    >>> light = current.copy()
-    >>> for name, k in {"R": 1.3, "G1": 1.1, "G2": 1.1, "B": 0.9}.items():
-    ...     channel_views(light, "RGGB")[name][...] *= k
-    >>> light += rng.normal(0, 3, current.shape) + 100.0
-    >>> fits = fit_dark_scale_per_channel(light, current, pattern="RGGB")
-    >>> {name: round(fit.scale, 2) for name, fit in fits.items()}
-    {'R': 1.3, 'G1': 1.1, 'G2': 1.1, 'B': 0.9}
-    """
-    from .bayer import channel_views, effective_pattern
-
-    lmask = dmask = None
-    if isinstance(light, CCDData):
-        if pattern is None:
-            pattern = effective_pattern(light)
-        lmask = light.mask
-        light = light.data
-    if isinstance(dark, CCDData):
-        dmask = dark.mask
-        dark = dark.data
-    if pattern is None:
-        raise MissingMetadataError(
-            "fit_dark_scale_per_channel: no Bayer pattern; pass pattern='RGGB' (or the "
-            "frame's pattern) or a CCDData light with BAYERPAT, or use fit_dark_scale "
-            "for a mono frame")
-    light = np.array(light, dtype=np.float64)
-    dark = np.array(dark, dtype=np.float64)
-    if light.shape != dark.shape:
-        raise IncompatibleFramesError(
-            f"fit_dark_scale_per_channel: light shape {light.shape} differs from dark "
-            f"shape {dark.shape}; trim both to the same area")
-    for m in (lmask, dmask):
-        if m is not None:
-            light[np.broadcast_to(np.asarray(m, bool), light.shape)] = np.nan
-    lviews = channel_views(light, pattern)
-    dviews = channel_views(dark, pattern)
-    fits: dict[str, DarkScaleFit] = {}
-    for name in lviews:
-        try:
-            fits[name] = fit_dark_scale(lviews[name], dviews[name], meta={}, clip=clip,
-                                        iterations=iterations)
-        except ValueError as err:
-            raise IncompatibleFramesError(f"fit_dark_scale_per_channel: CFA channel {name} "
-                             f"(pattern {pattern}): {err}") from err
-    return fits
-
-
-def _optimize_dark(target: Plane, current: Plane, *, meta, per_channel: bool,
-                   pattern: str | None, params: dict):
-    """Fitted dark scale: a float, or a float32 per-pixel map (per CFA channel)."""
-    light = np.where(target.mask, np.nan, target.data)
-    dark = np.where(current.mask, np.nan, current.data)
-    if per_channel and pattern is not None:
-        from .bayer import channel_slices
-
-        fits = fit_dark_scale_per_channel(light, dark, pattern=pattern)
-        k_map = np.empty(light.shape, np.float32)
-        for name, sl in channel_slices(pattern).items():
-            k_map[sl] = fits[name].scale
-        params["dark_scale"] = {name: fit.scale for name, fit in fits.items()}
-        params["dark_scale_error"] = {name: fit.error for name, fit in fits.items()}
-        params["dark_scale_pattern"] = pattern
-        log.info("calibrate: optimised dark scales per channel %s",
-                 ", ".join(f"{n} {f.scale:.5f} +- {f.error:.5f}" for n, f in fits.items()))
-        return k_map, fits
-    if per_channel:
-        log.info("calibrate: dark_scale='optimize-per-channel' on a frame without "
-                 "BAYERPAT: one factor for the whole frame")
-        params["dark_scale_pattern"] = None
-    fit = fit_dark_scale(light, dark, meta=meta)
-    params["dark_scale"] = fit.scale
-    params["dark_scale_error"] = fit.error
-    log.info("calibrate: optimised dark scale %.5f +- %.5f", fit.scale, fit.error)
-    return fit.scale, None
 
 
 def _subtract_scaled(a: Plane, b: Plane, scale) -> Plane:
@@ -550,6 +311,478 @@ def _truthy(value) -> bool:
     return value is True or str(value).strip().upper() in ("T", "TRUE", "1")
 
 
+@dataclass(eq=False)
+class _Calibration:
+    """A frame on its way through :func:`calibrate`, and what the steps decided.
+
+    The steps replace ``plane`` and add to ``meta``, ``calstat`` and
+    ``params`` (the provenance parameters, in the order they are decided).
+    The steps that warn are called by :func:`calibrate` itself, so that
+    ``stacklevel=3`` names its caller.
+    """
+
+    given: dict[str, Any]  # the arguments as passed: light, bias, dark, flat
+    light: CCDData
+    prov: Provenance
+    plane: Plane
+    unit: u.UnitBase
+    raw_shape: tuple[int, ...]
+    raw_data: np.ndarray  # the values before the overscan subtraction
+    out_unit: Any = None
+    shape: tuple[int, ...] = ()
+    meta: Any = None
+    params: dict = field(default_factory=dict)
+    calstat: str = ""
+    overscan_used: bool = False
+    overscan_var: np.ndarray | None = None  # of the overscan level, per pixel
+    rows_cols: tuple[slice, slice] | None = None
+    # the masters, trimmed like the frame, and the masters as given
+    bias: CCDData | None = None
+    dark: CCDData | None = None
+    flat: CCDData | None = None
+    bias_untrimmed: CCDData | None = None
+    dark_untrimmed: CCDData | None = None
+    on_nonlinear: str = "raise"
+    # the terms: black level, bias and dark planes, their coefficients
+    black: np.ndarray | None = None
+    bias_plane: Plane | None = None
+    dark_plane: Plane | None = None
+    dark_is_rate: bool = False
+    dark_with_bias: bool = False
+    dark_scale: Any = 1.0  # a float, or a per-pixel map (per CFA channel)
+    channel_fits: dict | None = None
+    bias_coefficient: Any = 1.0
+
+    def name(self, role: str, default: str) -> str:
+        """The file name of the input given for ``role``, else ``default``."""
+        return _display_name(self.given[role], default)
+
+
+def _prepare_light(frame, *, bias, dark, flat) -> _Calibration:
+    """Read the frame and start its record."""
+    prov = Provenance()
+    light = as_frame(frame, role="light", prov=prov)
+    unit = _unit(light)
+    plane = Plane.from_ccd(light, copy=False)
+    return _Calibration(given={"light": frame, "bias": bias, "dark": dark, "flat": flat},
+                        light=light, prov=prov, plane=plane, unit=unit,
+                        raw_shape=light.shape, raw_data=plane.data, out_unit=unit)
+
+
+def _overscan_and_trim(cal: _Calibration, overscan, trim) -> None:
+    """Subtract the overscan level, keep the trim region, describe the trimmed frame."""
+    if overscan is not None:
+        cal.plane, kind, cal.overscan_var = _overscan_plane(cal.plane, overscan,
+                                                            shape=cal.raw_shape)
+        cal.overscan_used = True
+        cal.params["overscan"] = overscan if isinstance(overscan, str) else str(overscan)
+        cal.params["overscan_per"] = kind
+        cal.calstat += "O"
+    if trim is not None:
+        cal.rows_cols = parse_section(trim, cal.raw_shape, what="trim")
+        rows, cols = cal.rows_cols
+        plane = cal.plane
+        cal.plane = Plane(plane.data[rows, cols], None if plane.var is None
+                          else plane.var[rows, cols], plane.mask[rows, cols])
+        cal.raw_data = cal.raw_data[rows, cols]
+        if cal.overscan_used:
+            cal.overscan_var = np.broadcast_to(cal.overscan_var, cal.raw_shape)[rows, cols]
+        cal.params["trim"] = trim if isinstance(trim, str) else str(trim)
+        cal.calstat += "T"
+    cal.shape = cal.plane.data.shape
+    cal.meta = header_of(cal.light.meta)
+    if cal.rows_cols is not None and cfa_pattern(cal.meta) is not None:
+        # the trimmed mosaic's pixel [0, 0] may be another colour
+        cal.meta.update(crop_keywords(cal.meta, origin=_origin(cal.rows_cols),
+                                      shape=cal.raw_shape, cropped_shape=cal.shape))
+
+
+def _prepare_masters(cal: _Calibration, *, allow_no_masters: bool, on_nonlinear: str,
+                     assume_linear: bool) -> None:
+    """Read the masters, check their roles, and trim those of the untrimmed shape."""
+    bias, dark, flat = cal.given["bias"], cal.given["dark"], cal.given["flat"]
+    if bias is None and dark is None and flat is None and not cal.overscan_used \
+            and not allow_no_masters:
+        raise InvalidSettingsError(
+            f"{cal.name('light', 'calibrate')}: no bias, dark, flat or overscan was "
+            "given, so nothing would be calibrated; pass the masters (bias=, dark=, "
+            "flat=), or allow_no_masters=True to only trim, apply the gain or correct "
+            "cosmetics")
+    master_kw = dict(prov=cal.prov, raw_shape=cal.raw_shape, shape=cal.shape,
+                     rows_cols=cal.rows_cols)
+    cal.bias = _prepare_master(bias, role="bias", **master_kw)
+    cal.dark = _prepare_master(dark, role="dark", **master_kw)
+    if cal.bias is not None:
+        cal.bias_untrimmed = bias if isinstance(bias, CCDData) else cal.bias
+    cal.dark_untrimmed = dark if isinstance(dark, CCDData) else cal.dark
+    try:
+        cal.flat = _prepare_master(flat, role="flat", **master_kw)
+    except IncompatibleFramesError:
+        # an RGB light met a mosaic flat: say why that cannot work (a developed,
+        # gamma-encoded picture), rather than only that the shapes differ
+        if not assume_linear and on_nonlinear == "raise" and \
+                linearity(cal.light)[0] is False:
+            check_linear_pair(cal.light, as_frame(flat, role="flat"), on_mismatch="raise",
+                              light_name=cal.name("light", "light"),
+                              flat_name=cal.name("flat", "flat"))
+        raise
+
+
+def _check_linear_pair(cal: _Calibration, *, on_nonlinear: str, assume_linear: bool) -> None:
+    """Refuse (or warn about) a display-encoded frame or flat, as their headers say."""
+    if assume_linear:
+        on_nonlinear = "ignore"
+        cal.params["assume_linear"] = True
+    cal.on_nonlinear = on_nonlinear
+    if cal.flat is not None:
+        # a display-encoded (gamma) light divided by a linear flat over-corrects
+        check_linear_pair(cal.light, cal.flat, on_mismatch=on_nonlinear,
+                          light_name=cal.name("light", "light"),
+                          flat_name=cal.name("flat", "flat"))
+
+
+def _black_level(cal: _Calibration, subtract_black: bool | None) -> None:
+    """Subtract the camera's black level when nothing else removes it."""
+    removed_by = ("the bias" if cal.bias is not None else
+                  "the overscan" if cal.overscan_used else
+                  "the dark (it includes the bias)"
+                  if cal.dark is not None and dark_includes_bias(cal.dark) else None)
+    if not decide_black_level(cal.light.meta, subtract_black, removed_by=removed_by):
+        return
+    tile = black_level(cal.light.meta)
+    if cal.rows_cols is not None:  # the cell as seen from the trimmed frame's [0, 0]
+        x0, y0 = _origin(cal.rows_cols)
+        tile = np.roll(tile, (-y0, -x0), axis=(0, 1))
+    cal.plane = Plane(subtract_tile(cal.plane.data, tile), cal.plane.var, cal.plane.mask)
+    cal.black = subtract_tile(np.zeros(cal.shape, np.float32), -tile)
+    cal.meta["BLKSUB"] = (True, "camera black level subtracted")
+    cal.params["black_level"] = [float(v) for v in black_level(cal.light.meta).ravel()]
+    cal.calstat += "B"
+
+
+def _signal_free_level(cal: _Calibration):
+    """The level of the raw values that carries no photon noise, or None if unknown."""
+    if cal.bias is not None:
+        return np.nan_to_num(np.asarray(cal.bias.data, np.float32))
+    if cal.dark is not None and dark_includes_bias(cal.dark):
+        return np.nan_to_num(np.asarray(cal.dark.data, np.float32))
+    if cal.overscan_used:
+        return 0.0
+    return cal.black
+
+
+def _uncertainty(cal: _Calibration) -> None:
+    """Estimate the frame's variance when unknown or from the detector model at read time.
+
+    The reader did not know the bias level, so its model counted the bias as
+    signal carrying photon noise.
+    """
+    meta = cal.meta
+    from_model = str(meta.get("UNCSRC", "")).strip() == "detector model"
+    if cal.plane.var is not None and not from_model:
+        return
+    g = meta.get("EGAIN")
+    rn = meta.get("RDNOISE")
+    offset = _signal_free_level(cal)
+    if g is not None and rn is not None and offset is not None and cal.unit == u.adu:
+        # after an overscan subtraction the values (and a master bias made
+        # the same way) are relative to the overscan level
+        values = cal.plane.data if cal.overscan_used else cal.raw_data
+        cal.plane.var = _estimate_variance(values, offset, float(g), float(rn), meta=meta)
+        if cal.overscan_used:
+            cal.plane.var = (cal.plane.var + cal.overscan_var).astype(np.float32)
+        cal.params["uncertainty"] = ("detector model (EGAIN, RDNOISE) with the bias as the "
+                                     "level without photon noise")
+        log.info("calibrate: uncertainty from EGAIN=%s, RDNOISE=%s and the bias", g, rn)
+    elif cal.plane.var is None:
+        cal.params["uncertainty"] = "unknown"
+        log.info("calibrate: the frame has no uncertainty and EGAIN/RDNOISE/offset "
+                 "are not all known; the output has no uncertainty")
+
+
+def _bias_and_dark_planes(cal: _Calibration) -> None:
+    """Check the units of the bias and the dark; refuse a dark that leaves the bias in."""
+    if cal.bias is not None:
+        _check_unit("bias", cal.bias, cal.unit, cal.name("bias", "bias"))
+        cal.bias_plane = Plane.from_ccd(cal.bias, copy=False)
+    if cal.dark is None:
+        return
+    dark_unit = _unit(cal.dark)
+    cal.dark_is_rate = dark_unit != cal.unit and (dark_unit * u.s) == cal.unit
+    if not cal.dark_is_rate:
+        _check_unit("dark", cal.dark, cal.unit, cal.name("dark", "dark"))
+    cal.dark_with_bias = dark_includes_bias(cal.dark)
+    _check_bias_removed(cal.dark, with_bias=cal.dark_with_bias, bias=cal.bias_plane,
+                        overscan=cal.overscan_used, meta=cal.meta,
+                        names=(cal.name("light", "the frame"), cal.name("dark", "the dark")))
+    cal.dark_plane = Plane.from_ccd(cal.dark, copy=False)
+
+
+def _decide_dark_scale(cal: _Calibration, mode) -> None:
+    """Decide the dark's scale k: 1, t_frame / t_dark, fitted, or the number given."""
+    if cal.dark is None:
+        return
+    if isinstance(mode, str) and mode not in _DARK_SCALE_MODES:
+        raise InvalidSettingsError(f"dark_scale: '{mode}' is not one of 'exposure', "
+                                   "'optimize', 'optimize-per-channel', a number, or None")
+    if mode is None:
+        if cal.dark_is_rate:
+            raise InvalidSettingsError("dark_scale=None with a dark-current rate (adu/s): a "
+                                       "rate must be scaled; use dark_scale='exposure'")
+        k = 1.0
+    elif mode == "exposure":
+        t_frame = exposure_of(cal.light, name="frame")
+        t_dark = 1.0 if cal.dark_is_rate else exposure_of(cal.dark, name="dark")
+        if not t_dark > 0:
+            raise InvalidSettingsError(f"dark: EXPTIME={t_dark} must be positive to scale it")
+        k = t_frame / t_dark
+    elif mode in ("optimize", "optimize-per-channel"):
+        k = _optimized_dark_scale(cal, mode)
+    else:
+        k = float(mode)
+    cal.dark_scale = k
+
+
+def _optimized_dark_scale(cal: _Calibration, mode: str):
+    """The fitted scale of the dark current (per CFA channel: a per-pixel map)."""
+    bias = cal.bias_plane
+    if cal.dark_with_bias and bias is None:
+        raise IncompatibleFramesError(
+            f"dark_scale='{mode}': the dark includes the bias (BIASSUB=F) "
+            "and no bias was given; pass bias= so the dark current can be "
+            "separated")
+    current = cal.dark_plane
+    if cal.dark_with_bias:
+        current = subtract(cal.dark_plane, bias)
+    target = cal.plane if bias is None else subtract(cal.plane, bias)
+    pattern = None
+    if mode == "optimize-per-channel" and cfa_pattern(cal.meta) is not None:
+        from .bayer import effective_pattern
+
+        # the pattern at pixel [0, 0] of the (trimmed) arrays: ``meta``
+        # already describes the trimmed frame
+        pattern = effective_pattern(cal.meta, shape=cal.shape)
+    k, cal.channel_fits = _optimize_dark(
+        target, current, meta=cal.meta, per_channel=mode == "optimize-per-channel",
+        pattern=pattern, params=cal.params)
+    return k
+
+
+def _decide_bias_coefficient(cal: _Calibration) -> None:
+    """Decide the bias's coefficient when the dark includes the bias: 0 or 1 - k."""
+    if cal.dark is None or not cal.dark_with_bias:
+        return
+    k = cal.dark_scale
+    if np.any(np.abs(np.asarray(k) - 1.0) > 1e-6):
+        if cal.bias_plane is None:
+            raise IncompatibleFramesError(
+                f"dark: it includes the bias (BIASSUB=F) and would be scaled by {k:.4g} "
+                "(different exposure); pass bias= as well, give a dark of the frame's "
+                "exposure, or use dark_scale=None")
+        # frame - bias - k (dark - bias) = frame - k dark - (1 - k) bias
+        cal.bias_coefficient = 1.0 - k
+    else:
+        cal.bias_coefficient = 0.0  # the dark removes the bias
+
+
+def _check_dark_temperature(cal: _Calibration, tolerance: float) -> None:
+    """Warn when the dark was taken at another temperature than the frame."""
+    if cal.dark is None:
+        return
+    t_light, t_dk = temperature_of(cal.light), temperature_of(cal.dark)
+    if t_light is not None and t_dk is not None and abs(t_light - t_dk) > tolerance:
+        warnings.warn(
+            f"dark: CCD-TEMP {t_dk:g} C differs from the frame's {t_light:g} C by more "
+            f"than {tolerance:g} C; dark current depends steeply on "
+            "temperature, use a dark taken at the frame's temperature",
+            TemperatureMismatchWarning, stacklevel=3)
+
+
+def _record_dark(cal: _Calibration, mode) -> None:
+    """Write the dark's scale to the header and the provenance."""
+    if cal.dark is None:
+        return
+    if cal.channel_fits is None:
+        cal.params["dark_scale"] = float(cal.dark_scale)
+        cal.meta["DARKSCAL"] = (float(cal.dark_scale), "factor applied to the master dark")
+    else:
+        for name, fit in cal.channel_fits.items():
+            key, err_key = DARK_SCALE_KEYWORDS[name]
+            cal.meta[key] = (fit.scale, f"dark scale factor, CFA channel {name}")
+            cal.meta[err_key] = (fit.error, f"error of {key}")
+    cal.params["dark_scale_mode"] = mode if isinstance(mode, str | None) else "given"
+    cal.params["dark_includes_bias"] = cal.dark_with_bias
+    cal.calstat += "D"
+
+
+def _subtract_bias_and_dark(cal: _Calibration) -> None:
+    """Apply the decided terms: ``frame - k dark - c bias``."""
+    if cal.dark_plane is not None:
+        cal.plane = _subtract_scaled(cal.plane, cal.dark_plane, cal.dark_scale)
+    bias = cal.bias_plane
+    if bias is not None:
+        if np.any(np.asarray(cal.bias_coefficient) != 0.0):
+            cal.plane = _subtract_scaled(cal.plane, bias, cal.bias_coefficient)
+            if cal.dark is not None and cal.plane.var is not None \
+                    and bias.var is not None and "BIASID" in cal.dark.meta \
+                    and cal.dark.meta["BIASID"] == data_id(cal.bias_untrimmed):
+                # the dark was made with this very bias: its error is in both
+                # terms of frame - bias - k (dark_raw - bias), which therefore
+                # carries (1 - k)**2 var_bias, not (1 + k**2) var_bias
+                good = bias.valid()
+                two_k = 2 * np.asarray(cal.dark_scale, np.float32)
+                cal.plane.var = np.maximum(
+                    cal.plane.var - two_k * np.where(good, bias.var, 0), 0
+                ).astype(cal.plane.var.dtype)
+                cal.params["dark_bias_correlated"] = True
+        else:
+            # the bias is contained in the dark: mask its bad pixels only
+            cal.plane.mask |= ~bias.valid()
+        cal.params["bias_coefficient"] = _channel_values(
+            cal.bias_coefficient, cal.params.get("dark_scale_pattern"))
+        cal.calstat += "B"
+    cal.calstat = "".join(sorted(cal.calstat, key="OTBD".index))
+
+
+def _check_flat_linearity(cal: _Calibration) -> None:
+    """Measure the light's response to the flat's vignetting; refuse a gamma-encoded light.
+
+    The light is taken as it will be divided (bias, dark and black level
+    removed).
+    """
+    if cal.flat is None:
+        return
+    light = CCDData(cal.plane.data, unit=cal.unit, mask=cal.plane.mask, meta=cal.meta)
+    check = check_light_linearity(_named(light, cal.light), cal.flat,
+                                  assume_linear=cal.on_nonlinear != "raise")
+    if check.verdict is False and cal.on_nonlinear == "warn":
+        warnings.warn(f"{cal.name('light', 'light')}: {check.reason}",
+                      NonLinearDataWarning, stacklevel=3)
+    cal.params["linearity"] = {"method": check.method, "verdict": check.verdict,
+                               "exponent": None if check.exponent is None
+                               else round(float(check.exponent), 4),
+                               "uncertainty": None if check.uncertainty is None
+                               else round(float(check.uncertainty), 4)}
+
+
+def _flat_unit(flat: CCDData) -> u.UnitBase:
+    """The flat's unit; a normalised master flat is dimensionless whatever it says."""
+    if str(flat.meta.get("FLATNORM", "")).strip() in ("median", "mean"):
+        # a normalised master flat has no unit; FITS files carry none
+        # (no BUNIT), which a reader may take for adu
+        return u.dimensionless_unscaled
+    return _unit(flat)
+
+
+def _divide_flat(cal: _Calibration) -> None:
+    """Divide by the flat (the frame's rate by a flat rate) and decide the output unit."""
+    if cal.flat is None:
+        return
+    ratio_unit = u.Unit(cal.unit / _flat_unit(cal.flat))
+    if ratio_unit.physical_type == "time":
+        t_frame = exposure_of(cal.light, name="frame")
+        cal.plane = multiply(cal.plane, 1.0 / t_frame)
+        ratio_unit = u.Unit(ratio_unit / u.s)
+        cal.params["flat_rate"] = True
+    cal.plane = divide(cal.plane, Plane.from_ccd(cal.flat, copy=False))
+    if cal.dark is not None and cal.bias is None and "DARKID" in cal.flat.meta \
+            and cal.plane.var is not None \
+            and cal.flat.meta["DARKID"] == data_id(cal.dark_untrimmed):
+        # the flat was made with this very dark: its error is in numerator
+        # and denominator, T = (d - k D) / F(D), and
+        # var_T gets -2 k T a var_D / F**2 (a: the dark's share of F)
+        k_eff = cal.dark_scale
+        if cal.params.get("flat_rate"):
+            k_eff = k_eff / exposure_of(cal.light, name="frame")
+        _dark_flat_covariance(cal.plane, cal.flat, cal.dark, k_eff)
+        cal.params["dark_flat_correlated"] = True
+    cal.out_unit = ratio_unit.decompose() if ratio_unit.physical_type == \
+        "dimensionless" else ratio_unit
+    cal.params["flat"] = True
+    cal.calstat += "F"
+
+
+def _apply_gain(cal: _Calibration, gain) -> None:
+    """Multiply by the gain (e-/adu)."""
+    if gain is None:
+        return
+    factor, cal.out_unit = _as_gain(gain, cal.light, cal.out_unit)
+    cal.plane = multiply(cal.plane, factor)
+    cal.params["gain"] = factor
+    cal.meta["GAINCORR"] = (factor, "gain applied (e-/adu)")
+    cal.calstat += "G"
+
+
+def _cosmetic_settings(cosmetic) -> Cosmetic | None:
+    """The :class:`Cosmetic` settings ``cosmetic`` stands for, or None for none."""
+    if cosmetic is None or cosmetic is False:
+        return None
+    if cosmetic is True:
+        cosmetic = Cosmetic()
+    if isinstance(cosmetic, np.ndarray):
+        cosmetic = Cosmetic(bad_pixels=cosmetic)
+    if not isinstance(cosmetic, Cosmetic):
+        raise TypeError(f"cosmetic: expected a Cosmetic, a bool ndarray or True, got "
+                        f"{type(cosmetic).__name__}")
+    return cosmetic
+
+
+def _bad_pixels(cal: _Calibration, cosmetic: Cosmetic) -> np.ndarray:
+    """Bad pixels: the map given (trimmed like the frame), hot in the dark, cold in the flat."""
+    bad = np.zeros(cal.shape, bool)
+    if cosmetic.bad_pixels is not None:
+        mapped = np.asarray(cosmetic.bad_pixels, bool)
+        if mapped.shape == cal.raw_shape and cal.rows_cols is not None:
+            mapped = mapped[cal.rows_cols[0], cal.rows_cols[1]]
+        if mapped.shape != cal.shape:
+            raise IncompatibleFramesError(
+                f"cosmetic: bad-pixel map shape {mapped.shape} does not match the "
+                f"frame {cal.shape}")
+        bad |= mapped
+    if cosmetic.hot_sigma is not None and cal.dark is not None:
+        bad |= find_bad_pixels(cal.dark, hot_sigma=cosmetic.hot_sigma, box=cosmetic.box)
+    if cosmetic.cold_sigma is not None and cal.flat is not None:
+        bad |= find_bad_pixels(cal.flat, hot_sigma=None, cold_sigma=cosmetic.cold_sigma,
+                               box=cosmetic.box)
+    return bad
+
+
+def _cosmetics(cal: _Calibration, out: CCDData, cosmetic) -> CCDData:
+    """Replace the bad pixels by a same-colour neighbour median; remove cosmic rays."""
+    cosmetic = _cosmetic_settings(cosmetic)
+    if cosmetic is None:
+        return out
+    bad = _bad_pixels(cal, cosmetic)
+    if bad.any():
+        out = correct_bad_pixels(out, bad, unmask=cosmetic.unmask)
+    else:
+        out.meta["COSMCORR"] = (0, "pixels replaced by a same-colour neighbour median")
+    cal.params["cosmetic_corrected"] = int(out.meta["COSMCORR"])
+    cal.calstat += "C"
+    if cosmetic.cosmic_rays is not None:
+        out = remove_cosmic_rays(out, cosmetic.cosmic_rays)
+        cal.params["cosmic_rays"] = int(out.meta["NCOSMIC"])
+        cal.calstat += "R"
+    return out
+
+
+def _finish(cal: _Calibration, out: CCDData) -> CCDData:
+    """Warn about an over-subtracted result; write CALSTAT, HISTORY and the provenance."""
+    valid = ~out.mask & np.isfinite(out.data)
+    if valid.any() and _frame_type(cal.light) not in ("bias", "dark", "darkflat"):
+        negative = float(np.mean(out.data[valid] < 0))
+        if negative > NEGATIVE_FRACTION:
+            warnings.warn(
+                f"calibrate: {100 * negative:.0f}% of the calibrated pixels are negative; "
+                "the bias or dark was probably over-subtracted (wrong master, exposure or "
+                "a dark that includes the bias)", NegativePixelsWarning, stacklevel=3)
+    out.meta["CALSTAT"] = (cal.calstat, "O=overscan T=trim B=bias D=dark F=flat G=gain C/R")
+    out.meta["HISTORY"] = f"calframe calibrate: steps {cal.calstat or 'none'}"
+    cal.prov.add_step("calibrate", **cal.params)
+    set_provenance(out, cal.prov)
+    return out
+
+
 def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
               dark_scale: str | float | None = "exposure",
               cosmetic: Cosmetic | np.ndarray | bool | None = None,
@@ -699,333 +932,22 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     >>> float(out.uncertainty.array[0, 0])
     20.0
     """
-    prov = Provenance()
-    light = as_frame(frame, role="light", prov=prov)
-    raw_shape = light.shape
-    unit = _unit(light)
-    plane = Plane.from_ccd(light, copy=False)
-    raw_data = plane.data
-    params: dict = {}
-    calstat = ""
-
-    # 1. overscan and trim
-    overscan_used = False
-    overscan_var = np.float32(0.0)
-    if overscan is not None:
-        plane, kind, overscan_var = _overscan_plane(plane, overscan, shape=raw_shape)
-        overscan_used = True
-        params["overscan"] = overscan if isinstance(overscan, str) else str(overscan)
-        params["overscan_per"] = kind
-        calstat += "O"
-    rows_cols = None
-    if trim is not None:
-        rows_cols = parse_section(trim, raw_shape, what="trim")
-        rows, cols = rows_cols
-        plane = Plane(plane.data[rows, cols], None if plane.var is None
-                      else plane.var[rows, cols], plane.mask[rows, cols])
-        raw_data = raw_data[rows, cols]
-        if overscan_used:
-            overscan_var = np.broadcast_to(overscan_var, raw_shape)[rows, cols]
-        params["trim"] = trim if isinstance(trim, str) else str(trim)
-        calstat += "T"
-    shape = plane.data.shape
-    meta = header_of(light.meta)
-    if rows_cols is not None and cfa_pattern(meta) is not None:
-        # the trimmed mosaic's pixel [0, 0] may be another colour
-        meta.update(crop_keywords(meta, origin=_origin(rows_cols), shape=raw_shape,
-                                  cropped_shape=shape))
-
-    if bias is None and dark is None and flat is None and overscan is None \
-            and not allow_no_masters:
-        raise InvalidSettingsError(
-            f"{_display_name(frame, 'calibrate')}: no bias, dark, flat or overscan was "
-            "given, so nothing would be calibrated; pass the masters (bias=, dark=, "
-            "flat=), or allow_no_masters=True to only trim, apply the gain or correct "
-            "cosmetics")
-    master_kw = dict(prov=prov, raw_shape=raw_shape, shape=shape, rows_cols=rows_cols)
-    bias_ccd = _prepare_master(bias, role="bias", **master_kw)
-    dark_ccd = _prepare_master(dark, role="dark", **master_kw)
-    bias_untrimmed = None
-    if bias_ccd is not None:
-        bias_untrimmed = bias if isinstance(bias, CCDData) else bias_ccd
-    try:
-        flat_ccd = _prepare_master(flat, role="flat", **master_kw)
-    except IncompatibleFramesError:
-        # an RGB light met a mosaic flat: say why that cannot work (a developed,
-        # gamma-encoded picture), rather than only that the shapes differ
-        if not assume_linear and on_nonlinear == "raise" and linearity(light)[0] is False:
-            check_linear_pair(light, as_frame(flat, role="flat"), on_mismatch="raise",
-                              light_name=_display_name(frame, "light"),
-                              flat_name=_display_name(flat, "flat"))
-        raise
-    if assume_linear:
-        on_nonlinear = "ignore"
-        params["assume_linear"] = True
-    if flat_ccd is not None:
-        # a display-encoded (gamma) light divided by a linear flat over-corrects
-        check_linear_pair(light, flat_ccd, on_mismatch=on_nonlinear,
-                          light_name=_display_name(frame, "light"),
-                          flat_name=_display_name(flat, "flat"))
-
-    # 1b. the camera's black level, when nothing else removes it
-    black = None
-    removed_by = ("the bias" if bias_ccd is not None else
-                  "the overscan" if overscan_used else
-                  "the dark (it includes the bias)"
-                  if dark_ccd is not None and dark_includes_bias(dark_ccd) else None)
-    if decide_black_level(light.meta, subtract_black, removed_by=removed_by):
-        tile = black_level(light.meta)
-        if rows_cols is not None:  # the cell as seen from the trimmed frame's [0, 0]
-            x0, y0 = _origin(rows_cols)
-            tile = np.roll(tile, (-y0, -x0), axis=(0, 1))
-        plane = Plane(subtract_tile(plane.data, tile), plane.var, plane.mask)
-        black = subtract_tile(np.zeros(shape, np.float32), -tile)
-        meta["BLKSUB"] = (True, "camera black level subtracted")
-        params["black_level"] = [float(v) for v in black_level(light.meta).ravel()]
-        calstat += "B"
-
-    # 2. uncertainty of the frame: estimated when unknown, and re-evaluated
-    # when it came from the detector model at read time, where the bias level
-    # was not known and so carried photon noise
-    from_model = str(meta.get("UNCSRC", "")).strip() == "detector model"
-    if plane.var is None or from_model:
-        g = meta.get("EGAIN")
-        rn = meta.get("RDNOISE")
-        offset = None
-        if bias_ccd is not None:
-            offset = np.nan_to_num(np.asarray(bias_ccd.data, np.float32))
-        elif dark_ccd is not None and dark_includes_bias(dark_ccd):
-            offset = np.nan_to_num(np.asarray(dark_ccd.data, np.float32))
-        elif overscan_used:
-            offset = 0.0
-        elif black is not None:
-            offset = black
-        if g is not None and rn is not None and offset is not None and unit == u.adu:
-            # after an overscan subtraction the values (and a master bias made
-            # the same way) are relative to the overscan level
-            values = plane.data if overscan_used else raw_data
-            plane.var = _estimate_variance(values, offset, float(g), float(rn), meta=meta)
-            if overscan_used:
-                plane.var = (plane.var + overscan_var).astype(np.float32)
-            params["uncertainty"] = ("detector model (EGAIN, RDNOISE) with the bias as the "
-                                     "level without photon noise")
-            log.info("calibrate: uncertainty from EGAIN=%s, RDNOISE=%s and the bias", g, rn)
-        elif plane.var is None:
-            params["uncertainty"] = "unknown"
-            log.info("calibrate: the frame has no uncertainty and EGAIN/RDNOISE/offset "
-                     "are not all known; the output has no uncertainty")
-
-    # 3. bias and dark
-    bias_plane = None
-    if bias_ccd is not None:
-        _check_unit("bias", bias_ccd, unit, _display_name(bias, "bias"))
-        bias_plane = Plane.from_ccd(bias_ccd, copy=False)
-    bias_coefficient = 1.0
-    k = 1.0  # the dark's scale: a float, or a per-pixel map (per CFA channel)
-    if dark_ccd is not None:
-        dark_unit = _unit(dark_ccd)
-        is_rate = dark_unit != unit and (dark_unit * u.s) == unit
-        if not is_rate:
-            _check_unit("dark", dark_ccd, unit, _display_name(dark, "dark"))
-        with_bias = dark_includes_bias(dark_ccd)
-        _check_bias_removed(dark_ccd, with_bias=with_bias, bias=bias_plane,
-                            overscan=overscan_used, meta=meta,
-                            names=(_display_name(frame, "the frame"),
-                                   _display_name(dark, "the dark")))
-        dark_plane = Plane.from_ccd(dark_ccd, copy=False)
-        t_frame = t_dark = None
-        if isinstance(dark_scale, str) and dark_scale not in _DARK_SCALE_MODES:
-            raise InvalidSettingsError(f"dark_scale: '{dark_scale}' is not one of 'exposure', "
-                             "'optimize', 'optimize-per-channel', a number, or None")
-        channel_fits = None
-        if dark_scale is None:
-            if is_rate:
-                raise InvalidSettingsError("dark_scale=None with a dark-current rate (adu/s): a "
-                                 "rate must be scaled; use dark_scale='exposure'")
-            k = 1.0
-        elif dark_scale == "exposure":
-            t_frame = exposure_of(light, name="frame")
-            t_dark = 1.0 if is_rate else exposure_of(dark_ccd, name="dark")
-            if not t_dark > 0:
-                raise InvalidSettingsError(f"dark: EXPTIME={t_dark} must be positive to scale it")
-            k = t_frame / t_dark
-        elif dark_scale in ("optimize", "optimize-per-channel"):
-            if with_bias and bias_plane is None:
-                raise IncompatibleFramesError(
-                    f"dark_scale='{dark_scale}': the dark includes the bias (BIASSUB=F) "
-                    "and no bias was given; pass bias= so the dark current can be "
-                    "separated")
-            current = dark_plane
-            if with_bias:
-                current = subtract(dark_plane, bias_plane)
-            target = plane if bias_plane is None else subtract(plane, bias_plane)
-            pattern = None
-            if dark_scale == "optimize-per-channel" and cfa_pattern(meta) is not None:
-                from .bayer import effective_pattern
-
-                # the pattern at pixel [0, 0] of the (trimmed) arrays: ``meta``
-                # already describes the trimmed frame
-                pattern = effective_pattern(meta, shape=shape)
-            k, channel_fits = _optimize_dark(
-                target, current, meta=meta, per_channel=dark_scale == "optimize-per-channel",
-                pattern=pattern, params=params)
-        else:
-            k = float(dark_scale)
-        if with_bias and np.any(np.abs(np.asarray(k) - 1.0) > 1e-6):
-            if bias_plane is None:
-                raise IncompatibleFramesError(
-                    f"dark: it includes the bias (BIASSUB=F) and would be scaled by {k:.4g} "
-                    "(different exposure); pass bias= as well, give a dark of the frame's "
-                    "exposure, or use dark_scale=None")
-            # frame - bias - k (dark - bias) = frame - k dark - (1 - k) bias
-            bias_coefficient = 1.0 - k
-        elif with_bias:
-            bias_coefficient = 0.0  # the dark removes the bias
-        t_light, t_dk = temperature_of(light), temperature_of(dark_ccd)
-        if t_light is not None and t_dk is not None and \
-                abs(t_light - t_dk) > temperature_tolerance:
-            warnings.warn(
-                f"dark: CCD-TEMP {t_dk:g} C differs from the frame's {t_light:g} C by more "
-                f"than {temperature_tolerance:g} C; dark current depends steeply on "
-                "temperature, use a dark taken at the frame's temperature",
-                TemperatureMismatchWarning, stacklevel=2)
-        plane = _subtract_scaled(plane, dark_plane, k)
-        if channel_fits is None:
-            params["dark_scale"] = float(k)
-            meta["DARKSCAL"] = (float(k), "factor applied to the master dark")
-        else:
-            for name, fit in channel_fits.items():
-                key, err_key = DARK_SCALE_KEYWORDS[name]
-                meta[key] = (fit.scale, f"dark scale factor, CFA channel {name}")
-                meta[err_key] = (fit.error, f"error of {key}")
-        params["dark_scale_mode"] = dark_scale if isinstance(dark_scale, str | None) \
-            else "given"
-        params["dark_includes_bias"] = with_bias
-        calstat += "D"
-    if bias_plane is not None:
-        if np.any(np.asarray(bias_coefficient) != 0.0):
-            plane = _subtract_scaled(plane, bias_plane, bias_coefficient)
-            if dark_ccd is not None and plane.var is not None \
-                    and bias_plane.var is not None and "BIASID" in dark_ccd.meta \
-                    and dark_ccd.meta["BIASID"] == data_id(bias_untrimmed):
-                # the dark was made with this very bias: its error is in both
-                # terms of frame - bias - k (dark_raw - bias), which therefore
-                # carries (1 - k)**2 var_bias, not (1 + k**2) var_bias
-                good = bias_plane.valid()
-                two_k = 2 * np.asarray(k, np.float32)
-                plane.var = np.maximum(
-                    plane.var - two_k * np.where(good, bias_plane.var, 0), 0
-                ).astype(plane.var.dtype)
-                params["dark_bias_correlated"] = True
-        else:
-            # the bias is contained in the dark: mask its bad pixels only
-            plane.mask |= ~bias_plane.valid()
-        params["bias_coefficient"] = _channel_values(bias_coefficient,
-                                                     params.get("dark_scale_pattern"))
-        calstat += "B"
-    calstat = "".join(sorted(calstat, key="OTBD".index))
-
-    # 4. flat
-    out_unit = unit
-    if flat_ccd is not None:
-        # the light as it will be divided (bias, dark and black level removed),
-        # against the flat's vignetting: a gamma-encoded light is refused
-        check = check_light_linearity(
-            _named(CCDData(plane.data, unit=unit, mask=plane.mask, meta=meta), light),
-            flat_ccd, assume_linear=on_nonlinear != "raise")
-        if check.verdict is False and on_nonlinear == "warn":
-            warnings.warn(f"{_display_name(frame, 'light')}: {check.reason}",
-                          NonLinearDataWarning, stacklevel=2)
-        params["linearity"] = {"method": check.method, "verdict": check.verdict,
-                               "exponent": None if check.exponent is None
-                               else round(float(check.exponent), 4),
-                               "uncertainty": None if check.uncertainty is None
-                               else round(float(check.uncertainty), 4)}
-        flat_unit = _unit(flat_ccd)
-        if str(flat_ccd.meta.get("FLATNORM", "")).strip() in ("median", "mean"):
-            # a normalised master flat has no unit; FITS files carry none
-            # (no BUNIT), which a reader may take for adu
-            flat_unit = u.dimensionless_unscaled
-        ratio_unit = u.Unit(unit / flat_unit)
-        if ratio_unit.physical_type == "time":
-            t_frame = exposure_of(light, name="frame")
-            plane = multiply(plane, 1.0 / t_frame)
-            ratio_unit = u.Unit(ratio_unit / u.s)
-            params["flat_rate"] = True
-        flat_plane = Plane.from_ccd(flat_ccd, copy=False)
-        plane = divide(plane, flat_plane)
-        if dark_ccd is not None and bias_ccd is None and "DARKID" in flat_ccd.meta \
-                and plane.var is not None and flat_ccd.meta["DARKID"] == data_id(
-                    dark if isinstance(dark, CCDData) else dark_ccd):
-            # the flat was made with this very dark: its error is in numerator
-            # and denominator, T = (d - k D) / F(D), and
-            # var_T gets -2 k T a var_D / F**2 (a: the dark's share of F)
-            k_eff = k
-            if params.get("flat_rate"):
-                k_eff = k_eff / exposure_of(light, name="frame")
-            _dark_flat_covariance(plane, flat_ccd, dark_ccd, k_eff)
-            params["dark_flat_correlated"] = True
-        out_unit = ratio_unit.decompose() if ratio_unit.physical_type == \
-            "dimensionless" else ratio_unit
-        params["flat"] = True
-        calstat += "F"
-
-    # 5. gain
-    if gain is not None:
-        factor, out_unit = _as_gain(gain, light, out_unit)
-        plane = multiply(plane, factor)
-        params["gain"] = factor
-        meta["GAINCORR"] = (factor, "gain applied (e-/adu)")
-        calstat += "G"
-
-    out = plane_to_ccd(plane, unit=out_unit, meta=meta)
-
-    # 6. cosmetic correction and cosmic rays
-    if cosmetic is not None and cosmetic is not False:
-        if cosmetic is True:
-            cosmetic = Cosmetic()
-        if isinstance(cosmetic, np.ndarray):
-            cosmetic = Cosmetic(bad_pixels=cosmetic)
-        if not isinstance(cosmetic, Cosmetic):
-            raise TypeError(f"cosmetic: expected a Cosmetic, a bool ndarray or True, got "
-                            f"{type(cosmetic).__name__}")
-        bad = np.zeros(shape, bool)
-        if cosmetic.bad_pixels is not None:
-            mapped = np.asarray(cosmetic.bad_pixels, bool)
-            if mapped.shape == raw_shape and rows_cols is not None:
-                mapped = mapped[rows_cols[0], rows_cols[1]]
-            if mapped.shape != shape:
-                raise IncompatibleFramesError(
-                    f"cosmetic: bad-pixel map shape {mapped.shape} does not match the "
-                    f"frame {shape}")
-            bad |= mapped
-        if cosmetic.hot_sigma is not None and dark_ccd is not None:
-            bad |= find_bad_pixels(dark_ccd, hot_sigma=cosmetic.hot_sigma, box=cosmetic.box)
-        if cosmetic.cold_sigma is not None and flat_ccd is not None:
-            bad |= find_bad_pixels(flat_ccd, hot_sigma=None, cold_sigma=cosmetic.cold_sigma,
-                                   box=cosmetic.box)
-        if bad.any():
-            out = correct_bad_pixels(out, bad, unmask=cosmetic.unmask)
-        else:
-            out.meta["COSMCORR"] = (0, "pixels replaced by a same-colour neighbour median")
-        params["cosmetic_corrected"] = int(out.meta["COSMCORR"])
-        calstat += "C"
-        if cosmetic.cosmic_rays is not None:
-            out = remove_cosmic_rays(out, cosmetic.cosmic_rays)
-            params["cosmic_rays"] = int(out.meta["NCOSMIC"])
-            calstat += "R"
-
-    # 7. checks, keywords, provenance
-    valid = ~out.mask & np.isfinite(out.data)
-    if valid.any() and _frame_type(light) not in ("bias", "dark", "darkflat"):
-        negative = float(np.mean(out.data[valid] < 0))
-        if negative > NEGATIVE_FRACTION:
-            warnings.warn(
-                f"calibrate: {100 * negative:.0f}% of the calibrated pixels are negative; "
-                "the bias or dark was probably over-subtracted (wrong master, exposure or "
-                "a dark that includes the bias)", NegativePixelsWarning, stacklevel=2)
-    out.meta["CALSTAT"] = (calstat, "O=overscan T=trim B=bias D=dark F=flat G=gain C/R")
-    out.meta["HISTORY"] = f"calframe calibrate: steps {calstat or 'none'}"
-    prov.add_step("calibrate", **params)
-    set_provenance(out, prov)
-    return out
+    cal = _prepare_light(frame, bias=bias, dark=dark, flat=flat)
+    _overscan_and_trim(cal, overscan, trim)
+    _prepare_masters(cal, allow_no_masters=allow_no_masters, on_nonlinear=on_nonlinear,
+                     assume_linear=assume_linear)
+    _check_linear_pair(cal, on_nonlinear=on_nonlinear, assume_linear=assume_linear)
+    _black_level(cal, subtract_black)
+    _uncertainty(cal)
+    _bias_and_dark_planes(cal)
+    _decide_dark_scale(cal, dark_scale)
+    _decide_bias_coefficient(cal)
+    _check_dark_temperature(cal, temperature_tolerance)
+    _record_dark(cal, dark_scale)
+    _subtract_bias_and_dark(cal)
+    _check_flat_linearity(cal)
+    _divide_flat(cal)
+    _apply_gain(cal, gain)
+    out = plane_to_ccd(cal.plane, unit=cal.out_unit, meta=cal.meta)
+    out = _cosmetics(cal, out, cosmetic)
+    return _finish(cal, out)
