@@ -2,8 +2,9 @@
 
 A master made from frames that do not belong together is wrong in a way no
 later step can see: darks of 60 s and 300 s averaged into a "300 s" dark, a
-light in a bias, a JPEG as a flat.  Every master (:func:`make_master_bias`,
-:func:`make_master_dark`, :func:`make_master_flat`, and so the ``calframe
+light in a bias, a JPEG as a flat.  Every master
+(:func:`~calframe.masters.make_master_bias`, :func:`~calframe.masters.make_master_dark`,
+:func:`~calframe.masters.make_master_flat`, and so the ``calframe
 master`` and ``calframe run`` commands) checks its frames here first, from
 their headers (through :func:`calframe.io.read_header` for files, so no pixel
 is decoded twice), and refuses with a :class:`~calframe.CalframeError` that

@@ -289,7 +289,7 @@ def exposure_time(header: Mapping) -> tuple[float | None, str]:
 
 
 def require_exposure(header: Mapping, *, path: str | os.PathLike | None = None) -> float:
-    """The exposure in seconds; raise :class:`MissingMetadataError` if unknown.
+    """The exposure in seconds; raise :class:`~calframe.errors.MissingMetadataError` if unknown.
 
     Examples
     --------

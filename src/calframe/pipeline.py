@@ -26,8 +26,8 @@ its hash is unchanged and its bytes are what calframe wrote: every HDU's
 again, and everything made from it after it (:attr:`RunResult.remade`).
 
 A run holds the lock of its output folder (``<output>/.calframe/lock``, see
-:func:`calframe._atomic.lock_output`): a second run on the same folder is
-refused at once with :class:`~calframe._atomic.OutputLockedError`, which names
+``calframe._atomic.lock_output``): a second run on the same folder is
+refused at once with ``OutputLockedError``, which names
 the run that holds it.  Outputs are written atomically by
 :func:`calframe.write_frame`, through temporary names
 (``.calframe-<pid>-<random>-<name>.tmp``) listed in the run's journal before
@@ -1315,7 +1315,7 @@ def run_pipeline(config: PipelineConfig | Plan, *, progress=None,
     ------
     PipelineProblemError
         At the first problem when ``config.strict`` is set.
-    calframe._atomic.OutputLockedError
+    ``calframe._atomic.OutputLockedError``
         Another run holds the output folder (the message names it), or a
         process of another host left its lock and ``break_lock`` is false.
     """

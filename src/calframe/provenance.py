@@ -1425,12 +1425,12 @@ PROBLEM_KINDS = ("TAMPERED", "UNVERIFIABLE", "NO PROVENANCE", "CHANGED", "MISSIN
 
 @dataclass
 class VerifyReport:
-    """What :func:`verify_output` found; :attr:`ok` only when nothing is wrong.
+    """What :func:`verify_output` found; :attr:`~VerifyReport.ok` only when nothing is wrong.
 
     ``problems`` holds ``(kind, path, detail)``, one per problem, with
     ``kind`` one of :data:`PROBLEM_KINDS`; ``allowed`` the raw inputs not
     found that ``allow_missing`` accepts, as ``(path, detail)``; ``digest``
-    what :func:`calframe.io._mef.check_digest` said of the file (``'ok'``,
+    what ``calframe.io._mef.check_digest`` said of the file (``'ok'``,
     ``'tampered'``, ``'absent'``, ``'unknown'``); ``ninputs`` the number of
     distinct input files checked (through the whole tree); ``tree`` the
     :class:`ProvenanceNode` of the file, with the check of every input.

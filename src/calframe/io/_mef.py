@@ -105,7 +105,7 @@ def write_frame(ccd: CCDData, path: str | os.PathLike, *, overwrite: bool = Fals
     """Write a frame as a calframe multi-extension FITS file, atomically.
 
     The science array goes in the primary HDU so that
-    :meth:`astropy.nddata.CCDData.read` gives back data, unit, uncertainty
+    ``astropy.nddata.CCDData.read`` gives back data, unit, uncertainty
     (``UNCERT``) and mask (``MASK``) unchanged.  Per-pixel counts
     (``ccd.ncombine`` / ``ccd.rejected`` when the frame carries them) go in
     ``NCOMBINE`` / ``REJECTED`` images and the frame's provenance in the
@@ -131,8 +131,8 @@ def write_frame(ccd: CCDData, path: str | os.PathLike, *, overwrite: bool = Fals
     absolute_paths : bool, optional
         Write input paths as absolute paths instead of relative to the
         output's folder.
-    extra_hdus : sequence of astropy extension HDUs, optional
-        More HDUs, written before ``PROVENANCE``.  Like the others, they are
+    extra_hdus : sequence of `~astropy.io.fits.ImageHDU` or `~astropy.io.fits.BinTableHDU`
+        More extension HDUs, written before ``PROVENANCE``.  Like the others, they are
         covered by the checksums and by the digest of the file (``CFDIGEST``,
         which :func:`calframe.provenance.verify_output` checks): HDUs
         appended to the file afterwards would make it fail verification.

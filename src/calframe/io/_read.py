@@ -112,7 +112,7 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
         two or more axes).
     frame : int, optional
         EDF and multi-page TIFF: the frame to read (default 0).
-    unit : str or astropy unit, optional
+    unit : str or `~astropy.units.UnitBase`, optional
         The data unit (default: BUNIT of a FITS header, an empty BUNIT being
         dimensionless; for a calframe file without BUNIT, the unit of its
         UNCERT extension, else dimensionless, since calframe leaves BUNIT out
