@@ -26,8 +26,8 @@ autodoc_typehints = "none"
 # The generated page of a class lists its methods and attributes in tables;
 # documenting the members on that page gives the table entries (and
 # references such as :meth:`DistortionModel.fit`) something to link to.  The
-# module pages in api/ say :no-members: on their automodule, whose members
-# have pages of their own.
+# module pages in api/ say :no-members: and :no-inherited-members: on their
+# automodule: the members of a module have pages of their own.
 #
 # Inherited members are documented too (the rejection settings of
 # calframe.combine inherit describe() and to_dict()), except those of the
@@ -146,11 +146,12 @@ nitpick_ignore_regex = [
 ]
 
 # Inventories of the projects calframe links to.  They are kept in
-# _intersphinx/ (each one the objects.inv of the documentation release that
-# matches the versions calframe is tested with), so that building the
-# documentation never needs the network; refresh them when a dependency's
-# documentation moves.  photutils is not among them: no copy of its
-# inventory was to be had, so references to photutils are plain text.
+# _intersphinx/ so that building the documentation never needs the network.
+# Each is the objects.inv of one release of that project's documentation:
+# Python 3.14, NumPy 2.4, SciPy 1.17, astropy 8.0, scikit-image 0.26, dask and
+# dask.distributed 2024.12, pyFAI 2026.02.  Replace a file by a newer
+# release's objects.inv when a dependency's documentation moves.  photutils is not among them: no copy of its inventory was to be had,
+# so references to photutils stay plain text (see nitpick_ignore_regex).
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3.14/", "_intersphinx/python.inv"),
     "numpy": ("https://numpy.org/doc/stable/", "_intersphinx/numpy.inv"),
@@ -176,9 +177,8 @@ exclude_patterns = ["_build"]
 _TOP_LEVEL = {name: module.lstrip(".") for name, module in calframe._LAZY.items()}
 _TOP_LEVEL.update(
     (_name, "errors")
-    for _name in dir(calframe)
-    if getattr(calframe, _name) is getattr(_errors, _name, None)
-    and isinstance(getattr(calframe, _name), type)
+    for _name, _obj in vars(calframe).items()
+    if isinstance(_obj, type) and getattr(_errors, _name, None) is _obj
 )
 
 
