@@ -150,8 +150,9 @@ nitpick_ignore_regex = [
 # Each is the objects.inv of one release of that project's documentation:
 # Python 3.14, NumPy 2.4, SciPy 1.17, astropy 8.0, scikit-image 0.26, dask and
 # dask.distributed 2024.12, pyFAI 2026.02.  Replace a file by a newer
-# release's objects.inv when a dependency's documentation moves.  photutils is not among them: no copy of its inventory was to be had,
-# so references to photutils stay plain text (see nitpick_ignore_regex).
+# release's objects.inv when a dependency's documentation moves.  photutils is not
+# among them: no copy of its inventory was to be had, so references to photutils
+# stay plain text (see nitpick_ignore_regex).
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3.14/", "_intersphinx/python.inv"),
     "numpy": ("https://numpy.org/doc/stable/", "_intersphinx/numpy.inv"),
