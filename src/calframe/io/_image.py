@@ -52,17 +52,23 @@ def _check_png(content: bytes, path) -> None:
                          "IEND chunk", "copy or download the file again")
 
 
-def load_image(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
-    """Read a PNG or JPEG file."""
-    from astropy.io import fits
-    from PIL import Image, UnidentifiedImageError
-
+def _read_checked(path, frame: int) -> bytes:
+    """The bytes of a one-frame image file, a PNG's chunks checked first."""
     if frame != 0:
         raise ValueError(f"frame={frame}: {path} holds one frame")
     with open_for_reading(path) as handle:
         content = handle.read()
     if content.startswith(_PNG_MAGIC):
         _check_png(content, path)
+    return content
+
+
+def load_image(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
+    """Read a PNG or JPEG file."""
+    from astropy.io import fits
+    from PIL import Image, UnidentifiedImageError
+
+    content = _read_checked(path, frame)
     try:
         with warnings.catch_warnings():
             # Large images (above Pillow's MAX_IMAGE_PIXELS) are frames too;
@@ -118,12 +124,7 @@ def image_header(path, *, frame: int = 0):
 
     from ._formats import HeaderRead
 
-    if frame != 0:
-        raise ValueError(f"frame={frame}: {path} holds one frame")
-    with open_for_reading(path) as handle:
-        content = handle.read()
-    if content.startswith(_PNG_MAGIC):
-        _check_png(content, path)
+    _read_checked(path, frame)
     try:
         with Image.open(path) as image:
             mode, image_format, (nx, ny) = image.mode, image.format, image.size
