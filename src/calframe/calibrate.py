@@ -19,10 +19,11 @@ from typing import Any
 
 import numpy as np
 from astropy import units as u
-from astropy.nddata import CCDData
+from astropy.nddata import CCDData, StdDevUncertainty
 from scipy import ndimage
 
-from ._arith import Plane, divide, multiply, subtract
+from ._arith import Plane, subtract
+from ._calkernel import MasterArrays, divide_and_finish, master_arrays, subtract_terms
 from ._calutil import (
     as_frame,
     cfa_groups,
@@ -31,7 +32,6 @@ from ._calutil import (
     exposure_of,
     header_of,
     parse_section,
-    plane_to_ccd,
     std_of,
     temperature_of,
 )
@@ -96,15 +96,6 @@ def dark_includes_bias(dark: CCDData) -> bool:
         if step.step == "make_master_dark":
             return not step.parameters.get("bias_subtracted", True)
     return False
-
-
-def _subtract_scaled(a: Plane, b: Plane, scale) -> Plane:
-    """``a - scale * b`` for a scalar or a per-pixel ``scale`` array."""
-    if np.ndim(scale) == 0:
-        return subtract(a, b, float(scale))
-    scale = np.asarray(scale, np.float32)
-    scaled = Plane(b.data * scale, None if b.var is None else b.var * scale**2, b.mask)
-    return subtract(a, scaled, 1.0)
 
 
 def _channel_values(value, pattern: str | None):
@@ -343,15 +334,22 @@ class _Calibration:
     bias_untrimmed: CCDData | None = None
     dark_untrimmed: CCDData | None = None
     on_nonlinear: str = "raise"
-    # the terms: black level, bias and dark planes, their coefficients
+    # the terms: black level, bias and dark arrays, their coefficients
     black: np.ndarray | None = None
-    bias_plane: Plane | None = None
-    dark_plane: Plane | None = None
+    bias_arrays: MasterArrays | None = None
+    dark_arrays: MasterArrays | None = None
     dark_is_rate: bool = False
     dark_with_bias: bool = False
     dark_scale: Any = 1.0  # a float, or a per-pixel map (per CFA channel)
     channel_fits: dict | None = None
     bias_coefficient: Any = 1.0
+    # the flat and the factors applied around it (1.0: none)
+    flat_arrays: MasterArrays | None = None
+    rate: float = 1.0
+    gain_factor: float = 1.0
+    dark_flat_covariance: bool = False
+    owned: bool = False  # the plane's arrays are this calibration's own (writable)
+    counts: tuple[int, int] | None = None  # valid and negative pixels of the result
 
     def name(self, role: str, default: str) -> str:
         """The file name of the input given for ``role``, else ``default``."""
@@ -504,7 +502,7 @@ def _bias_and_dark_planes(cal: _Calibration) -> None:
     """Check the units of the bias and the dark; refuse a dark that leaves the bias in."""
     if cal.bias is not None:
         _check_unit("bias", cal.bias, cal.unit, cal.name("bias", "bias"))
-        cal.bias_plane = Plane.from_ccd(cal.bias, copy=False)
+        cal.bias_arrays = master_arrays(cal.bias, cal.shape)
     if cal.dark is None:
         return
     dark_unit = _unit(cal.dark)
@@ -512,10 +510,10 @@ def _bias_and_dark_planes(cal: _Calibration) -> None:
     if not cal.dark_is_rate:
         _check_unit("dark", cal.dark, cal.unit, cal.name("dark", "dark"))
     cal.dark_with_bias = dark_includes_bias(cal.dark)
-    _check_bias_removed(cal.dark, with_bias=cal.dark_with_bias, bias=cal.bias_plane,
+    _check_bias_removed(cal.dark, with_bias=cal.dark_with_bias, bias=cal.bias,
                         overscan=cal.overscan_used, meta=cal.meta,
                         names=(cal.name("light", "the frame"), cal.name("dark", "the dark")))
-    cal.dark_plane = Plane.from_ccd(cal.dark, copy=False)
+    cal.dark_arrays = master_arrays(cal.dark, cal.shape)
 
 
 def _decide_dark_scale(cal: _Calibration, mode) -> None:
@@ -545,15 +543,15 @@ def _decide_dark_scale(cal: _Calibration, mode) -> None:
 
 def _optimized_dark_scale(cal: _Calibration, mode: str):
     """The fitted scale of the dark current (per CFA channel: a per-pixel map)."""
-    bias = cal.bias_plane
+    bias = None if cal.bias is None else Plane.from_ccd(cal.bias, copy=False)
     if cal.dark_with_bias and bias is None:
         raise IncompatibleFramesError(
             f"dark_scale='{mode}': the dark includes the bias (BIASSUB=F) "
             "and no bias was given; pass bias= so the dark current can be "
             "separated")
-    current = cal.dark_plane
+    current = Plane.from_ccd(cal.dark, copy=False)
     if cal.dark_with_bias:
-        current = subtract(cal.dark_plane, bias)
+        current = subtract(current, bias)
     target = cal.plane if bias is None else subtract(cal.plane, bias)
     pattern = None
     if mode == "optimize-per-channel" and cfa_pattern(cal.meta) is not None:
@@ -574,7 +572,7 @@ def _decide_bias_coefficient(cal: _Calibration) -> None:
         return
     k = cal.dark_scale
     if np.any(np.abs(np.asarray(k) - 1.0) > 1e-6):
-        if cal.bias_plane is None:
+        if cal.bias is None:
             raise IncompatibleFramesError(
                 f"dark: it includes the bias (BIASSUB=F) and would be scaled by {k:.4g} "
                 "(different exposure); pass bias= as well, give a dark of the frame's "
@@ -616,31 +614,34 @@ def _record_dark(cal: _Calibration, mode) -> None:
 
 
 def _subtract_bias_and_dark(cal: _Calibration) -> None:
-    """Apply the decided terms: ``frame - k dark - c bias``."""
-    if cal.dark_plane is not None:
-        cal.plane = _subtract_scaled(cal.plane, cal.dark_plane, cal.dark_scale)
-    bias = cal.bias_plane
+    """Apply the decided terms, ``frame - k dark - c bias``, in one pass over the pixels."""
+    bias = cal.bias_arrays
+    bias_mode = 0
+    correlated = False
     if bias is not None:
         if np.any(np.asarray(cal.bias_coefficient) != 0.0):
-            cal.plane = _subtract_scaled(cal.plane, bias, cal.bias_coefficient)
+            bias_mode = 1
             if cal.dark is not None and cal.plane.var is not None \
-                    and bias.var is not None and "BIASID" in cal.dark.meta \
+                    and bias.has_var and "BIASID" in cal.dark.meta \
                     and cal.dark.meta["BIASID"] == data_id(cal.bias_untrimmed):
                 # the dark was made with this very bias: its error is in both
                 # terms of frame - bias - k (dark_raw - bias), which therefore
                 # carries (1 - k)**2 var_bias, not (1 + k**2) var_bias
-                good = bias.valid()
-                two_k = 2 * np.asarray(cal.dark_scale, np.float32)
-                cal.plane.var = np.maximum(
-                    cal.plane.var - two_k * np.where(good, bias.var, 0), 0
-                ).astype(cal.plane.var.dtype)
+                correlated = True
                 cal.params["dark_bias_correlated"] = True
         else:
-            # the bias is contained in the dark: mask its bad pixels only
-            cal.plane.mask |= ~bias.valid()
+            bias_mode = 2  # the bias is contained in the dark: mask its bad pixels only
         cal.params["bias_coefficient"] = _channel_values(
             cal.bias_coefficient, cal.params.get("dark_scale_pattern"))
         cal.calstat += "B"
+    if cal.dark_arrays is not None or bias_mode:
+        plane = cal.plane
+        data, var, mask = subtract_terms(
+            plane.data, plane.var, plane.mask, dark=cal.dark_arrays,
+            dark_scale=cal.dark_scale, bias=bias, bias_mode=bias_mode,
+            bias_coefficient=cal.bias_coefficient, correlated=correlated)
+        cal.plane = Plane(data, var, mask)
+        cal.owned = True
     cal.calstat = "".join(sorted(cal.calstat, key="OTBD".index))
 
 
@@ -675,26 +676,26 @@ def _flat_unit(flat: CCDData) -> u.UnitBase:
 
 
 def _divide_flat(cal: _Calibration) -> None:
-    """Divide by the flat (the frame's rate by a flat rate) and decide the output unit."""
+    """Decide the division by the flat (the frame's rate by a flat rate) and the output unit.
+
+    :func:`_apply_flat_and_gain` divides.
+    """
     if cal.flat is None:
         return
     ratio_unit = u.Unit(cal.unit / _flat_unit(cal.flat))
     if ratio_unit.physical_type == "time":
         t_frame = exposure_of(cal.light, name="frame")
-        cal.plane = multiply(cal.plane, 1.0 / t_frame)
+        cal.rate = 1.0 / t_frame
         ratio_unit = u.Unit(ratio_unit / u.s)
         cal.params["flat_rate"] = True
-    cal.plane = divide(cal.plane, Plane.from_ccd(cal.flat, copy=False))
+    cal.flat_arrays = master_arrays(cal.flat, cal.shape)
     if cal.dark is not None and cal.bias is None and "DARKID" in cal.flat.meta \
             and cal.plane.var is not None \
             and cal.flat.meta["DARKID"] == data_id(cal.dark_untrimmed):
         # the flat was made with this very dark: its error is in numerator
         # and denominator, T = (d - k D) / F(D), and
         # var_T gets -2 k T a var_D / F**2 (a: the dark's share of F)
-        k_eff = cal.dark_scale
-        if cal.params.get("flat_rate"):
-            k_eff = k_eff / exposure_of(cal.light, name="frame")
-        _dark_flat_covariance(cal.plane, cal.flat, cal.dark, k_eff)
+        cal.dark_flat_covariance = True
         cal.params["dark_flat_correlated"] = True
     cal.out_unit = ratio_unit.decompose() if ratio_unit.physical_type == \
         "dimensionless" else ratio_unit
@@ -703,14 +704,42 @@ def _divide_flat(cal: _Calibration) -> None:
 
 
 def _apply_gain(cal: _Calibration, gain) -> None:
-    """Multiply by the gain (e-/adu)."""
+    """Decide the gain (e-/adu) to multiply by."""
     if gain is None:
         return
     factor, cal.out_unit = _as_gain(gain, cal.light, cal.out_unit)
-    cal.plane = multiply(cal.plane, factor)
+    cal.gain_factor = factor
     cal.params["gain"] = factor
     cal.meta["GAINCORR"] = (factor, "gain applied (e-/adu)")
     cal.calstat += "G"
+
+
+def _apply_flat_and_gain(cal: _Calibration) -> CCDData:
+    """Apply the flat, the rate and the gain, and make the output frame, in one pass.
+
+    A dark shared by the frame and its flat needs the quotient before the gain
+    for its covariance term: that case takes two passes.
+    """
+    plane = cal.plane
+    rate, flat = cal.rate, cal.flat_arrays
+    if cal.dark_flat_covariance:
+        data, var, mask, _, _ = divide_and_finish(
+            plane.data, plane.var, plane.mask, rate=rate, flat=flat, gain=1.0, std=False,
+            out=(plane.data, plane.var, plane.mask) if cal.owned else None)
+        plane = Plane(data, var, mask)
+        cal.owned = True
+        k_eff = cal.dark_scale
+        if cal.params.get("flat_rate"):
+            k_eff = k_eff / exposure_of(cal.light, name="frame")
+        _dark_flat_covariance(plane, cal.flat, cal.dark, k_eff)
+        rate, flat = 1.0, None
+    data, std, mask, nvalid, nnegative = divide_and_finish(
+        plane.data, plane.var, plane.mask, rate=rate, flat=flat, gain=cal.gain_factor,
+        std=True, out=(plane.data, plane.var, plane.mask) if cal.owned else None)
+    cal.counts = (nvalid, nnegative)
+    unc = None if std is None else StdDevUncertainty(std, copy=False)
+    return CCDData(data, unit=u.Unit(cal.out_unit), uncertainty=unc, mask=mask,
+                   meta=header_of(cal.meta))
 
 
 def _cosmetic_settings(cosmetic) -> Cosmetic | None:
@@ -752,6 +781,7 @@ def _cosmetics(cal: _Calibration, out: CCDData, cosmetic) -> CCDData:
     cosmetic = _cosmetic_settings(cosmetic)
     if cosmetic is None:
         return out
+    cal.counts = None  # the values may change
     bad = _bad_pixels(cal, cosmetic)
     if bad.any():
         out = correct_bad_pixels(out, bad, unmask=cosmetic.unmask)
@@ -768,9 +798,12 @@ def _cosmetics(cal: _Calibration, out: CCDData, cosmetic) -> CCDData:
 
 def _finish(cal: _Calibration, out: CCDData) -> CCDData:
     """Warn about an over-subtracted result; write CALSTAT, HISTORY and the provenance."""
-    valid = ~out.mask & np.isfinite(out.data)
-    if valid.any() and _frame_type(cal.light) not in ("bias", "dark", "darkflat"):
-        negative = float(np.mean(out.data[valid] < 0))
+    if cal.counts is None:
+        valid = ~out.mask & np.isfinite(out.data)
+        cal.counts = (int(np.count_nonzero(valid)), int(np.count_nonzero(out.data[valid] < 0)))
+    nvalid, nnegative = cal.counts
+    if nvalid and _frame_type(cal.light) not in ("bias", "dark", "darkflat"):
+        negative = nnegative / nvalid
         if negative > NEGATIVE_FRACTION:
             warnings.warn(
                 f"calibrate: {100 * negative:.0f}% of the calibrated pixels are negative; "
@@ -948,6 +981,6 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     _check_flat_linearity(cal)
     _divide_flat(cal)
     _apply_gain(cal, gain)
-    out = plane_to_ccd(cal.plane, unit=cal.out_unit, meta=cal.meta)
+    out = _apply_flat_and_gain(cal)
     out = _cosmetics(cal, out, cosmetic)
     return _finish(cal, out)

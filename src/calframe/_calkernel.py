@@ -1,0 +1,260 @@
+"""The calibration arithmetic of a frame in two compiled passes (private).
+
+:func:`calframe.calibrate` decides its terms step by step (the dark's scale,
+the bias's coefficient, the correlated-error corrections, the flat, the gain)
+and these kernels apply them, row by row in parallel, in float32, computing
+data, variance and mask together and reading the masters' data, standard
+deviation and mask as they are (no variance or mask array is made for a
+master):
+
+1. :func:`subtract_terms`: ``frame - k dark - c bias`` (with the correction of a
+   bias that is also inside the dark);
+2. :func:`divide_and_finish`: ``(frame * r) / flat * g``, then the standard
+   deviation, and the counts of valid and negative pixels.
+
+Every operation is done in the order and the precision of
+:mod:`calframe._arith` (``subtract``, ``divide``, ``multiply``) followed by
+the square root of :func:`calframe._calutil.plane_to_ccd`, so the results are
+the same to the last bit.  A pixel that is masked or not finite in a master
+keeps the frame's value there and is masked, as in :mod:`calframe._arith`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["MasterArrays", "divide_and_finish", "master_arrays", "subtract_terms"]
+
+
+@dataclass
+class MasterArrays:
+    """A master's float32 data, standard deviation (or None) and input mask (or None),
+    broadcast to the frame's shape, as the kernels read them."""
+
+    data: np.ndarray
+    std: np.ndarray | None
+    mask: np.ndarray | None
+
+    @property
+    def has_var(self) -> bool:
+        """Whether the master has a variance anywhere (as :meth:`Plane.from_ccd` says)."""
+        if self.std is None:
+            return False
+        first = self.std.flat[0]
+        if np.isfinite(first * first):
+            return True
+        return bool(np.isfinite(np.square(self.std)).any())
+
+
+def master_arrays(ccd, shape) -> MasterArrays:
+    """The arrays of a master (a CCDData) for the kernels, without copies where possible."""
+    from astropy.nddata import StdDevUncertainty
+
+    data = np.broadcast_to(np.asarray(ccd.data, dtype=np.float32), shape)
+    std = None
+    if ccd.uncertainty is not None:
+        unc = ccd.uncertainty
+        if not isinstance(unc, StdDevUncertainty):
+            unc = unc.represent_as(StdDevUncertainty)
+        std = np.broadcast_to(np.asarray(unc.array, dtype=np.float32), shape)
+    mask = None if ccd.mask is None else np.broadcast_to(
+        np.asarray(ccd.mask, dtype=bool), shape)
+    return MasterArrays(data, std, mask)
+
+
+_SINK = np.zeros((1, 1), np.float32)  # the variance output when there is none (never written)
+
+
+def _full(value, shape, dtype) -> np.ndarray:
+    """``value`` (None, a scalar or an array) as a read-only array of ``shape``."""
+    if value is None:
+        value = 0
+    return np.broadcast_to(np.asarray(value, dtype=dtype), shape)
+
+
+def subtract_terms(data: np.ndarray, var: np.ndarray | None, mask: np.ndarray, *,
+                   dark: MasterArrays | None, dark_scale, bias: MasterArrays | None,
+                   bias_mode: int, bias_coefficient, correlated: bool):
+    """``data - k dark - c bias`` with variance and mask, in one pass.
+
+    Parameters
+    ----------
+    data, var, mask : numpy.ndarray
+        The frame (``var`` may be None); not modified.
+    dark : MasterArrays or None
+        The dark and its scale ``dark_scale`` (a number or a per-pixel map).
+    bias : MasterArrays or None
+        The bias.  ``bias_mode`` 1 subtracts ``bias_coefficient`` (a number or a
+        map) times it; 2 only masks its bad pixels (the dark removed the bias).
+    correlated : bool
+        The bias is also inside the dark (made with it): the variance loses
+        ``2 k var_bias`` where the bias is good, and is kept at 0 or above.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        New data, variance (None if ``var`` is None) and mask arrays.
+    """
+    shape = data.shape
+    out = np.empty(shape, np.float32)
+    outvar = np.empty(shape, np.float32) if var is not None else None
+    outmask = np.empty(shape, bool)
+    nothing = _full(None, shape, np.float32)
+    nomask = _full(False, shape, bool)
+    use_dark = dark is not None
+    use_bias = bias is not None and bias_mode in (1, 2)
+    dk = dark if use_dark else MasterArrays(nothing, None, None)
+    bs = bias if use_bias else MasterArrays(nothing, None, None)
+    k = _full(dark_scale if use_dark else 0.0, shape, np.float32)
+    c = _full(bias_coefficient if use_bias and bias_mode == 1 else 0.0, shape, np.float32)
+    two_k = _full(2 * np.asarray(dark_scale, np.float32) if correlated else 0.0, shape,
+                  np.float32)
+    dvar = use_dark and dk.has_var
+    bvar = use_bias and bs.has_var
+    _subtract_terms_kernel(
+        data, nothing if var is None else var, var is not None, mask,
+        dk.data, nothing if dk.std is None else dk.std, dvar,
+        nomask if dk.mask is None else dk.mask, k, use_dark,
+        bs.data, nothing if bs.std is None else bs.std, bvar,
+        nomask if bs.mask is None else bs.mask, c, bias_mode if use_bias else 0,
+        correlated and bvar and var is not None, two_k,
+        out, _SINK if outvar is None else outvar, outmask)
+    return out, outvar, outmask
+
+
+def divide_and_finish(data: np.ndarray, var: np.ndarray | None, mask: np.ndarray, *,
+                      rate: float, flat: MasterArrays | None, gain: float, std: bool,
+                      out=None):
+    """``(data * rate) / flat * gain``, then the standard deviation, in one pass.
+
+    ``rate`` and ``gain`` of 1 are not applied (as :func:`calframe._arith.multiply`
+    would not be called).  ``out`` gives the (data, variance, mask) arrays to write
+    into (they may be the inputs); by default new ones.  With ``std`` the
+    variance array receives ``sqrt(max(var, 0))``.
+
+    Returns
+    -------
+    tuple
+        data, variance or standard deviation (None if ``var`` is None), mask, and
+        the counts of valid (unmasked, finite) pixels and of those below 0.
+    """
+    shape = data.shape
+    if out is None:
+        out = (np.empty(shape, np.float32),
+               np.empty(shape, np.float32) if var is not None else None,
+               np.empty(shape, bool))
+    odata, ovar, omask = out
+    nothing = _full(None, shape, np.float32)
+    nomask = _full(False, shape, bool)
+    use_flat = flat is not None
+    fl = flat if use_flat else MasterArrays(nothing, None, None)
+    counts = np.zeros((shape[0], 2), np.int64)
+    _divide_kernel(data, nothing if var is None else var, var is not None, mask,
+                   np.float32(rate), rate != 1.0,
+                   fl.data, nothing if fl.std is None else fl.std, use_flat and fl.has_var,
+                   nomask if fl.mask is None else fl.mask, use_flat,
+                   np.float32(gain), gain != 1.0, std,
+                   odata, _SINK if ovar is None else ovar, omask, counts)
+    total = counts.sum(axis=0)
+    return odata, ovar, omask, int(total[0]), int(total[1])
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _subtract_terms_kernel(a, avar, has_avar, amask, d, dstd, has_dvar, dmask, k, use_dark,
+                           b, bstd, has_bvar, bmask, c, bias_mode, correlated, two_k,
+                           out, outvar, outmask):  # pragma: no cover - compiled
+    ny, nx = a.shape
+    for y in prange(ny):
+        for x in range(nx):
+            value = a[y, x]
+            m = amask[y, x]
+            v = avar[y, x] if has_avar else np.float32(0)
+            if use_dark:  # _arith.subtract(frame, dark, k)
+                dv = d[y, x]
+                good = (not dmask[y, x]) and np.isfinite(dv)
+                m = m or (not good) or (not np.isfinite(value))
+                if good:
+                    kk = k[y, x]
+                    value = value - kk * dv
+                    if has_avar and has_dvar:
+                        s = dstd[y, x]
+                        v += kk * kk * (s * s)
+            if bias_mode != 0:
+                bv = b[y, x]
+                good = (not bmask[y, x]) and np.isfinite(bv)
+                if bias_mode == 1:  # _arith.subtract(frame, bias, c)
+                    m = m or (not good) or (not np.isfinite(value))
+                    if good:
+                        cc = c[y, x]
+                        value = value - cc * bv
+                        if has_avar and has_bvar:
+                            s = bstd[y, x]
+                            v += cc * cc * (s * s)
+                    if correlated:
+                        if good:
+                            s = bstd[y, x]
+                            v = v - two_k[y, x] * (s * s)
+                        else:
+                            v = v - two_k[y, x] * np.float32(0)
+                        if v < 0:
+                            v = np.float32(0)
+                else:  # the bias is inside the dark: its bad pixels are masked
+                    m = m or (not good)
+            out[y, x] = value
+            outmask[y, x] = m
+            if has_avar:
+                outvar[y, x] = v
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _divide_kernel(a, avar, has_avar, amask, rate, use_rate, f, fstd, has_fvar, fmask,
+                   use_flat, gain, use_gain, to_std, out, outvar, outmask,
+                   counts):  # pragma: no cover - compiled
+    ny, nx = a.shape
+    rate2 = rate * rate
+    gain2 = gain * gain
+    for y in prange(ny):
+        nvalid = 0
+        nneg = 0
+        for x in range(nx):
+            value = a[y, x]
+            m = amask[y, x]
+            v = avar[y, x] if has_avar else np.float32(0)
+            if use_rate:  # _arith.multiply(plane, rate)
+                value = value * rate
+                v = v * rate2
+            if use_flat:  # _arith.divide(plane, flat)
+                fv = f[y, x]
+                good = (not fmask[y, x]) and np.isfinite(fv) and fv > 0
+                m = m or (not good) or (not np.isfinite(value))
+                if good:
+                    q = value / fv
+                else:
+                    fv = np.float32(1.0)
+                    q = value
+                v = v / (fv * fv)
+                if has_fvar and good:
+                    s = fstd[y, x]
+                    v += q * q * (s * s) / (fv * fv)
+                value = q
+            if use_gain:  # _arith.multiply(plane, gain)
+                value = value * gain
+                v = v * gain2
+            if has_avar:
+                if to_std:  # plane_to_ccd: sqrt(max(var, 0))
+                    if v < 0:
+                        v = np.float32(0)
+                    v = np.float32(math.sqrt(np.float64(v)))
+                outvar[y, x] = v
+            out[y, x] = value
+            outmask[y, x] = m
+            if not m and np.isfinite(value):
+                nvalid += 1
+                if value < 0:
+                    nneg += 1
+        counts[y, 0] = nvalid
+        counts[y, 1] = nneg
