@@ -141,3 +141,43 @@ def test_kernels_leave_their_inputs_alone():
                       flat=master_arrays(flat, SHAPE), gain=2.0, std=True)
     for a, b in zip(before, (plane.data, plane.var, plane.mask), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _variance_reference(raw, offset, gain, rdnoise_e, cfa):
+    """The detector-model variance as calibrate computed it with scipy.ndimage."""
+    from scipy import ndimage
+
+    signal = np.maximum(np.nan_to_num(raw - offset), 0).astype(np.float32)
+    sites = [(slice(y, None, 2), slice(x, None, 2)) for y in (0, 1) for x in (0, 1)] \
+        if cfa else [(slice(None), slice(None))]
+    smooth = np.empty_like(signal)
+    for sl in sites:
+        smooth[sl] = ndimage.uniform_filter(signal[sl], size=3, mode="nearest")
+    rn2 = np.float32((rdnoise_e / gain) ** 2)
+    g = np.float32(gain)
+    var_smooth = smooth / g + rn2
+    differs = np.abs(signal - smooth) > 3 * np.sqrt(var_smooth)
+    return np.where(differs, signal / g + rn2, var_smooth).astype(np.float32)
+
+
+@pytest.mark.parametrize("cfa", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 3), (5, 4), (64, 81)])
+def test_detector_variance_equals_the_scipy_arithmetic(cfa, shape):
+    from calframe._calkernel import detector_variance
+
+    rng = np.random.default_rng(shape[0] * 7 + cfa)
+    offset = rng.normal(1000, 3, shape).astype(np.float32)
+    raw = (offset + rng.poisson(rng.uniform(0, 3000, shape))).astype(np.float32)
+    raw.flat[::17] = offset.flat[::17] - 40           # below the offset
+    raw.flat[3::29] += 20000                          # hot pixels and star cores
+    raw.flat[5::31] = np.nan
+    offset.flat[7::37] = np.nan
+    ref = _variance_reference(raw, np.nan_to_num(offset), 1.7, 5.5, cfa)
+    got = detector_variance(raw, offset, step=2 if cfa else 1, gain=1.7, rdnoise_e=5.5)
+    assert got.dtype == np.float32
+    # scipy sums the neighbourhood incrementally along each line: an ulp apart at most
+    np.testing.assert_array_max_ulp(got, ref, maxulp=1)
+    assert np.mean(got == ref) > 0.99
+    scalar = detector_variance(raw, 0.0, step=1, gain=2.0, rdnoise_e=3.0)
+    np.testing.assert_array_max_ulp(scalar, _variance_reference(raw, 0.0, 2.0, 3.0, False),
+                                    maxulp=1)

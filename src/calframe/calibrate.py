@@ -20,10 +20,15 @@ from typing import Any
 import numpy as np
 from astropy import units as u
 from astropy.nddata import CCDData, StdDevUncertainty
-from scipy import ndimage
 
 from ._arith import Plane, subtract
-from ._calkernel import MasterArrays, divide_and_finish, master_arrays, subtract_terms
+from ._calkernel import (
+    MasterArrays,
+    detector_variance,
+    divide_and_finish,
+    master_arrays,
+    subtract_terms,
+)
 from ._calutil import (
     as_frame,
     cfa_groups,
@@ -222,26 +227,13 @@ def _estimate_variance(raw: np.ndarray, offset: np.ndarray | float, gain: float,
     (about -0.06 at 30 e-).  Where the pixel and its neighbourhood differ by
     more than 3 sigma (a star's core or wing, a hot pixel) its own value is
     used.
+
+    The arithmetic runs in one compiled pass (:func:`calframe._calkernel.detector_variance`),
+    on the four sites of a CFA mosaic apart.
     """
-    signal = np.maximum(np.nan_to_num(raw - offset), 0).astype(np.float32)
-    groups = cfa_groups(meta if meta is not None else {}, signal.shape, by_colour=False)
-    rn2 = np.float32((rdnoise_e / gain) ** 2)
-    g = np.float32(gain)
-
-    def local_mean(values):
-        out = np.empty_like(values)
-        for group in groups:
-            for sl in group:
-                out[sl] = ndimage.uniform_filter(values[sl], size=3, mode="nearest")
-        return out
-
-    # the neighbourhood stands for the pixel only where the two agree within
-    # the noise; next to a star's core or a hot pixel (whose neighbours'
-    # mean it would raise) and on such peaks, the pixel's own value is used
-    smooth = local_mean(signal)
-    var_smooth = smooth / g + rn2
-    differs = np.abs(signal - smooth) > 3 * np.sqrt(var_smooth)
-    return np.where(differs, signal / g + rn2, var_smooth).astype(np.float32)
+    step = 1 if cfa_pattern(meta if meta is not None else {}) is None else 2
+    return detector_variance(np.asarray(raw), offset, step=step, gain=gain,
+                             rdnoise_e=rdnoise_e)
 
 
 def _as_gain(gain, light: CCDData, unit) -> tuple[float, u.UnitBase]:
@@ -460,10 +452,10 @@ def _black_level(cal: _Calibration, subtract_black: bool | None) -> None:
 
 def _signal_free_level(cal: _Calibration):
     """The level of the raw values that carries no photon noise, or None if unknown."""
-    if cal.bias is not None:
-        return np.nan_to_num(np.asarray(cal.bias.data, np.float32))
+    if cal.bias is not None:  # NaN counts as 0 (in the variance kernel)
+        return np.asarray(cal.bias.data, np.float32)
     if cal.dark is not None and dark_includes_bias(cal.dark):
-        return np.nan_to_num(np.asarray(cal.dark.data, np.float32))
+        return np.asarray(cal.dark.data, np.float32)
     if cal.overscan_used:
         return 0.0
     return cal.black
