@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 from astropy import units as u
 from astropy.nddata import CCDData, StdDevUncertainty
-from scipy import ndimage
 
 from ._calutil import as_frame, cfa_groups, cfa_pattern, header_of, std_of
 from .errors import IncompatibleFramesError, InvalidSettingsError
@@ -195,6 +194,8 @@ def find_bad_pixels(master, *, hot_sigma: float | None = 5.0,
     >>> np.argwhere(bad).tolist()
     [[5, 7]]
     """
+    from scipy import ndimage  # imported when needed: it costs start-up time
+
     if hot_sigma is None and cold_sigma is None:
         raise InvalidSettingsError("find_bad_pixels: hot_sigma and cold_sigma are both None; "
                          "give at least one threshold")
