@@ -194,7 +194,7 @@ def find_bad_pixels(master, *, hot_sigma: float | None = 5.0,
     >>> np.argwhere(bad).tolist()
     [[5, 7]]
     """
-    from scipy import ndimage  # imported when needed: it costs start-up time
+    from ._medfilt import median_filter
 
     if hot_sigma is None and cold_sigma is None:
         raise InvalidSettingsError("find_bad_pixels: hot_sigma and cold_sigma are both None; "
@@ -217,7 +217,8 @@ def find_bad_pixels(master, *, hot_sigma: float | None = 5.0,
             if pbad.all():
                 continue
             filled = np.where(pbad, np.median(plane[~pbad]), plane)
-            dev = filled - ndimage.median_filter(filled, size=int(box), mode="reflect")
+            # scipy.ndimage.median_filter(filled, size=box, mode="reflect"), exactly
+            dev = filled - median_filter(filled, int(box))
             good = dev[~pbad]
             step = _quantum(good, float(np.median(good)), float(np.median(np.abs(plane[~pbad]))))
             sigma = _quantised_sigma(good, step) if step > 0 else _robust_sigma(good)
