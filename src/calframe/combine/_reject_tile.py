@@ -6,8 +6,9 @@ holds the N values of pixel ``p`` sorted in ascending order; the first
 contiguous range ``[lo[p], hi[p])`` of each column.
 
 :func:`reject_tile` gives, for every pixel, exactly the integers that the
-per-pixel ``_reject`` of :mod:`._kernels` gives, but it runs the pixels of
-the tile in lock-step:
+per-pixel definition of each algorithm gives (``_reject`` in the tests,
+``tests/test_combine_reject_tile.py``, checks this), but it runs the pixels
+of the tile in lock-step:
 
 * the state of each pixel (its kept range, centre, scale, whether it is
   still iterating, ...) lives in rows of small scratch arrays, one entry per
@@ -50,13 +51,32 @@ import math
 import numpy as np
 from numba import njit
 
+from .._stats import MAD_TO_SIGMA, WINSOR_MAXITER, WINSOR_SIGMA_FACTOR, WINSOR_TOLERANCE
+from ._codes import (
+    P_CENTER_MEAN,
+    P_CUTOFF,
+    P_FRACTION,
+    P_HIGH,
+    P_LOW,
+    P_MAXITERS,
+    P_NHIGH,
+    P_NLOW,
+    P_SCALE_MAD,
+    REJ_GESD,
+    REJ_LINEARFIT,
+    REJ_MINMAX,
+    REJ_PERCENTILE,
+    REJ_SIGMA,
+    REJ_WINSORIZED,
+    TILE,
+)
+
 __all__ = ["NFSTATE", "NISTATE", "reject_scratch", "reject_tile"]
 
 #: rows of the float64 and int32 per-pixel state arrays (``fs``, ``ist``)
 NFSTATE = 9
 NISTATE = 12
 
-_MAD_TO_SIGMA = 1.482602218505602
 _BIG = 1 << 30
 #: below this many slots a loop over rows costs more in overhead than it saves:
 #: sums run along each slot's column instead (same order, same numbers)
@@ -67,16 +87,16 @@ _FEW = 8
 def reject_scratch(nf):  # pragma: no cover
     """Scratch arrays of :func:`reject_tile` for tiles of ``nf`` frames.
 
-    Returns ``(tp, wt, fs, ist)``: float32 ``(nf, 256)`` (the packed copy
-    of the tile), float64 ``(nf, 256)`` (the winsorized values), float64
-    ``(NFSTATE, 256)`` and int32 ``(NISTATE, 256)`` (per-pixel state).
+    Returns ``(tp, wt, fs, ist)``: float32 ``(nf, TILE)`` (the packed copy
+    of the tile), float64 ``(nf, TILE)`` (the winsorized values), float64
+    ``(NFSTATE, TILE)`` and int32 ``(NISTATE, TILE)`` (per-pixel state).
     Allocate them once and reuse them for every tile.
     """
     n = max(nf, 1)
-    tp = np.empty((n, 256), dtype=np.float32)
-    wt = np.empty((n, 256), dtype=np.float64)
-    fs = np.empty((NFSTATE, 256), dtype=np.float64)
-    ist = np.empty((NISTATE, 256), dtype=np.int32)
+    tp = np.empty((n, TILE), dtype=np.float32)
+    wt = np.empty((n, TILE), dtype=np.float64)
+    fs = np.empty((NFSTATE, TILE), dtype=np.float64)
+    ist = np.empty((NISTATE, TILE), dtype=np.int32)
     return tp, wt, fs, ist
 
 
@@ -451,11 +471,11 @@ def _advance(src, first, tp, k, nmin, lo, hi, idx, plo, phi, nlo, nhi, act,
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 def _sigma_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no cover
-    """Sigma clipping (rejection code 1) about the median or mean, std or MAD scale."""
-    low, high = params[0], params[1]
-    center_mean = params[2] > 0.5
-    use_mad = params[3] > 0.5
-    maxiters = int(params[4])
+    """Sigma clipping (``REJ_SIGMA``) about the median or mean, std or MAD scale."""
+    low, high = params[P_LOW], params[P_HIGH]
+    center_mean = params[P_CENTER_MEAN] > 0.5
+    use_mad = params[P_SCALE_MAD] > 0.5
+    maxiters = int(params[P_MAXITERS])
     c, s, blo, bhi, mean, acc, d2 = fs[0], fs[1], fs[2], fs[3], fs[4], fs[5], fs[6]
     idx, plo, phi, act, nlo, nhi = ist[0], ist[1], ist[2], ist[3], ist[4], ist[5]
     to, frm = ist[6], ist[7]
@@ -475,7 +495,7 @@ def _sigma_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no cover
         if use_mad:
             _mad_tile(src, k, plo, phi, c, s, d2, act, ist[8])
             for q in range(k):
-                s[q] = _MAD_TO_SIGMA * s[q]
+                s[q] = MAD_TO_SIGMA * s[q]
         for q in range(k):
             blo[q] = c[q] - low * s[q]
             bhi[q] = c[q] + high * s[q]
@@ -512,7 +532,7 @@ def _winsor_scale(src, k, plo, phi, act, med, sigma, cutoff, wt, fs, ist):  # pr
         isig[q] = sigma[q]
         iact[q] = act[q]
     n = k
-    for _ in range(100):
+    for _ in range(WINSOR_MAXITER):
         nact = _count(n, iact)
         if nact == 0:
             break
@@ -590,20 +610,20 @@ def _winsor_scale(src, k, plo, phi, act, med, sigma, cutoff, wt, fs, ist):  # pr
         for q in range(n):
             m = kh[q] - kl[q]
             sigma0 = sg[q]
-            snew = 1.134 * math.sqrt(m2[q] / max(m - 1, 1))
+            snew = WINSOR_SIGMA_FACTOR * math.sqrt(m2[q] / max(m - 1, 1))
             going = iact[q] != 0
             sg[q] = snew if going else sigma0
-            iact[q] = going & (not (abs(snew - sigma0) <= 0.0005 * sigma0))
+            iact[q] = going & (not (abs(snew - sigma0) <= WINSOR_TOLERANCE * sigma0))
         for q in range(n):
             sigma[imap[q]] = sg[q]
 
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 def _winsorized_tile(t, tw, nvalid, lo, hi, params, tp, wt, fs, ist):  # pragma: no cover
-    """Winsorized sigma clipping (rejection code 2); ``wt`` (float64, N x 256) is the copy."""
-    low, high = params[0], params[1]
-    maxiters = int(params[4])
-    cutoff = params[5]
+    """Winsorized sigma clipping (``REJ_WINSORIZED``); ``wt`` (float64, N x TILE) is the copy."""
+    low, high = params[P_LOW], params[P_HIGH]
+    maxiters = int(params[P_MAXITERS])
+    cutoff = params[P_CUTOFF]
     med, sigma, mean, blo, bhi, acc = fs[0], fs[1], fs[2], fs[3], fs[4], fs[5]
     idx, plo, phi, act, nlo, nhi = ist[0], ist[1], ist[2], ist[3], ist[4], ist[5]
     to, frm = ist[6], ist[7]
@@ -629,10 +649,10 @@ def _winsorized_tile(t, tw, nvalid, lo, hi, params, tp, wt, fs, ist):  # pragma:
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 def _linearfit_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no cover
-    """Linear fit clipping (rejection code 3): line through the sorted values vs rank."""
+    """Linear fit clipping (``REJ_LINEARFIT``): line through the sorted values vs rank."""
     nf = t.shape[0]
-    low, high = params[0], params[1]
-    maxiters = int(params[4])
+    low, high = params[P_LOW], params[P_HIGH]
+    maxiters = int(params[P_MAXITERS])
     y0, sy, sxy, fa, fb, sig, fl = fs[0], fs[1], fs[2], fs[3], fs[4], fs[5], fs[6]
     idx, plo, phi, act, nlo, nhi = ist[0], ist[1], ist[2], ist[3], ist[4], ist[5]
     to, frm = ist[6], ist[7]
@@ -746,14 +766,14 @@ def _linearfit_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no c
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 def _gesd_tile(t, tw, nvalid, lo, hi, params, lam, fs, ist):  # pragma: no cover
-    """Generalized ESD (rejection code 6): every pixel's step ``k`` at once.
+    """Generalized ESD (``REJ_GESD``): every pixel's step ``k`` at once.
 
     The number of outliers is the last step whose statistic exceeds its
     critical value, and the steps remove values in order, so the kept range
     is the one left after that step: it is recorded there and then.
     """
     nf = t.shape[0]
-    frac = params[0]
+    frac = params[P_FRACTION]
     mean, std, acc = fs[0], fs[1], fs[2]
     act, nr, clo, chi = ist[0], ist[1], ist[2], ist[3]
     rmax = 0
@@ -800,7 +820,7 @@ def _gesd_tile(t, tw, nvalid, lo, hi, params, lam, fs, ist):  # pragma: no cover
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 def _percentile_tile(t, tw, lo, hi, params, fs, ist):  # pragma: no cover
-    """Percentile clipping (rejection code 4): one pass about the median."""
+    """Percentile clipping (``REJ_PERCENTILE``): one pass about the median."""
     med, blo, bhi = fs[0], fs[1], fs[2]
     _median_tile(t, tw, lo, hi, med)
     for p in range(tw):
@@ -808,8 +828,8 @@ def _percentile_tile(t, tw, lo, hi, params, fs, ist):  # pragma: no cover
         am = abs(m)
         skip = (m == 0) | (hi[p] - lo[p] == 0)
         # NaN bounds: no comparison holds, nothing is clipped
-        blo[p] = np.nan if skip else m - params[0] * am
-        bhi[p] = np.nan if skip else m + params[1] * am
+        blo[p] = np.nan if skip else m - params[P_LOW] * am
+        bhi[p] = np.nan if skip else m + params[P_HIGH] * am
     _clip_ends(t, tw, lo, hi, blo, bhi, ist[0], ist[1])
     for p in range(tw):
         lo[p] = ist[0, p]
@@ -820,9 +840,9 @@ def _percentile_tile(t, tw, lo, hi, params, fs, ist):  # pragma: no cover
 def reject_tile(t, tw, nvalid, rej, params, lam, lo, hi, tp, wt, fs, ist):  # pragma: no cover
     """Kept ranges ``[lo[p], hi[p])`` of the pixels ``p < tw`` of a sorted tile.
 
-    The same integers as ``_reject(t, p, nvalid[p], rej, params, lam,
-    scratch)`` of :mod:`._kernels` for every pixel, computed for the whole
-    tile at once.
+    For every pixel the same integers as the per-pixel definition of the
+    algorithm (see the module's docstring), computed for the whole tile at
+    once.
 
     Parameters
     ----------
@@ -830,33 +850,33 @@ def reject_tile(t, tw, nvalid, rej, params, lam, lo, hi, tp, wt, fs, ist):  # pr
         Sorted tile: every column ``t[:, p]`` ascending, its first
         ``nvalid[p]`` values valid, the rest +inf.  Not modified.
     tw : int
-        Number of pixels (columns) in use, at most 256.
+        Number of pixels (columns) in use, at most ``TILE``.
     nvalid : int (>= tw,)
         Number of valid values of each pixel.
     rej, params, lam :
-        Rejection code (0 none, 1 sigma, 2 winsorized, 3 linear fit,
-        4 percentile, 5 min/max, 6 GESD), its parameters and the GESD
-        critical values ``lam[n, k]``, as for ``_reject``.
+        Rejection code (a ``REJ_*`` of :mod:`._codes`; ``REJ_NONE`` keeps
+        every valid value), its parameters (read at the ``P_*`` indices of
+        :mod:`._codes`) and the GESD critical values ``lam[n, k]``.
     lo, hi : int64 (>= tw,)
         Output: the kept ranges.
     tp, wt, fs, ist :
-        Scratch from :func:`reject_scratch`: float32 (N, 256), float64
-        (N, 256), float64 (NFSTATE, 256), int32 (NISTATE, 256).
+        Scratch from :func:`reject_scratch`: float32 (N, TILE), float64
+        (N, TILE), float64 (NFSTATE, TILE), int32 (NISTATE, TILE).
     """
     for p in range(tw):
         lo[p] = 0
         hi[p] = nvalid[p]
-    if rej == 1:
+    if rej == REJ_SIGMA:
         _sigma_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist)
-    elif rej == 2:
+    elif rej == REJ_WINSORIZED:
         _winsorized_tile(t, tw, nvalid, lo, hi, params, tp, wt, fs, ist)
-    elif rej == 3:
+    elif rej == REJ_LINEARFIT:
         _linearfit_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist)
-    elif rej == 4:
+    elif rej == REJ_PERCENTILE:
         _percentile_tile(t, tw, lo, hi, params, fs, ist)
-    elif rej == 5:
-        nlow = int(params[0])
-        nhigh = int(params[1])
+    elif rej == REJ_MINMAX:
+        nlow = int(params[P_NLOW])
+        nhigh = int(params[P_NHIGH])
         for p in range(tw):
             n = hi[p]
             mid = (n - 1) // 2
@@ -866,5 +886,5 @@ def reject_tile(t, tw, nvalid, rej, params, lam, lo, hi, tp, wt, fs, ist):  # pr
             # no valid value: nothing to keep
             lo[p] = a if n > 0 else 0
             hi[p] = b if n > 0 else 0
-    elif rej == 6:
+    elif rej == REJ_GESD:
         _gesd_tile(t, tw, nvalid, lo, hi, params, lam, fs, ist)
