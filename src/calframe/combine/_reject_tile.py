@@ -508,13 +508,84 @@ def _sigma_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no cover
 
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _winsor_pack(n, nact, iact, to, frm, wt, imap, ilo, ihi, imed, isig):  # pragma: no cover
+    """Pack the ``nact`` slots of ``_winsor_scale`` still iterating into ``[0, nact)``."""
+    nm = _plan(n, nact, iact, to, frm)
+    _move_cols(wt, wt, to, frm, nm)
+    _move(imap, to, frm, nm)
+    _move(ilo, to, frm, nm)
+    _move(ihi, to, frm, nm)
+    _move(imed, to, frm, nm)
+    _move(isig, to, frm, nm)
+    for q in range(nact):
+        iact[q] = 1
+
+
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _winsorize_columns(wt, n, kl, kh, a0, a1, m1, m2):  # pragma: no cover
+    """``_winsorize_rows`` for fewer than ``_FEW`` slots: down each slot's column."""
+    for q in range(n):
+        x0 = a0[q]
+        x1 = a1[q]
+        acc = 0.0
+        for i in range(kl[q], kh[q]):
+            v = wt[i, q]
+            v = x0 if v < x0 else (x1 if v > x1 else v)
+            wt[i, q] = v
+            acc += v
+        mw = acc / max(kh[q] - kl[q], 1)
+        m1[q] = mw
+        acc = 0.0
+        for i in range(kl[q], kh[q]):
+            d = wt[i, q] - mw
+            acc += d * d
+        m2[q] = acc
+
+
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _winsorize_rows(wt, n, kl, kh, a0, a1, m1, m2):  # pragma: no cover
+    """Clamp the kept values of every slot to ``[a0, a1]`` in place; their mean and
+    sum of squared deviations from it to ``m1`` and ``m2`` (which start at 0)."""
+    # rows outside every slot's kept range are left alone: they are never read
+    r0, r1, r2, r3 = _row_spans(n, kl, kh)
+    for i in range(r0, r3):
+        row = wt[i, :n]
+        if r1 <= i < r2:
+            for q in range(n):
+                v = row[q]
+                v = a0[q] if v < a0[q] else (a1[q] if v > a1[q] else v)
+                row[q] = v
+                m1[q] += v
+        else:
+            for q in range(n):
+                v = row[q]
+                v = a0[q] if v < a0[q] else (a1[q] if v > a1[q] else v)
+                row[q] = v
+                keep = (i >= kl[q]) & (i < kh[q])
+                m1[q] += v if keep else 0.0
+    for q in range(n):
+        m1[q] = m1[q] / max(kh[q] - kl[q], 1)  # the winsorized mean
+    for i in range(r0, r3):
+        row = wt[i, :n]
+        if r1 <= i < r2:
+            for q in range(n):
+                d = row[q] - m1[q]
+                m2[q] += d * d
+        else:
+            for q in range(n):
+                keep = (i >= kl[q]) & (i < kh[q])
+                d = row[q] - m1[q]
+                m2[q] += d * d if keep else 0.0
+
+
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
 def _winsor_scale(src, k, plo, phi, act, med, sigma, cutoff, wt, fs, ist):  # pragma: no cover
     """The inner loop of winsorized clipping for the iterating slots: ``sigma`` in place.
 
     The values are winsorized in a float64 copy ``wt`` until the scale
-    changes by less than 0.05% (at most 100 times), every slot in lock-step;
-    slots whose scale has converged are packed away in turn (once half of
-    them has).
+    changes by at most ``WINSOR_TOLERANCE`` (at most ``WINSOR_MAXITER``
+    times), every slot in lock-step; slots whose scale has converged are
+    packed away in turn (once half of them has).
     """
     nf = src.shape[0]
     w0, w1, s1, s2, imed, isig = fs[3], fs[4], fs[5], fs[6], fs[7], fs[8]
@@ -537,15 +608,7 @@ def _winsor_scale(src, k, plo, phi, act, med, sigma, cutoff, wt, fs, ist):  # pr
         if nact == 0:
             break
         if 2 * nact <= n:
-            nm = _plan(n, nact, iact, to, frm)
-            _move_cols(wt, wt, to, frm, nm)
-            _move(imap, to, frm, nm)
-            _move(ilo, to, frm, nm)
-            _move(ihi, to, frm, nm)
-            _move(imed, to, frm, nm)
-            _move(isig, to, frm, nm)
-            for q in range(nact):
-                iact[q] = 1
+            _winsor_pack(n, nact, iact, to, frm, wt, imap, ilo, ihi, imed, isig)
             n = nact
         kl = ilo[:n]
         kh = ihi[:n]
@@ -561,52 +624,9 @@ def _winsor_scale(src, k, plo, phi, act, med, sigma, cutoff, wt, fs, ist):  # pr
             m1[q] = 0.0
             m2[q] = 0.0
         if n < _FEW:
-            for q in range(n):
-                x0 = a0[q]
-                x1 = a1[q]
-                acc = 0.0
-                for i in range(kl[q], kh[q]):
-                    v = wt[i, q]
-                    v = x0 if v < x0 else (x1 if v > x1 else v)
-                    wt[i, q] = v
-                    acc += v
-                mw = acc / max(kh[q] - kl[q], 1)
-                m1[q] = mw
-                acc = 0.0
-                for i in range(kl[q], kh[q]):
-                    d = wt[i, q] - mw
-                    acc += d * d
-                m2[q] = acc
-        # rows outside every slot's kept range are left alone: they are never read
-        r0, r1, r2, r3 = _row_spans(n if n >= _FEW else 0, kl, kh)
-        for i in range(r0, r3):
-            row = wt[i, :n]
-            if r1 <= i < r2:
-                for q in range(n):
-                    v = row[q]
-                    v = a0[q] if v < a0[q] else (a1[q] if v > a1[q] else v)
-                    row[q] = v
-                    m1[q] += v
-            else:
-                for q in range(n):
-                    v = row[q]
-                    v = a0[q] if v < a0[q] else (a1[q] if v > a1[q] else v)
-                    row[q] = v
-                    keep = (i >= kl[q]) & (i < kh[q])
-                    m1[q] += v if keep else 0.0
-        for q in range(n if n >= _FEW else 0):
-            m1[q] = m1[q] / max(kh[q] - kl[q], 1)  # the winsorized mean
-        for i in range(r0, r3):
-            row = wt[i, :n]
-            if r1 <= i < r2:
-                for q in range(n):
-                    d = row[q] - m1[q]
-                    m2[q] += d * d
-            else:
-                for q in range(n):
-                    keep = (i >= kl[q]) & (i < kh[q])
-                    d = row[q] - m1[q]
-                    m2[q] += d * d if keep else 0.0
+            _winsorize_columns(wt, n, kl, kh, a0, a1, m1, m2)
+        else:
+            _winsorize_rows(wt, n, kl, kh, a0, a1, m1, m2)
         for q in range(n):
             m = kh[q] - kl[q]
             sigma0 = sg[q]
@@ -647,10 +667,108 @@ def _winsorized_tile(t, tw, nvalid, lo, hi, params, tp, wt, fs, ist):  # pragma:
         k = kn
 
 
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _line_sums(src, k, kl, kh, r0, kf, a1, a2):  # pragma: no cover
+    """Sums of ``y = x - r0`` and ``j y`` over the kept values ``x`` of each slot, at rank
+    ``j`` from the start of its range; ``r0`` (its first kept value) and ``kf`` (the
+    start as a float) are set here."""
+    nf = src.shape[0]
+    for q in range(k):
+        r0[q] = np.float64(src[min(kl[q], nf - 1), q])
+        kf[q] = np.float64(kl[q])
+        a1[q] = 0.0
+        a2[q] = 0.0
+    if k < _FEW:
+        for q in range(k):
+            l0 = kl[q]
+            ref = r0[q]
+            u = 0.0
+            w = 0.0
+            for i in range(l0, kh[q]):
+                y = np.float64(src[i, q]) - ref
+                u += y
+                w += (i - l0) * y
+            a1[q] = u
+            a2[q] = w
+        return
+    # the rank j = i - lo as a float: float(i) - float(lo) is the same exact integer
+    i0, i1, i2, i3 = _row_spans(k, kl, kh)
+    for i in range(i0, i3):
+        row = src[i, :k]
+        fi = np.float64(i)
+        if i1 <= i < i2:
+            for q in range(k):
+                y = np.float64(row[q]) - r0[q]
+                a1[q] += y
+                a2[q] += (fi - kf[q]) * y
+        else:
+            for q in range(k):
+                keep = (i >= kl[q]) & (i < kh[q])
+                y = np.float64(row[q]) - r0[q]
+                y = y if keep else 0.0
+                a1[q] += y
+                a2[q] += (fi - kf[q]) * y if keep else 0.0
+
+
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _line_deviation(src, k, kl, kh, kf, ca, cb, ad):  # pragma: no cover
+    """Mean absolute deviation of each slot's kept values from its line ``ca + cb j``."""
+    for q in range(k):
+        ad[q] = 0.0
+    if k < _FEW:
+        for q in range(k):
+            l0 = kl[q]
+            aq = ca[q]
+            bq = cb[q]
+            u = 0.0
+            for i in range(l0, kh[q]):
+                u += abs(np.float64(src[i, q]) - (aq + bq * (i - l0)))
+            ad[q] = u
+    else:
+        i0, i1, i2, i3 = _row_spans(k, kl, kh)
+        for i in range(i0, i3):
+            row = src[i, :k]
+            fi = np.float64(i)
+            if i1 <= i < i2:
+                for q in range(k):
+                    ad[q] += abs(np.float64(row[q]) - (ca[q] + cb[q] * (fi - kf[q])))
+            else:
+                for q in range(k):
+                    keep = (i >= kl[q]) & (i < kh[q])
+                    d = abs(np.float64(row[q]) - (ca[q] + cb[q] * (fi - kf[q])))
+                    ad[q] += d if keep else 0.0
+    for q in range(k):
+        ad[q] = ad[q] / max(kh[q] - kl[q], 1)
+
+
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _peel_ends(src, k, kl, kh, ca, cb, ad, low, high, act, nlo, nhi):  # pragma: no cover
+    """Peel outliers off the ends of each kept range: the first value within ``low``
+    (``high``) deviations below (above) the line stops each side.  A slot whose
+    deviation is 0 stops iterating."""
+    for q in range(k):
+        a = kl[q]
+        b = kh[q]
+        sq = ad[q]
+        if act[q] == 0 or sq <= 0:
+            act[q] = 0
+            nlo[q] = a
+            nhi[q] = b
+            continue
+        l0 = a
+        aq = ca[q]
+        bq = cb[q]
+        while a < b and (aq + bq * (a - l0) - src[a, q]) > low * sq:
+            a += 1
+        while b > a and (src[b - 1, q] - (aq + bq * (b - 1 - l0))) > high * sq:
+            b -= 1
+        nlo[q] = a
+        nhi[q] = b
+
+
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 def _linearfit_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no cover
     """Linear fit clipping (``REJ_LINEARFIT``): line through the sorted values vs rank."""
-    nf = t.shape[0]
     low, high = params[P_LOW], params[P_HIGH]
     maxiters = int(params[P_MAXITERS])
     y0, sy, sxy, fa, fb, sig, fl = fs[0], fs[1], fs[2], fs[3], fs[4], fs[5], fs[6]
@@ -667,41 +785,8 @@ def _linearfit_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no c
         r0 = y0[:k]
         a1 = sy[:k]
         a2 = sxy[:k]
-        # the rank j = i - lo as a float: float(i) - float(lo) is the same exact integer
         kf = fl[:k]
-        for q in range(k):
-            r0[q] = np.float64(src[min(kl[q], nf - 1), q])
-            kf[q] = np.float64(kl[q])
-            a1[q] = 0.0
-            a2[q] = 0.0
-        if k < _FEW:
-            for q in range(k):
-                l0 = kl[q]
-                ref = r0[q]
-                u = 0.0
-                w = 0.0
-                for i in range(l0, kh[q]):
-                    y = np.float64(src[i, q]) - ref
-                    u += y
-                    w += (i - l0) * y
-                a1[q] = u
-                a2[q] = w
-        i0, i1, i2, i3 = _row_spans(k if k >= _FEW else 0, kl, kh)
-        for i in range(i0, i3):
-            row = src[i, :k]
-            fi = np.float64(i)
-            if i1 <= i < i2:
-                for q in range(k):
-                    y = np.float64(row[q]) - r0[q]
-                    a1[q] += y
-                    a2[q] += (fi - kf[q]) * y
-            else:
-                for q in range(k):
-                    keep = (i >= kl[q]) & (i < kh[q])
-                    y = np.float64(row[q]) - r0[q]
-                    y = y if keep else 0.0
-                    a1[q] += y
-                    a2[q] += (fi - kf[q]) * y if keep else 0.0
+        _line_sums(src, k, kl, kh, r0, kf, a1, a2)
         ca = fa[:k]
         cb = fb[:k]
         for q in range(k):
@@ -714,49 +799,8 @@ def _linearfit_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no c
             cb[q] = b
             ca[q] = (a1[q] - b * sx) / m + r0[q]
         ad = sig[:k]
-        for q in range(k):
-            ad[q] = 0.0
-        if k < _FEW:
-            for q in range(k):
-                l0 = kl[q]
-                aq = ca[q]
-                bq = cb[q]
-                u = 0.0
-                for i in range(l0, kh[q]):
-                    u += abs(np.float64(src[i, q]) - (aq + bq * (i - l0)))
-                ad[q] = u
-        for i in range(i0, i3):
-            row = src[i, :k]
-            fi = np.float64(i)
-            if i1 <= i < i2:
-                for q in range(k):
-                    ad[q] += abs(np.float64(row[q]) - (ca[q] + cb[q] * (fi - kf[q])))
-            else:
-                for q in range(k):
-                    keep = (i >= kl[q]) & (i < kh[q])
-                    d = abs(np.float64(row[q]) - (ca[q] + cb[q] * (fi - kf[q])))
-                    ad[q] += d if keep else 0.0
-        for q in range(k):
-            ad[q] = ad[q] / max(kh[q] - kl[q], 1)
-        # peel outliers off the ends: the first value that passes stops each side
-        for q in range(k):
-            a = kl[q]
-            b = kh[q]
-            sq = ad[q]
-            if act[q] == 0 or sq <= 0:
-                act[q] = 0
-                nlo[q] = a
-                nhi[q] = b
-                continue
-            l0 = a
-            aq = ca[q]
-            bq = cb[q]
-            while a < b and (aq + bq * (a - l0) - src[a, q]) > low * sq:
-                a += 1
-            while b > a and (src[b - 1, q] - (aq + bq * (b - 1 - l0))) > high * sq:
-                b -= 1
-            nlo[q] = a
-            nhi[q] = b
+        _line_deviation(src, k, kl, kh, kf, ca, cb, ad)
+        _peel_ends(src, k, kl, kh, ca, cb, ad, low, high, act, nlo, nhi)
         kn = _advance(src, first, tp, k, 3, lo, hi, idx, plo, phi, nlo, nhi, act, to, frm)
         if kn < k:
             first = False
