@@ -1,6 +1,8 @@
 """Sphinx configuration for the calframe documentation."""
 
+import ast
 from importlib.metadata import version as _version
+from pathlib import Path
 
 import calframe
 import calframe.errors as _errors
@@ -174,13 +176,15 @@ exclude_patterns = ["_build"]
 
 # The public names of the top-level namespace (calframe.read_frame is
 # calframe.io.read_frame) are documented once, on the page of the module that
-# defines them.  A reference to the short name resolves to that page.
-_TOP_LEVEL = {name: module.lstrip(".") for name, module in calframe._LAZY.items()}
-_TOP_LEVEL.update(
-    (_name, "errors")
-    for _name, _obj in vars(calframe).items()
-    if isinstance(_obj, type) and getattr(_errors, _name, None) is _obj
-)
+# defines them.  A reference to the short name resolves to that page.  The
+# names and their modules are read from calframe/__init__.pyi, the list that
+# calframe's lazy loader reads too.
+_TOP_LEVEL = {
+    _alias.name: _node.module
+    for _node in ast.parse(Path(calframe.__file__).with_suffix(".pyi").read_text()).body
+    if isinstance(_node, ast.ImportFrom)
+    for _alias in _node.names
+}
 
 
 def _resolve_top_level(app, env, node, contnode):

@@ -1,8 +1,10 @@
 """The package namespace: every public name resolves, lazily and to the right object."""
 
+import ast
 import importlib
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,12 +12,28 @@ import pytest
 import calframe
 
 
+def _stub_names():
+    """name -> module of every import in calframe/__init__.pyi, the list of public names."""
+    stub = Path(calframe.__file__).with_suffix(".pyi")
+    return {alias.name: f"calframe.{node.module}"
+            for node in ast.parse(stub.read_text()).body if isinstance(node, ast.ImportFrom)
+            for alias in node.names}
+
+
+def test_public_names_are_the_stub():
+    names = _stub_names()
+    assert len(names) > 60
+    assert calframe.__all__ == sorted(names)
+    assert isinstance(calframe.__version__, str)
+
+
 @pytest.mark.parametrize("name", calframe.__all__)
 def test_every_public_name_resolves(name):
     value = getattr(calframe, name)
     assert value is not None
-    if name != "__version__":
-        assert getattr(value, "__module__", "").startswith("calframe")
+    assert getattr(value, "__module__", "").startswith("calframe")
+    # the public module the stub names has it (its API page documents it)
+    assert value is getattr(importlib.import_module(_stub_names()[name]), name)
 
 
 def test_functions_named_like_their_module_stay_functions():
@@ -33,7 +51,7 @@ def test_functions_named_like_their_module_stay_functions():
 
 
 def test_unknown_name_is_an_attribute_error():
-    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+    with pytest.raises(AttributeError, match="nonexistent"):
         calframe.nonexistent  # noqa: B018
     assert set(calframe.__all__) <= set(dir(calframe))
 
