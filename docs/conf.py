@@ -32,7 +32,7 @@ autodoc_typehints = "none"
 # automodule: the members of a module have pages of their own.
 #
 # Inherited members are documented too (the rejection settings of
-# calframe.combine inherit describe() and to_dict()), except those of the
+# calframe.combining inherit describe() and to_dict()), except those of the
 # Python, NumPy and astropy base classes: an exception's page does not repeat
 # with_traceback() and add_note().
 autodoc_default_options = {

@@ -19,9 +19,9 @@ from calframe import (
     SigmaClip,
     WinsorizedSigmaClip,
 )
-from calframe.combine._kernels import REJECTION_CODES, _reject
-from calframe.combine._reject_tile import reject_scratch, reject_tile
-from calframe.combine._rejection import gesd_critical_values
+from calframe.combining._kernels import REJECTION_CODES, _reject
+from calframe.combining._reject_tile import reject_scratch, reject_tile
+from calframe.combining._rejection import gesd_critical_values
 
 NFRAMES = [1, 2, 3, 5, 10, 30, 64]
 

@@ -36,18 +36,35 @@ def test_every_public_name_resolves(name):
     assert value is getattr(importlib.import_module(_stub_names()[name]), name)
 
 
-def test_functions_named_like_their_module_stay_functions():
-    # a fresh interpreter, so that the submodules are imported here for the first time
-    code = ("import calframe.combine._kernels, calframe.calibrate, calframe.demosaic\n"
+def test_no_public_name_is_also_a_module():
+    # ``import calframe.<name> as m`` gives a module and ``calframe.<name>`` the
+    # function: no public name is also the name of a module of the package
+    package = Path(calframe.__file__).parent
+    modules = {p.stem for p in package.glob("*.py")} | {
+        p.parent.name for p in package.glob("*/__init__.py")}
+    assert not set(calframe.__all__) & modules
+    assert {"combining", "calibration", "demosaicing"} <= modules
+
+
+def test_functions_and_their_modules():
+    # a fresh interpreter, so that the modules are imported here for the first time
+    code = ("import calframe.combining as a, calframe.calibration as b, "
+            "calframe.demosaicing as c\n"
             "import calframe\n"
+            "print(' '.join(type(m).__name__ for m in (a, b, c)))\n"
             "print(' '.join(type(getattr(calframe, n)).__name__ "
-            "for n in ('combine', 'calibrate', 'demosaic')))\n")
+            "for n in ('combine', 'calibrate', 'demosaic')))\n"
+            "print(type(calframe).__name__)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
-    assert out.stdout.split() == ["function"] * 3
-    for name in ("combine", "calibrate", "demosaic"):
-        importlib.import_module(f"calframe.{name}")
-        assert getattr(calframe, name).__name__ == name
+    assert out.stdout.splitlines() == ["module module module", "function function function",
+                                       "module"]
+    for name, module in [("combine", "combining"), ("calibrate", "calibration"),
+                         ("demosaic", "demosaicing")]:
+        assert getattr(calframe, name) is getattr(importlib.import_module(
+            f"calframe.{module}"), name)
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(f"calframe.{name}")
 
 
 def test_unknown_name_is_an_attribute_error():

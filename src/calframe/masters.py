@@ -45,7 +45,7 @@ from ._calutil import (
     temperature_of,
 )
 from .blacklevel import black_level, decide_black_level, subtract_black_level
-from .calibrate import calibrate
+from .calibration import calibrate
 from .contract import check_master_frames, check_role
 from .errors import (
     IncompatibleFramesError,
@@ -60,7 +60,7 @@ __all__ = ["make_master_bias", "make_master_dark", "make_master_flat"]
 log = logging.getLogger(__name__)
 
 def _combine(frames, *, method, rejection, **options) -> CCDData:
-    from .combine import combine
+    from .combining import combine
 
     return combine(frames, method=method, rejection=rejection, **options)
 
@@ -139,7 +139,7 @@ def _reevaluate_model_variance(plane: Plane, combined: CCDData, bias: CCDData,
     n = np.maximum(np.asarray(n, np.int64), 1)
     factor = 1.0 / n
     if method == "median":
-        from .combine import median_efficiency_factor
+        from .combining import median_efficiency_factor
 
         table = {int(k): median_efficiency_factor(int(k)) ** 2 for k in np.unique(n)}
         factor = np.vectorize(table.__getitem__, otypes=[float])(n) / n

@@ -561,7 +561,7 @@ def stack(frames: Iterable, *, reference=None, align: str | None = "translation"
         The stacked frame with uncertainty, mask, per-pixel counts and
         provenance (every input, every alignment, the combine).
     """
-    from .combine import combine
+    from .combining import combine
 
     frames = list(frames)
     if not frames:
