@@ -86,6 +86,8 @@ numpydoc_xref_aliases = {
     "iterator": ":term:`python:iterator`",
     "floats": ":class:`floats <python:float>`",
     "datetime": "datetime.datetime",
+    # ccdproc (no inventory kept: see nitpick_ignore_regex)
+    "ImageFileCollection": "ccdproc.ImageFileCollection",
     # dask.distributed documents its client as distributed.Client
     "dask.distributed.Client": "distributed.Client",
     # calframe names used in the docstrings of other calframe modules
@@ -139,8 +141,9 @@ numpydoc_xref_ignore = {
 nitpicky = True
 # Targets that no inventory here documents, so a reference to them cannot
 # resolve: photutils (no copy of its inventory could be had), matplotlib,
-# prov and fabio (not among the inventories kept in _intersphinx/).
+# prov, fabio and ccdproc (not among the inventories kept in _intersphinx/).
 nitpick_ignore_regex = [
+    (r"py:.*", r"ccdproc(\..*)?"),
     (r"py:.*", r"photutils(\..*)?"),
     (r"py:.*", r"matplotlib(\..*)?"),
     (r"py:.*", r"prov(\..*)?"),

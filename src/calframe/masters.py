@@ -44,6 +44,7 @@ from ._calutil import (
     std_of,
     temperature_of,
 )
+from ._collection import collection_paths
 from .blacklevel import black_level, decide_black_level, subtract_black_level
 from .calibration import calibrate
 from .contract import check_master_frames, check_role
@@ -66,6 +67,7 @@ def _combine(frames, *, method, rejection, **options) -> CCDData:
 
 
 def _check_frames(frames, what: str) -> list:
+    frames = collection_paths(frames, what)
     if isinstance(frames, str | CCDData) or not isinstance(frames, Sequence | np.ndarray):
         try:
             frames = list(frames)
@@ -154,7 +156,7 @@ def make_master_bias(frames, *, method: str = "median", rejection=None,
 
     Parameters
     ----------
-    frames : sequence of CCDData or paths
+    frames : sequence of CCDData or paths, or ImageFileCollection
         The bias frames.
     method : str
         Combine method (``'median'``, ``'mean'``...; see :func:`calframe.combine`).
@@ -217,7 +219,7 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=Non
 
     Parameters
     ----------
-    frames : sequence of CCDData or paths
+    frames : sequence of CCDData or paths, or ImageFileCollection
         Darks of one exposure time (EXPTIME) and temperature.
     bias : CCDData or path, optional
         Master bias.
@@ -399,7 +401,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
 
     Parameters
     ----------
-    frames : sequence of CCDData or paths
+    frames : sequence of CCDData or paths, or ImageFileCollection
         The flat fields.
     bias, dark : CCDData or path, optional
         Master bias and master dark (or dark-flat).

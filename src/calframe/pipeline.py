@@ -90,6 +90,7 @@ import numpy as np
 from astropy.table import Table
 
 from ._atomic import lock_output
+from ._collection import collection_paths
 from .errors import CalframeError, UncertaintyUnknownWarning
 from .inventory import Inventory, Problem, Tolerances, scan_paths, take_inventory
 from .provenance import _printable, restart_step_clock
@@ -306,6 +307,9 @@ class PipelineConfig:
     recursive: bool = True
     report: bool = True
     outlier_sigma: float = 5.0
+
+    def __post_init__(self) -> None:  # inputs may be a ccdproc ImageFileCollection
+        self.inputs = collection_paths(self.inputs, "PipelineConfig inputs")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> PipelineConfig:
