@@ -3,7 +3,7 @@
 The per-pixel functions below are the definitions of the rejection
 algorithms: each works on one pixel's sorted values, walking its kept range
 ``[lo, hi)`` as the algorithm reads.  The compiled combine uses only the
-tile version (``calframe.combine._reject_tile``), which runs the pixels of a
+tile version (``calframe.combining._reject_tile``), which runs the pixels of a
 tile side by side and must give exactly the same integers.
 """
 
@@ -28,7 +28,7 @@ from calframe import (
     WinsorizedSigmaClip,
 )
 from calframe._stats import MAD_TO_SIGMA, WINSOR_MAXITER, WINSOR_SIGMA_FACTOR, WINSOR_TOLERANCE
-from calframe.combine._codes import (
+from calframe.combining._codes import (
     NPARAMS,
     P_CENTER_MEAN,
     P_CUTOFF,
@@ -49,8 +49,8 @@ from calframe.combine._codes import (
     REJECTION_CODES,
     TILE,
 )
-from calframe.combine._reject_tile import reject_scratch, reject_tile
-from calframe.combine._rejection import gesd_critical_values
+from calframe.combining._reject_tile import reject_scratch, reject_tile
+from calframe.combining._rejection import gesd_critical_values
 
 NFRAMES = [1, 2, 3, 5, 10, 30, 64]
 

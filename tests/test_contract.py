@@ -10,7 +10,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 from PIL import Image
 
-from calframe.calibrate import calibrate
+from calframe.calibration import calibrate
 from calframe.cli import main
 from calframe.contract import calframe_output, check_master_frames, check_role
 from calframe.errors import (

@@ -46,8 +46,9 @@ from ._calutil import (
     std_of,
     temperature_of,
 )
+from ._collection import collection_paths
 from .blacklevel import black_level, decide_black_level, subtract_black_level
-from .calibrate import calibrate
+from .calibration import calibrate
 from .contract import check_master_frames, check_role
 from .errors import (
     IncompatibleFramesError,
@@ -62,12 +63,13 @@ __all__ = ["make_master_bias", "make_master_dark", "make_master_flat"]
 log = logging.getLogger(__name__)
 
 def _combine(frames, *, method, rejection, **options) -> CCDData:
-    from .combine import combine
+    from .combining import combine
 
     return combine(frames, method=method, rejection=rejection, **options)
 
 
 def _check_frames(frames, what: str) -> list:
+    frames = collection_paths(frames, what)
     if isinstance(frames, str | CCDData) or not isinstance(frames, Sequence | np.ndarray):
         try:
             frames = list(frames)
@@ -141,7 +143,7 @@ def _reevaluate_model_variance(plane: Plane, combined: CCDData, bias: CCDData,
     n = np.maximum(np.asarray(n, np.int64), 1)
     factor = 1.0 / n
     if method == "median":
-        from .combine import median_efficiency_factor
+        from .combining import median_efficiency_factor
 
         table = {int(k): median_efficiency_factor(int(k)) ** 2 for k in np.unique(n)}
         factor = np.vectorize(table.__getitem__, otypes=[float])(n) / n
@@ -209,7 +211,7 @@ def make_master_bias(frames, *, method: str = "median", rejection=None,
 
     Parameters
     ----------
-    frames : sequence of CCDData or paths
+    frames : sequence of CCDData or paths, or ImageFileCollection
         The bias frames.
     method : str
         Combine method (``'median'``, ``'mean'``...; see :func:`calframe.combine`).
@@ -272,7 +274,7 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=Non
 
     Parameters
     ----------
-    frames : sequence of CCDData or paths
+    frames : sequence of CCDData or paths, or ImageFileCollection
         Darks of one exposure time (EXPTIME) and temperature.
     bias : CCDData or path, optional
         Master bias.
@@ -670,7 +672,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
 
     Parameters
     ----------
-    frames : sequence of CCDData or paths
+    frames : sequence of CCDData or paths, or ImageFileCollection
         The flat fields.
     bias, dark : CCDData or path, optional
         Master bias and master dark (or dark-flat).
