@@ -420,7 +420,7 @@ def test_plan_isolates_a_file_the_inventory_cannot_take(tmp_path, monkeypatch):
     """An inventory that lets an error out on one file: the others are planned."""
     import struct
 
-    import calframe.pipeline as pipeline
+    import calframe.pipeline._runner as pipeline
 
     night = small_night(tmp_path / "night", n_light=2)
     poison = sorted(str(p) for p in night.files_of("flat"))[0]

@@ -359,7 +359,7 @@ def test_cli_on_a_file_without_provenance(tmp_path, capsys):
 def test_long_parameters_continue_on_more_rows(monkeypatch):
     from urllib.parse import unquote
 
-    import calframe.provenance as provenance_module
+    import calframe.provenance._provenance as provenance_module
 
     prov = Provenance()
     prov.add_step("combine", frames=[f"dossier é/100% {i}.fits" for i in range(40)],
@@ -427,7 +427,7 @@ def test_tree_shortens_runs_of_steps(tmp_path):
 
 
 def test_sha256_file_reuses_a_digest_while_the_file_is_unchanged(tmp_path, monkeypatch):
-    from calframe import provenance
+    from calframe.provenance import _provenance as provenance
 
     opened = []
     real_open = open

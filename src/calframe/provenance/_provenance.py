@@ -123,7 +123,7 @@ def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 22,
     """
     info = os.stat(path)
     if not stat.S_ISREG(info.st_mode):
-        from .errors import FrameReadError
+        from ..errors import FrameReadError
 
         raise FrameReadError(path, "is not a regular file (a folder, FIFO or device)",
                              "give the file itself")
@@ -221,7 +221,7 @@ def source_date() -> datetime | None:
     try:
         return datetime.fromtimestamp(int(value), UTC)
     except (ValueError, OverflowError, OSError) as err:
-        from .errors import InvalidSettingsError
+        from ..errors import InvalidSettingsError
 
         raise InvalidSettingsError(
             f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds since "
@@ -1094,7 +1094,7 @@ def verify_inputs(records: Iterable[InputRecord]) -> list[InputCheck]:
 # --- the tree of files behind an output ------------------------------------------
 
 def _is_fits_name(path: str) -> bool:
-    from .io._formats import format_from_name
+    from ..io._formats import format_from_name
 
     return format_from_name(path) == "fits"
 
@@ -1253,8 +1253,8 @@ def _read_record(path: str, *, checksum_warning: bool = True
     ``checksum_warning`` false: a checksum that fails is not warned about
     (verification reports it as a problem instead).
     """
-    from .errors import CalframeError, FrameReadError
-    from .io._mef import read_provenance
+    from ..errors import CalframeError, FrameReadError
+    from ..io._mef import read_provenance
 
     fix = "copy the file again, or make it again"
     try:
@@ -1316,7 +1316,7 @@ def _damage(caught) -> str:
 
 
 def _tree(path: str, *, verify: bool, follow: bool, seen: set[str]) -> ProvenanceNode:
-    from .errors import CalframeWarning, FrameReadError
+    from ..errors import CalframeWarning, FrameReadError
 
     seen = seen | {_norm(path)}
     prov, digest, calstat = _read_record(path, checksum_warning=not verify)
@@ -1400,7 +1400,7 @@ def _has_provenance(path: str, *, warn: bool = False) -> bool:
     """
     from astropy.io import fits
 
-    from .errors import CalframeWarning
+    from ..errors import CalframeWarning
 
     found = False
     with warnings.catch_warnings(record=True) as caught:
@@ -1535,7 +1535,7 @@ def verify_output(path: str | os.PathLike, *, allow_missing: bool = False,
     """
     from astropy.io import fits
 
-    from .io._mef import check_digest
+    from ..io._mef import check_digest
 
     path = os.fspath(path)
     tree = _tree(path, verify=True, follow=follow, seen=set())

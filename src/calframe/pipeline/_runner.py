@@ -89,10 +89,10 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from ._atomic import lock_output
-from .errors import CalframeError, UncertaintyUnknownWarning
-from .inventory import Inventory, Problem, Tolerances, scan_paths, take_inventory
-from .provenance import _printable, restart_step_clock
+from .._atomic import lock_output
+from ..errors import CalframeError, UncertaintyUnknownWarning
+from ..inventory import Inventory, Problem, Tolerances, scan_paths, take_inventory
+from ..provenance import _printable, restart_step_clock
 
 __all__ = [
     "CalibrationSettings",
@@ -174,7 +174,7 @@ class MasterSettings:
 
     def rejection_object(self):
         """The calframe rejection settings object (None for no rejection)."""
-        from .combine import rejection_from_name
+        from ..combine import rejection_from_name
 
         return rejection_from_name(self.rejection, self.low, self.high)
 
@@ -498,7 +498,7 @@ class Plan:
     def skipped_files(self) -> list[Problem]:
         """Files in the input folders that are not frames, with the reason (not
         calframe's own outputs, which are left out on purpose)."""
-        from . import inventory
+        from .. import inventory
 
         outputs = getattr(inventory, "_OUTPUT_PREFIX", "a calframe output")
         return [p for p in getattr(self.inventory, "skipped", [])
@@ -647,7 +647,7 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
 
 
 def _bias_for(inv: Inventory, group: int) -> int | None:
-    from .inventory import _compatible
+    from ..inventory import _compatible
 
     row = inv.group_row(group)
     tol = Tolerances()
@@ -745,7 +745,7 @@ class _Runner:
     # -- hashing --------------------------------------------------------
     def sha(self, path: str) -> str:
         if path not in self.hashes:
-            from .provenance import sha256_file
+            from ..provenance import sha256_file
 
             self.hashes[path] = sha256_file(path)
         return self.hashes[path]
@@ -781,7 +781,7 @@ class _Runner:
     # -- checks ---------------------------------------------------------
     def check_frames(self) -> None:
         """Read every input once: quality statistics and bad-frame problems."""
-        from .io import read_frame
+        from ..io import read_frame
 
         paths: list[tuple[str, str, int]] = []
         needs_exposure: set[str] = set()
@@ -890,7 +890,7 @@ class _Runner:
         return damage is None and stored == key
 
     def write(self, ccd, path: Path, key: str) -> None:
-        from .io import write_frame
+        from ..io import write_frame
 
         ccd.meta[HASH_KEYWORD] = (key, "calframe run: hash of inputs and settings")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -901,7 +901,7 @@ class _Runner:
         """A master of the current light group, read once."""
         if name not in self.masters:
             restart_step_clock()   # its read step stamped alike whichever light reads it
-            from .io import read_frame
+            from ..io import read_frame
 
             with warnings.catch_warnings():
                 # a master without an uncertainty is said once, when it was made
@@ -911,7 +911,7 @@ class _Runner:
 
     def run_master(self, task: Task) -> None:
         restart_step_clock()   # SOURCE_DATE_EPOCH: stamps that depend on this output only
-        from .masters import make_master_bias, make_master_dark, make_master_flat
+        from ..masters import make_master_bias, make_master_dark, make_master_flat
 
         inputs = [p for p in task.inputs if p not in self.excluded]
         path = self.out / task.output
@@ -962,7 +962,7 @@ class _Runner:
 
     def run_light(self, task: Task, distortion_model) -> None:
         restart_step_clock()   # SOURCE_DATE_EPOCH: stamps that depend on this output only
-        from .calibrate import calibrate
+        from ..calibrate import calibrate
 
         path = self.out / task.output
         source = task.inputs[0]
@@ -993,7 +993,7 @@ class _Runner:
                 restart_step_clock()   # the light's own steps, whoever read the masters
                 frame = source
                 if c.gain is not None or c.read_noise is not None:
-                    from .io import read_frame
+                    from ..io import read_frame
 
                     frame = read_frame(source, gain=c.gain, read_noise=c.read_noise)
                 ccd = calibrate(
@@ -1003,11 +1003,11 @@ class _Runner:
                     cosmetic=True if c.cosmetic else None, subtract_black=c.subtract_black,
                     assume_linear=c.assume_linear)
                 if c.demosaic and ccd.meta.get("BAYERPAT"):
-                    from .demosaic import demosaic
+                    from ..demosaic import demosaic
 
                     ccd = demosaic(ccd, method=c.demosaic)
                 if distortion_model is not None:
-                    from .distortion import correct_distortion
+                    from ..distortion import correct_distortion
 
                     ccd = correct_distortion(ccd, distortion_model)
                 planes = self.split_planes(ccd) if c.split_rgb else {}
@@ -1024,7 +1024,7 @@ class _Runner:
 
     def split_planes(self, ccd) -> dict:
         """The R, G, B planes of a calibrated colour light ({} for a mono one)."""
-        from .demosaic import demosaic, split_rgb
+        from ..demosaic import demosaic, split_rgb
 
         if ccd.ndim == 2 and ccd.meta.get("BAYERPAT"):
             ccd = demosaic(ccd, method=self.config.calibrate.demosaic or "bilinear")
@@ -1043,7 +1043,7 @@ class _Runner:
 
     def run_stack(self, task: Task) -> None:
         restart_step_clock()   # SOURCE_DATE_EPOCH: stamps that depend on this output only
-        from .register import stack
+        from ..register import stack
 
         path = self.out / task.output
         inputs = [str(self.out / p) for p, n in zip(task.inputs, task.uses.values(),
@@ -1089,7 +1089,7 @@ class _Runner:
         model = None
         if self.config.calibrate.distortion:
             try:
-                from .distortion import DistortionModel
+                from ..distortion import DistortionModel
 
                 model = DistortionModel.from_fits(self.config.calibrate.distortion)
             except (ImportError, CalframeError, OSError, ValueError) as err:
@@ -1112,7 +1112,7 @@ class _Runner:
             self.run_stack(task)
         self.result.quality = _quality_table(self.quality_rows)
         if self.config.report:
-            from .report import write_report
+            from ..report import write_report
 
             self.result.report = str(write_report(self.result))
         return self.result
@@ -1142,7 +1142,7 @@ def _str(path) -> str | None:
 
 
 def _calframe_version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 
