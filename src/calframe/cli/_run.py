@@ -15,7 +15,7 @@ from ._options import (
     parse_frame_types,
     read_noise_option,
     rejection_help,
-    rejection_limits,
+    rejection_override,
 )
 
 
@@ -104,10 +104,11 @@ def run_command(ctx: click.Context, paths, output, output_alias, config_path, dr
             changes[key] = value
     if no_report:
         changes["report"] = False
-    for key, value in (("method", method), ("rejection", rejection), ("low", low),
-                       ("high", high)):
-        if value is not None:
-            changes[f"master__{key}"] = value
+    if method is not None:
+        changes["master__method"] = method
+    if rejection is not None or low is not None or high is not None:
+        changes["master__rejection"] = rejection_override(config.master.rejection,
+                                                          rejection, low, high)
     for key, value in (("gain", gain), ("read_noise", read_noise),
                        ("subtract_black", subtract_black), ("split_rgb", split_rgb),
                        ("assume_linear", assume_linear),
@@ -120,9 +121,6 @@ def run_command(ctx: click.Context, paths, output, output_alias, config_path, dr
             changes[f"stack__{key}"] = value
     if frame_types:
         changes["frame_types"] = parse_frame_types(frame_types, config.frame_types)
-    if "master__rejection" in changes or "master__low" in changes or "master__high" in changes:
-        rejection_limits(changes.get("master__rejection", config.master.rejection),
-                         changes.get("master__low"), changes.get("master__high"))
     config = config.replace(**changes)
     if not config.inputs:
         raise click.UsageError("give at least one folder or file of frames (or inputs in "

@@ -52,6 +52,8 @@ A TOML file can set everything the command line can::
                                # | minmax | generalized
     low = 3.0                  # limits; leave out for the rejection's defaults
     high = 3.0
+    # or every setting of the rejection, in the form of Rejection.to_dict:
+    # rejection = {algorithm = "SigmaClip", low = 4.0, high = 3.0, scale = "mad"}
 
     [calibrate]
     gain = 1.5                 # e-/ADU, or leave out to stay in ADU

@@ -3,22 +3,75 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import tomllib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..combine import rejection_from_name
+from ..combine import Rejection, SigmaClip, rejection_from_name
+from ..combine._rejection import as_rejection
+from ..errors import InvalidSettingsError
 from ..inventory import Tolerances
 
 __all__ = ["CalibrationSettings", "MasterSettings", "PipelineConfig", "StackSettings",
-           "load_config"]
+           "load_config", "rejection_setting"]
 
 
 _METHODS = ("median", "mean")
 _DARK_SCALES = ("exposure", "optimize", "optimize-per-channel", "none")
 _ALIGNS = ("stars", "translation", "none")
+
+
+def rejection_setting(value, low: float | None = None, high: float | None = None, *,
+                      section: str = "master") -> Rejection | None:
+    """The rejection settings object a section of the configuration gives.
+
+    Parameters
+    ----------
+    value : Rejection, str, dict, astropy.stats.SigmaClip or None
+        A settings object, its :meth:`~calframe.combine.Rejection.to_dict`
+        form, an astropy ``SigmaClip``, an algorithm's name or None.
+    low, high : float, optional
+        The limits that go with a name (``rejection = "sigma"``, ``low = 4``
+        in a TOML file); default: the algorithm's own.
+    section : str
+        The section, for messages.
+
+    Returns
+    -------
+    Rejection or None
+        The settings object (None: no rejection).
+
+    Raises
+    ------
+    InvalidSettingsError
+        An unknown name or algorithm, settings it cannot take, or ``low`` /
+        ``high`` given with anything but a name.
+
+    Examples
+    --------
+    >>> rejection_setting("minmax", 1, 2)
+    MinMaxClip(nlow=1, nhigh=2)
+    >>> rejection_setting({"algorithm": "GESD", "significance": 0.01})
+    GESD(outliers_fraction=0.3, significance=0.01)
+    """
+    if isinstance(value, str):
+        return rejection_from_name(value, low, high)
+    if low is not None or high is not None:
+        raise InvalidSettingsError(
+            f"{section}: low and high go with a rejection name (rejection = 'sigma'); with "
+            f"rejection settings {value!r}, give the limits in them, e.g. "
+            "{algorithm = 'SigmaClip', low = 4.0, high = 3.0}")
+    if isinstance(value, Mapping):
+        return Rejection.from_dict(value)
+    return as_rejection(value)
+
+
+def _rejection_dict(rejection: Rejection | None) -> dict[str, Any] | str:
+    return "none" if rejection is None else rejection.to_dict()
 
 
 @dataclass
@@ -29,31 +82,46 @@ class MasterSettings:
     ----------
     method : {'median', 'mean'}
         Combine method.
-    rejection : str
-        Rejection before combining, by Siril's name (see
-        :data:`calframe.combine.REJECTIONS`): 'none', 'sigma', 'mad',
-        'winsorized', 'linear', 'percentile', 'minmax' or 'generalized'.
+    rejection : settings object, str, dict or None
+        Rejection before combining: a settings object of
+        :mod:`calframe.combine` (e.g. ``SigmaClip(low=4, high=3)``), its
+        :meth:`~calframe.combine.Rejection.to_dict` form (what a TOML table
+        gives, e.g. ``{"algorithm": "SigmaClip", "low": 4.0}``), an
+        :class:`astropy.stats.SigmaClip`, an algorithm's name (Siril's, see
+        :data:`calframe.combine.REJECTIONS`: 'none', 'sigma', 'mad',
+        'winsorized', 'linear', 'percentile', 'minmax', 'generalized'), or
+        None.  Kept as the settings object (None: no rejection).
     low, high : float, optional
-        Rejection limits; default: the algorithm's own (3 and 3 sigma, 5 and
-        2.5 for the linear fit, 0.2 and 0.1 of the median, 1 and 1 values for
-        minmax, 0.3 and 0.05 for the generalized ESD test).
+        With a name only: its limits; default: the algorithm's own (3 and 3
+        sigma, 5 and 2.5 for the linear fit, 0.2 and 0.1 of the median, 1
+        and 1 values for minmax, 0.3 and 0.05 for the generalized ESD test).
+
+    Examples
+    --------
+    >>> MasterSettings(rejection="winsorized", low=4).rejection
+    WinsorizedSigmaClip(low=4.0, high=3.0, maxiters=10, cutoff=1.5)
+    >>> MasterSettings(method="mean", rejection=None).to_dict()
+    {'method': 'mean', 'rejection': 'none'}
     """
 
     method: str = "median"
-    rejection: str = "sigma"
-    low: float | None = None
-    high: float | None = None
+    rejection: Rejection | None = field(default_factory=SigmaClip)
+    low: InitVar[float | None] = None
+    high: InitVar[float | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, low: float | None, high: float | None) -> None:
         if self.method not in _METHODS:
             raise ValueError(f"master method={self.method!r} is not known; use one of "
                              f"{', '.join(_METHODS)}")
-        self.rejection_object()   # an unknown name or unusable limits are refused here
+        self.rejection = rejection_setting(self.rejection, low, high, section="master")
 
-    def rejection_object(self):
-        """The calframe rejection settings object (None for no rejection)."""
+    def rejection_object(self) -> Rejection | None:
+        """The rejection settings object (None for no rejection): :attr:`rejection`."""
+        return self.rejection
 
-        return rejection_from_name(self.rejection, self.low, self.high)
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form (TOML and JSON): the rejection as its ``to_dict``, or ``'none'``."""
+        return {"method": self.method, "rejection": _rejection_dict(self.rejection)}
 
 
 @dataclass
@@ -125,10 +193,11 @@ class StackSettings:
         Alignment to the group's first light.
     method : {'mean', 'median'}
         Combine method.
-    rejection : str
-        Rejection before combining, with ``low`` / ``high`` (as for masters).
+    rejection : settings object, str, dict or None
+        Rejection before combining, in any form :class:`MasterSettings` takes.
     low, high : float, optional
-        Rejection limits (default: the algorithm's own, as for masters).
+        With a name only: its limits (default: the algorithm's own, as for
+        masters).
     order : {0, 1, 3}
         Interpolation order of the warp.
     """
@@ -136,25 +205,31 @@ class StackSettings:
     enabled: bool = False
     align: str = "stars"
     method: str = "mean"
-    rejection: str = "sigma"
-    low: float | None = None
-    high: float | None = None
+    rejection: Rejection | None = field(default_factory=SigmaClip)
+    low: InitVar[float | None] = None
+    high: InitVar[float | None] = None
     order: int = 1
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, low: float | None, high: float | None) -> None:
         if self.align not in _ALIGNS:
             raise ValueError(f"stack align={self.align!r} is not known; use one of "
                              f"{', '.join(_ALIGNS)}")
         if self.order not in (0, 1, 3):
             raise ValueError(f"stack order={self.order!r} is not known; use 0, 1 or 3")
-        # method and rejection are checked like the masters'
-        MasterSettings(method=self.method, rejection=self.rejection, low=self.low,
-                       high=self.high)
+        if self.method not in _METHODS:
+            raise ValueError(f"stack method={self.method!r} is not known; use one of "
+                             f"{', '.join(_METHODS)}")
+        self.rejection = rejection_setting(self.rejection, low, high, section="stack")
 
-    def rejection_object(self):
-        """The calframe rejection settings object (None for no rejection)."""
-        return MasterSettings(method=self.method, rejection=self.rejection, low=self.low,
-                              high=self.high).rejection_object()
+    def rejection_object(self) -> Rejection | None:
+        """The rejection settings object (None for no rejection): :attr:`rejection`."""
+        return self.rejection
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form (TOML and JSON): the rejection as its ``to_dict``, or ``'none'``."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["rejection"] = _rejection_dict(self.rejection)
+        return out
 
 
 @dataclass
@@ -199,12 +274,16 @@ class PipelineConfig:
             if key in sections:
                 if not isinstance(value, dict):
                     raise ValueError(f"{source}: [{key}] must be a table of settings")
-                known = {f.name for f in dataclasses.fields(sections[key])}
+                # the fields and the InitVars (a rejection name's low and high)
+                known = set(inspect.signature(sections[key]).parameters)
                 for sub in value:
                     if sub not in known:
                         raise ValueError(f"{source}: unknown setting {key}.{sub}; known "
                                          f"settings are {', '.join(sorted(known))}")
-                kwargs[key] = sections[key](**value)
+                try:
+                    kwargs[key] = sections[key](**value)
+                except InvalidSettingsError as err:
+                    raise InvalidSettingsError(f"{source}: [{key}] {err}") from err
             elif key == "inputs":
                 kwargs[key] = [str(v) for v in ([value] if isinstance(value, str)
                                                 else value)]
@@ -213,9 +292,11 @@ class PipelineConfig:
         return cls(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form (JSON and TOML friendly)."""
+        """Plain-Python form (JSON and TOML friendly); :meth:`from_dict` is its inverse."""
         out = dataclasses.asdict(self)
-        return {k: v for k, v in out.items()}
+        out["master"] = self.master.to_dict()
+        out["stack"] = self.stack.to_dict()
+        return out
 
     def replace(self, **changes) -> PipelineConfig:
         """A copy with top-level settings or ``section__name`` settings changed."""

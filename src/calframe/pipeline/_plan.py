@@ -120,10 +120,9 @@ class Plan:
             st = self.config.stack
             lines.append(f"  stack {len(t.inputs)} calibrated light(s) -> "
                          f"{_printable(t.output)}  "
-                         f"(align {st.align}, {st.method}, rejection {st.rejection})")
+                         f"(align {st.align}, {st.method}, rejection {st.rejection!r})")
         m = self.config.master
-        rejection = m.rejection_object()
-        lines.append(f"  masters: {m.method}, rejection {rejection!r}, memory limit "
+        lines.append(f"  masters: {m.method}, rejection {m.rejection!r}, memory limit "
                      f"{self.config.memory_limit}")
         skipped = self.skipped_files()
         if skipped:
@@ -206,7 +205,7 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
 
     names = {int(g["group"]): str(g["name"]) for g in inv.groups}
     matches = {int(m["group"]): m for m in inv.matches}
-    master_params = dataclasses.asdict(config.master)
+    master_params = config.master.to_dict()
     tasks: dict[str, Task] = {}
 
     def master_task(group: int, *, role_for: str | None = None) -> str:
@@ -280,7 +279,7 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
                 name=name, kind="stack", output=f"stacks/{names[group]}.fits",
                 inputs=[t.output for t in members], group=group,
                 uses={f"light{i}": t.name for i, t in enumerate(members)},
-                parameters=dataclasses.asdict(config.stack)))
+                parameters=config.stack.to_dict()))
     return Plan(config=config, inventory=inv, tasks=masters + light_tasks + stack_tasks,
                 problems=problems)
 

@@ -164,7 +164,7 @@ class _Runner:
             log.info("up to date: %s", path)
             return
         m = self.config.master
-        options = {"method": m.method, "rejection": m.rejection_object(),
+        options = {"method": m.method, "rejection": m.rejection,
                    "memory_limit": self.config.memory_limit,
                    "allow_mixed": self.config.allow_mixed}
         try:
@@ -298,7 +298,7 @@ class _Runner:
                 warnings.simplefilter("ignore", category=Warning)
                 ccd = stack(inputs, align=None if st.align == "none" else st.align,
                             order=st.order, method=st.method,
-                            rejection=st.rejection_object(),
+                            rejection=st.rejection,
                             memory_limit=self.config.memory_limit)
             self.write(ccd, path, key)
         except _FILE_FAILURES as err:
