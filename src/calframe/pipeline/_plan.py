@@ -173,79 +173,102 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
     """
     if not config.inputs:
         raise ValueError("no inputs: give at least one folder or file of frames")
+    inv = _inventory(config, progress)
+    problems = list(inv.problems)
+    if config.strict and problems:
+        raise PipelineProblemError(problems[0])
+    masters = _MasterTasks(inv, config.master.to_dict())
+    lights = _light_tasks(inv, config, masters)
+    stacks = _stack_tasks(config, lights, masters.names) if config.stack.enabled else []
+    return Plan(config=config, inventory=inv, tasks=masters.in_order() + lights + stacks,
+                problems=problems)
+
+
+def _inventory(config: PipelineConfig, progress) -> Inventory:
+    """The inventory of the inputs; a file a reader fails on is a problem, not an error."""
     options = {"tolerances": config.tolerances, "frame_types": config.frame_types}
-    unreadable: list[Problem] = []
     try:
-        inv = take_inventory(config.inputs, recursive=config.recursive,
-                             exclude=[config.output], progress=progress, **options)
+        return take_inventory(config.inputs, recursive=config.recursive,
+                              exclude=[config.output], progress=progress, **options)
     except FileNotFoundError:
         raise
     except _FILE_FAILURES as err:
         # a reader let an error out: find the file(s) and take stock without them
         log.info("inventory failed (%s: %s); reading the files one by one",
                  type(err).__name__, err)
-        files = scan_paths(config.inputs, recursive=config.recursive,
-                           exclude=[config.output])
-        good = []
-        for path in files:
-            try:
-                take_inventory([path], **options)
-            except _FILE_FAILURES as one:
-                unreadable.append(Problem(path, f"cannot be read as a frame "
-                                          f"({_oneline_of(one)})",
-                                          "copy the file again or remove it from the "
-                                          "folder"))
-            else:
-                good.append(path)
-        inv = take_inventory(good, progress=progress, **options)
+    files = scan_paths(config.inputs, recursive=config.recursive, exclude=[config.output])
+    good, unreadable = [], []
+    for path in files:
+        try:
+            take_inventory([path], **options)
+        except _FILE_FAILURES as one:
+            unreadable.append(Problem(path, f"cannot be read as a frame "
+                                      f"({_oneline_of(one)})",
+                                      "copy the file again or remove it from the "
+                                      "folder"))
+        else:
+            good.append(path)
+    inv = take_inventory(good, progress=progress, **options)
     inv.problems.extend(unreadable)
-    problems = list(inv.problems)
-    if config.strict and problems:
-        raise PipelineProblemError(problems[0])
+    return inv
 
-    names = {int(g["group"]): str(g["name"]) for g in inv.groups}
-    matches = {int(m["group"]): m for m in inv.matches}
-    master_params = config.master.to_dict()
-    tasks: dict[str, Task] = {}
 
-    def master_task(group: int, *, role_for: str | None = None) -> str:
-        name = names[group]
-        if name in tasks:
+class _MasterTasks:
+    """The master tasks of a plan, each planned once with the masters it uses."""
+
+    def __init__(self, inv: Inventory, parameters: dict[str, Any]):
+        self.inv = inv
+        self.parameters = parameters
+        self.names = {int(g["group"]): str(g["name"]) for g in inv.groups}
+        self.matches = {int(m["group"]): m for m in inv.matches}
+        self.tasks: dict[str, Task] = {}
+
+    def task(self, group: int) -> str:
+        """The name of the master task of ``group``, planned when first asked for."""
+        name = self.names[group]
+        if name in self.tasks:
             return name
-        row = inv.group_row(group)
+        row = self.inv.group_row(group)
         kind = "dark" if row["frametype"] == "darkflat" else str(row["frametype"])
         uses: dict[str, str] = {}
-        m = matches.get(group)
+        m = self.matches.get(group)
         if kind in ("dark",):
-            bias = _bias_for(inv, group)
+            bias = _bias_for(self.inv, group)
             if bias is not None:
-                uses["bias"] = master_task(bias)
+                uses["bias"] = self.task(bias)
         elif kind == "flat" and m is not None:
             if m["bias"] >= 0:
-                uses["bias"] = master_task(int(m["bias"]))
+                uses["bias"] = self.task(int(m["bias"]))
             if m["dark"] >= 0:
-                uses["dark"] = master_task(int(m["dark"]))
-        params = dict(master_params)
+                uses["dark"] = self.task(int(m["dark"]))
+        params = dict(self.parameters)
         if kind == "flat" and m is not None and m["dark"] >= 0:
             params["dark_scaled"] = bool(m["dark_scaled"])
             # a dark without exposure (e.g. beam off) is subtracted as it is
             params["dark_scale"] = "exposure" if math.isfinite(
-                float(inv.group_row(int(m["dark"]))["exptime"])) else "none"
-        tasks[name] = Task(name=name, kind=kind, output=f"masters/{name}.fits",
-                           inputs=inv.members(group), group=group, uses=uses,
-                           parameters=params)
+                float(self.inv.group_row(int(m["dark"]))["exptime"])) else "none"
+        self.tasks[name] = Task(name=name, kind=kind, output=f"masters/{name}.fits",
+                                inputs=self.inv.members(group), group=group, uses=uses,
+                                parameters=params)
         return name
 
-    light_tasks: list[Task] = []
+    def in_order(self) -> list[Task]:
+        """The tasks, biases first, then darks, then flats, each by name."""
+        order = {"bias": 0, "dark": 1, "flat": 2}
+        return sorted(self.tasks.values(), key=lambda t: (order[t.kind], t.name))
+
+
+def _light_tasks(inv: Inventory, config: PipelineConfig, masters: _MasterTasks
+                 ) -> list[Task]:
+    """One task per light that some master calibrates, named after its file."""
+    tasks: list[Task] = []
     stems: set[str] = set()
     cal_params = dataclasses.asdict(config.calibrate)
     for m in inv.matches:
         if m["frametype"] != "light":
             continue
-        uses = {}
-        for role in ("bias", "dark", "flat"):
-            if m[role] >= 0:
-                uses[role] = master_task(int(m[role]))
+        uses = {role: masters.task(int(m[role])) for role in ("bias", "dark", "flat")
+                if m[role] >= 0}
         if not uses:
             # nothing calibrates them (the inventory's problem says so): a copy
             # labelled "calibrated" would be a lie
@@ -255,33 +278,34 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
                                                        ["exptime"])):
             params["dark_scale"] = "none"  # nothing to scale by: subtract as it is
         for path in inv.members(int(m["group"])):
-            stem = _stem(path)
-            unique, n = stem, 2
-            while unique in stems:
-                unique, n = f"{stem}_{n}", n + 1
-            stems.add(unique)
-            light_tasks.append(Task(name=unique, kind="light",
-                                    output=f"lights/{unique}.fits", inputs=[path],
-                                    group=int(m["group"]), uses=uses,
-                                    parameters=dict(params)))
-    order = {"bias": 0, "dark": 1, "flat": 2}
-    masters = sorted(tasks.values(), key=lambda t: (order[t.kind], t.name))
-    stack_tasks: list[Task] = []
-    if config.stack.enabled:
-        by_group: dict[int, list[Task]] = {}
-        for t in light_tasks:
-            by_group.setdefault(t.group, []).append(t)
-        for group, members in by_group.items():
-            if len(members) < 2:
-                continue
-            name = f"stack_{names[group]}"
-            stack_tasks.append(Task(
-                name=name, kind="stack", output=f"stacks/{names[group]}.fits",
-                inputs=[t.output for t in members], group=group,
-                uses={f"light{i}": t.name for i, t in enumerate(members)},
-                parameters=config.stack.to_dict()))
-    return Plan(config=config, inventory=inv, tasks=masters + light_tasks + stack_tasks,
-                problems=problems)
+            unique = _unique_stem(_stem(path), stems)
+            tasks.append(Task(name=unique, kind="light", output=f"lights/{unique}.fits",
+                              inputs=[path], group=int(m["group"]), uses=uses,
+                              parameters=dict(params)))
+    return tasks
+
+
+def _unique_stem(stem: str, taken: set[str]) -> str:
+    """``stem``, or ``stem_2``, ``stem_3``... when taken; added to ``taken``."""
+    unique, n = stem, 2
+    while unique in taken:
+        unique, n = f"{stem}_{n}", n + 1
+    taken.add(unique)
+    return unique
+
+
+def _stack_tasks(config: PipelineConfig, lights: list[Task], names: dict[int, str]
+                 ) -> list[Task]:
+    """One stack per light group of two or more calibrated lights."""
+    by_group: dict[int, list[Task]] = {}
+    for t in lights:
+        by_group.setdefault(t.group, []).append(t)
+    return [Task(name=f"stack_{names[group]}", kind="stack",
+                 output=f"stacks/{names[group]}.fits",
+                 inputs=[t.output for t in members], group=group,
+                 uses={f"light{i}": t.name for i, t in enumerate(members)},
+                 parameters=config.stack.to_dict())
+            for group, members in by_group.items() if len(members) >= 2]
 
 
 def _bias_for(inv: Inventory, group: int) -> int | None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -131,56 +132,89 @@ def _check_output(path: str | os.PathLike, keyword: str) -> tuple[str | None, st
     with open(path, "rb") as handle:
         offset = index = 0
         while offset < size:
-            raw: dict[str, bytes] = {}   # keyword -> its first card, read when needed
-            header_sum, end = 0, False
-            start = b"SIMPLE  " if index == 0 else b"XTENSION"
-            while not end:
-                block = handle.read(_BLOCK)
-                if len(block) < _BLOCK:
-                    return f"HDU {index}: the header is cut short", value
-                if not raw and not block.startswith(start):
-                    return f"HDU {index}: no FITS header where one should start", value
-                header_sum = _ones_sum(block, header_sum)
-                offset += _BLOCK
-                for i in range(0, _BLOCK, 80):
-                    key = block[i:i + 8].decode("ascii", "replace").rstrip()
-                    if key == "END":
-                        end = True
-                        break
-                    if key and key not in raw:
-                        raw[key] = block[i:i + 80]
-
-            def card(key: str, raw=raw) -> str | None:
-                return _card_value(raw[key]) if key in raw else None
-
+            header = _read_header(handle, index)
+            if isinstance(header, str):
+                return f"HDU {index}: {header}", value
+            offset += header.nbytes
             if index == 0:
-                value = card(keyword)
-            try:
-                naxis = int(card("NAXIS") or "")
-                count = math.prod(int(card(f"NAXIS{n}") or "") for n in range(1, naxis + 1))
-                nbytes = (abs(int(card("BITPIX") or "")) // 8 * int(card("GCOUNT") or 1)
-                          * (int(card("PCOUNT") or 0) + (count if naxis else 0)))
-                datasum = int(card("DATASUM") or "")
-                if not card("CHECKSUM"):
-                    raise ValueError("no CHECKSUM")
-            except ValueError:
-                return (f"HDU {index}: no valid data size, CHECKSUM or DATASUM in its "
-                        "header"), value
-            padded = -(-nbytes // _BLOCK) * _BLOCK
-            if offset + padded > size:
-                return f"HDU {index}: the data are cut short", value
-            data_sum, left = 0, padded
-            while left:
-                chunk = handle.read(min(_CHUNK, left))
-                data_sum = _ones_sum(chunk, data_sum)
-                left -= len(chunk)
+                value = header.value(keyword)
+            problem, padded = _check_data(handle, header, size - offset)
+            if problem:
+                return f"HDU {index}: {problem}", value
             offset += padded
-            if data_sum != datasum:
-                return f"HDU {index}: the data do not match their DATASUM", value
-            if _ones_sum(data_sum.to_bytes(4, "big"), header_sum) != 0xFFFFFFFF:
-                return f"HDU {index}: the HDU does not match its CHECKSUM", value
-            last = card("EXTNAME")
+            last = header.value("EXTNAME")
             index += 1
     if last != "PROVENANCE":
         return "the file ends before its PROVENANCE table", value
     return None, value
+
+
+@dataclass
+class _Header:
+    """A header read block by block: its cards and its checksum sum."""
+
+    cards: dict[str, bytes]   # keyword -> its first card, decoded when asked for
+    checksum: int             # one's complement sum of the header blocks
+    nbytes: int               # bytes of the header blocks
+
+    def value(self, key: str) -> str | None:
+        """The value of the first card of ``key`` as text (None when it has none)."""
+        return _card_value(self.cards[key]) if key in self.cards else None
+
+
+def _read_header(handle, index: int) -> _Header | str:
+    """The header of HDU ``index`` at the position of ``handle``, or what is wrong."""
+    cards: dict[str, bytes] = {}
+    checksum = nbytes = 0
+    start = b"SIMPLE  " if index == 0 else b"XTENSION"
+    while True:
+        block = handle.read(_BLOCK)
+        if len(block) < _BLOCK:
+            return "the header is cut short"
+        if not cards and not block.startswith(start):
+            return "no FITS header where one should start"
+        checksum = _ones_sum(block, checksum)
+        nbytes += _BLOCK
+        for i in range(0, _BLOCK, 80):
+            key = block[i:i + 8].decode("ascii", "replace").rstrip()
+            if key == "END":
+                return _Header(cards, checksum, nbytes)
+            if key and key not in cards:
+                cards[key] = block[i:i + 80]
+
+
+def _data_size(header: _Header) -> tuple[int, int]:
+    """The bytes of data an HDU's header announces, and its ``DATASUM``.
+
+    Raises ValueError when the header does not say them or has no ``CHECKSUM``.
+    """
+    naxis = int(header.value("NAXIS") or "")
+    count = math.prod(int(header.value(f"NAXIS{n}") or "") for n in range(1, naxis + 1))
+    nbytes = (abs(int(header.value("BITPIX") or "")) // 8 * int(header.value("GCOUNT") or 1)
+              * (int(header.value("PCOUNT") or 0) + (count if naxis else 0)))
+    datasum = int(header.value("DATASUM") or "")
+    if not header.value("CHECKSUM"):
+        raise ValueError("no CHECKSUM")
+    return nbytes, datasum
+
+
+def _check_data(handle, header: _Header, room: int) -> tuple[str | None, int]:
+    """Read the data of an HDU (``room``: bytes left in the file): what is wrong with
+    them and the HDU's sums (None when they match), and the bytes read."""
+    try:
+        nbytes, datasum = _data_size(header)
+    except ValueError:
+        return "no valid data size, CHECKSUM or DATASUM in its header", 0
+    padded = -(-nbytes // _BLOCK) * _BLOCK
+    if padded > room:
+        return "the data are cut short", 0
+    data_sum, left = 0, padded
+    while left:
+        chunk = handle.read(min(_CHUNK, left))
+        data_sum = _ones_sum(chunk, data_sum)
+        left -= len(chunk)
+    if data_sum != datasum:
+        return "the data do not match their DATASUM", padded
+    if _ones_sum(data_sum.to_bytes(4, "big"), header.checksum) != 0xFFFFFFFF:
+        return "the HDU does not match its CHECKSUM", padded
+    return None, padded

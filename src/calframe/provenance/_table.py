@@ -133,21 +133,53 @@ def read_table(cls: type[Provenance], hdu: fits.BinTableHDU, *,
                file_path: str | os.PathLike | None = None) -> Provenance:
     """A ``cls`` read from a ``PROVENANCE`` table (see :meth:`Provenance.from_fits_table`)."""
     data = hdu.data
-    names = [] if data is None else [n.upper() for n in data.columns.names]
-    file_dir = os.path.dirname(os.fspath(file_path)) if file_path else ""
-    this = _portable(os.fspath(file_path)) if file_path else ""
     prov = cls()
     if data is None or len(data) == 0:
         return prov
+    cells = _Cells(data)
+    file_dir = os.path.dirname(os.fspath(file_path)) if file_path else ""
+    this = _portable(os.fspath(file_path)) if file_path else ""
+    step_params: list[str] = []
+    for number, row in enumerate(data):
+        kind = cells.text(row, "KIND")
+        if kind == "more":
+            if step_params:
+                step_params[-1] += cells.params(number, row)
+            continue
+        origin = path_from_file(cells.text(row, "ORIGIN"), file_dir) or this
+        if kind == "input":
+            prov.inputs.append(_input_record(cells, row, file_dir, origin))
+        elif kind == "step":
+            step_params.append(cells.params(number, row))
+            prov.steps.append(StepRecord(
+                step=cells.text(row, "STEP"), parameters={},
+                versions=_versions_from_json(cells.text(row, "VERSIONS") or "{}"),
+                time=cells.text(row, "TIME"), origin=origin))
+    known = {os.path.normpath(r.path) for r in prov.inputs if r.path}
+    for step, text in zip(prov.steps, step_params, strict=True):
+        step.parameters = _seen_from_here(json.loads(unquote(text) or "{}"), file_dir, known)
+    return prov
 
-    def cell(row, name, default=""):
-        return _decode_text(row[name]) if name in names else default
 
-    def raw(row, name):
-        # Undecoded text: a percent-escape may straddle two pieces.
-        if name not in names:
+class _Cells:
+    """The cells of a ``PROVENANCE`` table, by column name (absent columns: empty)."""
+
+    def __init__(self, data):
+        self.names = [n.upper() for n in data.columns.names]
+        self._params = _heap_texts(data, self.names, "PARAMS")
+
+    def text(self, row, name: str) -> str:
+        """The decoded text of a cell."""
+        return _decode_text(row[name]) if name in self.names else ""
+
+    def params(self, number: int, row) -> str:
+        """The ``PARAMS`` cell of row ``number``, undecoded: a percent-escape may
+        straddle two pieces."""
+        if self._params is not None:
+            return self._params[number]
+        if "PARAMS" not in self.names:
             return ""
-        value = row[name]
+        value = row["PARAMS"]
         if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
             value = "".join(c.decode("ascii", "replace") if isinstance(c, bytes)
                             else str(c) for c in value.tolist())
@@ -155,47 +187,29 @@ def read_table(cls: type[Provenance], hdu: fits.BinTableHDU, *,
             value = value.decode("ascii", "replace")
         return str(value).rstrip()
 
-    params = _heap_texts(data, names, "PARAMS")
-    step_params: list[str] = []
-    for number, row in enumerate(data):
-        kind = cell(row, "KIND")
-        text = (params[number] if params is not None else raw(row, "PARAMS")) \
-            if kind in ("more", "step") else ""
-        if kind == "more":
-            if step_params:
-                step_params[-1] += text
-            continue
-        origin = path_from_file(cell(row, "ORIGIN"), file_dir) or this
-        if kind == "input":
-            exptime = float(row["EXPTIME"]) if "EXPTIME" in names else math.nan
-            shape_text = cell(row, "SHAPE") or "[]"
-            prov.inputs.append(InputRecord(
-                path=path_from_file(cell(row, "PATH"), file_dir),
-                sha256=cell(row, "SHA256"), role=cell(row, "ROLE"),
-                frametype=cell(row, "FRAMETYP"),
-                exptime=None if math.isnan(exptime) else exptime,
-                date_obs=cell(row, "DATE_OBS"),
-                shape=tuple(int(n) for n in json.loads(shape_text)),
-                origin=origin))
-        elif kind == "step":
-            step_params.append(text)
-            prov.steps.append(StepRecord(
-                step=cell(row, "STEP"), parameters={},
-                versions=_versions_from_json(cell(row, "VERSIONS") or "{}"),
-                time=cell(row, "TIME"), origin=origin))
-    known = {os.path.normpath(r.path) for r in prov.inputs if r.path}
 
-    def here(value):
-        """A file named in the parameters as seen from here (as the inputs are)."""
-        if isinstance(value, str) and value and not os.path.isabs(value):
-            seen = path_from_file(value, file_dir)
-            return seen if os.path.normpath(seen) in known else value
-        if isinstance(value, list):
-            return [here(v) for v in value]
-        if isinstance(value, dict):
-            return {k: here(v) for k, v in value.items()}
-        return value
+def _input_record(cells: _Cells, row, file_dir: str, origin: str) -> InputRecord:
+    """The input record of a row of ``KIND='input'``."""
+    exptime = float(row["EXPTIME"]) if "EXPTIME" in cells.names else math.nan
+    shape_text = cells.text(row, "SHAPE") or "[]"
+    return InputRecord(
+        path=path_from_file(cells.text(row, "PATH"), file_dir),
+        sha256=cells.text(row, "SHA256"), role=cells.text(row, "ROLE"),
+        frametype=cells.text(row, "FRAMETYP"),
+        exptime=None if math.isnan(exptime) else exptime,
+        date_obs=cells.text(row, "DATE_OBS"),
+        shape=tuple(int(n) for n in json.loads(shape_text)),
+        origin=origin)
 
-    for step, text in zip(prov.steps, step_params, strict=True):
-        step.parameters = here(json.loads(unquote(text) or "{}"))
-    return prov
+
+def _seen_from_here(value, file_dir: str, known: set[str]):
+    """Files named in step parameters as seen from here, as the inputs are (``known``:
+    their normalised paths); other values as they are."""
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        seen = path_from_file(value, file_dir)
+        return seen if os.path.normpath(seen) in known else value
+    if isinstance(value, list):
+        return [_seen_from_here(v, file_dir, known) for v in value]
+    if isinstance(value, dict):
+        return {k: _seen_from_here(v, file_dir, known) for k, v in value.items()}
+    return value
