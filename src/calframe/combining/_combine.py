@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._collection import collection_paths
 from ..errors import IncompatibleFramesError, InvalidSettingsError
 from ..provenance import InputRecord, Provenance, set_provenance, sha256_file
 from . import _efficiency
 from ._codes import METHOD_CODES, REJECTION_CODES
-from ._rejection import Rejection, gesd_critical_values
+from ._rejection import Rejection, as_rejection, gesd_critical_values
 from ._scaling import Scale, as_scale, frame_scales, frame_weights
 
 # astropy.nddata, astropy.io.fits and the compiled kernels (numba) take most of a
@@ -185,7 +186,7 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
 
     Parameters
     ----------
-    frames : list or iterator of path, CCDData or ndarray
+    frames : list or iterator of path, CCDData or ndarray, or ImageFileCollection
         The frames, all of one shape and unit.  Paths may be anything
         :func:`calframe.read_frame` reads; uncompressed FITS is read by
         offset, other formats are decoded once into a temporary cache.
@@ -195,7 +196,9 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         mean times the number of frames (so a masked or rejected value does
         not leave a hole; equal to a plain sum when nothing is left out).
     rejection : SigmaClip, WinsorizedSigmaClip, LinearFitClip, PercentileClip, MinMaxClip, GESD
-        Outlier rejection applied per pixel before combining (None: none).
+        Outlier rejection applied per pixel before combining (None: none).  An
+        :class:`astropy.stats.SigmaClip` is taken too (see
+        :meth:`SigmaClip.from_astropy`).
     scale : None, "median", "mean", array, callable or Scale
         Normalisation of each frame before rejection.  Strings, arrays and
         callables are multiplicative; use ``Scale(..., mode="additive")`` for
@@ -251,13 +254,11 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
     >>> bool(abs(out.data[10, 10] - 100) < 10)
     True
     """
+    frames = collection_paths(frames, "combine")
     if method not in METHOD_CODES:
         raise InvalidSettingsError(
             f"method={method!r}: use 'median', 'mean' or 'sum'")
-    if rejection is not None and not isinstance(rejection, Rejection):
-        raise InvalidSettingsError(
-            f"rejection={rejection!r}: pass a settings object such as SigmaClip(low=3, high=3) "
-            "or None")
+    rejection = as_rejection(rejection)   # astropy's SigmaClip converted, or refused
     limit = parse_memory(memory_limit)
     if workers is None:
         workers = _default_workers()
