@@ -330,3 +330,38 @@ def _detector_variance_kernel(raw, off, step, g, rn2, out):  # pragma: no cover
                 out[y, x] = signal / g + rn2
             else:
                 out[y, x] = var_smooth
+
+
+def normalise_flat(data: np.ndarray, var: np.ndarray | None, tile: np.ndarray, *,
+                   bias_coefficient: float, dark_coefficient: float,
+                   bias_sum: np.ndarray, dark_sum: np.ndarray):
+    """A flat divided by its level, in one pass (for :func:`calframe.make_master_flat`).
+
+    ``tile`` is the 2x2 cell of levels (the level of each CFA site).  Returns
+    the new data and standard deviation (``sqrt(var / level**2)``, None without
+    ``var``) and adds ``c / level`` and ``k / level`` to ``bias_sum`` and
+    ``dark_sum`` (float64), with the float32 arithmetic of
+    ``data / scale_map``, ``var / scale_map**2``, ``np.sqrt`` and
+    ``c / scale_map``.
+    """
+    out = np.empty(data.shape, np.float32)
+    std = np.empty(data.shape, np.float32) if var is not None else _SINK
+    _normalise_kernel(data, _full(None, data.shape, np.float32) if var is None else var,
+                      var is not None, np.asarray(tile, np.float32),
+                      np.float32(bias_coefficient), np.float32(dark_coefficient),
+                      bias_sum, dark_sum, out, std)
+    return out, (std if var is not None else None)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _normalise_kernel(data, var, has_var, tile, c, k, bias_sum, dark_sum,
+                      out, std):  # pragma: no cover - compiled
+    ny, nx = data.shape
+    for y in prange(ny):
+        for x in range(nx):
+            s = tile[y % 2, x % 2]
+            out[y, x] = data[y, x] / s
+            if has_var:
+                std[y, x] = np.float32(math.sqrt(np.float64(var[y, x] / (s * s))))
+            bias_sum[y, x] += np.float64(c / s)
+            dark_sum[y, x] += np.float64(k / s)
