@@ -181,3 +181,34 @@ def test_detector_variance_equals_the_scipy_arithmetic(cfa, shape):
     scalar = detector_variance(raw, 0.0, step=1, gain=2.0, rdnoise_e=3.0)
     np.testing.assert_array_max_ulp(scalar, _variance_reference(raw, 0.0, 2.0, 3.0, False),
                                     maxulp=1)
+
+
+def test_kernels_on_a_cube_equal_the_step_by_step_arithmetic():
+    """A colour cube (3, ny, nx) goes through the kernels plane after plane."""
+    rng = np.random.default_rng(7)
+    shape = (3, 11, 13)
+
+    def cube(lo, hi, slo, shi):
+        data = rng.uniform(lo, hi, shape).astype(np.float32)
+        data[0, 2, 3] = np.nan
+        mask = rng.random(shape) < 0.05
+        return CCDData(data, unit="adu", mask=mask, uncertainty=StdDevUncertainty(
+            rng.uniform(slo, shi, shape).astype(np.float32)))
+
+    light, bias, dark, flat = cube(500, 900, 5, 9), cube(90, 110, 1, 2), \
+        cube(1, 20, 1, 2), cube(0.5, 1.5, 0.01, 0.02)
+    plane = Plane.from_ccd(light, copy=False)
+    ref = subtract(subtract(plane, Plane.from_ccd(dark, copy=False), 0.5),
+                   Plane.from_ccd(bias, copy=False), 1.0)
+    ref = multiply(divide(ref, Plane.from_ccd(flat, copy=False)), 2.0)
+    data, var, mask = subtract_terms(
+        plane.data, plane.var, plane.mask, dark=master_arrays(dark, shape), dark_scale=0.5,
+        bias=master_arrays(bias, shape), bias_mode=1, bias_coefficient=1.0,
+        correlated=False)
+    data, std, mask, _, _ = divide_and_finish(data, var, mask, rate=1.0,
+                                              flat=master_arrays(flat, shape), gain=2.0,
+                                              std=True, out=(data, var, mask))
+    assert data.shape == shape
+    np.testing.assert_array_equal(data, ref.data)
+    np.testing.assert_array_equal(mask, ref.mask)
+    np.testing.assert_array_equal(std, np.sqrt(np.maximum(ref.var, 0)).astype(np.float32))

@@ -70,6 +70,16 @@ def master_arrays(ccd, shape) -> MasterArrays:
 _SINK = np.zeros((1, 1), np.float32)  # the variance output when there is none (never written)
 
 
+def _rows(array, shape) -> np.ndarray | None:
+    """``array`` broadcast to ``shape`` and seen as 2-D rows (the kernels' layout)."""
+    if array is None:
+        return None
+    array = np.broadcast_to(array, shape)
+    if len(shape) == 2:
+        return array
+    return np.reshape(array, (-1, shape[-1]) if len(shape) else (1, 1))
+
+
 def _full(value, shape, dtype) -> np.ndarray:
     """``value`` (None, a scalar or an array) as a read-only array of ``shape``."""
     if value is None:
@@ -100,6 +110,19 @@ def subtract_terms(data: np.ndarray, var: np.ndarray | None, mask: np.ndarray, *
     tuple of numpy.ndarray
         New data, variance (None if ``var`` is None) and mask arrays.
     """
+    if data.ndim != 2:  # a cube: its planes one after the other, as rows
+        full = data.shape
+        rows = _rows(data, full).shape
+        flat = [None if m is None else MasterArrays(_rows(m.data, full), _rows(m.std, full),
+                                                    _rows(m.mask, full))
+                for m in (dark, bias)]
+        out = subtract_terms(_rows(data, full), _rows(var, full), _rows(mask, full),
+                             dark=flat[0], dark_scale=_rows(np.asarray(dark_scale), full),
+                             bias=flat[1], bias_mode=bias_mode,
+                             bias_coefficient=_rows(np.asarray(bias_coefficient), full),
+                             correlated=correlated)
+        del rows
+        return tuple(None if a is None else a.reshape(full) for a in out)
     shape = data.shape
     out = np.empty(shape, np.float32)
     outvar = np.empty(shape, np.float32) if var is not None else None
@@ -143,6 +166,20 @@ def divide_and_finish(data: np.ndarray, var: np.ndarray | None, mask: np.ndarray
         data, variance or standard deviation (None if ``var`` is None), mask, and
         the counts of valid (unmasked, finite) pixels and of those below 0.
     """
+    if data.ndim != 2:  # a cube: its planes one after the other, as rows
+        full = data.shape
+        fl = None if flat is None else MasterArrays(
+            _rows(flat.data, full), _rows(flat.std, full), _rows(flat.mask, full))
+        rows_out = None if out is None else tuple(
+            None if a is None else a.reshape(-1, full[-1]) for a in out)
+        if rows_out is not None and any(a is not None and not np.shares_memory(a, b)
+                                        for a, b in zip(rows_out, out, strict=True)):
+            rows_out = None  # not views: write new arrays
+        odata, ovar, omask, nvalid, nneg = divide_and_finish(
+            _rows(data, full), _rows(var, full), _rows(mask, full), rate=rate, flat=fl,
+            gain=gain, std=std, out=rows_out)
+        return (odata.reshape(full), None if ovar is None else ovar.reshape(full),
+                omask.reshape(full), nvalid, nneg)
     shape = data.shape
     if out is None:
         out = (np.empty(shape, np.float32),
@@ -276,6 +313,8 @@ def detector_variance(raw: np.ndarray, offset, *, step: int, gain: float,
     ulp now and then).
     """
     shape = raw.shape
+    if raw.ndim != 2:
+        raise ValueError("detector_variance: a 2-D frame is needed")
     off = np.broadcast_to(np.asarray(offset), shape)
     out = np.empty(shape, np.float32)
     g = np.float32(gain)

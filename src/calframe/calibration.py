@@ -231,9 +231,24 @@ def _estimate_variance(raw: np.ndarray, offset: np.ndarray | float, gain: float,
     The arithmetic runs in one compiled pass (:func:`calframe._calkernel.detector_variance`),
     on the four sites of a CFA mosaic apart.
     """
+    if np.ndim(raw) != 2:  # a cube: the 3x3x3 neighbourhood, as scipy gives it
+        return _estimate_variance_nd(raw, offset, gain, rdnoise_e)
     step = 1 if cfa_pattern(meta if meta is not None else {}) is None else 2
     return detector_variance(np.asarray(raw), offset, step=step, gain=gain,
                              rdnoise_e=rdnoise_e)
+
+
+def _estimate_variance_nd(raw, offset, gain: float, rdnoise_e: float) -> np.ndarray:
+    """:func:`_estimate_variance` of an array that is not 2-D (no CFA sites)."""
+    from scipy import ndimage
+
+    signal = np.maximum(np.nan_to_num(raw - np.nan_to_num(offset)), 0).astype(np.float32)
+    rn2 = np.float32((rdnoise_e / gain) ** 2)
+    g = np.float32(gain)
+    smooth = ndimage.uniform_filter(signal, size=3, mode="nearest")
+    var_smooth = smooth / g + rn2
+    differs = np.abs(signal - smooth) > 3 * np.sqrt(var_smooth)
+    return np.where(differs, signal / g + rn2, var_smooth).astype(np.float32)
 
 
 def _as_gain(gain, light: CCDData, unit) -> tuple[float, u.UnitBase]:
