@@ -90,6 +90,8 @@ def _trapz_cumulative_from_top(y: np.ndarray, x: np.ndarray) -> np.ndarray:
 @cache
 def _median_variance(n: int) -> float:
     """Variance of the median of ``n`` standard normal values."""
+    # deferred: scipy.stats takes about 1.8 s to import, and only the tests call
+    # this function (to recompute _F_TABLE)
     from scipy import special, stats
 
     if n <= 2:

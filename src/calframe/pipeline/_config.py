@@ -11,6 +11,7 @@ from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._collection import collection_paths
 from ..combining import Rejection, SigmaClip, rejection_from_name
 from ..combining._rejection import as_rejection
 from ..errors import InvalidSettingsError
@@ -258,6 +259,9 @@ class PipelineConfig:
     recursive: bool = True
     report: bool = True
     outlier_sigma: float = 5.0
+
+    def __post_init__(self) -> None:  # inputs may be a ccdproc ImageFileCollection
+        self.inputs = collection_paths(self.inputs, "PipelineConfig inputs")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> PipelineConfig:
