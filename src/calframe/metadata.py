@@ -42,7 +42,9 @@ import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from pathlib import PurePath
 from typing import Any
 
@@ -486,8 +488,6 @@ def date_obs(header: Mapping) -> str | None:
 
 def _exif_to_utc(local: str, offset) -> str:
     """A camera's local clock time as UTC when EXIF gives its zone ('+02:00')."""
-    from datetime import datetime, timedelta
-
     match = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", str(offset or "").strip())
     if not match:
         return local
@@ -622,8 +622,6 @@ def mapping_to_header(mapping: Mapping) -> fits.Header:
     allow become HIERARCH cards; entries whose key or value cannot be a FITS
     card are left out (and logged).
     """
-    import warnings
-
     header = fits.Header()
     skipped = []
     for key, value in mapping.items():
