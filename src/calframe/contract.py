@@ -61,6 +61,18 @@ def calframe_output(header) -> str | None:
     Files that calframe wrote say so (``CREATOR``, ``CALFVERS``).  They are
     never taken as raw frames.
 
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+        The file's header.
+
+    Returns
+    -------
+    str or None
+        'master bias', 'master dark', 'master darkflat', 'master flat',
+        'calibrated <type>', 'stacked light' or 'calframe output'; None for a
+        file calframe did not write.
+
     Examples
     --------
     >>> from astropy.io import fits
@@ -146,6 +158,32 @@ def frame_facts(frame, index: int = 0) -> FrameFacts:
 
     Files are described from their header (:func:`calframe.io.read_header`),
     never decoded.
+
+    Parameters
+    ----------
+    frame : path, CCDData or numpy.ndarray
+        The frame: a file, a frame in memory (its header normalised as
+        :func:`calframe.metadata.normalize_header` does) or a bare array.
+    index : int
+        Its position in the list, to name a frame that is not a file.
+
+    Returns
+    -------
+    FrameFacts
+
+    Raises
+    ------
+    FileNotFoundError, FrameReadError, UnsupportedFormatError
+        As :func:`calframe.io.read_header`, for a file that cannot be read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astropy.nddata import CCDData
+    >>> facts = frame_facts(CCDData(np.zeros((4, 6)), unit="adu",
+    ...                             meta={"IMAGETYP": "Dark Frame", "EXPTIME": 60.0}))
+    >>> facts.label, facts.frametype, facts.exptime, facts.shape
+    ('frame 0', 'dark', 60.0, (4, 6))
     """
     # Deferred: importing calframe.linearity and calframe.metadata (and
     # astropy.nddata with them) at the top adds about 0.9 s to

@@ -343,6 +343,17 @@ def encode_gamma(frame: CCDData, *, gamma: float = 2.2, white: float | None = No
     white : float, optional
         The level that maps to itself (default: the frame's maximum).
 
+    Returns
+    -------
+    CCDData
+        The encoded data (float, the frame's float type or float32), its unit
+        and a copy of its mask; GAMMA and CFLINEAR = F in the header.
+
+    Raises
+    ------
+    InvalidSettingsError
+        ``gamma`` or ``white`` not positive.
+
     Examples
     --------
     >>> import numpy as np
@@ -452,7 +463,15 @@ class LinearityCheck:
     assumed_linear: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dictionary (NaN becomes None), for provenance records."""
+        """A JSON-friendly dictionary (NaN becomes None), for provenance records.
+
+        Returns
+        -------
+        dict
+            ``method``, ``verdict``, ``reason``, ``exponent``,
+            ``uncertainty``, ``exponents`` and ``uncertainties`` (by
+            channel) and ``assumed_linear``; numbers rounded to 4 decimals.
+        """
         def num(value: float) -> float | None:
             return round(float(value), 4) if np.isfinite(value) else None
 

@@ -362,7 +362,36 @@ def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
 
 
 def frame_count(path: str | os.PathLike) -> int:
-    """How many frames a file holds (EDF and TIFF frames, FITS image HDUs)."""
+    """How many frames a file holds (EDF and TIFF frames, FITS image HDUs).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+
+    Returns
+    -------
+    int
+        EDF frames, TIFF pages or FITS image HDUs; 1 for a camera RAW or an
+        image.
+
+    Raises
+    ------
+    FileNotFoundError, FrameReadError, UnsupportedFormatError
+        As :func:`read_frame`, for a file that cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "three.fits"
+    >>> fits.HDUList([fits.PrimaryHDU(np.zeros((2, 2), np.float32))]
+    ...              + [fits.ImageHDU(np.ones((2, 2), np.float32)) for _ in range(2)]
+    ...              ).writeto(path)
+    >>> frame_count(path)
+    3
+    """
     kind = detect_format(path)
     if kind == "edf":
         return edf_frame_count(path)
@@ -378,6 +407,25 @@ def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
 
     Keyword arguments are those of :func:`read_frame` (except ``frame`` and
     ``hdu``).  A single-frame file yields one frame.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    **kwargs
+        The keyword arguments of :func:`read_frame` other than ``hdu`` and
+        ``frame``, applied to every frame.
+
+    Yields
+    ------
+    CCDData
+        Each frame in the file's order, as :func:`read_frame` reads it.
+
+    Raises
+    ------
+    TypeError
+        ``hdu=`` or ``frame=`` given, or a keyword :func:`read_frame` does
+        not take.
 
     Examples
     --------
