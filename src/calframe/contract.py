@@ -61,6 +61,16 @@ def calframe_output(header) -> str | None:
     Files that calframe wrote say so (``CREATOR``, ``CALFVERS``).  They are
     never taken as raw frames.
 
+    Parameters
+    ----------
+    header : Header or mapping
+        The file's header.
+
+    Returns
+    -------
+    str or None
+        What output it is, None for a file calframe did not write.
+
     Examples
     --------
     >>> from astropy.io import fits
@@ -101,10 +111,14 @@ class FrameFacts:
         offset as written ('' when the header does not say).
     bits : int or None
         Bits per stored integer sample (None: floating point or unknown).
+    format : str or None
+        The file format (``'fits'``, ``'raw'``...; None for an in-memory frame).
     output : str or None
         What calframe output the frame is (None: not one).
     linear : bool or None
-        :func:`calframe.linearity.header_linearity`'s verdict, with ``why``.
+        :func:`calframe.linearity.header_linearity`'s verdict.
+    why : str
+        The reason for that verdict, in words.
     """
 
     label: str
@@ -146,6 +160,18 @@ def frame_facts(frame, index: int = 0) -> FrameFacts:
 
     Files are described from their header (:func:`calframe.io.read_header`),
     never decoded.
+
+    Parameters
+    ----------
+    frame : path, CCDData or ndarray
+        The frame.
+    index : int
+        Its position in the list it came in (names an in-memory frame).
+
+    Returns
+    -------
+    FrameFacts
+        What the contract checks.
     """
     from .linearity import header_linearity
     from .metadata import normalize_header

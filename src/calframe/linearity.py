@@ -93,6 +93,21 @@ def linearity(frame: CCDData) -> tuple[bool | None, str]:
 def header_linearity(meta, shape: tuple[int, ...]) -> tuple[bool | None, str]:
     """:func:`linearity` from a frame's header and shape alone (no pixels).
 
+    Parameters
+    ----------
+    meta : mapping
+        The frame's header.
+    shape : tuple of int
+        The frame's shape.
+
+    Returns
+    -------
+    linear : bool or None
+        True when linear, False when display-encoded, None when the header does
+        not tell.
+    why : str
+        The reason, in words.
+
     Examples
     --------
     >>> header_linearity({"IMGFMT": "JPEG", "IMGMODE": "L"}, (800, 1280))
@@ -304,6 +319,11 @@ def encode_gamma(frame: CCDData, *, gamma: float = 2.2, white: float | None = No
         Display gamma (2.2 for sRGB-like curves).
     white : float, optional
         The level that maps to itself (default: the frame's maximum).
+
+    Returns
+    -------
+    CCDData
+        The display-encoded frame.
 
     Examples
     --------

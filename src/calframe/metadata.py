@@ -174,6 +174,16 @@ def parse_frame_type(value: Any) -> str | None:
 
     Returns None when the value is not recognised.
 
+    Parameters
+    ----------
+    value : object
+        A header value (IMAGETYP, FRAMETYP...).
+
+    Returns
+    -------
+    str or None
+        One of :data:`FRAME_TYPES`, or None.
+
     Examples
     --------
     >>> parse_frame_type("Bias Frame"), parse_frame_type("zero")
@@ -220,6 +230,14 @@ def frame_type(header: Mapping, *, path: str | os.PathLike | None = None
     folders of ``path``
     (nearest first, e.g. ``Darks/``, ``bias/``, ``offset/``, ``flats/``,
     ``lights/``), then the file name (``flat_001.fits``).
+
+    Parameters
+    ----------
+    header : Header or mapping
+        The frame's header (a FITS header, or EXIF or EDF entries).
+    path : str or path-like, optional
+        The file's path, whose folder and file names are used when the header
+        does not say.
 
     Returns
     -------
@@ -271,6 +289,18 @@ def exposure_time(header: Mapping) -> tuple[float | None, str]:
     EXPTIME, EXPOSURE, EXPOINUS (microseconds), EXP_TIME, EDF ``count_time``
     / ``exposure_time``, EXIF ExposureTime (``'1/125'``).
 
+    Parameters
+    ----------
+    header : Header or mapping
+        The frame's header (a FITS header, or EXIF or EDF entries).
+
+    Returns
+    -------
+    exptime : float or None
+        Seconds; None when no keyword gives it.
+    source : str
+        The keyword, or 'none'.
+
     Examples
     --------
     >>> from astropy.io import fits
@@ -290,6 +320,23 @@ def exposure_time(header: Mapping) -> tuple[float | None, str]:
 
 def require_exposure(header: Mapping, *, path: str | os.PathLike | None = None) -> float:
     """The exposure in seconds; raise :class:`~calframe.errors.MissingMetadataError` if unknown.
+
+    Parameters
+    ----------
+    header : Header or mapping
+        The frame's header (a FITS header, or EXIF or EDF entries).
+    path : str or path-like, optional
+        The file, named in the error message.
+
+    Returns
+    -------
+    float
+        The exposure in seconds.
+
+    Raises
+    ------
+    MissingMetadataError
+        No keyword gives the exposure.
 
     Examples
     --------
@@ -313,6 +360,18 @@ def temperature(header: Mapping) -> tuple[float | None, str]:
     A value above 150 is taken as kelvin (no sensor is operated above 150 C;
     e.g. the SAAO STE3 headers give the cold block at 180.2 K) and converted.
 
+    Parameters
+    ----------
+    header : Header or mapping
+        The frame's header (a FITS header, or EXIF or EDF entries).
+
+    Returns
+    -------
+    temperature : float or None
+        Degrees Celsius; None when unknown.
+    source : str
+        The keyword (with ``' (K)'`` when converted from kelvin), or 'none'.
+
     Examples
     --------
     >>> from astropy.io import fits
@@ -333,6 +392,18 @@ def temperature(header: Mapping) -> tuple[float | None, str]:
 
 def gain(header: Mapping) -> tuple[float | None, str]:
     """The gain in e-/ADU and the keyword it came from (see the module's rule).
+
+    Parameters
+    ----------
+    header : Header or mapping
+        The frame's header (a FITS header, or EXIF or EDF entries).
+
+    Returns
+    -------
+    gain : float or None
+        e-/ADU; None when unknown.
+    source : str
+        The keyword (with ``' (inverted)'`` when given in ADU/e-), or 'none'.
 
     Examples
     --------
@@ -374,6 +445,20 @@ def read_noise(header: Mapping, *, gain_e_per_adu: float | None = None
     A value whose comment says ADU is converted with ``gain_e_per_adu`` (and
     ignored when no gain is known).
 
+    Parameters
+    ----------
+    header : Header or mapping
+        The frame's header (a FITS header, or EXIF or EDF entries).
+    gain_e_per_adu : float, optional
+        The gain, to convert a read noise given in ADU.
+
+    Returns
+    -------
+    read_noise : float or None
+        Electrons; None when unknown.
+    source : str
+        The keyword (with ``' (ADU)'`` when converted), or 'none'.
+
     Examples
     --------
     >>> from astropy.io import fits
@@ -396,7 +481,18 @@ def read_noise(header: Mapping, *, gain_e_per_adu: float | None = None
 
 
 def iso_speed(header: Mapping) -> float | None:
-    """The ISO setting of a camera (ISOSPEED, ISO, EXIF ISOSpeedRatings)."""
+    """The ISO setting of a camera (ISOSPEED, ISO, EXIF ISOSpeedRatings).
+
+    Parameters
+    ----------
+    header : Header or mapping
+        The frame's header (a FITS header, or EXIF or EDF entries).
+
+    Returns
+    -------
+    float or None
+        The ISO setting; None when the header does not say.
+    """
     for key in _ISO_KEYS:
         value = _as_float(_get(header, key))
         if value is not None and value > 0:
@@ -406,6 +502,18 @@ def iso_speed(header: Mapping) -> float | None:
 
 def bayer_pattern(header: Mapping) -> tuple[str | None, int, int]:
     """The CFA pattern (as written) and its x, y offsets.
+
+    Parameters
+    ----------
+    header : Header or mapping
+        The frame's header (a FITS header, or EXIF or EDF entries).
+
+    Returns
+    -------
+    pattern : str or None
+        The pattern in capitals (None for a monochrome frame).
+    xoffset, yoffset : int
+        XBAYROFF and YBAYROFF (0 when absent).
 
     Examples
     --------
@@ -437,7 +545,18 @@ def bayer_pattern(header: Mapping) -> tuple[str | None, int, int]:
 
 
 def row_order(header: Mapping) -> str | None:
-    """ROWORDER ('TOP-DOWN' or 'BOTTOM-UP') when the header says, else None."""
+    """ROWORDER ('TOP-DOWN' or 'BOTTOM-UP') when the header says, else None.
+
+    Parameters
+    ----------
+    header : Header or mapping
+        The frame's header (a FITS header, or EXIF or EDF entries).
+
+    Returns
+    -------
+    str or None
+        'TOP-DOWN', 'BOTTOM-UP' or None.
+    """
     value = _get(header, "ROWORDER")
     if value is None:
         return None
@@ -452,6 +571,16 @@ def date_obs(header: Mapping) -> str | None:
     camera's clock, converted to UTC when EXIF OffsetTimeOriginal gives its
     time zone); a date alone is completed with TIME-OBS or UT when the header
     has one.
+
+    Parameters
+    ----------
+    header : Header or mapping
+        The frame's header (a FITS header, or EXIF or EDF entries).
+
+    Returns
+    -------
+    str or None
+        ISO 8601 date and time; None when unknown.
 
     Examples
     --------
@@ -604,6 +733,16 @@ def mapping_to_header(mapping: Mapping) -> fits.Header:
     Keys longer than 8 characters or with characters FITS keywords do not
     allow become HIERARCH cards; entries whose key or value cannot be a FITS
     card are left out (and logged).
+
+    Parameters
+    ----------
+    mapping : mapping
+        Keys and values.
+
+    Returns
+    -------
+    Header
+        A new FITS header.
     """
     import warnings
 

@@ -335,7 +335,18 @@ def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
 
 
 def frame_count(path: str | os.PathLike) -> int:
-    """How many frames a file holds (EDF and TIFF frames, FITS image HDUs)."""
+    """How many frames a file holds (EDF and TIFF frames, FITS image HDUs).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+
+    Returns
+    -------
+    int
+        The number of frames (1 for a single-frame file).
+    """
     kind = detect_format(path)
     if kind == "edf":
         from ._edf import edf_frame_count
@@ -354,6 +365,18 @@ def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
 
     Keyword arguments are those of :func:`read_frame` (except ``frame`` and
     ``hdu``).  A single-frame file yields one frame.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    **kwargs
+        Passed to :func:`read_frame` for every frame.
+
+    Yields
+    ------
+    CCDData
+        Each frame, in file order, as :func:`read_frame` reads it.
 
     Examples
     --------
