@@ -113,6 +113,11 @@ def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 22,
     reuse : bool
         False reads the file again whatever is known of it (to verify it).
 
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+
     Examples
     --------
     >>> import tempfile, pathlib
@@ -157,6 +162,11 @@ _VERSIONS_CACHE: dict[str, str] | None = None
 
 def software_versions() -> dict[str, str]:
     """Versions of calframe and the libraries whose behaviour shapes an output.
+
+    Returns
+    -------
+    dict of str to str
+        ``{package: version}``.
 
     Examples
     --------
@@ -270,6 +280,26 @@ class InputRecord:
     path unless the user asks for one.  ``origin`` is empty for the frame's
     own inputs and names the calframe file whose table the record was read
     from otherwise (e.g. the raw biases behind a master bias).
+
+    Parameters
+    ----------
+    path : str
+        The file, as given or relative to the output.
+    sha256 : str
+        Hexadecimal SHA-256 of its bytes.
+    role : str
+        What it was used as (``'bias'``, ``'light'``...).
+    frametype : str
+        Its normalised frame type.
+    exptime : float or None
+        Its exposure in seconds.
+    date_obs : str
+        Its DATE-OBS.
+    shape : tuple of int
+        Its shape.
+    origin : str
+        The calframe file whose table the record was read from ('' for the
+        frame's own inputs).
     """
 
     path: str
@@ -317,6 +347,20 @@ class StepRecord:
 
     ``origin`` is empty for steps made on this frame and names the calframe
     file whose table the record was read from otherwise.
+
+    Parameters
+    ----------
+    step : str
+        The step's name (``'combine'``, ``'subtract_bias'``...).
+    parameters : dict
+        Its parameters (JSON-serialisable).
+    versions : dict of str to str
+        Versions of the software used (default: :func:`software_versions`).
+    time : str
+        UTC time of the step, ISO 8601 (default: now).
+    origin : str
+        The calframe file whose table the record was read from ('' for steps
+        made on this frame).
     """
 
     step: str
@@ -496,6 +540,20 @@ def path_for_output(path: str, out_dir: str | os.PathLike, *,
     gave them) and rewritten relative to ``out_dir``; absolute paths only
     when ``absolute_paths`` is true.
 
+    Parameters
+    ----------
+    path : str
+        The input's path, as the user gave it.
+    out_dir : str or path-like
+        The folder of the output whose table records it.
+    absolute_paths : bool
+        Write the absolute path instead.
+
+    Returns
+    -------
+    str
+        The path to store.
+
     Examples
     --------
     >>> path_for_output("night1/bias/b1.fits", "night1/masters")
@@ -515,6 +573,18 @@ def path_for_output(path: str, out_dir: str | os.PathLike, *,
 
 def path_from_file(stored: str, file_dir: str | os.PathLike) -> str:
     """Inverse of :func:`path_for_output`: a stored path as seen from here.
+
+    Parameters
+    ----------
+    stored : str
+        A path as stored in a file's table.
+    file_dir : str or path-like
+        The folder of that file.
+
+    Returns
+    -------
+    str
+        The path relative to the current folder (absolute paths unchanged).
 
     Examples
     --------
@@ -565,6 +635,13 @@ def _same_step(a: StepRecord, b: StepRecord) -> bool:
 @dataclass
 class Provenance:
     """The inputs and steps behind one frame.
+
+    Parameters
+    ----------
+    inputs : list of InputRecord
+        The input files.
+    steps : list of StepRecord
+        The processing steps, in order.
 
     Examples
     --------
@@ -1031,6 +1108,16 @@ def get_provenance(ccd) -> Provenance:
     """The provenance attached to a frame (a new, empty one if none).
 
     The returned object is the one attached: modifying it modifies the frame's.
+
+    Parameters
+    ----------
+    ccd : CCDData
+        The frame.
+
+    Returns
+    -------
+    Provenance
+        Its provenance (attached to it when it had none).
     """
     prov = getattr(ccd, _ATTRIBUTE, None)
     if prov is None:
@@ -1043,7 +1130,15 @@ def get_provenance(ccd) -> Provenance:
 
 
 def set_provenance(ccd, prov: Provenance) -> None:
-    """Attach ``prov`` to a frame (replacing any it had)."""
+    """Attach ``prov`` to a frame (replacing any it had).
+
+    Parameters
+    ----------
+    ccd : CCDData
+        The frame.
+    prov : Provenance
+        Its new provenance.
+    """
     setattr(ccd, _ATTRIBUTE, prov)
 
 
@@ -1056,6 +1151,17 @@ class InputCheck:
     ``found`` is where the input was found when not at its recorded path
     (beside the file that lists it); an input found there with other bytes is
     'missing', not 'changed': that file only has its name.
+
+    Parameters
+    ----------
+    record : InputRecord
+        The record checked.
+    status : str
+        'ok', 'changed' or 'missing'.
+    sha256 : str
+        The SHA-256 found ('' when missing).
+    found : str
+        Where it was found, when not at its recorded path.
     """
 
     record: InputRecord
@@ -1069,6 +1175,16 @@ def verify_inputs(records: Iterable[InputRecord]) -> list[InputCheck]:
 
     Paths are taken as they are in memory (as read back by
     :func:`calframe.io.attach_extras`, i.e. relative to the current folder).
+
+    Parameters
+    ----------
+    records : iterable of InputRecord
+        The inputs to check.
+
+    Returns
+    -------
+    list of InputCheck
+        One check per record, in order.
 
     Examples
     --------
@@ -1108,6 +1224,27 @@ class ProvenanceNode:
     that are not found); ``children`` maps the index of an input to the
     node of that input when it is itself a calframe file found on disk;
     ``checks`` maps the index of an input to its check when verifying.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    sha256 : str
+        Its SHA-256.
+    calstat : str
+        Its CALSTAT (the steps it went through, one letter each).
+    inputs : list of InputRecord
+        Its own input records.
+    steps : list of StepRecord
+        Its own step records.
+    inherited : dict of str to Provenance
+        Records read from other files, by file.
+    children : dict of int to ProvenanceNode
+        The nodes of inputs that are calframe files found on disk, by input index.
+    checks : dict of int to InputCheck
+        The checks of the inputs, by input index (when verifying).
+    followed : bool
+        False when the inputs that are calframe files were not followed.
     """
 
     path: str
@@ -1225,6 +1362,11 @@ def provenance_tree(path: str | os.PathLike, *, verify: bool = False,
         Re-hash every input that is present (see :func:`verify_inputs`).
     follow : bool, optional
         Follow inputs that are calframe files.
+
+    Returns
+    -------
+    ProvenanceNode
+        The node of ``path``, with the nodes of its calframe inputs below it.
 
     Examples
     --------
@@ -1434,6 +1576,23 @@ class VerifyReport:
     ``'tampered'``, ``'absent'``, ``'unknown'``); ``ninputs`` the number of
     distinct input files checked (through the whole tree); ``tree`` the
     :class:`ProvenanceNode` of the file, with the check of every input.
+
+    Parameters
+    ----------
+    path : str
+        The file verified.
+    tree : ProvenanceNode
+        Its provenance tree, with the check of every input.
+    problems : list of tuple of str
+        ``(kind, path, detail)`` of each problem.
+    allowed : list of tuple of str
+        ``(path, detail)`` of the raw inputs not found that were allowed missing.
+    digest : str
+        The file's own check: 'ok', 'tampered', 'absent' or 'unknown'.
+    ninputs : int
+        Number of distinct input files checked.
+    followed : bool
+        False when the inputs that are calframe files were not followed.
     """
 
     path: str
