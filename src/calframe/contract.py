@@ -113,10 +113,14 @@ class FrameFacts:
         offset as written ('' when the header does not say).
     bits : int or None
         Bits per stored integer sample (None: floating point or unknown).
+    format : str or None
+        The file format (``'fits'``, ``'raw'``...; None for an in-memory frame).
     output : str or None
         What calframe output the frame is (None: not one).
     linear : bool or None
-        :func:`calframe.linearity.header_linearity`'s verdict, with ``why``.
+        :func:`calframe.linearity.header_linearity`'s verdict.
+    why : str
+        The reason for that verdict, in words.
     """
 
     label: str
