@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ._stats import MAD_TO_SIGMA
 from .datasets import Night, StarField, SyntheticCamera, SyntheticFrame, make_night
 from .errors import OutputExistsError
 
@@ -153,6 +154,21 @@ class TypeSummary:
     mean and standard deviation; ``truth_mean_adu`` the mean of the noise-free
     expectation.  Masked and saturated pixels and pixels hit by cosmic rays are
     left out.
+
+    Attributes
+    ----------
+    camera : str
+        The camera's name.
+    frametype : str
+        The frame type.
+    exptime : float
+        Exposure time in seconds.
+    count : int
+        Number of frames.
+    mean_adu, std_adu : float
+        Mean over the frames of their pixel mean and standard deviation (ADU).
+    truth_mean_adu : float
+        Mean of the noise-free expectation (ADU).
     """
 
     camera: str
@@ -355,7 +371,7 @@ def _exptime_of(night: Night, frametype: str) -> float:
 
 
 def _robust_std(values: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+    return float(MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
 
 
 def _pair_variance(cube: np.ndarray) -> tuple[float, int]:

@@ -39,6 +39,8 @@ from typing import Any
 import numpy as np
 from astropy.nddata import CCDData
 
+from . import bayer
+from ._stats import MAD_TO_SIGMA
 from .errors import InvalidSettingsError, NonLinearDataError, NonLinearDataWarning
 from .provenance import _ATTRIBUTE as _PROVENANCE_ATTRIBUTE
 
@@ -214,8 +216,6 @@ def response_exponent(light: CCDData, flat: CCDData, *, block: int = 16,
     >>> round(response_exponent(encode_gamma(light, white=65535.0), flat), 3)
     0.455
     """
-    from . import bayer
-
     if light.shape != flat.shape or light.ndim != 2:
         return float("nan")
     if pattern is None:
@@ -249,7 +249,7 @@ def response_exponent(light: CCDData, flat: CCDData, *, block: int = 16,
     slope = np.polyfit(x, y, 1)[0]
     # one pass of outlier rejection (a bright nebula, a satellite trail...)
     resid = y - np.polyval(np.polyfit(x, y, 1), x)
-    keep = np.abs(resid) < 3 * 1.4826 * np.median(np.abs(resid)) + 1e-12
+    keep = np.abs(resid) < 3 * MAD_TO_SIGMA * np.median(np.abs(resid)) + 1e-12
     if keep.sum() >= 9:
         slope = np.polyfit(x[keep], y[keep], 1)[0]
     return float(slope)
@@ -343,6 +343,17 @@ def encode_gamma(frame: CCDData, *, gamma: float = 2.2, white: float | None = No
         Display gamma (2.2 for sRGB-like curves).
     white : float, optional
         The level that maps to itself (default: the frame's maximum).
+
+    Returns
+    -------
+    CCDData
+        The encoded data (float, the frame's float type or float32), its unit
+        and a copy of its mask; GAMMA and CFLINEAR = F in the header.
+
+    Raises
+    ------
+    InvalidSettingsError
+        ``gamma`` or ``white`` not positive.
 
     Examples
     --------
@@ -453,7 +464,15 @@ class LinearityCheck:
     assumed_linear: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dictionary (NaN becomes None), for provenance records."""
+        """A JSON-friendly dictionary (NaN becomes None), for provenance records.
+
+        Returns
+        -------
+        dict
+            ``method``, ``verdict``, ``reason``, ``exponent``,
+            ``uncertainty``, ``exponents`` and ``uncertainties`` (by
+            channel) and ``assumed_linear``; numbers rounded to 4 decimals.
+        """
         def num(value: float) -> float | None:
             return round(float(value), 4) if np.isfinite(value) else None
 
@@ -510,8 +529,6 @@ def _planes(frame: CCDData, pattern: str | None) -> dict[str, np.ndarray]:
     A large frame is measured on a regular subset of its 2x2 cells (every
     colour keeps its place in the pattern).
     """
-    from . import bayer
-
     cells = _cells(frame.shape)
     data = np.asarray(frame.data)
     mask = None if frame.mask is None else np.asarray(frame.mask, bool)
@@ -603,7 +620,7 @@ def _robust_fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, tiles: np.ndar
             return np.nan, np.nan, np.nan, keep
         coef = np.linalg.lstsq(design[keep], y[keep], rcond=None)[0]
         resid = y - design @ coef
-        scatter = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
+        scatter = MAD_TO_SIGMA * np.median(np.abs(resid[keep] - np.median(resid[keep])))
         new = np.abs(resid) <= 3.0 * max(scatter, 1e-9)
         if np.array_equal(new, keep):
             break
@@ -780,8 +797,6 @@ def check_light_linearity(light: CCDData, flat: CCDData, *, assume_linear: bool 
     >>> check.verdict, f"{check.exponent:.1f}", check.assumed_linear
     (False, '0.5', True)
     """
-    from . import bayer
-
     name = _frame_name(light, "light")
     if light.shape != flat.shape or light.ndim not in (2, 3):
         fits = {"mono": _Fit(problem=f"the light {light.shape} and the flat {flat.shape} "
@@ -931,8 +946,6 @@ def check_flat_linearity(flats, *, assume_linear: bool = False) -> LinearityChec
     ...
     calframe.errors.NonLinearDataError: flat: the flats look gamma-encoded (response ...
     """
-    from . import bayer
-
     frames = [f if isinstance(f, CCDData) else CCDData(np.asarray(f), unit="adu")
               for f in flats]
     name = _frame_name(frames[0], "flat") if frames else "flat"

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import temporary_path
+from ._stats import MAD_TO_SIGMA
 from .errors import CalframeError, UncertaintyUnknownWarning
 from .provenance import _printable
 
@@ -82,6 +83,20 @@ def stretch(data: np.ndarray, *, low: float = 0.5, high: float = 99.5,
     """Scale an image to 0..1 between two percentiles with an asinh stretch.
 
     Masked and non-finite pixels become NaN (drawn as blank).
+
+    Parameters
+    ----------
+    data : ndarray
+        The image.
+    low, high : float
+        Percentiles that map to 0 and 1.
+    mask : ndarray, optional
+        True where a pixel is not to be drawn.
+
+    Returns
+    -------
+    ndarray
+        The stretched image, 0 to 1, NaN where masked or not finite.
 
     Examples
     --------
@@ -149,6 +164,18 @@ def flat_channel_table(flat, *, size: float = 0.1):
     ``median``, ``std``, ``snr`` (median / std) and ``relative`` (the
     region's median over the channel's median in the centre: the vignetting
     that the flat corrects).
+
+    Parameters
+    ----------
+    flat : CCDData
+        A master flat.
+    size : float
+        Side of the centre and corner boxes, as a fraction of the frame's.
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        One row per region and channel.
 
     Examples
     --------
@@ -381,10 +408,10 @@ def _auto_stretch(plane: np.ndarray) -> np.ndarray:
     if good.size == 0:
         return np.full(plane.shape, np.nan)
     lo, med, hi = np.percentile(good, [0.5, 50, 99.5])
-    sigma = 1.4826 * float(np.median(np.abs(good - med)))
+    sigma = MAD_TO_SIGMA * float(np.median(np.abs(good - med)))
     steps = np.diff(plane, axis=-1)
     steps = steps[np.isfinite(steps)]
-    noise = 1.4826 / math.sqrt(2) * float(np.median(np.abs(steps))) if steps.size else 0.0
+    noise = MAD_TO_SIGMA / math.sqrt(2) * float(np.median(np.abs(steps))) if steps.size else 0.0
     if sigma > 0:
         lo, hi = max(lo, med - 3 * sigma), min(hi, med + 25 * sigma)
     hi = max(hi, med + 20 * noise)

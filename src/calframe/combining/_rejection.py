@@ -301,6 +301,16 @@ class WinsorizedSigmaClip(Rejection):
     outliers at small N, where plain sigma clipping's standard deviation is
     inflated by the outliers themselves.
 
+    Parameters
+    ----------
+    low, high : float
+        Rejection thresholds below and above the median, in units of the
+        winsorized standard deviation.
+    maxiters : int or None
+        Maximum number of iterations; None iterates to convergence.
+    cutoff : float
+        Where the copy is clamped, in units of the standard deviation.
+
     Examples
     --------
     >>> WinsorizedSigmaClip(low=4, high=3).describe()
@@ -336,6 +346,14 @@ class LinearFitClip(Rejection):
     stack; iterate.  Suited to large stacks with a gradient of levels
     (e.g. sky that changes during the night).
 
+    Parameters
+    ----------
+    low, high : float
+        Rejection thresholds below and above the line, in units of the mean
+        absolute deviation from it.
+    maxiters : int or None
+        Maximum number of iterations; None iterates to convergence.
+
     Examples
     --------
     >>> LinearFitClip(low=5, high=2.5).low
@@ -367,6 +385,11 @@ class PercentileClip(Rejection):
     median level (0.2 = 20%).  Meant for very small stacks (N < 6), where no
     scatter can be estimated.  Pixels whose median is 0 are not clipped.
 
+    Parameters
+    ----------
+    low, high : float
+        Rejection thresholds below and above the median, as fractions of it.
+
     Examples
     --------
     >>> PercentileClip(low=0.2, high=0.1).high
@@ -393,6 +416,11 @@ class MinMaxClip(Rejection):
     Counts, not thresholds (IRAF ``minmax``).  Where a pixel has no more than
     ``nlow + nhigh`` valid values, only its middle value (the lower of the
     two middle ones for an even count) is kept.
+
+    Parameters
+    ----------
+    nlow, nhigh : int
+        Number of lowest and highest values rejected per pixel.
 
     Examples
     --------
@@ -430,6 +458,13 @@ class GESD(Rejection):
     with the critical value ``lambda_k`` of a two-sided test at
     ``significance``; the number of outliers is the largest ``k`` with
     ``R_k > lambda_k``.  Best for large stacks (N > 50).
+
+    Parameters
+    ----------
+    outliers_fraction : float
+        Largest fraction of the values of a pixel that may be outliers (0 to 1).
+    significance : float
+        Significance level of the test (0 to 1).
 
     Examples
     --------

@@ -11,6 +11,7 @@ from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._collection import collection_paths
 from ..combining import Rejection, SigmaClip, rejection_from_name
 from ..combining._rejection import as_rejection
 from ..errors import InvalidSettingsError
@@ -236,6 +237,38 @@ class StackSettings:
 class PipelineConfig:
     """Everything a run needs; what the TOML file and the command line set.
 
+    Parameters
+    ----------
+    inputs : list of str, or ImageFileCollection
+        Folders and files of frames (a collection gives its files' paths).
+    output : str
+        The output folder.
+    master : MasterSettings
+        How masters are combined.
+    calibrate : CalibrationSettings
+        How lights are calibrated.
+    stack : StackSettings
+        Whether and how the calibrated lights are stacked.
+    tolerances : Tolerances
+        Grouping and matching tolerances of the inventory.
+    frame_types : dict of str to str
+        ``{glob: type}`` for files whose headers do not say.
+    memory_limit : str
+        Memory the combine engine may use (``"1GiB"``...).
+    strict : bool
+        Stop at the first problem.
+    allow_mixed : bool
+        Make masters the input contract refuses.
+    absolute_paths : bool
+        Name inputs by absolute paths in the outputs.
+    recursive : bool
+        Walk sub-folders of the inputs.
+    report : bool
+        Write the HTML report.
+    outlier_sigma : float
+        Robust z-score above which a frame's statistics are flagged as standing
+        out of its group.
+
     Examples
     --------
     >>> cfg = PipelineConfig.from_dict({"inputs": ["night"], "output": "out",
@@ -258,6 +291,9 @@ class PipelineConfig:
     recursive: bool = True
     report: bool = True
     outlier_sigma: float = 5.0
+
+    def __post_init__(self) -> None:  # inputs may be a ccdproc ImageFileCollection
+        self.inputs = collection_paths(self.inputs, "PipelineConfig inputs")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> PipelineConfig:
@@ -317,6 +353,16 @@ def load_config(path: str | os.PathLike) -> PipelineConfig:
 
     Relative ``inputs``, ``output`` and ``calibrate.distortion`` paths are
     taken relative to the folder of the file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The TOML file.
+
+    Returns
+    -------
+    PipelineConfig
+        The configuration.
 
     Raises
     ------

@@ -63,7 +63,19 @@ class Task:
 
 @dataclass
 class Plan:
-    """What a run will do: the inventory, the tasks in order and the problems."""
+    """What a run will do: the inventory, the tasks in order and the problems.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+        The configuration planned from.
+    inventory : Inventory
+        The inventory of its inputs.
+    tasks : list of Task
+        The outputs to make, in order.
+    problems : list of Problem
+        What the inventory and the planning found wrong.
+    """
 
     config: PipelineConfig
     inventory: Inventory
@@ -163,6 +175,18 @@ def make_plan(config: PipelineConfig, *, progress=None) -> Plan:
 
     Only masters that some light (or flat) uses are planned.  Nothing is
     written.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+        What to do.
+    progress : callable, optional
+        ``progress(iterable, desc=..., total=...)`` wrapping the inventory's scan.
+
+    Returns
+    -------
+    Plan
+        The inventory, the tasks in order and the problems.
 
     Raises
     ------

@@ -19,6 +19,17 @@ class InputCheck:
     ``found`` is where the input was found when not at its recorded path
     (beside the file that lists it); an input found there with other bytes is
     'missing', not 'changed': that file only has its name.
+
+    Parameters
+    ----------
+    record : InputRecord
+        The record checked.
+    status : str
+        'ok', 'changed' or 'missing'.
+    sha256 : str
+        The SHA-256 found ('' when missing).
+    found : str
+        Where it was found, when not at its recorded path.
     """
 
     record: InputRecord
@@ -32,6 +43,16 @@ def verify_inputs(records: Iterable[InputRecord]) -> list[InputCheck]:
 
     Paths are taken as they are in memory (as read back by
     :func:`calframe.io.attach_extras`, i.e. relative to the current folder).
+
+    Parameters
+    ----------
+    records : iterable of InputRecord
+        The inputs to check.
+
+    Returns
+    -------
+    list of InputCheck
+        One check per record, in order.
 
     Examples
     --------

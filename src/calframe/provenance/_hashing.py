@@ -44,6 +44,11 @@ def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 22,
     reuse : bool
         False reads the file again whatever is known of it (to verify it).
 
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+
     Examples
     --------
     >>> import tempfile, pathlib

@@ -20,6 +20,20 @@ def path_for_output(path: str, out_dir: str | os.PathLike, *,
     gave them) and rewritten relative to ``out_dir``; absolute paths only
     when ``absolute_paths`` is true.
 
+    Parameters
+    ----------
+    path : str
+        The input's path, as the user gave it.
+    out_dir : str or path-like
+        The folder of the output whose table records it.
+    absolute_paths : bool
+        Write the absolute path instead.
+
+    Returns
+    -------
+    str
+        The path to store.
+
     Examples
     --------
     >>> path_for_output("night1/bias/b1.fits", "night1/masters")
@@ -39,6 +53,18 @@ def path_for_output(path: str, out_dir: str | os.PathLike, *,
 
 def path_from_file(stored: str, file_dir: str | os.PathLike) -> str:
     """Inverse of :func:`path_for_output`: a stored path as seen from here.
+
+    Parameters
+    ----------
+    stored : str
+        A path as stored in a file's table.
+    file_dir : str or path-like
+        The folder of that file.
+
+    Returns
+    -------
+    str
+        The path relative to the current folder (absolute paths unchanged).
 
     Examples
     --------

@@ -29,6 +29,13 @@ _ATTRIBUTE = "_calframe_provenance"
 class Provenance:
     """The inputs and steps behind one frame.
 
+    Parameters
+    ----------
+    inputs : list of InputRecord
+        The input files.
+    steps : list of StepRecord
+        The processing steps, in order.
+
     Examples
     --------
     >>> prov = Provenance()
@@ -289,6 +296,16 @@ def get_provenance(ccd) -> Provenance:
     """The provenance attached to a frame (a new, empty one if none).
 
     The returned object is the one attached: modifying it modifies the frame's.
+
+    Parameters
+    ----------
+    ccd : CCDData
+        The frame.
+
+    Returns
+    -------
+    Provenance
+        Its provenance (attached to it when it had none).
     """
     prov = getattr(ccd, _ATTRIBUTE, None)
     if prov is None:
@@ -301,5 +318,13 @@ def get_provenance(ccd) -> Provenance:
 
 
 def set_provenance(ccd, prov: Provenance) -> None:
-    """Attach ``prov`` to a frame (replacing any it had)."""
+    """Attach ``prov`` to a frame (replacing any it had).
+
+    Parameters
+    ----------
+    ccd : CCDData
+        The frame.
+    prov : Provenance
+        Its new provenance.
+    """
     setattr(ccd, _ATTRIBUTE, prov)

@@ -22,6 +22,26 @@ class InputRecord:
     path unless the user asks for one.  ``origin`` is empty for the frame's
     own inputs and names the calframe file whose table the record was read
     from otherwise (e.g. the raw biases behind a master bias).
+
+    Parameters
+    ----------
+    path : str
+        The file, as given or relative to the output.
+    sha256 : str
+        Hexadecimal SHA-256 of its bytes.
+    role : str
+        What it was used as (``'bias'``, ``'light'``...).
+    frametype : str
+        Its normalised frame type.
+    exptime : float or None
+        Its exposure in seconds.
+    date_obs : str
+        Its DATE-OBS.
+    shape : tuple of int
+        Its shape.
+    origin : str
+        The calframe file whose table the record was read from ('' for the
+        frame's own inputs).
     """
 
     path: str
@@ -69,6 +89,20 @@ class StepRecord:
 
     ``origin`` is empty for steps made on this frame and names the calframe
     file whose table the record was read from otherwise.
+
+    Parameters
+    ----------
+    step : str
+        The step's name (``'combine'``, ``'subtract_bias'``...).
+    parameters : dict
+        Its parameters (JSON-serialisable).
+    versions : dict of str to str
+        Versions of the software used (default: :func:`software_versions`).
+    time : str
+        UTC time of the step, ISO 8601 (default: now).
+    origin : str
+        The calframe file whose table the record was read from ('' for steps
+        made on this frame).
     """
 
     step: str

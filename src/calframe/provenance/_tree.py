@@ -29,6 +29,27 @@ class ProvenanceNode:
     that are not found); ``children`` maps the index of an input to the
     node of that input when it is itself a calframe file found on disk;
     ``checks`` maps the index of an input to its check when verifying.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+    sha256 : str
+        Its SHA-256.
+    calstat : str
+        Its CALSTAT (the steps it went through, one letter each).
+    inputs : list of InputRecord
+        Its own input records.
+    steps : list of StepRecord
+        Its own step records.
+    inherited : dict of str to Provenance
+        Records read from other files, by file.
+    children : dict of int to ProvenanceNode
+        The nodes of inputs that are calframe files found on disk, by input index.
+    checks : dict of int to InputCheck
+        The checks of the inputs, by input index (when verifying).
+    followed : bool
+        False when the inputs that are calframe files were not followed.
     """
 
     path: str
@@ -72,6 +93,11 @@ def provenance_tree(path: str | os.PathLike, *, verify: bool = False,
         Re-hash every input that is present (see :func:`verify_inputs`).
     follow : bool, optional
         Follow inputs that are calframe files.
+
+    Returns
+    -------
+    ProvenanceNode
+        The node of ``path``, with the nodes of its calframe inputs below it.
 
     Examples
     --------

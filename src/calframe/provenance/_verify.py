@@ -36,6 +36,23 @@ class VerifyReport:
     ``'tampered'``, ``'absent'``, ``'unknown'``); ``ninputs`` the number of
     distinct input files checked (through the whole tree); ``tree`` the
     :class:`ProvenanceNode` of the file, with the check of every input.
+
+    Parameters
+    ----------
+    path : str
+        The file verified.
+    tree : ProvenanceNode
+        Its provenance tree, with the check of every input.
+    problems : list of tuple of str
+        ``(kind, path, detail)`` of each problem.
+    allowed : list of tuple of str
+        ``(path, detail)`` of the raw inputs not found that were allowed missing.
+    digest : str
+        The file's own check: 'ok', 'tampered', 'absent' or 'unknown'.
+    ninputs : int
+        Number of distinct input files checked.
+    followed : bool
+        False when the inputs that are calframe files were not followed.
     """
 
     path: str

@@ -16,6 +16,11 @@ _VERSIONS_CACHE: dict[str, str] | None = None
 def software_versions() -> dict[str, str]:
     """Versions of calframe and the libraries whose behaviour shapes an output.
 
+    Returns
+    -------
+    dict of str to str
+        ``{package: version}``.
+
     Examples
     --------
     >>> sorted(k for k in software_versions() if k in ("calframe", "numpy"))
