@@ -28,6 +28,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline import PipelineConfig
 
 
+def _check_scheduler(ctx, param, value):
+    """``--scheduler``: one of the accepted forms (calframe.pipeline's parse_scheduler)."""
+    if value is None:
+        return None
+    from ..errors import InvalidSettingsError
+    from ..pipeline._cluster import parse_scheduler  # (start-up: see above)
+
+    try:
+        parse_scheduler(value)
+    except InvalidSettingsError as err:
+        raise click.BadParameter(one_line(err)) from err
+    return value
+
+
 @cli.command("run")
 @click.argument("paths", nargs=-1, type=click.Path(exists=True))
 @output_dir_option("Output folder (masters/, lights/, stacks/, report.html).")
@@ -77,6 +91,11 @@ if TYPE_CHECKING:  # pragma: no cover
 @click.option("--assume-linear", is_flag=True, default=None,
               help="Take flats and lights as linear: do not refuse data that look "
                    "gamma-encoded (recorded in the provenance).")
+@click.option("--scheduler", default=None, metavar="WHERE", callback=_check_scheduler,
+              help="Where masters, lights and stacks are made: 'threads' (this process, "
+                   "the default), 'processes:N' (a local Dask cluster of N worker "
+                   "processes) or the address of a running dask scheduler "
+                   "(tcp://host:8786); the outputs are the same.")
 @click.option("--break-lock", is_flag=True, default=False,
               help="Take over the output folder's lock left by a calframe run on another "
                    "host (make sure that run has ended).")
@@ -85,7 +104,7 @@ def run_command(ctx: click.Context, paths, output, output_alias, config_path, dr
                 strict, method, rejection, low, high, gain, read_noise, dark_scale, cosmetic,
                 demosaic, distortion, stack, stack_align, memory_limit, frame_types, no_report,
                 subtract_black, split_rgb, absolute_paths, allow_mixed, assume_linear,
-                break_lock) -> int:
+                scheduler, break_lock) -> int:
     """Inventory PATHS, build the masters each group needs, calibrate every light,
     and write FOLDER/report.html.  A rerun redoes only what changed or is damaged.
 
@@ -104,7 +123,7 @@ def run_command(ctx: click.Context, paths, output, output_alias, config_path, dr
         config, paths=paths, output=output, no_report=no_report, frame_types=frame_types,
         rejection=(rejection, low, high),
         top={"strict": strict, "memory_limit": memory_limit, "allow_mixed": allow_mixed,
-             "absolute_paths": absolute_paths},
+             "absolute_paths": absolute_paths, "scheduler": scheduler},
         master={"method": method},
         calibrate={"gain": gain, "read_noise": read_noise, "subtract_black": subtract_black,
                    "split_rgb": split_rgb, "assume_linear": assume_linear,

@@ -16,6 +16,7 @@ from ..combining import Rejection, SigmaClip, rejection_from_name
 from ..combining._rejection import as_rejection
 from ..errors import InvalidSettingsError
 from ..inventory import Tolerances
+from ._cluster import parse_scheduler
 
 __all__ = ["CalibrationSettings", "MasterSettings", "PipelineConfig", "StackSettings",
            "load_config", "rejection_setting"]
@@ -268,6 +269,12 @@ class PipelineConfig:
     outlier_sigma : float
         Robust z-score above which a frame's statistics are flagged as standing
         out of its group.
+    scheduler : str
+        Where the masters, lights and stacks are made: ``'threads'`` (this
+        process, the default), ``'processes:N'`` (a local Dask cluster of N
+        worker processes, started and stopped by the run), or the address of
+        a running ``dask scheduler`` (``tcp://host:8786``).  The outputs are
+        the same wherever they were made.
 
     Examples
     --------
@@ -291,9 +298,11 @@ class PipelineConfig:
     recursive: bool = True
     report: bool = True
     outlier_sigma: float = 5.0
+    scheduler: str = "threads"
 
     def __post_init__(self) -> None:  # inputs may be a ccdproc ImageFileCollection
         self.inputs = collection_paths(self.inputs, "PipelineConfig inputs")
+        parse_scheduler(self.scheduler)  # InvalidSettingsError naming the accepted forms
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> PipelineConfig:
