@@ -196,3 +196,102 @@ def test_cluster_run_reports_the_same_problems(cluster, tmp_path):
     assert [(p.path, p.what, p.fix) for p in here.problems] \
         == [(p.path, p.what, p.fix) for p in there.problems]
     assert [Path(p).name for p in here.made] == [Path(p).name for p in there.made]
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_run(tmp_path, monkeypatch):
+    """kill -9 of a worker process while it runs a task: Dask runs the task again on
+    a worker, the outputs are those of a run in this process, and no partial file is
+    left once the folder is used again."""
+    import signal
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    night = _night(tmp_path / "night", n_light=12,
+                   camera=SyntheticCamera(shape=(256, 256), n_hot_pixels=3, n_dust=1))
+    config = PipelineConfig(inputs=[str(night.path)], output=str(tmp_path / "local"),
+                            report=False)
+    assert run_pipeline(config).ok
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=":0") as local, Client(local) as client:
+        pids = client.run(os.getpid)  # worker address -> process id
+        outcome = {}
+
+        def run():
+            outcome["result"] = run_pipeline(config.replace(
+                output=str(tmp_path / "remote"), scheduler=local.scheduler_address))
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        killed = None
+        deadline = time.monotonic() + 120
+        while killed is None and thread.is_alive() and time.monotonic() < deadline:
+            for address, keys in client.processing().items():
+                if any(str(k).startswith("calframe-light_") for k in keys):
+                    os.kill(pids[address], signal.SIGKILL)
+                    killed = address
+                    break
+            time.sleep(0.01)
+        thread.join(300)
+        assert killed is not None, "no light task was seen running"
+        assert killed not in client.scheduler_info()["workers"] or \
+            client.run(os.getpid).get(killed) != pids[killed]
+    result = outcome["result"]
+    assert result.ok and len(result.made) == 3 + 12
+    remote, mine = _outputs(tmp_path / "remote"), _outputs(tmp_path / "local")
+    assert remote == mine
+    # the folder used again (in this process): whatever the killed worker was writing
+    # is removed, and everything is up to date
+    again = run_pipeline(config.replace(output=str(tmp_path / "remote")))
+    assert again.ok and not again.made
+    left = [p for p in (tmp_path / "remote").rglob("*") if ".calframe-" in p.name]
+    assert not left
+    assert not list((tmp_path / "remote" / ".calframe").glob("journal-*"))
+
+
+def test_temporaries_of_a_killed_worker_are_removed(tmp_path):
+    """A worker process killed while it writes leaves its temporary, listed in its own
+    journal; the run that next takes the lock removes it, and nothing else."""
+    import subprocess
+    import sys
+
+    from calframe._atomic import lock_output
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.fits.tmp").write_text("the user's")
+    code = (
+        "import os, sys\n"
+        "from calframe._atomic import journal_temporaries, temporary_path\n"
+        "with journal_temporaries(sys.argv[1]):\n"
+        "    tmp = temporary_path(os.path.join(sys.argv[1], 'light.fits'))\n"
+        "    tmp.write_bytes(b'half a file')\n"
+        "    print(tmp.name, flush=True)\n"
+        "    os._exit(9)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 9, done.stderr
+    name = done.stdout.strip()
+    assert (out / name).exists()
+    with lock_output(out):
+        pass
+    assert not (out / name).exists()
+    assert (out / "mine.fits.tmp").read_text() == "the user's"
+    assert not list((out / ".calframe").glob("journal-*"))
+
+
+def test_worker_journal_is_gone_when_the_task_ends(tmp_path):
+    from calframe._atomic import journal_temporaries, lock_output, temporary_path
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with journal_temporaries(out), journal_temporaries(out):
+        temporary_path(out / "a.fits")
+        assert (out / ".calframe" / f"journal-{os.getpid()}").is_file()
+    assert not (out / ".calframe" / f"journal-{os.getpid()}").exists()
+    with lock_output(out), journal_temporaries(out):  # the lock's own journal lists it
+        tmp = temporary_path(out / "b.fits")
+        text = (out / ".calframe" / f"journal-{os.getpid()}").read_text()
+        assert tmp.name in text and text.count(tmp.name) == 1

@@ -54,6 +54,7 @@ __all__ = [
     "OutputLock",
     "OutputLockedError",
     "is_temporary",
+    "journal_temporaries",
     "lock_output",
     "temporary_path",
 ]
@@ -115,7 +116,7 @@ def temporary_path(path: str | os.PathLike) -> Path:
     name = path.name[:_NAME_ROOM]
     tmp = path.parent / f"{_PREFIX}{os.getpid()}-{secrets.token_hex(6)}-{name}.tmp"
     with _REGISTRY_LOCK:
-        for held in list(_HELD.values()):
+        for held in [*_HELD.values(), *_JOURNALS.values()]:
             held.journal_entry(tmp)
     return tmp
 
@@ -133,6 +134,8 @@ def is_temporary(name: str, pid: int | None = None) -> bool:
 _REGISTRY_LOCK = threading.RLock()
 #: locks held by this process, by the real path of their folder
 _HELD: dict[str, OutputLock] = {}
+#: journals of folders whose lock another process holds (see journal_temporaries)
+_JOURNALS: dict[str, _WorkerJournal] = {}
 
 
 def _host() -> str:
@@ -335,6 +338,74 @@ class OutputLock:
         with contextlib.suppress(OSError):
             journal.unlink()
         return removed
+
+
+class _WorkerJournal(OutputLock):
+    """The journal of a process that writes into a folder whose lock another process
+    holds (a worker of a run on a cluster): its temporaries are listed as a run's are,
+    so that the run that next takes the lock removes those a killed worker left."""
+
+    def acquire(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        self._root = os.path.realpath(self.folder)
+        self._journal = os.open(self.journal_path,
+                                os.O_WRONLY | os.O_CREAT | os.O_APPEND
+                                | getattr(os, "O_CLOEXEC", 0), 0o666)
+        if os.fstat(self._journal).st_size == 0:
+            started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            me = {"pid": os.getpid(), "host": _host(), "started": started}
+            os.write(self._journal, (json.dumps(me) + "\n").encode())
+
+
+@contextlib.contextmanager
+def journal_temporaries(folder: str | os.PathLike) -> Iterator[None]:
+    """List the temporaries this process writes into ``folder`` while the block runs.
+
+    For a process that writes into an output folder whose lock another
+    process holds: a worker of a run on a cluster, whose coordinating process
+    took the lock.  Each temporary name is listed in
+    ``<folder>/.calframe/journal-<pid>`` before it is created; the journal is
+    removed when the block ends, and a journal left by a killed process is
+    read by the run that next takes the lock, which removes the temporaries it
+    lists (see the top of this module).  Nothing is done when this process
+    holds the folder's lock itself.  Blocks may nest and run in several threads.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        The output folder (it must exist).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> out = Path(tempfile.mkdtemp())
+    >>> journal = out / ".calframe" / f"journal-{os.getpid()}"
+    >>> with journal_temporaries(out):
+    ...     tmp = temporary_path(out / "a.fits")
+    ...     listed = journal.read_text()
+    >>> tmp.name in listed, journal.exists()
+    (True, False)
+    """
+    key = os.path.realpath(folder)
+    with _REGISTRY_LOCK:
+        if key in _HELD:
+            journal = None
+        else:
+            journal = _JOURNALS.get(key)
+            if journal is None:
+                journal = _WorkerJournal(folder)
+                journal.acquire()
+                _JOURNALS[key] = journal
+            journal.depth += 1
+    try:
+        yield
+    finally:
+        if journal is not None:
+            with _REGISTRY_LOCK:
+                journal.depth -= 1
+                if journal.depth == 0:
+                    _JOURNALS.pop(key, None)
+                    journal.release()
 
 
 def _read_holder(fd: int) -> dict:

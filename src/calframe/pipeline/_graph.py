@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._atomic import STATE_FOLDER
+from .._atomic import STATE_FOLDER, journal_temporaries
 from ..errors import CalframeError
 from ._cluster import open_client, parse_scheduler
 from ._plan import MASTER_KINDS, Plan, Task
@@ -114,7 +114,9 @@ def run_task(spec: TaskSpec, *dependencies: TaskSummary) -> TaskSummary:
             runner.failed_names.add(dep.name)
         if dep.key is not None:
             runner.keys.keys[dep.name] = dep.key
-    with _source_date(spec.source_date):
+    # the temporaries listed in a journal of this worker's: a run that next takes the
+    # lock removes those left by a worker killed while writing
+    with _source_date(spec.source_date), journal_temporaries(out):
         if task.kind in MASTER_KINDS:
             runner.run_master(task)
         elif task.kind == "light":
