@@ -239,7 +239,10 @@ def test_worker_killed_mid_run(tmp_path, monkeypatch):
         assert killed not in client.scheduler_info()["workers"] or \
             client.run(os.getpid).get(killed) != pids[killed]
     result = outcome["result"]
-    assert result.ok and len(result.made) == 3 + 12
+    # a light the killed worker had written whole before it died is found up to date
+    # when Dask runs its task again
+    assert result.ok and len(result.made) + len(result.skipped) == 3 + 12
+    assert not result.failed and not result.problems
     remote, mine = _outputs(tmp_path / "remote"), _outputs(tmp_path / "local")
     assert remote == mine
     # the folder used again (in this process): whatever the killed worker was writing
