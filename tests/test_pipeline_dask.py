@@ -298,3 +298,21 @@ def test_worker_journal_is_gone_when_the_task_ends(tmp_path):
         tmp = temporary_path(out / "b.fits")
         text = (out / ".calframe" / f"journal-{os.getpid()}").read_text()
         assert tmp.name in text and text.count(tmp.name) == 1
+
+
+def test_two_nights_in_one_graph(cluster, tmp_path, monkeypatch):
+    """Several nights given at once are one plan, so one set of tasks on the cluster
+    (the second night's camera at another temperature: masters of its own)."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    first = _night(tmp_path / "night1", n_light=2)
+    second = _night(tmp_path / "night2", n_light=2, seed=6,
+                    temperatures={"bias": 0.0, "dark": 0.0, "flat": 0.0, "light": 0.0})
+    config = PipelineConfig(inputs=[str(first.path), str(second.path)],
+                            output=str(tmp_path / "here"), report=False)
+    here = run_pipeline(config)
+    assert here.ok and sum("masters" in p for p in here.made) > 3
+    there = run_pipeline(config.replace(output=str(tmp_path / "there"),
+                                        scheduler=cluster.scheduler_address))
+    assert there.ok
+    assert _outputs(tmp_path / "here") == _outputs(tmp_path / "there")
+    assert len(_outputs(tmp_path / "there")) == len(here.made) == len(there.made)

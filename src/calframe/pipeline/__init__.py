@@ -35,6 +35,17 @@ they are created, so an interrupted run leaves no partial file under a final
 name; the next run removes the temporaries that the journal of a killed run
 lists, and no other file.
 
+Running on a cluster
+--------------------
+With ``scheduler`` set to ``'processes:N'`` or the address of a running
+``dask scheduler``, every master, calibrated light and stack is a Dask task
+(``dask.distributed``) that reads its inputs, writes its output into the
+shared output folder and returns a small summary; the process that planned
+the run holds the folder's lock, checks the inputs and writes the report.
+The outputs are those of a run in one process: byte for byte when
+``SOURCE_DATE_EPOCH`` is set, otherwise equal except for times.  See the
+guide "Running on a cluster".
+
 Configuration
 -------------
 A TOML file can set everything the command line can::
@@ -45,6 +56,7 @@ A TOML file can set everything the command line can::
     strict = false
     allow_mixed = false        # true: make masters the input contract refuses
     absolute_paths = false     # true: name inputs by absolute paths in the outputs
+    scheduler = "threads"      # threads | processes:N | a dask scheduler's address
 
     [master]
     method = "median"          # median | mean
@@ -73,6 +85,7 @@ A TOML file can set everything the command line can::
 """
 
 
+from ._cluster import SchedulerUnreachableError
 from ._config import (
     CalibrationSettings,
     MasterSettings,
@@ -81,6 +94,7 @@ from ._config import (
     load_config,
 )
 from ._failures import PipelineProblemError
+from ._graph import OutputNotSharedError
 from ._plan import MASTER_KINDS, Plan, Task, make_plan
 from ._resume import HASH_KEYWORD
 from ._runner import RunResult, run_pipeline
@@ -90,10 +104,12 @@ __all__ = [
     "MASTER_KINDS",
     "CalibrationSettings",
     "MasterSettings",
+    "OutputNotSharedError",
     "PipelineConfig",
     "PipelineProblemError",
     "Plan",
     "RunResult",
+    "SchedulerUnreachableError",
     "StackSettings",
     "Task",
     "load_config",
