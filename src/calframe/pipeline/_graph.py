@@ -138,13 +138,14 @@ def _distortion_model(config):
     return DistortionModel.from_fits(config.calibrate.distortion)
 
 
-def run_on_dask(runner, masters: list[Task], lights: list[Task], stacks: list[Task],
-                *, announce=None):
-    """Carry out the tasks of a run on the Dask scheduler its config names.
+def run_on_dask(runner, *, announce=None):
+    """Carry out a run's tasks on the Dask scheduler its config names.
 
-    ``runner`` (the coordinating process's runner, which holds the lock and has
-    checked the inputs) records the outcomes in the order of the plan, as a
-    run in this process does, then writes the report.
+    ``runner`` is the coordinating process's runner, which holds the lock.
+    The scheduler is reached (or the local cluster started) first, so that a
+    wrong address is said at once; then the inputs are checked here, the
+    tasks submitted, and their outcomes recorded in the order of the plan, as
+    a run in this process does; then the report is written.
 
     Returns
     -------
@@ -154,6 +155,9 @@ def run_on_dask(runner, masters: list[Task], lights: list[Task], stacks: list[Ta
     from ._failures import _oneline
 
     plan: Plan = runner.plan
+    masters = [t for t in plan.tasks if t.kind in MASTER_KINDS]
+    lights = [t for t in plan.tasks if t.kind == "light"]
+    stacks = [t for t in plan.tasks if t.kind == "stack"]
     config = dataclasses.replace(runner.config, strict=False)
     scheduler = parse_scheduler(runner.config.scheduler)
     source_date = os.environ.get("SOURCE_DATE_EPOCH")
@@ -169,6 +173,7 @@ def run_on_dask(runner, masters: list[Task], lights: list[Task], stacks: list[Ta
 
         announce = echo if progress_enabled() else None
     with open_client(scheduler, announce=announce) as client:
+        runner.check_frames()
         futures: dict[str, Any] = {}
         token = os.urandom(4).hex()
         for task in [*masters, *([] if no_model else lights), *stacks]:

@@ -364,14 +364,14 @@ class _Runner:
             return self.run_locked()
 
     def run_locked(self) -> RunResult:
+        if self.config.scheduler != "threads":  # tasks on a Dask cluster (see _graph)
+            from ._graph import run_on_dask
+
+            return run_on_dask(self)
         self.check_frames()
         masters = [t for t in self.plan.tasks if t.kind in MASTER_KINDS]
         lights = [t for t in self.plan.tasks if t.kind == "light"]
         stacks = [t for t in self.plan.tasks if t.kind == "stack"]
-        if self.config.scheduler != "threads":  # tasks on a Dask cluster (see _graph)
-            from ._graph import run_on_dask
-
-            return run_on_dask(self, masters, lights, stacks)
         for task in self.progress(masters, desc="masters", total=len(masters),
                                   unit="master"):
             self.run_master(task)
