@@ -316,3 +316,20 @@ def test_two_nights_in_one_graph(cluster, tmp_path, monkeypatch):
     assert there.ok
     assert _outputs(tmp_path / "here") == _outputs(tmp_path / "there")
     assert len(_outputs(tmp_path / "there")) == len(here.made) == len(there.made)
+
+
+@pytest.mark.slow
+def test_cli_processes_prints_the_dashboard(local_run, capsys, monkeypatch):
+    from calframe import _progress
+
+    base, config, _ = local_run
+    monkeypatch.setattr(_progress, "_ENABLED", False)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", EPOCH)
+    out = base / "cli"
+    code = main(["run", config.inputs[0], "-o", str(out), "--scheduler", "processes:1",
+                 "--no-report", "--stack", "--stack-align", "none"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "Dask dashboard: http://" in captured.err
+    assert "7 outputs made" in captured.out
+    assert _outputs(out) == _outputs(base / "local")

@@ -143,8 +143,12 @@ def open_client(scheduler: Scheduler, *, memory_limit: str | None = None,
 
 
 def _announce(client, announce) -> None:
+    import importlib.util
+
     link = getattr(client, "dashboard_link", None)
     text = f"Dask dashboard: {link}" if link else "Dask dashboard: not available"
+    if link and importlib.util.find_spec("bokeh") is None:
+        text += " (served only where the bokeh package is installed)"
     log.info(text)
     if announce is not None:
         announce(text)
