@@ -333,3 +333,21 @@ def test_cli_processes_prints_the_dashboard(local_run, capsys, monkeypatch):
     assert "Dask dashboard: http://" in captured.err
     assert "7 outputs made" in captured.out
     assert _outputs(out) == _outputs(base / "local")
+
+
+def test_a_worker_that_does_not_see_the_output_folder_refuses(tmp_path):
+    import pickle
+
+    from calframe.pipeline import OutputNotSharedError, make_plan
+    from calframe.pipeline._graph import TaskSpec, run_task
+
+    night = _night(tmp_path / "night", n_light=1)
+    config = PipelineConfig(inputs=[str(night.path)], output=str(tmp_path / "elsewhere"),
+                            report=False)
+    task = next(t for t in make_plan(config).tasks if t.kind == "bias")
+    spec = TaskSpec(config=config, task=task, used=[], excluded={}, hashes={},
+                    source_date=None)
+    spec = pickle.loads(pickle.dumps(spec))  # what Dask sends to a worker
+    with pytest.raises(OutputNotSharedError, match="every worker shares"):
+        run_task(spec)
+    assert not (tmp_path / "elsewhere" / "masters").exists()
