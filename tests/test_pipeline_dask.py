@@ -351,3 +351,14 @@ def test_a_worker_that_does_not_see_the_output_folder_refuses(tmp_path):
     with pytest.raises(OutputNotSharedError, match="every worker shares"):
         run_task(spec)
     assert not (tmp_path / "elsewhere" / "masters").exists()
+
+
+def test_cluster_run_writes_the_report(cluster, tmp_path):
+    night = _night(tmp_path / "night", n_light=2)
+    config = PipelineConfig(inputs=[str(night.path)], output=str(tmp_path / "out"),
+                            scheduler=cluster.scheduler_address)
+    result = run_pipeline(config)
+    assert result.ok and result.report == str(tmp_path / "out" / "report.html")
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "5 outputs made" in html and "light_0002" in html
+    assert len(result.quality) == 3 + 3 + 3 + 2
