@@ -8,7 +8,7 @@
    of 2 workers (one thread each).
 3. A projection for many nights on many workers from the per-task costs
    measured here and the scheduler's per-task overhead as Dask documents it
-   (about 1 ms per task, "Dask best practices").
+   (up to about 1 ms per task, in Dask's best-practice pages).
 
 Every run writes into a fresh folder, without the report.  Times are wall
 times, best of ``--repeat``.
