@@ -21,6 +21,8 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,43 @@ class TaskSummary:
     problems: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+# masters read by the tasks of this worker process, the latest few: the lights of a
+# group use the same masters, as a run in one process reads them once per group
+_MASTERS: OrderedDict[tuple, Any] = OrderedDict()
+_MASTERS_LOCK = threading.Lock()
+_MASTERS_KEPT = 6
+
+
+def _task_runner(plan: Plan):
+    """A runner for one task, whose masters come from the worker's few latest."""
+    from ._runner import _Runner
+
+    class _TaskRunner(_Runner):
+        def master(self, name: str):
+            path = self.out / self.plan.task(name).output
+            try:
+                st = os.stat(path)
+            except OSError:
+                return super().master(name)  # says what is wrong, as it would
+            # the file as it is now, and the time its read step is stamped with
+            key = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size,
+                   st.st_mtime_ns, st.st_ctime_ns, os.environ.get("SOURCE_DATE_EPOCH"))
+            with _MASTERS_LOCK:
+                ccd = _MASTERS.get(key)
+                if ccd is not None:
+                    _MASTERS.move_to_end(key)
+            if ccd is None:
+                ccd = super().master(name)
+                with _MASTERS_LOCK:
+                    _MASTERS[key] = ccd
+                    while len(_MASTERS) > _MASTERS_KEPT:
+                        _MASTERS.popitem(last=False)
+            self.masters[name] = ccd
+            return ccd
+
+    return _TaskRunner(plan, None, None)
+
+
 @contextlib.contextmanager
 def _source_date(value: str | None):
     """The coordinating process's ``SOURCE_DATE_EPOCH`` while a task runs."""
@@ -94,7 +133,6 @@ def run_task(spec: TaskSpec, *dependencies: TaskSummary) -> TaskSummary:
         write where the run does not look.
     """
     from ._resume import TaskKeys
-    from ._runner import _Runner
 
     out = Path(spec.config.output)
     if not (out / STATE_FOLDER / "lock").is_file():
@@ -105,7 +143,7 @@ def run_task(spec: TaskSpec, *dependencies: TaskSummary) -> TaskSummary:
     task = spec.task
     # the inventory stays with the coordinating process: a task does not use it
     plan = Plan(config=spec.config, inventory=None, tasks=[*spec.used, task])
-    runner = _Runner(plan, None, None)
+    runner = _task_runner(plan)
     runner.excluded = dict(spec.excluded)
     runner.keys = TaskKeys(plan, out)
     runner.keys.hashes.update(spec.hashes)
