@@ -93,8 +93,8 @@ def _json_value(value):
 
 
 def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
-               frame: int | None = None, unit: str | u.UnitBase | None = None,
-               gain: float | None = None, read_noise: float | None = None,
+               frame: int | None = None, dataset: str | None = None,
+               unit: str | u.UnitBase | None = None, gain: float | None = None, read_noise: float | None = None,
                saturation: float | None = None,
                bad_pixel_mask: np.ndarray | str | os.PathLike | None = None,
                subtract_black: bool = False, pedestal: float | None = None,
@@ -111,7 +111,11 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
         FITS only: the image HDU to read (default: the first image HDU with
         two or more axes).
     frame : int, optional
-        EDF and multi-page TIFF: the frame to read (default 0).
+        EDF, multi-page TIFF and HDF5: the frame to read (default 0).  Only
+        that frame is decoded.
+    dataset : str, optional
+        HDF5 only: the path of the detector data in the file (default: found
+        by NeXus convention, see :doc:`/guide/beamline`).
     unit : str or `~astropy.units.UnitBase`, optional
         The data unit (default: BUNIT of a FITS header, an empty BUNIT being
         dimensionless; for a calframe file without BUNIT, the unit of its
@@ -192,7 +196,7 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
         raise InvalidSettingsError(
             f"dtype={np.dtype(dtype).name}: frames are read as float32 or float64")
     kind = detect_format(path)
-    options = {"hdu": hdu, "frame": frame}
+    options = {"hdu": hdu, "frame": frame, "dataset": dataset}
     loaded = _load(kind, path, options, dtype)
     return _finish(loaded, path, kind, hdu=hdu, frame=frame, unit=unit, gain=gain,
                    read_noise=read_noise, saturation=saturation,
@@ -211,6 +215,12 @@ def _load(kind, path, options, dtype) -> Loaded:
     if options.get("hdu") is not None:
         raise InvalidSettingsError(
             f"hdu={options['hdu']!r} applies to FITS only, and {path} is {kind}")
+    if kind == "hdf5":
+        return loader(path, frame=options.get("frame") or 0, dataset=options.get("dataset"),
+                      dtype=dtype)
+    if options.get("dataset") is not None:
+        raise InvalidSettingsError(
+            f"dataset={options['dataset']!r} applies to HDF5 only, and {path} is {kind}")
     if kind == "raw":
         if options.get("frame") not in (None, 0):
             raise InvalidSettingsError(f"frame={options['frame']!r}: a camera RAW holds one frame")
@@ -278,7 +288,8 @@ class FrameInfo:
 
 
 def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
-                frame: int | None = None, frametype: str | None = None) -> FrameInfo:
+                frame: int | None = None, frametype: str | None = None,
+                dataset: str | None = None) -> FrameInfo:
     """The header, shape and sample type of a frame, without decoding its pixels.
 
     The same readers as :func:`read_frame` read the header, so both agree on
@@ -288,7 +299,7 @@ def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
     ----------
     path : str or path-like
         The file.
-    hdu, frame : optional
+    hdu, frame, dataset : optional
         Which frame, as in :func:`read_frame`.
     frametype : str, optional
         Frame type to record instead of inferring it (FTSOURCE = 'user').
@@ -323,8 +334,12 @@ def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
     else:
         if hdu is not None:
             raise InvalidSettingsError(f"hdu={hdu!r} applies to FITS only, and {path} is {kind}")
+        if dataset is not None and kind != "hdf5":
+            raise InvalidSettingsError(f"dataset={dataset!r} applies to HDF5 only, and "
+                                       f"{path} is {kind}")
         read = fmt.read_header(path) if kind == "raw" else \
-            fmt.read_header(path, frame=frame or 0)
+            fmt.read_header(path, frame=frame or 0, dataset=dataset) if kind == "hdf5" \
+            else fmt.read_header(path, frame=frame or 0)
     if len(read.shape) < 2 or min(read.shape) <= 0:
         raise FrameReadError(path, f"the file announces an image of shape {read.shape}",
                              "the header is damaged or holds no image; rewrite the file")
@@ -334,9 +349,12 @@ def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
                      nframes=int(read.nframes), location=dict(read.location))
 
 
-def frame_count(path: str | os.PathLike) -> int:
-    """How many frames a file holds (EDF and TIFF frames, FITS image HDUs)."""
+def frame_count(path: str | os.PathLike, *, dataset: str | None = None) -> int:
+    """How many frames a file holds (EDF and TIFF frames, HDF5 frames, FITS image HDUs)."""
     kind = detect_format(path)
+    if kind == "hdf5":
+        from ._hdf5 import hdf5_frame_count
+        return hdf5_frame_count(path, dataset=dataset)
     if kind == "edf":
         from ._edf import edf_frame_count
         return edf_frame_count(path)
@@ -350,10 +368,11 @@ def frame_count(path: str | os.PathLike) -> int:
 
 
 def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
-    """Yield every frame of a file: EDF and TIFF frames, FITS image HDUs.
+    """Yield every frame of a file: EDF, TIFF and HDF5 frames, FITS image HDUs.
 
     Keyword arguments are those of :func:`read_frame` (except ``frame`` and
-    ``hdu``).  A single-frame file yields one frame.
+    ``hdu``).  A single-frame file yields one frame.  Frames are read one at
+    a time, so memory does not grow with the number of frames.
 
     Examples
     --------
@@ -371,6 +390,13 @@ def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
         if key in kwargs:
             raise TypeError(f"iter_frames() got {key}=; it yields every frame")
     kind = detect_format(path)
+    if kind == "hdf5":
+        from ._hdf5 import iter_hdf5
+        options = _read_options(**{k: v for k, v in kwargs.items() if k != "dataset"})
+        for loaded in iter_hdf5(path, dataset=kwargs.get("dataset"), dtype=options["dtype"]):
+            yield _finish(loaded, path, kind, hdu=None, frame=loaded.location["frame"],
+                          **options)
+        return
     if kind == "fits":
         from ._fits import image_hdus
         for index in image_hdus(path):
