@@ -207,6 +207,9 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
 
 def _load(kind, path, options, dtype) -> Loaded:
     loader = _loader(kind)
+    if options.get("dataset") is not None and kind != "hdf5":
+        raise InvalidSettingsError(
+            f"dataset={options['dataset']!r} applies to HDF5 only, and {path} is {kind}")
     if kind == "fits":
         if options.get("frame") not in (None, 0):
             raise InvalidSettingsError(
@@ -218,9 +221,6 @@ def _load(kind, path, options, dtype) -> Loaded:
     if kind == "hdf5":
         return loader(path, frame=options.get("frame") or 0, dataset=options.get("dataset"),
                       dtype=dtype)
-    if options.get("dataset") is not None:
-        raise InvalidSettingsError(
-            f"dataset={options['dataset']!r} applies to HDF5 only, and {path} is {kind}")
     if kind == "raw":
         if options.get("frame") not in (None, 0):
             raise InvalidSettingsError(f"frame={options['frame']!r}: a camera RAW holds one frame")
