@@ -3,6 +3,10 @@
 import h5py
 import numpy as np
 import pytest
+
+from calframe import FrameReadError, InvalidSettingsError, UnsupportedFormatError
+from calframe.cli import main
+from calframe.io import detect_format, frame_count, iter_frames, read_frame, read_header
 from hdf5_layouts import (
     EIGER_GAP,
     write_bliss,
@@ -10,10 +14,6 @@ from hdf5_layouts import (
     write_lima,
     write_nexus_default,
 )
-
-from calframe import FrameReadError, InvalidSettingsError, UnsupportedFormatError
-from calframe.cli import main
-from calframe.io import detect_format, frame_count, iter_frames, read_frame, read_header
 
 OPTS = {"gain": 1.0, "read_noise": 0.0}
 
@@ -131,8 +131,8 @@ def test_no_image_and_empty_stack(tmp_path):
     path = tmp_path / "counters.h5"
     with h5py.File(path, "w") as f:
         f["1.1/measurement/diode"] = np.arange(10.0)
-    with pytest.raises(UnsupportedFormatError, match="counters.h5: the HDF5 file holds no "
-                       "image dataset"):
+    with pytest.raises(UnsupportedFormatError, match=r"counters.h5: the HDF5 file holds no "
+                       r"image dataset"):
         read_frame(path)
     empty = tmp_path / "empty.h5"
     with h5py.File(empty, "w") as f:

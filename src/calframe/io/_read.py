@@ -94,7 +94,8 @@ def _json_value(value):
 
 def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
                frame: int | None = None, dataset: str | None = None,
-               unit: str | u.UnitBase | None = None, gain: float | None = None, read_noise: float | None = None,
+               unit: str | u.UnitBase | None = None, gain: float | None = None,
+               read_noise: float | None = None,
                saturation: float | None = None,
                bad_pixel_mask: np.ndarray | str | os.PathLike | None = None,
                subtract_black: bool = False, pedestal: float | None = None,
