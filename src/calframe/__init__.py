@@ -95,6 +95,8 @@ _LAZY = {
     "stack": ".register",
     "warp": ".register",
     "write_report": ".report",
+    "FrameSeries": ".series",
+    "open_series": ".series",
 }
 
 if TYPE_CHECKING:  # static analysers and IDEs see ordinary imports
@@ -185,6 +187,10 @@ if TYPE_CHECKING:  # static analysers and IDEs see ordinary imports
     from .report import (
         write_report,
     )
+    from .series import (
+        FrameSeries,
+        open_series,
+    )
 
 
 def __getattr__(name: str):
@@ -233,6 +239,7 @@ __all__ = [
     "FlatQuality",
     "FrameInfo",
     "FrameReadError",
+    "FrameSeries",
     "IncompatibleFramesError",
     "InputRecord",
     "InvalidSettingsError",
@@ -277,6 +284,7 @@ __all__ = [
     "make_master_dark",
     "make_master_flat",
     "make_plan",
+    "open_series",
     "plot_distortion",
     "read_frame",
     "read_header",

@@ -495,8 +495,10 @@ class FitsCube:
         saturate = self.header.get("SATURATE")
         if isinstance(saturate, int | float) and not isinstance(saturate, bool):
             return float(saturate)
-        return integer_full_scale(self.dtype, 0.0, 1.0) if self.dtype.kind in "iu" \
-            and self.bzero in (0.0, 2.0 ** (8 * self.dtype.itemsize - 1)) else None
+        bitpix = int(self.image.header.get("ZBITPIX", self.image.header["BITPIX"]))
+        stored = {8: np.uint8, 16: np.int16, 32: np.int32, 64: np.int64}.get(bitpix)
+        return None if stored is None else \
+            integer_full_scale(np.dtype(stored), self.bzero, self.bscale)
 
 
 def attach_fits_extras(ccd, path) -> None:
