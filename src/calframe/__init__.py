@@ -97,6 +97,8 @@ _LAZY = {
     "write_report": ".report",
     "FrameSeries": ".series",
     "open_series": ".series",
+    "select_dark": ".transmission",
+    "transmission": ".transmission",
 }
 
 if TYPE_CHECKING:  # static analysers and IDEs see ordinary imports
@@ -190,6 +192,10 @@ if TYPE_CHECKING:  # static analysers and IDEs see ordinary imports
     from .series import (
         FrameSeries,
         open_series,
+    )
+    from .transmission import (
+        select_dark,
+        transmission,
     )
 
 
@@ -292,11 +298,13 @@ __all__ = [
     "remove_cosmic_rays",
     "run_pipeline",
     "running_mean",
+    "select_dark",
     "set_provenance",
     "split_rgb",
     "stack",
     "subtract_black_level",
     "take_inventory",
+    "transmission",
     "warp",
     "write_frame",
     "write_report",
