@@ -784,7 +784,8 @@ def _divide_flat(cal: _Calibration) -> None:
         return
     ratio_unit = u.Unit(cal.unit / _flat_unit(cal.flat))
     if ratio_unit.physical_type == "time":
-        t_frame = exposure_of(cal.light, name="frame")
+        t_frame = exposure_of(cal.light, name="frame", fix="or divide by a normalised flat "
+                              "(make_master_flat with normalize='median'), not a flat rate")
         cal.plane = multiply(cal.plane, 1.0 / t_frame)
         ratio_unit = u.Unit(ratio_unit / u.s)
         cal.params["flat_rate"] = True

@@ -523,7 +523,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
             if normalize in ("median", "mean"):
                 levels, _ = _levels(plane.data, good, groups, region, normalize)
             elif normalize == "exposure":
-                t = exposure_of(flat, name=f"flat {i}")
+                t = exposure_of(flat, name=f"flat {i}", fix="or use normalize=None")
                 levels = [t] * len(groups)
             else:
                 levels = [1.0] * len(groups)
