@@ -175,4 +175,23 @@ def test_info_command_on_hdf5(tmp_path, capsys):
     assert "12 x 10 float32 [adu]" in out
     assert "exposure [s]       0.1 (from count_time)" in out
     assert "saturation [adu]   9000.0" in out
-    assert "masked             10" in out
+    assert "masked             10" in out and "10 detector mask" in out
+
+
+def test_old_nexus_signal_attribute_and_per_frame_count_time(tmp_path):
+    frames = _frames(4, dtype=np.uint16)
+    path = tmp_path / "old.nxs"
+    with h5py.File(path, "w") as f:
+        entry = f.create_group("scan_1")
+        entry.attrs["NX_class"] = "NXentry"
+        plot = entry.create_group("plot")
+        plot.attrs["NX_class"] = "NXdata"
+        plot.create_dataset("monitor", data=np.ones((4, 12, 10)))
+        ds = plot.create_dataset("frames", data=frames)
+        ds.attrs["signal"] = 1
+        det = entry.create_group("instrument/ccd")
+        det.attrs["NX_class"] = "NXdetector"
+        det["count_time"] = np.array([0.5, 0.5, 1.0, 0.5])
+    ccd = read_frame(path, frame=2, **OPTS)
+    np.testing.assert_array_equal(ccd.data, frames[2])
+    assert ccd.meta["EXPTIME"] == 1.0 and read_frame(path, **OPTS).meta["EXPTIME"] == 0.5

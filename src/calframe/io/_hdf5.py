@@ -150,9 +150,21 @@ def _eiger_parts(data_group) -> list:
 
 
 def _signal(group):
-    """The NXdata ``signal`` dataset of a group, or None."""
+    """The NXdata ``signal`` dataset of a group, or None.
+
+    The group's ``signal`` attribute names it; in files of the older NeXus
+    convention, the dataset itself carries ``signal = 1``.
+    """
+    import h5py
+
     name = _attr(group, "signal")
-    return None if name is None else _get(group, name)
+    if name is not None:
+        return _get(group, name)
+    for key in group:
+        obj = _get(group, key)
+        if isinstance(obj, h5py.Dataset) and _attr(obj, "signal") in ("1", "1.0"):
+            return obj
+    return None
 
 
 def _in_entry(path, entry, name: str) -> _Stack | None:
