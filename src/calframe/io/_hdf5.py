@@ -450,6 +450,11 @@ class Hdf5File:
             raise
         except (OSError, RuntimeError, ValueError) as err:
             text = " ".join(str(err).split()) or type(err).__name__
+            if "lock" in text.lower():
+                raise FrameReadError(path, f"the HDF5 file is locked ({text})",
+                                     "another program (the detector's writer?) has it open "
+                                     "for writing; wait for the acquisition to end, or set "
+                                     "HDF5_USE_FILE_LOCKING=FALSE to read it anyway") from err
             raise FrameReadError(path, f"not a readable HDF5 file ({text})",
                                  "check that the file is complete (a file still being "
                                  "written, or cut short, cannot be opened) and really is "
