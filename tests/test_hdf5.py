@@ -195,3 +195,28 @@ def test_old_nexus_signal_attribute_and_per_frame_count_time(tmp_path):
     ccd = read_frame(path, frame=2, **OPTS)
     np.testing.assert_array_equal(ccd.data, frames[2])
     assert ccd.meta["EXPTIME"] == 1.0 and read_frame(path, **OPTS).meta["EXPTIME"] == 0.5
+
+
+def test_file_locked_by_its_writer(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "live.h5"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import h5py, sys, time\n"
+         f"f = h5py.File({str(path)!r}, 'w')\n"
+         "f['entry/data/data'] = [[[1, 2], [3, 4]]]\nf.flush()\n"
+         "print('open', flush=True)\nsys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        try:
+            read_frame(path, **OPTS)
+        except FrameReadError as err:
+            message = str(err)
+        else:
+            pytest.skip("this file system does not lock HDF5 files")
+        assert "live.h5: the HDF5 file is locked" in message
+        assert "HDF5_USE_FILE_LOCKING=FALSE" in message
+    finally:
+        writer.communicate("")
