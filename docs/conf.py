@@ -1,6 +1,8 @@
 """Sphinx configuration for the calframe documentation."""
 
+import ast
 from importlib.metadata import version as _version
+from pathlib import Path
 
 import calframe
 import calframe.errors as _errors
@@ -30,7 +32,7 @@ autodoc_typehints = "none"
 # automodule: the members of a module have pages of their own.
 #
 # Inherited members are documented too (the rejection settings of
-# calframe.combine inherit describe() and to_dict()), except those of the
+# calframe.combining inherit describe() and to_dict()), except those of the
 # Python, NumPy and astropy base classes: an exception's page does not repeat
 # with_traceback() and add_note().
 autodoc_default_options = {
@@ -84,6 +86,8 @@ numpydoc_xref_aliases = {
     "iterator": ":term:`python:iterator`",
     "floats": ":class:`floats <python:float>`",
     "datetime": "datetime.datetime",
+    # ccdproc (no inventory kept: see nitpick_ignore_regex)
+    "ImageFileCollection": "ccdproc.ImageFileCollection",
     # dask.distributed documents its client as distributed.Client
     "dask.distributed.Client": "distributed.Client",
     # calframe names used in the docstrings of other calframe modules
@@ -137,8 +141,9 @@ numpydoc_xref_ignore = {
 nitpicky = True
 # Targets that no inventory here documents, so a reference to them cannot
 # resolve: photutils (no copy of its inventory could be had), matplotlib,
-# prov and fabio (not among the inventories kept in _intersphinx/).
+# prov, fabio and ccdproc (not among the inventories kept in _intersphinx/).
 nitpick_ignore_regex = [
+    (r"py:.*", r"ccdproc(\..*)?"),
     (r"py:.*", r"photutils(\..*)?"),
     (r"py:.*", r"matplotlib(\..*)?"),
     (r"py:.*", r"prov(\..*)?"),
@@ -174,13 +179,15 @@ exclude_patterns = ["_build"]
 
 # The public names of the top-level namespace (calframe.read_frame is
 # calframe.io.read_frame) are documented once, on the page of the module that
-# defines them.  A reference to the short name resolves to that page.
-_TOP_LEVEL = {name: module.lstrip(".") for name, module in calframe._LAZY.items()}
-_TOP_LEVEL.update(
-    (_name, "errors")
-    for _name, _obj in vars(calframe).items()
-    if isinstance(_obj, type) and getattr(_errors, _name, None) is _obj
-)
+# defines them.  A reference to the short name resolves to that page.  The
+# names and their modules are read from calframe/__init__.pyi, the list that
+# calframe's lazy loader reads too.
+_TOP_LEVEL = {
+    _alias.name: _node.module
+    for _node in ast.parse(Path(calframe.__file__).with_suffix(".pyi").read_text()).body
+    if isinstance(_node, ast.ImportFrom)
+    for _alias in _node.names
+}
 
 
 def _resolve_top_level(app, env, node, contnode):

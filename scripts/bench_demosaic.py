@@ -20,7 +20,7 @@ import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from calframe import bayer
-from calframe.demosaic import METHODS, demosaic
+from calframe.demosaicing import METHODS, demosaic
 
 PLANE = np.array([0, 1, 1, 2])
 

@@ -18,7 +18,7 @@ from calframe import (
     select_dark,
     transmission,
 )
-from calframe.calibrate import dark_holds_offset
+from calframe.calibration import dark_holds_offset
 
 GAIN, RDNOISE, OFFSET = 2.0, 4.0, 100.0   # e-/adu, e-, adu
 

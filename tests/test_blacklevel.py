@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 
 from calframe.bayer import channel_statistics, standard_regions
 from calframe.blacklevel import black_level, decide_black_level, subtract_black_level
-from calframe.calibrate import calibrate
+from calframe.calibration import calibrate
 from calframe.cli import main
 from calframe.errors import InvalidSettingsError, MissingMetadataError
 from calframe.io import read_frame

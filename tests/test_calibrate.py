@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from calframe._calutil import cfa_groups
-from calframe.calibrate import calibrate, dark_includes_bias, fit_dark_scale
+from calframe.calibration import calibrate, dark_includes_bias, fit_dark_scale
 from calframe.datasets import StarField, SyntheticCamera, bias_frame, dark_frame, light_frame
 from calframe.errors import (
     IncompatibleFramesError,
@@ -385,7 +385,7 @@ def _chain(cam, *, method, rejection, seed=0, texp=60.0, tdark=300.0):
 @pytest.mark.parametrize("cfa", [None, "RGGB"])
 @pytest.mark.parametrize("method", ["median", "mean"])
 def test_pull_of_calibrated_light_against_truth(cfa, method):
-    from calframe.combine import SigmaClip
+    from calframe.combining import SigmaClip
 
     rejection = SigmaClip(low=4, high=4) if method == "mean" else None
     cam = SyntheticCamera(shape=(96, 96), cfa=cfa, n_hot_pixels=30, pattern_seed=21)

@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 
 from calframe._calutil import data_id
 from calframe.bayer import CHANNELS, channel_views
-from calframe.calibrate import (
+from calframe.calibration import (
     DARK_SCALE_KEYWORDS,
     calibrate,
     fit_dark_scale,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from calframe.calibrate import calibrate
+from calframe.calibration import calibrate
 from calframe.errors import UncertaintyUnknownWarning
 from calframe.io import read_frame
 from calframe.masters import make_master_dark, make_master_flat

@@ -16,7 +16,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from numpy.testing import assert_allclose
 from packaging.version import Version
 
-from calframe.calibrate import calibrate
+from calframe.calibration import calibrate
 from calframe.errors import UncertaintyUnknownWarning
 
 SHAPE = (40, 50)

@@ -60,8 +60,8 @@ def test_inventory_table(night, tmp_path, capsys):
 
 
 def test_master_and_calibrate(night, tmp_path, capsys):
-    from calframe.calibrate import calibrate
-    from calframe.combine import SigmaClip
+    from calframe.calibration import calibrate
+    from calframe.combining import SigmaClip
     from calframe.masters import make_master_bias
 
     bias = tmp_path / "bias.fits"

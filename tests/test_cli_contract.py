@@ -327,7 +327,7 @@ def test_calibrate_takes_gain_and_read_noise(no_gain, bias, tmp_path, capfd):
 
 
 def test_master_takes_gain_and_read_noise(no_gain, tmp_path, capfd):
-    from calframe.combine import SigmaClip
+    from calframe.combining import SigmaClip
     from calframe.io import read_frame
     from calframe.masters import make_master_bias
 
@@ -353,7 +353,7 @@ def test_master_takes_gain_and_read_noise(no_gain, tmp_path, capfd):
     ("none", "None"),
 ])
 def test_every_rejection_under_siril_names(night, tmp_path, capsys, name, expected):
-    from calframe.combine import (
+    from calframe.combining import (
         GESD,
         LinearFitClip,
         MinMaxClip,
@@ -373,7 +373,7 @@ def test_every_rejection_under_siril_names(night, tmp_path, capsys, name, expect
 
 
 def test_stack_limits_default_per_algorithm(night, tmp_path, capsys):
-    from calframe.combine import MinMaxClip
+    from calframe.combining import MinMaxClip
     from calframe.register import stack
 
     lights = _files(night, "light")

@@ -23,7 +23,7 @@ from calframe import (
     combine,
     get_provenance,
 )
-from calframe.combine._kernels import sorting_network
+from calframe.combining._kernels import sorting_network
 from calframe.errors import InvalidSettingsError, NoFramesError
 
 
@@ -207,7 +207,7 @@ def test_input_uncertainties_are_propagated():
     assert_allclose(ivar.uncertainty.array, 1 / np.sqrt(iw.sum()), rtol=1e-6)
     total = combine(ccds, method="sum")
     assert_allclose(total.uncertainty.array, np.sqrt((sig**2).sum()), rtol=1e-6)
-    from calframe.combine import median_efficiency_factor
+    from calframe.combining import median_efficiency_factor
     med = combine(ccds, method="median")
     assert_allclose(med.uncertainty.array,
                     median_efficiency_factor(4) * np.sqrt((sig**2).sum()) / 4, rtol=1e-6)
@@ -221,7 +221,7 @@ def test_input_uncertainties_are_propagated():
 
 def test_scatter_uncertainty_small_n_exact():
     # two values a, b: mean (a+b)/2, s = |a-b|/sqrt(2), reported s/c4(2)/sqrt(2)
-    from calframe.combine import c4
+    from calframe.combining import c4
     a = np.zeros((1, 1))
     b = np.full((1, 1), 2.0)
     out = combine([a, b], method="mean")
@@ -449,7 +449,7 @@ from pathlib import Path
 from calframe import SigmaClip, combine
 paths = sorted(Path(sys.argv[2]).glob("m_*.fits"))[: int(sys.argv[1])]
 combine(paths, method="mean", rejection=SigmaClip(), memory_limit="4MiB")
-from calframe.combine import _kernels, _reject_tile
+from calframe.combining import _kernels, _reject_tile
 # kernels compiled here rather than loaded from numba's cache (which another test
 # process may be writing at the time): the compiler's memory is not ours
 compiled = sum(sum(f.stats.cache_misses.values()) for f in (

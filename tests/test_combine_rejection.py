@@ -18,7 +18,7 @@ from calframe import (
     WinsorizedSigmaClip,
     combine,
 )
-from calframe.combine._rejection import gesd_critical_values
+from calframe.combining._rejection import gesd_critical_values
 from calframe.errors import InvalidSettingsError
 
 LEVEL, NOISE = 1000.0, 10.0

@@ -10,7 +10,7 @@ from astropy.io import fits
 from astropy.nddata import CCDData
 from PIL import Image
 
-from calframe.calibrate import calibrate
+from calframe.calibration import calibrate
 from calframe.cli import main
 from calframe.contract import calframe_output, check_master_frames, check_role
 from calframe.errors import (
@@ -153,6 +153,10 @@ def test_temperature_spread_warns(tmp_path):
                     **{"CCD-TEMP": float(t)}) for t in (-10, -4)]
     with pytest.warns(TemperatureMismatchWarning, match="from -10 to -4 C"):
         check_master_frames(frames, "dark")
+    # the warning names the line that asked for the master
+    with pytest.warns(TemperatureMismatchWarning) as record:
+        make_master_dark(frames)
+    assert [w.filename for w in record] == [__file__]
 
 
 def test_calframe_outputs_are_not_raw_frames(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 from astropy.nddata import CCDData, StdDevUncertainty
 from numpy.testing import assert_allclose
 
-from calframe.calibrate import calibrate
+from calframe.calibration import calibrate
 from calframe.cosmetic import (
     Cosmetic,
     CosmicRays,

@@ -6,7 +6,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from numpy.testing import assert_allclose, assert_array_equal
 
 from calframe import bayer
-from calframe.demosaic import METHODS, demosaic, split_rgb
+from calframe.demosaicing import METHODS, demosaic, split_rgb
 from calframe.provenance import get_provenance
 
 PLANE = np.array([0, 1, 1, 2])  # R, G1, G2, B -> R, G, B

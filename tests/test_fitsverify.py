@@ -155,7 +155,7 @@ def test_fitsverify_detects_problems(tmp_path):
 def test_library_outputs_pass_fitsverify(tmp_path, monkeypatch):
     """Masters, a calibrated light and a demosaiced cube made by calframe."""
     from calframe import calibrate, make_master_bias, make_master_flat
-    from calframe.demosaic import demosaic
+    from calframe.demosaicing import demosaic
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(3)

@@ -392,6 +392,62 @@ def test_edf_multi_frame(tmp_path):
         read_frame(path, hdu=1, **NOISE)
 
 
+def test_iter_frames_reads_each_edf_frame_as_read_frame_does(tmp_path):
+    # iter_frames decodes an EDF once and finishes each frame with the same
+    # settings as read_frame: the frames must be identical, warnings included
+    rng = np.random.default_rng(4)
+    frames = [rng.integers(0, 4000, (6, 8)).astype(np.uint16) for _ in range(3)]
+    frames[1][2, 3] = 65535
+    path = tmp_path / "scan.edf"
+    _write_edf(path, frames, [{"count_time": "1"}] * 3)
+    bpm = np.zeros((6, 8), bool)
+    bpm[0, :2] = True
+    options = {"gain": 1.5, "read_noise": 3.0, "saturation": 60000.0, "pedestal": 7.0,
+               "subtract_black": True, "bad_pixel_mask": bpm, "frametype": "flat",
+               "dtype": np.float64}
+    for index, ccd in enumerate(iter_frames(path, **options)):
+        one = read_frame(path, frame=index, **options)
+        assert_array_equal(ccd.data, one.data)
+        assert ccd.data.dtype == np.float64
+        assert_array_equal(ccd.uncertainty.array, one.uncertainty.array)
+        assert_array_equal(ccd.mask, one.mask)
+        assert ccd.meta.tostring() == one.meta.tostring()
+        assert_allclose(ccd.data, frames[index] - 7.0)
+    with pytest.raises(ValueError, match="dtype=int16: frames are read as float32 or float64"):
+        next(iter_frames(path, dtype=np.int16))
+    with pytest.raises(TypeError, match="bogus"):
+        next(iter_frames(path, bogus=1))
+
+
+def test_read_options_are_read_frame_keywords():
+    # one description of the read settings: ReadOptions has read_frame's
+    # keywords (other than which frame) with the same defaults, and is frozen
+    import dataclasses
+    import inspect
+
+    from calframe.io._read import ReadOptions
+
+    params = inspect.signature(read_frame).parameters
+    fields = {f.name: f.default for f in dataclasses.fields(ReadOptions)}
+    assert set(fields) == set(params) - {"path", "hdu", "frame"}
+    for name, default in fields.items():
+        assert default is params[name].default, name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ReadOptions().gain = 2.0
+
+
+def test_unknown_uncertainty_warning_names_the_caller(tmp_path):
+    path = tmp_path / "plain.fits"
+    fits.PrimaryHDU(np.ones((3, 3), np.float32)).writeto(path)
+    edf = tmp_path / "two.edf"
+    _write_edf(edf, [np.ones((3, 3), np.uint16)] * 2, [{}] * 2)
+    for read in (lambda: read_frame(path), lambda: list(iter_frames(edf))):
+        detector._reset_warning()
+        with pytest.warns(UncertaintyUnknownWarning) as record:
+            read()
+        assert [w.filename for w in record] == [__file__]
+
+
 # ---------------------------------------------------------------- TIFF
 
 def test_tiff_mono_stack_and_rgb(tmp_path):

@@ -7,8 +7,8 @@ from astropy.nddata import CCDData
 from numpy.testing import assert_allclose
 
 from calframe._calutil import cfa_groups
-from calframe.calibrate import calibrate, dark_includes_bias
-from calframe.combine import SigmaClip
+from calframe.calibration import calibrate, dark_includes_bias
+from calframe.combining import SigmaClip
 from calframe.datasets import SyntheticCamera, bias_frame, dark_frame, flat_frame
 from calframe.errors import MissingMetadataError, MixedFramesError, NonLinearDataError
 from calframe.masters import make_master_bias, make_master_dark, make_master_flat

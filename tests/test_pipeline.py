@@ -151,8 +151,8 @@ def test_strict_plan_stops_at_first_problem(tmp_path):
 
 def test_run_outputs_match_the_library(finished, tmp_path):
     """The pipeline's light equals calibrate() with masters built by hand."""
-    from calframe.calibrate import calibrate
-    from calframe.combine import SigmaClip
+    from calframe.calibration import calibrate
+    from calframe.combining import SigmaClip
     from calframe.io import write_frame
     from calframe.masters import make_master_bias, make_master_dark, make_master_flat
 
@@ -394,7 +394,7 @@ def test_real_esrf_flat_field_normalisation(real_data, tmp_path):
 def test_run_takes_every_rejection_and_the_read_noise(tmp_path):
     """--reject with Siril's names and --read-noise reach the masters and the lights."""
     from calframe.cli import main
-    from calframe.combine import GESD, WinsorizedSigmaClip
+    from calframe.combining import GESD, WinsorizedSigmaClip
     from calframe.errors import InvalidSettingsError
 
     assert isinstance(MasterSettings(rejection="winsorized").rejection_object(),

@@ -56,7 +56,7 @@ def built_night(tmp_path_factory):
     written by the library itself (built once, copied for each test)."""
     import contextlib
 
-    from calframe.calibrate import calibrate
+    from calframe.calibration import calibrate
     from calframe.masters import make_master_bias, make_master_dark, make_master_flat
 
     root = tmp_path_factory.mktemp("night")

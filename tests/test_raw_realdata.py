@@ -6,7 +6,7 @@ from numpy.testing import assert_allclose
 
 import calframe
 from calframe import bayer
-from calframe.demosaic import demosaic
+from calframe.demosaicing import demosaic
 from calframe.errors import UncertaintyUnknownWarning
 from calframe.linearity import linearity
 

@@ -196,7 +196,7 @@ def test_warp_refuses_cfa_and_records_provenance():
 
 
 def test_stack_puts_stars_at_truth_and_rejects_a_trail():
-    from calframe.combine import SigmaClip
+    from calframe.combining import SigmaClip
 
     truth = [np.eye(3)] + [_matrix(dx, dy) for dx, dy in
                            [(1.7, -2.2), (-3.1, 0.6), (2.45, 3.3), (-1.2, -1.9),

@@ -21,7 +21,7 @@ from .errors import IncompatibleFramesError, MissingMetadataError
 __all__ = ["DarkScaleFit", "fit_dark_scale", "fit_dark_scale_per_channel"]
 
 # the fitted scales are reported by calibrate(), under its logger
-log = logging.getLogger("calframe.calibrate")
+log = logging.getLogger("calframe.calibration")
 
 
 class DarkScaleFit:

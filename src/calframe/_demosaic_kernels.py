@@ -1,4 +1,4 @@
-"""Array kernels of :mod:`calframe.demosaic` (numba, plain ndarrays).
+"""Array kernels of :mod:`calframe.demosaicing` (numba, plain ndarrays).
 
 ``index`` arrays hold each pixel's CFA channel (0 R, 1 G1, 2 G2, 3 B); the
 RGB plane of channel ``c`` is ``(0, 1, 1, 2)[c]``.

@@ -334,15 +334,35 @@ allow_mixed=True to combine them anyway
 
         tolerances = Tolerances()
     facts = [frame_facts(f, i) for i, f in enumerate(frames)]
-    plural = {"bias": "biases", "dark": "darks", "flat": "flats"}[kind]
     where = f"master {kind}"
     folder = _common_folder(facts)
     if folder is not None:  # name the folder once, the files by their names
         facts = [dataclasses.replace(f, label=os.path.basename(f.label)) for f in facts]
         where += f" (files in {folder})"
-    override = "or pass allow_mixed=True to combine them anyway"
-    problems: list[tuple[type, str, str]] = []
+    problems = _type_problems(facts, kind)
+    _check_shapes(facts, where)
+    problems += _setting_problems(facts, kind, tolerances)
+    _check_temperatures(facts, where, tolerances)
+    overridden = []
+    for error, what, fix in problems:
+        if not allow_mixed:
+            raise error(f"{where}: {what}; {fix}")
+        log.warning("%s: %s (combined anyway: allow_mixed)", where, what)
+        overridden.append(what)
+    return CheckedFrames(facts=facts, overridden=overridden)
 
+
+#: How a refusal that ``allow_mixed`` can override ends.
+_OVERRIDE = "or pass allow_mixed=True to combine them anyway"
+
+_PLURAL = {"bias": "biases", "dark": "darks", "flat": "flats"}
+
+
+def _type_problems(facts: list[FrameFacts], kind: str) -> list[tuple[type, str, str]]:
+    """Frames that are not raw frames of ``kind``: calframe outputs, display-encoded
+    images, other frame types, mixed accepted types.  Each is (error, what, fix)."""
+    plural = _PLURAL[kind]
+    problems: list[tuple[type, str, str]] = []
     outputs = [f for f in facts if f.output is not None]
     if outputs:
         what = _listing(_groups(outputs, lambda f: f.output), str)
@@ -378,21 +398,32 @@ allow_mixed=True to combine them anyway
         what = _listing(_groups([f for f in facts if f.frametype in accepted],
                                 lambda f: f.frametype), str)
         problems.append((MixedFramesError, f"frame types are mixed ({what})",
-                         f"make one master per type, {override}"))
+                         f"make one master per type, {_OVERRIDE}"))
+    return problems
 
+
+def _check_shapes(facts: list[FrameFacts], where: str) -> None:
+    """Refuse frames of different shapes (nothing overrides this)."""
     shapes = _groups(facts, lambda f: f.shape)
     if len(shapes) > 1:
         raise IncompatibleFramesError(
             f"{where}: the frames have {len(shapes)} different shapes "
             f"({_listing(shapes, lambda s: 'x'.join(map(str, s)))}); combine frames "
             "of one detector readout mode (same size, binning and region) only")
+
+
+def _setting_problems(facts: list[FrameFacts], kind: str,
+                      tolerances) -> list[tuple[type, str, str]]:
+    """Camera settings that differ: exposure (darks), binning, CFA pattern, ISO, gain
+    setting, offset.  Each is (error, what, fix)."""
+    problems: list[tuple[type, str, str]] = []
     if kind == "dark":
         exposures = _exposure_groups(facts, tolerances)
         if len(exposures) > 1:
             what = _listing(exposures, lambda t: "unknown" if t is None else f"{t:g} s")
             problems.append((MixedFramesError,
                              f"the darks have {len(exposures)} different exposures ({what})",
-                             f"make one master dark per exposure, {override}"))
+                             f"make one master dark per exposure, {_OVERRIDE}"))
     for name, value in (("binning", lambda f: f.binning), ("CFA pattern", lambda f: f.cfa),
                         ("ISO", lambda f: f.iso), ("gain setting",
                                                    lambda f: f.gain_setting),
@@ -402,22 +433,19 @@ allow_mixed=True to combine them anyway
             what = _listing(groups, lambda v: "none" if v in ("", None) else
                             (f"{v:g}" if isinstance(v, float) else str(v)))
             problems.append((MixedFramesError, f"the {name} differs between frames ({what})",
-                             f"make one master per camera setting, {override}"))
+                             f"make one master per camera setting, {_OVERRIDE}"))
+    return problems
 
+
+def _check_temperatures(facts: list[FrameFacts], where: str, tolerances) -> None:
+    """Warn when the sensor temperatures spread beyond the tolerance."""
     temps = [f.temperature for f in facts if f.temperature is not None]
     if temps and max(temps) - min(temps) > tolerances.temperature:
+        # stacklevel: warn, this function, check_master_frames, the master, its caller
         warnings.warn(f"{where}: sensor temperatures spread from {min(temps):g} to "
                       f"{max(temps):g} C (more than {tolerances.temperature:g} C); dark "
                       "current changes with temperature", TemperatureMismatchWarning,
-                      stacklevel=3)
-
-    overridden = []
-    for error, what, fix in problems:
-        if not allow_mixed:
-            raise error(f"{where}: {what}; {fix}")
-        log.warning("%s: %s (combined anyway: allow_mixed)", where, what)
-        overridden.append(what)
-    return CheckedFrames(facts=facts, overridden=overridden)
+                      stacklevel=4)
 
 
 def _source(ftsource: str) -> str:

@@ -27,6 +27,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from scipy import ndimage
 
 from ._calutil import as_frame, cfa_groups, cfa_pattern, header_of, std_of
+from ._stats import MAD_TO_SIGMA
 from .errors import IncompatibleFramesError, InvalidSettingsError
 from .provenance import Provenance, set_provenance
 
@@ -39,8 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_MAD_TO_SIGMA = 1.482602218505602
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def _robust_sigma(values: np.ndarray) -> float:
     if values.size == 0:
         return 0.0
     med = np.median(values)
-    return float(_MAD_TO_SIGMA * np.median(np.abs(values - med)))
+    return float(MAD_TO_SIGMA * np.median(np.abs(values - med)))
 
 
 def _quantum(values: np.ndarray, centre: float, magnitude: float) -> float:
@@ -143,7 +142,7 @@ def _quantised_sigma(values: np.ndarray, step: float) -> float:
         mad = 0.5 * step * min(1.0, (n / 2) / inside)
     else:
         mad = step * ((j - 0.5) + (n / 2 - below) / inside)
-    return max(_MAD_TO_SIGMA * mad, step / np.sqrt(12.0))
+    return max(MAD_TO_SIGMA * mad, step / np.sqrt(12.0))
 
 
 def find_bad_pixels(master, *, hot_sigma: float | None = 5.0,

@@ -600,7 +600,7 @@ def _step_masters(ctx: DemoContext) -> None:
 
 def _step_calibrate(ctx: DemoContext) -> None:
     """Lights calibrated by calframe.calibrate with the masters, against the truth."""
-    from .calibrate import calibrate
+    from .calibration import calibrate
     from .io import write_frame
 
     for name, night in ctx.nights.items():

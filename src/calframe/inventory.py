@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
+from ._collection import collection_paths
 from .contract import calframe_output
 from .io._formats import FRAME_SUFFIXES, format_from_name
 
@@ -616,7 +617,7 @@ def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
 
     Parameters
     ----------
-    paths : path or iterable of paths
+    paths : path, iterable of paths, or ImageFileCollection
         Folders (walked) and files.
     recursive : bool
         Walk sub-folders.
@@ -648,6 +649,7 @@ def take_inventory(paths: Iterable[str | os.PathLike] | str | os.PathLike, *,
     >>> inv.frames["frametype"].tolist(), inv.frames["shape"].tolist(), len(inv.groups)
     (['bias', 'bias'], ['4x6', '4x6'], 1)
     """
+    paths = collection_paths(paths, "take_inventory")
     paths = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
     tol = tolerances or Tolerances()
     skipped: list[Problem] = []

@@ -90,15 +90,8 @@ def linearity(frame: CCDData) -> tuple[bool | None, str]:
     return header_linearity(frame.meta, frame.shape)
 
 
-def header_linearity(meta, shape: tuple[int, ...]) -> tuple[bool | None, str]:
-    """:func:`linearity` from a frame's header and shape alone (no pixels).
-
-    Examples
-    --------
-    >>> header_linearity({"IMGFMT": "JPEG", "IMGMODE": "L"}, (800, 1280))
-    (False, 'a JPEG image (display-encoded, gamma)')
-    """
-    ndim = len(shape)
+def _declared_linearity(meta, shape: tuple[int, ...]) -> tuple[bool, str] | None:
+    """What the header declares: GAMMA, CFLINEAR, a display transfer curve."""
     if "GAMMA" in meta:
         try:
             gamma = float(meta["GAMMA"])
@@ -116,9 +109,14 @@ def header_linearity(meta, shape: tuple[int, ...]) -> tuple[bool | None, str]:
         value = str(meta.get(key, "")).strip().upper().replace(" ", "").replace("-", "")
         if value in _CURVES:
             return False, f"{key} = {meta[key]!r} (a display transfer curve)"
+    return None
+
+
+def _developed_image(meta, shape: tuple[int, ...]) -> tuple[bool, str] | None:
+    """A developed (display-encoded) image: RGB not demosaiced by calframe, JPEG, 8 bits."""
     if str(meta.get("COLORSP", "")).strip().upper() == "RGB" and "DEMOSAIC" not in meta:
         return False, "COLORSP = 'RGB': a developed colour image, values as stored"
-    if ndim == 3 and shape[0] == 3 and "DEMOSAIC" not in meta:
+    if len(shape) == 3 and shape[0] == 3 and "DEMOSAIC" not in meta:
         return False, "an RGB image not made by calframe.demosaic (a developed image)"
     pattern = str(meta.get("BAYERPAT", "")).strip().upper()
     fmt = str(meta.get("IMGFMT", "")).strip().upper()
@@ -128,10 +126,51 @@ def header_linearity(meta, shape: tuple[int, ...]) -> tuple[bool | None, str]:
         return False, f"an 8-bit {fmt or 'image'} (mode {meta['IMGMODE']}), display-encoded"
     if meta.get("BITPIX") == 8 and not pattern:
         return False, "8-bit data without a Bayer pattern (a developed image)"
-    if pattern and ndim == 2:
+    return None
+
+
+def _sensor_data(meta, shape: tuple[int, ...]) -> tuple[bool, str] | None:
+    """Sensor data: a 2-D Bayer mosaic, or an image demosaiced by calframe."""
+    pattern = str(meta.get("BAYERPAT", "")).strip().upper()
+    if pattern and len(shape) == 2:
         return True, f"a 2-D Bayer mosaic (BAYERPAT = {pattern})"
     if "DEMOSAIC" in meta:
         return True, f"demosaiced by calframe ({meta['DEMOSAIC']}), linear"
+    return None
+
+
+def header_linearity(meta, shape: tuple[int, ...]) -> tuple[bool | None, str]:
+    """:func:`linearity` from a frame's header and shape alone (no pixels).
+
+    The first of these that applies decides: what the header declares
+    (GAMMA, CFLINEAR, a display transfer curve in TRANSFER or COLORSP), a
+    developed image (RGB not demosaiced by calframe, JPEG, 8-bit samples
+    without a Bayer pattern), sensor data (a 2-D Bayer mosaic, an image
+    demosaiced by calframe).
+
+    Parameters
+    ----------
+    meta : `~astropy.io.fits.Header` or mapping
+        The frame's header, with the normalised keywords of
+        :mod:`calframe.metadata`.
+    shape : tuple of int
+        The frame's shape (``(3, ny, nx)`` for an RGB image).
+
+    Returns
+    -------
+    (bool or None, str)
+        As :func:`linearity`: True (linear), False (display-encoded) or None
+        (the header does not say), with the reason in words.
+
+    Examples
+    --------
+    >>> header_linearity({"IMGFMT": "JPEG", "IMGMODE": "L"}, (800, 1280))
+    (False, 'a JPEG image (display-encoded, gamma)')
+    """
+    for rule in (_declared_linearity, _developed_image, _sensor_data):
+        verdict = rule(meta, shape)
+        if verdict is not None:
+            return verdict
     return None, "nothing in the header says"
 
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from astropy import units as u
@@ -44,8 +46,9 @@ from ._calutil import (
     std_of,
     temperature_of,
 )
+from ._collection import collection_paths
 from .blacklevel import black_level, decide_black_level, subtract_black_level
-from .calibrate import calibrate
+from .calibration import calibrate
 from .contract import check_master_frames, check_role
 from .errors import (
     IncompatibleFramesError,
@@ -60,12 +63,13 @@ __all__ = ["make_master_bias", "make_master_dark", "make_master_flat"]
 log = logging.getLogger(__name__)
 
 def _combine(frames, *, method, rejection, **options) -> CCDData:
-    from .combine import combine
+    from .combining import combine
 
     return combine(frames, method=method, rejection=rejection, **options)
 
 
 def _check_frames(frames, what: str) -> list:
+    frames = collection_paths(frames, what)
     if isinstance(frames, str | CCDData) or not isinstance(frames, Sequence | np.ndarray):
         try:
             frames = list(frames)
@@ -139,7 +143,7 @@ def _reevaluate_model_variance(plane: Plane, combined: CCDData, bias: CCDData,
     n = np.maximum(np.asarray(n, np.int64), 1)
     factor = 1.0 / n
     if method == "median":
-        from .combine import median_efficiency_factor
+        from .combining import median_efficiency_factor
 
         table = {int(k): median_efficiency_factor(int(k)) ** 2 for k in np.unique(n)}
         factor = np.vectorize(table.__getitem__, otypes=[float])(n) / n
@@ -148,13 +152,66 @@ def _reevaluate_model_variance(plane: Plane, combined: CCDData, bias: CCDData,
     plane.var = (single * factor).astype(np.float32)
 
 
+def _master_ccd(plane: Plane, *, unit, meta) -> CCDData:
+    """A master as float32 data, standard deviation and mask."""
+    unc = None if plane.var is None else StdDevUncertainty(
+        np.sqrt(plane.var).astype(np.float32))
+    return CCDData(plane.data.astype(np.float32), unit=unit, uncertainty=unc,
+                   mask=plane.mask, meta=meta)
+
+
+def _subtract_bias(plane: Plane, combined: CCDData, bias: CCDData, method: str) -> Plane:
+    """The combined dark less the master bias (whose shape and unit must match)."""
+    if bias.shape != combined.shape:
+        raise IncompatibleFramesError(
+            f"make_master_dark: bias shape {bias.shape} differs from the darks' "
+            f"{combined.shape}")
+    if bias.unit != combined.unit:
+        raise u.UnitsError(f"make_master_dark: bias unit '{bias.unit}' differs from "
+                           f"the darks' '{combined.unit}'")
+    _reevaluate_model_variance(plane, combined, bias, method)
+    return subtract(plane, Plane.from_ccd(bias))
+
+
+def _dark_rate(plane: Plane, unit, exptime) -> tuple[Plane, u.UnitBase]:
+    """The dark current per second."""
+    if exptime is None or not exptime > 0:
+        raise MissingMetadataError(
+            "make_master_dark: per_second=True but the darks have no positive EXPTIME; "
+            "set meta['EXPTIME'] (seconds) on the frames")
+    rate = Plane(plane.data / np.float32(exptime),
+                 None if plane.var is None else plane.var / np.float32(exptime) ** 2,
+                 plane.mask)
+    return rate, u.Unit(unit / u.s)
+
+
+def _dark_keywords(combined: CCDData, checked, *, exptime, bias: CCDData | None,
+                   per_second: bool, nframes: int):
+    """The header of a master dark (see :mod:`calframe.masters`)."""
+    meta = header_of(combined.meta)
+    if exptime is not None:
+        meta["EXPTIME"] = (exptime, "[s] exposure time of the darks")
+    if checked.temperature is not None:
+        meta["CCD-TEMP"] = (checked.temperature, "[C] mean sensor temperature of the darks")
+    elif temperature_of(combined) is not None:
+        meta["CCD-TEMP"] = temperature_of(combined)
+    meta["FRAMETYP"] = ("dark", "calframe master dark")
+    meta["IMAGETYP"] = "Dark Frame"
+    meta["BIASSUB"] = (bias is not None, "T: dark current only; F: includes the bias")
+    if bias is not None:
+        meta["BIASID"] = (data_id(bias), "data SHA-256 (16 hex) of the bias subtracted")
+    meta["DARKRATE"] = (bool(per_second), "T: dark current per second")
+    meta.setdefault("NCOMBINE", nframes)
+    return meta
+
+
 def make_master_bias(frames, *, method: str = "median", rejection=None,
                      allow_mixed: bool = False, **combine_options) -> CCDData:
     """Combine bias frames into a master bias.
 
     Parameters
     ----------
-    frames : sequence of CCDData or paths
+    frames : sequence of CCDData or paths, or ImageFileCollection
         The bias frames.
     method : str
         Combine method (``'median'``, ``'mean'``...; see :func:`calframe.combine`).
@@ -217,7 +274,7 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=Non
 
     Parameters
     ----------
-    frames : sequence of CCDData or paths
+    frames : sequence of CCDData or paths, or ImageFileCollection
         Darks of one exposure time (EXPTIME) and temperature.
     bias : CCDData or path, optional
         Master bias.
@@ -269,7 +326,6 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=Non
         check_role(bias_ccd, "bias", label=_label(bias, "bias"))
     combined = _combine(frames, method=method, rejection=rejection, **combine_options)
     prov = get_provenance(combined).copy()
-    meta = header_of(combined.meta)
     exptime = checked.exptime
     if exptime is None:
         exptime = exposure_of(combined, name="combined dark", required=False)
@@ -277,41 +333,12 @@ def make_master_dark(frames, *, bias=None, method: str = "median", rejection=Non
     unit = combined.unit
     if bias_ccd is not None:
         prov.extend(get_provenance(bias_ccd))
-        if bias_ccd.shape != combined.shape:
-            raise IncompatibleFramesError(
-                f"make_master_dark: bias shape {bias_ccd.shape} differs from the darks' "
-                f"{combined.shape}")
-        if bias_ccd.unit != unit:
-            raise u.UnitsError(f"make_master_dark: bias unit '{bias_ccd.unit}' differs from "
-                               f"the darks' '{unit}'")
-        _reevaluate_model_variance(plane, combined, bias_ccd, method)
-        plane = subtract(plane, Plane.from_ccd(bias_ccd))
+        plane = _subtract_bias(plane, combined, bias_ccd, method)
     if per_second:
-        if exptime is None or not exptime > 0:
-            raise MissingMetadataError(
-                "make_master_dark: per_second=True but the darks have no positive EXPTIME; "
-                "set meta['EXPTIME'] (seconds) on the frames")
-        plane = Plane(plane.data / np.float32(exptime),
-                      None if plane.var is None else plane.var / np.float32(exptime) ** 2,
-                      plane.mask)
-        unit = u.Unit(unit / u.s)
-    if exptime is not None:
-        meta["EXPTIME"] = (exptime, "[s] exposure time of the darks")
-    if checked.temperature is not None:
-        meta["CCD-TEMP"] = (checked.temperature, "[C] mean sensor temperature of the darks")
-    elif temperature_of(combined) is not None:
-        meta["CCD-TEMP"] = temperature_of(combined)
-    meta["FRAMETYP"] = ("dark", "calframe master dark")
-    meta["IMAGETYP"] = "Dark Frame"
-    meta["BIASSUB"] = (bias is not None, "T: dark current only; F: includes the bias")
-    if bias is not None:
-        meta["BIASID"] = (data_id(bias_ccd), "data SHA-256 (16 hex) of the bias subtracted")
-    meta["DARKRATE"] = (bool(per_second), "T: dark current per second")
-    meta.setdefault("NCOMBINE", len(frames))
-    unc = None if plane.var is None else StdDevUncertainty(
-        np.sqrt(plane.var).astype(np.float32))
-    out = CCDData(plane.data.astype(np.float32), unit=unit, uncertainty=unc,
-                  mask=plane.mask, meta=meta)
+        plane, unit = _dark_rate(plane, unit, exptime)
+    meta = _dark_keywords(combined, checked, exptime=exptime, bias=bias_ccd,
+                          per_second=per_second, nframes=len(frames))
+    out = _master_ccd(plane, unit=unit, meta=meta)
     prov.add_step("make_master_dark", method=method, nframes=len(frames),
                   bias_subtracted=bias is not None, per_second=bool(per_second),
                   exptime=exptime, **_overrides(checked))
@@ -381,6 +408,252 @@ def _levels(data: np.ndarray, good: np.ndarray, groups, region, statistic: str
     return levels, where
 
 
+@dataclass(eq=False)
+class _MasterFlat:
+    """A master flat on its way through :func:`make_master_flat`, and what the steps decided.
+
+    The settings are those of :func:`make_master_flat`; the corrected flats
+    fill in ``groups``, ``chan``, ``levels``, the coefficients of the bias and
+    the dark and ``black`` as they go by.
+    """
+
+    frames: list
+    method: str
+    normalize: str | None
+    region: Any
+    per_channel: bool | None
+    min_value: float
+    dark_scale: Any
+    subtract_black: bool | None
+    prov: Provenance = field(default_factory=Provenance)
+    # the masters as given (with their uncertainty), and without it for the
+    # correction of each flat: their error is common to all flats, added once
+    bias: CCDData | None = None
+    dark: CCDData | None = None
+    bias_nounc: CCDData | None = None
+    dark_nounc: CCDData | None = None
+    # the pixel groups the levels are measured on (one per CFA colour, or one)
+    groups: list | None = None
+    chan: bool = False
+    levels: list = field(default_factory=list)  # per flat, per group
+    bias_coeff: np.ndarray | None = None  # sum over the flats of bias share / level
+    dark_coeff: np.ndarray | None = None
+    black: list | None = None  # the camera black level subtracted, if any
+
+    @property
+    def dark_without_bias(self) -> bool:
+        """A dark and no bias: the dark's error is in the flat (DARKID, DKCOEF)."""
+        return self.dark is not None and self.bias is None
+
+
+def _check_flat_settings(normalize, min_value) -> None:
+    if normalize not in ("median", "mean", "exposure", None):
+        raise InvalidSettingsError(f"make_master_flat: normalize={normalize!r} must be 'median', "
+                         "'mean', 'exposure' or None")
+    if not min_value >= 0:
+        raise InvalidSettingsError(f"make_master_flat: min_value={min_value} must not be negative")
+
+
+def _without_uncertainty(ccd: CCDData) -> CCDData:
+    return CCDData(ccd.data, unit=ccd.unit, mask=ccd.mask, meta=ccd.meta)
+
+
+def _flat_masters(run: _MasterFlat, bias, dark) -> None:
+    """Read the bias and the dark, check their roles, and keep copies without uncertainty."""
+    run.bias = None if bias is None else as_frame(bias, role="bias", prov=run.prov)
+    run.dark = None if dark is None else as_frame(dark, role="dark", prov=run.prov)
+    for value, ccd, role in ((bias, run.bias, "bias"), (dark, run.dark, "dark")):
+        if ccd is not None:
+            check_role(ccd, role, label=_label(value, role))
+    if run.bias is not None:
+        run.bias_nounc = _without_uncertainty(run.bias)
+    if run.dark is not None:
+        run.dark_nounc = _without_uncertainty(run.dark)
+        set_provenance(run.dark_nounc, get_provenance(run.dark))
+
+
+def _decide_groups(run: _MasterFlat, flat: CCDData) -> None:
+    """On the first flat: normalise per CFA colour or not, and the pixel groups."""
+    if run.groups is not None:
+        return
+    pattern = cfa_pattern(flat.meta)
+    chan = (pattern is not None) if run.per_channel is None else bool(run.per_channel)
+    if chan and pattern is None:
+        raise InvalidSettingsError(
+            "make_master_flat: per_channel=True but the flats have no BAYERPAT; set it in "
+            "their headers or use per_channel=False")
+    run.chan = chan
+    run.groups = cfa_groups(flat.meta if chan else {}, flat.shape, by_colour=True)
+
+
+def _subtract_masters(run: _MasterFlat, flat: CCDData) -> tuple[CCDData, float, float]:
+    """The flat less the bias and the dark (or the camera black level).
+
+    Returns the corrected flat and the coefficients of the dark and of the
+    bias in it.
+    """
+    if run.bias_nounc is not None or run.dark_nounc is not None:
+        cal = calibrate(flat, bias=run.bias_nounc, dark=run.dark_nounc,
+                        dark_scale=run.dark_scale, subtract_black=run.subtract_black)
+        step = get_provenance(cal).steps[-1].parameters
+        k = float(step.get("dark_scale", 0.0)) if run.dark_nounc is not None else 0.0
+        c = float(step.get("bias_coefficient", 0.0 if run.bias_nounc is None else 1.0))
+        if "black_level" in step:
+            run.black = step["black_level"]
+        return cal, k, c
+    if decide_black_level(flat.meta, run.subtract_black, removed_by=None):
+        cal = subtract_black_level(flat)
+        run.black = [float(v) for v in black_level(flat.meta).ravel()]
+        return cal, 0.0, 0.0
+    return flat, 0.0, 0.0
+
+
+def _flat_levels(run: _MasterFlat, plane: Plane, flat: CCDData, i: int) -> list[float]:
+    """The level of each pixel group of one corrected flat, which it is divided by."""
+    groups = run.groups
+    good = plane.valid()
+    if run.normalize in ("median", "mean"):
+        levels, _ = _levels(plane.data, good, groups, run.region, run.normalize)
+    elif run.normalize == "exposure":
+        t = exposure_of(flat, name=f"flat {i}", fix="or use normalize=None")
+        levels = [t] * len(groups)
+    else:
+        levels = [1.0] * len(groups)
+    if not all(np.isfinite(v) and v > 0 for v in levels):
+        raise IncompatibleFramesError(
+            f"make_master_flat: flat {i} has a non-positive level {levels}; is it "
+            "bias-subtracted twice, or not a flat?")
+    return levels
+
+
+def _scaled_flat(run: _MasterFlat, cal: CCDData, plane: Plane, levels: list[float], *,
+                 k: float, c: float) -> CCDData:
+    """One corrected flat divided by its levels; the masters' shares are summed up."""
+    scale_map = np.empty(plane.data.shape, np.float32)
+    for level, group in zip(levels, run.groups, strict=True):
+        for sl in group:
+            scale_map[sl] = level
+    data = plane.data / scale_map
+    var = None if plane.var is None else plane.var / scale_map**2
+    if run.bias_coeff is None:
+        run.bias_coeff = np.zeros(scale_map.shape, np.float64)
+        run.dark_coeff = np.zeros(scale_map.shape, np.float64)
+    run.bias_coeff += c / scale_map
+    run.dark_coeff += k / scale_map
+    return CCDData(data, unit=cal.unit, mask=plane.mask, meta=header_of(cal.meta),
+                   uncertainty=None if var is None else StdDevUncertainty(np.sqrt(var)))
+
+
+def _corrected_flats(run: _MasterFlat):
+    """Yield the flats corrected and scaled to one level, one at a time.
+
+    The combine takes them as an iterator and caches each to disk: memory
+    stays bounded however many flats there are.
+    """
+    for i, frame in enumerate(run.frames):
+        flat = as_frame(frame, role="flat", prov=run.prov)
+        _decide_groups(run, flat)
+        cal, k, c = _subtract_masters(run, flat)
+        plane = Plane.from_ccd(cal)
+        levels = _flat_levels(run, plane, flat, i)
+        run.levels.append(levels)
+        yield _scaled_flat(run, cal, plane, levels, k=k, c=c)
+
+
+def _add_common_errors(run: _MasterFlat, plane: Plane) -> None:
+    """The errors of the bias and the dark, common to all flats, added once."""
+    if plane.var is None:
+        return
+    n = len(run.frames)
+    if run.bias is not None and run.bias.uncertainty is not None:
+        a = run.bias_coeff / n
+        plane.var = plane.var + a**2 * np.nan_to_num(std_of(run.bias)) ** 2
+    if run.dark is not None and run.dark.uncertainty is not None:
+        a = run.dark_coeff / n
+        plane.var = plane.var + a**2 * np.nan_to_num(std_of(run.dark)) ** 2
+
+
+def _master_levels(run: _MasterFlat, plane: Plane
+                   ) -> tuple[list[float], list[float], str]:
+    """What the master is divided by, its masking threshold (per group) and where
+    the levels were measured."""
+    stat = run.normalize if run.normalize in ("median", "mean") else "median"
+    levels, where = _levels(plane.data, plane.valid(), run.groups, run.region, stat)
+    if run.normalize in ("median", "mean"):
+        return levels, [run.min_value] * len(levels), where
+    return [1.0] * len(levels), [run.min_value * v for v in levels], where
+
+
+def _master_unit(run: _MasterFlat, unit) -> u.UnitBase:
+    if run.normalize in ("median", "mean"):
+        return u.dimensionless_unscaled
+    if run.normalize == "exposure":
+        return u.Unit(unit / u.s)
+    return unit
+
+
+def _divide_master(run: _MasterFlat, plane: Plane, final: list[float],
+                   threshold: list[float]) -> Plane:
+    """The combined flat divided by its levels, values below the threshold masked."""
+    data = plane.data.copy()
+    var = None if plane.var is None else plane.var.copy()
+    mask = plane.mask.copy()
+    for level, thr, group in zip(final, threshold, run.groups, strict=True):
+        for sl in group:
+            data[sl] /= level
+            if var is not None:
+                var[sl] /= level**2
+            low = ~(data[sl] >= thr)
+            mask[sl] |= low
+    return Plane(data, var, mask)
+
+
+def _flat_keywords(run: _MasterFlat, meta, final: list[float], threshold: list[float],
+                   where: str) -> None:
+    """The keywords of a master flat (see :mod:`calframe.masters`)."""
+    names = ["R", "G", "B"] if run.chan else ["ALL"]
+    n = len(run.frames)
+    for level, group, name in zip(final, run.groups, names, strict=True):
+        overall = level * float(np.mean([lv[names.index(name)] for lv in run.levels]))
+        meta[f"NORM_{name}"] = (overall, "mean level of the flats in this colour")
+        if run.dark_without_bias:
+            # how much of the dark is in this colour of the master flat, so
+            # that calibrate can account for the dark's error being in both
+            coef = float(np.mean(run.dark_coeff[group[0]])) / n / level
+            meta["DKCOEF" + ("" if name == "ALL" else name)] = (
+                coef, "coefficient of the dark in the master flat")
+    if run.dark_without_bias:
+        meta["DARKID"] = (data_id(run.dark), "data SHA-256 (16 hex) of the dark subtracted")
+    meta["FRAMETYP"] = ("flat", "calframe master flat")
+    meta["IMAGETYP"] = "Flat Field"
+    meta["FLATNORM"] = (str(run.normalize), "normalisation of the master flat")
+    meta["FLATCHAN"] = (run.chan, "normalised per CFA colour")
+    meta["FLATREG"] = (where[:68], "pixels the level was measured on")
+    meta["FLATMIN"] = (float(threshold[0]), "values below are masked, never divided by")
+    meta.setdefault("NCOMBINE", n)
+
+
+def _record_flat(run: _MasterFlat, *, nlow: int, where: str, linear: dict,
+                 assume_linear: bool, checked, final: list[float]) -> None:
+    """The provenance step of the master flat, and its log lines."""
+    region = run.region
+    run.prov.add_step(
+        "make_master_flat", method=run.method, nframes=len(run.frames),
+        normalize=run.normalize, per_channel=run.chan, min_value=float(run.min_value),
+        region=region if region is None or isinstance(region, str)
+        else [int(v) for v in region],
+        bias=run.bias is not None, dark=run.dark is not None, masked_low=nlow,
+        level_from=where, linearity=linear,
+        **({"assume_linear": True} if assume_linear else {}),
+        **({"black_level": run.black} if run.black else {}),
+        **_overrides(checked))
+    if run.black:
+        log.info("make_master_flat: camera black level %s subtracted from every flat "
+                 "(nothing else removes it)", run.black)
+    log.info("make_master_flat: %d flats, levels %s, %d pixels below min_value masked",
+             len(run.frames), final, nlow)
+
+
 def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
                      rejection=None, normalize: str | None = "median", region=None,
                      per_channel: bool | None = None, min_value: float = 0.1,
@@ -399,7 +672,7 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
 
     Parameters
     ----------
-    frames : sequence of CCDData or paths
+    frames : sequence of CCDData or paths, or ImageFileCollection
         The flat fields.
     bias, dark : CCDData or path, optional
         Master bias and master dark (or dark-flat).
@@ -463,163 +736,24 @@ def make_master_flat(frames, *, bias=None, dark=None, method: str = "median",
     True
     """
     frames = _check_frames(frames, "make_master_flat")
-    if normalize not in ("median", "mean", "exposure", None):
-        raise InvalidSettingsError(f"make_master_flat: normalize={normalize!r} must be 'median', "
-                         "'mean', 'exposure' or None")
-    if not min_value >= 0:
-        raise InvalidSettingsError(f"make_master_flat: min_value={min_value} must not be negative")
-
+    _check_flat_settings(normalize, min_value)
     checked = check_master_frames(frames, "flat", allow_mixed=allow_mixed)
     linear = _flat_linearity(frames, assume_linear=assume_linear)
-    prov = Provenance()
-    bias_ccd = None if bias is None else as_frame(bias, role="bias", prov=prov)
-    dark_ccd = None if dark is None else as_frame(dark, role="dark", prov=prov)
-    for value, ccd, role in ((bias, bias_ccd, "bias"), (dark, dark_ccd, "dark")):
-        if ccd is not None:
-            check_role(ccd, role, label=_label(value, role))
-    bias_nounc = None if bias_ccd is None else CCDData(
-        bias_ccd.data, unit=bias_ccd.unit, mask=bias_ccd.mask, meta=bias_ccd.meta)
-    dark_nounc = None
-    if dark_ccd is not None:
-        dark_nounc = CCDData(dark_ccd.data, unit=dark_ccd.unit, mask=dark_ccd.mask,
-                             meta=dark_ccd.meta)
-        set_provenance(dark_nounc, get_provenance(dark_ccd))
-    # The corrected flats are produced one at a time and handed to the
-    # combine as an iterator, which caches each to disk: memory stays bounded
-    # however many flats there are.
-    state: dict = {"levels": [], "bias_coeff": None, "dark_coeff": None, "groups": None,
-                   "chan": False, "black": None}
-
-    def corrected_flats():
-        for i, frame in enumerate(frames):
-            flat = as_frame(frame, role="flat", prov=prov)
-            if state["groups"] is None:
-                pattern = cfa_pattern(flat.meta)
-                chan = (pattern is not None) if per_channel is None else bool(per_channel)
-                if chan and pattern is None:
-                    raise InvalidSettingsError(
-                        "make_master_flat: per_channel=True but the flats have "
-                                     "no BAYERPAT; set it in their headers or use "
-                                     "per_channel=False")
-                state["chan"] = chan
-                state["groups"] = cfa_groups(flat.meta if chan else {}, flat.shape,
-                                             by_colour=True)
-            groups = state["groups"]
-            if bias_nounc is not None or dark_nounc is not None:
-                cal = calibrate(flat, bias=bias_nounc, dark=dark_nounc, dark_scale=dark_scale,
-                                subtract_black=subtract_black)
-                step = get_provenance(cal).steps[-1].parameters
-                k = float(step.get("dark_scale", 0.0)) if dark_nounc is not None else 0.0
-                c = float(step.get("bias_coefficient", 0.0 if bias_nounc is None else 1.0))
-                if "black_level" in step:
-                    state["black"] = step["black_level"]
-            elif decide_black_level(flat.meta, subtract_black, removed_by=None):
-                cal, k, c = subtract_black_level(flat), 0.0, 0.0
-                state["black"] = [float(v) for v in black_level(flat.meta).ravel()]
-            else:
-                cal, k, c = flat, 0.0, 0.0
-            plane = Plane.from_ccd(cal)
-            good = plane.valid()
-            if normalize in ("median", "mean"):
-                levels, _ = _levels(plane.data, good, groups, region, normalize)
-            elif normalize == "exposure":
-                t = exposure_of(flat, name=f"flat {i}", fix="or use normalize=None")
-                levels = [t] * len(groups)
-            else:
-                levels = [1.0] * len(groups)
-            if not all(np.isfinite(v) and v > 0 for v in levels):
-                raise IncompatibleFramesError(
-                    f"make_master_flat: flat {i} has a non-positive level "
-                                 f"{levels}; is it bias-subtracted twice, or not a flat?")
-            state["levels"].append(levels)
-            scale_map = np.empty(plane.data.shape, np.float32)
-            for level, group in zip(levels, groups, strict=True):
-                for sl in group:
-                    scale_map[sl] = level
-            data = plane.data / scale_map
-            var = None if plane.var is None else plane.var / scale_map**2
-            if state["bias_coeff"] is None:
-                state["bias_coeff"] = np.zeros(scale_map.shape, np.float64)
-                state["dark_coeff"] = np.zeros(scale_map.shape, np.float64)
-            state["bias_coeff"] += c / scale_map
-            state["dark_coeff"] += k / scale_map
-            out = CCDData(data, unit=cal.unit, mask=plane.mask, meta=header_of(cal.meta),
-                          uncertainty=None if var is None else StdDevUncertainty(
-                              np.sqrt(var)))
-            yield out
-
-    combined = _combine(corrected_flats(), method=method, rejection=rejection,
+    run = _MasterFlat(frames=frames, method=method, normalize=normalize, region=region,
+                      per_channel=per_channel, min_value=min_value, dark_scale=dark_scale,
+                      subtract_black=subtract_black)
+    _flat_masters(run, bias, dark)
+    combined = _combine(_corrected_flats(run), method=method, rejection=rejection,
                         **combine_options)
-    groups, chan, flat_levels = state["groups"], state["chan"], state["levels"]
-    bias_coeff, dark_coeff = state["bias_coeff"], state["dark_coeff"]
-    prov.extend(get_provenance(combined))
+    run.prov.extend(get_provenance(combined))
     plane = Plane.from_ccd(combined)
-    # common (correlated) errors of the bias and dark, added once
-    if plane.var is not None:
-        if bias_ccd is not None and bias_ccd.uncertainty is not None:
-            a = bias_coeff / len(frames)
-            plane.var = plane.var + a**2 * np.nan_to_num(std_of(bias_ccd)) ** 2
-        if dark_ccd is not None and dark_ccd.uncertainty is not None:
-            a = dark_coeff / len(frames)
-            plane.var = plane.var + a**2 * np.nan_to_num(std_of(dark_ccd)) ** 2
-    good = plane.valid()
-    stat = normalize if normalize in ("median", "mean") else "median"
-    levels, where = _levels(plane.data, good, groups, region, stat)
+    _add_common_errors(run, plane)
+    final, threshold, where = _master_levels(run, plane)
+    master = _divide_master(run, plane, final, threshold)
     meta = header_of(combined.meta)
-    unit = combined.unit
-    if normalize in ("median", "mean"):
-        final = levels
-        unit = u.dimensionless_unscaled
-        threshold = [min_value] * len(levels)
-    else:
-        final = [1.0] * len(levels)
-        threshold = [min_value * v for v in levels]
-        if normalize == "exposure":
-            unit = u.Unit(unit / u.s)
-    data = plane.data.copy()
-    var = None if plane.var is None else plane.var.copy()
-    mask = plane.mask.copy()
-    names = ["R", "G", "B"] if chan else ["ALL"]
-    for level, thr, group, name in zip(final, threshold, groups, names, strict=True):
-        for sl in group:
-            data[sl] /= level
-            if var is not None:
-                var[sl] /= level**2
-            low = ~(data[sl] >= thr)
-            mask[sl] |= low
-        overall = level * float(np.mean([lv[names.index(name)] for lv in flat_levels]))
-        meta[f"NORM_{name}"] = (overall, "mean level of the flats in this colour")
-        if dark_ccd is not None and bias_ccd is None:
-            # how much of the dark is in this colour of the master flat, so
-            # that calibrate can account for the dark's error being in both
-            coef = float(np.mean(dark_coeff[group[0]])) / len(frames) / level
-            meta["DKCOEF" + ("" if name == "ALL" else name)] = (
-                coef, "coefficient of the dark in the master flat")
-    if dark_ccd is not None and bias_ccd is None:
-        meta["DARKID"] = (data_id(dark_ccd), "data SHA-256 (16 hex) of the dark subtracted")
-    nlow = int(mask.sum() - plane.mask.sum())
-    meta["FRAMETYP"] = ("flat", "calframe master flat")
-    meta["IMAGETYP"] = "Flat Field"
-    meta["FLATNORM"] = (str(normalize), "normalisation of the master flat")
-    meta["FLATCHAN"] = (chan, "normalised per CFA colour")
-    meta["FLATREG"] = (where[:68], "pixels the level was measured on")
-    meta["FLATMIN"] = (float(threshold[0]), "values below are masked, never divided by")
-    meta.setdefault("NCOMBINE", len(frames))
-    out = CCDData(data.astype(np.float32), unit=unit, mask=mask, meta=meta,
-                  uncertainty=None if var is None else StdDevUncertainty(
-                      np.sqrt(var).astype(np.float32)))
-    prov.add_step("make_master_flat", method=method, nframes=len(frames),
-                  normalize=normalize, per_channel=chan, min_value=float(min_value),
-                  region=region if region is None or isinstance(region, str)
-                  else [int(v) for v in region],
-                  bias=bias is not None, dark=dark is not None, masked_low=nlow,
-                  level_from=where, linearity=linear,
-                  **({"assume_linear": True} if assume_linear else {}),
-                  **({"black_level": state["black"]} if state["black"] else {}),
-                  **_overrides(checked))
-    if state["black"]:
-        log.info("make_master_flat: camera black level %s subtracted from every flat "
-                 "(nothing else removes it)", state["black"])
-    log.info("make_master_flat: %d flats, levels %s, %d pixels below min_value masked",
-             len(frames), final, nlow)
-    return _finish(out, combined, prov)
+    _flat_keywords(run, meta, final, threshold, where)
+    out = _master_ccd(master, unit=_master_unit(run, combined.unit), meta=meta)
+    nlow = int(master.mask.sum() - plane.mask.sum())
+    _record_flat(run, nlow=nlow, where=where, linear=linear, assume_linear=assume_linear,
+                 checked=checked, final=final)
+    return _finish(out, combined, run.prov)

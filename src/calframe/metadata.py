@@ -497,6 +497,76 @@ def _exif_to_utc(local: str, offset) -> str:
     return when.isoformat()
 
 
+def _add_frame_type(out: fits.Header, header: Mapping, *, path, frametype) -> None:
+    """FRAMETYP and FTSOURCE: the type given by the user, else the one found."""
+    if frametype is not None:
+        parsed = parse_frame_type(frametype)
+        if parsed is None and frametype != "unknown":
+            raise ValueError(f"frametype={frametype!r} is not a frame type; use one of "
+                             f"{', '.join(FRAME_TYPES)}")
+        ftype, source = parsed or "unknown", "user"
+    else:
+        ftype, source = frame_type(header, path=path)
+    out["FRAMETYP"] = (ftype, "calframe frame type")
+    out["FTSOURCE"] = (source, "where FRAMETYP came from")
+
+
+def _add_exposure(out: fits.Header, header: Mapping, *, path) -> None:
+    """EXPTIME in seconds and EXPSRC; an EXPTIME that is not an exposure is removed."""
+    exptime, expsrc = exposure_time(header)
+    if exptime is not None:
+        out["EXPTIME"] = (exptime, "[s] exposure time")
+    elif "EXPTIME" in out:
+        # A value that is not a number of seconds ('sixty', -1): the exposure is
+        # unknown, and EXPTIME is absent as the keyword table promises.
+        log.warning("%s: EXPTIME = %r is not an exposure in seconds; the exposure is "
+                    "unknown", "header" if path is None else os.fsdecode(path), out["EXPTIME"])
+        out.remove("EXPTIME", remove_all=True)
+    out["EXPSRC"] = (expsrc, "where EXPTIME came from")
+
+
+def _add_detector(out: fits.Header, header: Mapping) -> None:
+    """CCD-TEMP, EGAIN, RDNOISE and ISOSPEED when found under another name."""
+    temp, tsrc = temperature(header)
+    if temp is not None:
+        if tsrc != "CCD-TEMP":
+            out["TEMPSRC"] = (tsrc, "where CCD-TEMP came from")
+        out["CCD-TEMP"] = (temp, "[C] sensor temperature")
+    g, gsrc = gain(header)
+    if g is not None and gsrc != "EGAIN":
+        out["EGAIN"] = (g, f"[e-/ADU] gain (from {gsrc})")
+    rn, rsrc = read_noise(header, gain_e_per_adu=g)
+    if rn is not None and rsrc != "RDNOISE":
+        out["RDNOISE"] = (rn, f"[e-] read noise (from {rsrc})")
+    iso = iso_speed(header)
+    if iso is not None and _get(header, "ISOSPEED") is None:
+        out["ISOSPEED"] = (int(iso) if float(iso).is_integer() else iso, "ISO speed")
+
+
+def _add_layout(out: fits.Header, header: Mapping) -> None:
+    """BAYERPAT with its offsets, and ROWORDER."""
+    pattern, xoff, yoff = bayer_pattern(header)
+    if pattern is not None:
+        out["BAYERPAT"] = (pattern, "CFA pattern")
+        out["XBAYROFF"] = (xoff, "CFA x offset")
+        out["YBAYROFF"] = (yoff, "CFA y offset")
+    order = row_order(header)
+    if order is not None:
+        out["ROWORDER"] = (order, "order of the rows")
+
+
+def _add_date(out: fits.Header, header: Mapping) -> None:
+    """DATE-OBS as ISO 8601, when the header gives it otherwise."""
+    date = date_obs(header)
+    if date is None or date == _get(header, "DATE-OBS"):
+        return
+    comment = "start of the exposure"
+    if _get(header, "DATE-OBS") is None and _get(header, "EXIF DateTimeOriginal") \
+            is not None and _get(header, "EXIF OffsetTimeOriginal") is None:
+        comment = "camera clock, time zone unknown"
+    out["DATE-OBS"] = (date, comment)
+
+
 def normalize_header(header: Mapping, *, path: str | os.PathLike | None = None,
                      frametype: str | None = None) -> fits.Header:
     """A copy of ``header`` with the normalised keywords added.
@@ -536,65 +606,12 @@ def normalize_header(header: Mapping, *, path: str | os.PathLike | None = None,
     >>> out["FRAMETYP"], out["FTSOURCE"], out["EXPTIME"], out["EXPSRC"]
     ('bias', 'header', 0.001, 'EXPOINUS')
     """
-    if isinstance(header, fits.Header):
-        out = header.copy()
-    else:
-        out = mapping_to_header(header)
-    if frametype is not None:
-        parsed = parse_frame_type(frametype)
-        if parsed is None and frametype != "unknown":
-            raise ValueError(f"frametype={frametype!r} is not a frame type; use one of "
-                             f"{', '.join(FRAME_TYPES)}")
-        ftype, source = parsed or "unknown", "user"
-    else:
-        ftype, source = frame_type(header, path=path)
-    out["FRAMETYP"] = (ftype, "calframe frame type")
-    out["FTSOURCE"] = (source, "where FRAMETYP came from")
-
-    exptime, expsrc = exposure_time(header)
-    if exptime is not None:
-        out["EXPTIME"] = (exptime, "[s] exposure time")
-    elif "EXPTIME" in out:
-        # A value that is not a number of seconds ('sixty', -1): the exposure is
-        # unknown, and EXPTIME is absent as the keyword table promises.
-        log.warning("%s: EXPTIME = %r is not an exposure in seconds; the exposure is "
-                    "unknown", "header" if path is None else os.fsdecode(path), out["EXPTIME"])
-        out.remove("EXPTIME", remove_all=True)
-    out["EXPSRC"] = (expsrc, "where EXPTIME came from")
-
-    temp, tsrc = temperature(header)
-    if temp is not None:
-        if tsrc != "CCD-TEMP":
-            out["TEMPSRC"] = (tsrc, "where CCD-TEMP came from")
-        out["CCD-TEMP"] = (temp, "[C] sensor temperature")
-
-    g, gsrc = gain(header)
-    if g is not None:
-        if gsrc != "EGAIN":
-            out["EGAIN"] = (g, f"[e-/ADU] gain (from {gsrc})")
-    rn, rsrc = read_noise(header, gain_e_per_adu=g)
-    if rn is not None and rsrc != "RDNOISE":
-        out["RDNOISE"] = (rn, f"[e-] read noise (from {rsrc})")
-
-    iso = iso_speed(header)
-    if iso is not None and _get(header, "ISOSPEED") is None:
-        out["ISOSPEED"] = (int(iso) if float(iso).is_integer() else iso, "ISO speed")
-
-    pattern, xoff, yoff = bayer_pattern(header)
-    if pattern is not None:
-        out["BAYERPAT"] = (pattern, "CFA pattern")
-        out["XBAYROFF"] = (xoff, "CFA x offset")
-        out["YBAYROFF"] = (yoff, "CFA y offset")
-    order = row_order(header)
-    if order is not None:
-        out["ROWORDER"] = (order, "order of the rows")
-    date = date_obs(header)
-    if date is not None and date != _get(header, "DATE-OBS"):
-        comment = "start of the exposure"
-        if _get(header, "DATE-OBS") is None and _get(header, "EXIF DateTimeOriginal") \
-                is not None and _get(header, "EXIF OffsetTimeOriginal") is None:
-            comment = "camera clock, time zone unknown"
-        out["DATE-OBS"] = (date, comment)
+    out = header.copy() if isinstance(header, fits.Header) else mapping_to_header(header)
+    _add_frame_type(out, header, path=path, frametype=frametype)
+    _add_exposure(out, header, path=path)
+    _add_detector(out, header)
+    _add_layout(out, header)
+    _add_date(out, header)
     return out
 
 

@@ -90,6 +90,7 @@ import numpy as np
 from astropy.table import Table
 
 from ._atomic import lock_output
+from ._collection import collection_paths
 from .errors import CalframeError, UncertaintyUnknownWarning
 from .inventory import Inventory, Problem, Tolerances, scan_paths, take_inventory
 from .provenance import _printable, restart_step_clock
@@ -153,7 +154,7 @@ class MasterSettings:
         Combine method.
     rejection : str
         Rejection before combining, by Siril's name (see
-        :data:`calframe.combine.REJECTIONS`): 'none', 'sigma', 'mad',
+        :data:`calframe.combining.REJECTIONS`): 'none', 'sigma', 'mad',
         'winsorized', 'linear', 'percentile', 'minmax' or 'generalized'.
     low, high : float, optional
         Rejection limits; default: the algorithm's own (3 and 3 sigma, 5 and
@@ -174,7 +175,7 @@ class MasterSettings:
 
     def rejection_object(self):
         """The calframe rejection settings object (None for no rejection)."""
-        from .combine import rejection_from_name
+        from .combining import rejection_from_name
 
         return rejection_from_name(self.rejection, self.low, self.high)
 
@@ -306,6 +307,9 @@ class PipelineConfig:
     recursive: bool = True
     report: bool = True
     outlier_sigma: float = 5.0
+
+    def __post_init__(self) -> None:  # inputs may be a ccdproc ImageFileCollection
+        self.inputs = collection_paths(self.inputs, "PipelineConfig inputs")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> PipelineConfig:
@@ -962,7 +966,7 @@ class _Runner:
 
     def run_light(self, task: Task, distortion_model) -> None:
         restart_step_clock()   # SOURCE_DATE_EPOCH: stamps that depend on this output only
-        from .calibrate import calibrate
+        from .calibration import calibrate
 
         path = self.out / task.output
         source = task.inputs[0]
@@ -1003,7 +1007,7 @@ class _Runner:
                     cosmetic=True if c.cosmetic else None, subtract_black=c.subtract_black,
                     assume_linear=c.assume_linear)
                 if c.demosaic and ccd.meta.get("BAYERPAT"):
-                    from .demosaic import demosaic
+                    from .demosaicing import demosaic
 
                     ccd = demosaic(ccd, method=c.demosaic)
                 if distortion_model is not None:
@@ -1024,7 +1028,7 @@ class _Runner:
 
     def split_planes(self, ccd) -> dict:
         """The R, G, B planes of a calibrated colour light ({} for a mono one)."""
-        from .demosaic import demosaic, split_rgb
+        from .demosaicing import demosaic, split_rgb
 
         if ccd.ndim == 2 and ccd.meta.get("BAYERPAT"):
             ccd = demosaic(ccd, method=self.config.calibrate.demosaic or "bilinear")

@@ -34,6 +34,7 @@ import numpy as np
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ._calutil import as_frame
+from ._collection import collection_paths
 from ._register_kernels import warp_kernel
 from .errors import CalframeError, IncompatibleFramesError, InvalidSettingsError
 from .provenance import get_provenance, set_provenance
@@ -326,7 +327,7 @@ def align(frames, *, reference=None, method: str = "translation", mask=None,
 
     Parameters
     ----------
-    frames : iterable of path, CCDData or ndarray
+    frames : iterable of path, CCDData or ndarray, or ImageFileCollection
         The frames to align.
     reference : path, CCDData, ndarray or int, optional
         The reference frame, or the index of one of ``frames`` (default: the
@@ -377,7 +378,7 @@ def align(frames, *, reference=None, method: str = "translation", mask=None,
     """
     if method not in _METHODS:
         raise InvalidSettingsError(f"method={method!r} is not one of {_METHODS}")
-    frames = list(frames)
+    frames = list(collection_paths(frames, "align"))
     if method == "control-points":
         if control_points is None or len(control_points) != len(frames):
             raise InvalidSettingsError("method='control-points' needs control_points: one "
@@ -538,7 +539,7 @@ def stack(frames: Iterable, *, reference=None, align: str | None = "translation"
 
     Parameters
     ----------
-    frames : iterable of path or CCDData
+    frames : iterable of path or CCDData, or ImageFileCollection
         Calibrated frames (demosaiced if they came from a CFA camera).
     reference : path, CCDData or int, optional
         Reference frame or index into ``frames`` (default: the first frame).
@@ -561,9 +562,9 @@ def stack(frames: Iterable, *, reference=None, align: str | None = "translation"
         The stacked frame with uncertainty, mask, per-pixel counts and
         provenance (every input, every alignment, the combine).
     """
-    from .combine import combine
+    from .combining import combine
 
-    frames = list(frames)
+    frames = list(collection_paths(frames, "stack"))
     if not frames:
         raise InvalidSettingsError("stack needs at least one frame")
     if transforms is None and align is not None:

@@ -357,7 +357,7 @@ def open_series(source: str | os.PathLike | Sequence[str | os.PathLike], *,
 
     Parameters
     ----------
-    source : path, folder, or sequence of them
+    source : path or sequence of path
         An HDF5/NeXus file (its detector data, see :func:`calframe.read_frame`),
         a multi-page TIFF, a multi-frame EDF, a FITS cube ``(n, ny, nx)`` or
         image, a folder (its frame files in name order), or a list of any of

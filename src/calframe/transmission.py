@@ -116,7 +116,7 @@ def select_dark(frame, darks: Iterable, *, tolerance: float = EXPOSURE_TOLERANCE
 
 def _rate(frame, dark, *, role: str, dark_scale):
     """``(frame - dark) / t`` as a Plane, with the calibrated frame (for its header)."""
-    from .calibrate import calibrate
+    from .calibration import calibrate
     from .io import read_frame
 
     ccd = frame if isinstance(frame, CCDData) else read_frame(frame)
@@ -141,10 +141,10 @@ def transmission(data, flat, *, dark, flat_dark=None, dark_scale="exposure") -> 
         The projection (sample in the beam), raw.
     flat : CCDData or path
         The open beam (no sample), raw; its exposure may differ.
-    dark : CCDData, path, or a list of them
+    dark : CCDData, path or list
         The dark of ``data`` (beam off), raw; a list is searched with
         :func:`select_dark` for the one of the data's exposure.
-    flat_dark : CCDData, path, or a list of them, optional
+    flat_dark : CCDData, path or list, optional
         The dark of the flat (default: ``dark``, searched the same way).
     dark_scale : str, float or None
         As in :func:`calframe.calibrate`; a raw dark (it holds the offset) is

@@ -57,7 +57,7 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
     that cannot be calibrated is reported and skipped; the exit code is 1
     when any light failed."""
     from .._progress import echo, enable_progress, progress, result
-    from ..calibrate import calibrate
+    from ..calibration import calibrate
     from ..contract import check_role
     from ..errors import CalframeError
     from ..io import read_frame, write_frame
@@ -98,7 +98,7 @@ def calibrate_command(ctx: click.Context, lights: tuple[str, ...], bias, dark, f
                             allow_no_masters=allow_no_masters, subtract_black=subtract_black,
                             assume_linear=assume_linear)
             if demosaic and ccd.meta.get("BAYERPAT"):
-                from ..demosaic import demosaic as do_demosaic
+                from ..demosaicing import demosaic as do_demosaic
 
                 ccd = do_demosaic(ccd, method=demosaic)
             write_frame(ccd, target, overwrite=overwrite)

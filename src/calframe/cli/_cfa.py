@@ -130,7 +130,7 @@ def flat_quality_command(flats: tuple[str, ...], master, subsets: tuple[str, ...
 def demosaic_command(path: str, output: str, method: str, pattern: str | None, split: bool,
                      overwrite: bool) -> int:
     """Demosaic the calibrated Bayer mosaic PATH into an RGB cube OUTPUT (FITS)."""
-    from ..demosaic import demosaic, split_rgb
+    from ..demosaicing import demosaic, split_rgb
     from ..io import read_frame, write_frame
 
     with about(path):

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 import click
 
 # The rejection algorithms by name, with their default limits: the library's table.
-from ..combine._names import ALIASES as _ALIASES
-from ..combine._names import REJECTIONS
+from ..combining._names import ALIASES as _ALIASES
+from ..combining._names import REJECTIONS
 
 
 def parse_frame_types(items, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -162,7 +162,7 @@ def rejection_limits(name: str, low: float | None, high: float | None
 
 
 def rejection_object(name: str, low: float | None, high: float | None):
-    """The :mod:`calframe.combine` rejection settings for ``--reject name``.
+    """The :mod:`calframe.combining` rejection settings for ``--reject name``.
 
     Examples
     --------
@@ -171,7 +171,7 @@ def rejection_object(name: str, low: float | None, high: float | None):
     >>> rejection_object("none", None, None) is None
     True
     """
-    from ..combine._names import rejection_from_name
+    from ..combining._names import rejection_from_name
 
     low, high = rejection_limits(name, low, high)
     return rejection_from_name(name, low, high)

@@ -92,10 +92,41 @@ def _json_value(value):
     return str(value)
 
 
+@dataclass(frozen=True)
+class ReadOptions:
+    """How :func:`read_frame` turns a frame into a CCDData, whichever frame it is.
+
+    The keyword arguments of :func:`read_frame` other than ``hdu`` and
+    ``frame``, with the same meaning and defaults; :func:`iter_frames` reads
+    every frame of a file with one of them.
+
+    Raises
+    ------
+    InvalidSettingsError
+        A ``dtype`` other than float32 or float64.
+    """
+
+    unit: str | u.UnitBase | None = None
+    gain: float | None = None
+    read_noise: float | None = None
+    saturation: float | None = None
+    bad_pixel_mask: np.ndarray | str | os.PathLike | None = None
+    subtract_black: bool = False
+    pedestal: float | np.ndarray | None = None
+    frametype: str | None = None
+    require_exposure: bool = False
+    dtype: type | np.dtype = np.float32
+
+    def __post_init__(self) -> None:
+        if np.dtype(self.dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise InvalidSettingsError(
+                f"dtype={np.dtype(self.dtype).name}: frames are read as float32 or float64")
+
+
 def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
                frame: int | None = None, dataset: str | None = None,
-               unit: str | u.UnitBase | None = None, gain: float | None = None,
-               read_noise: float | None = None,
+               unit: str | u.UnitBase | None = None,
+               gain: float | None = None, read_noise: float | None = None,
                saturation: float | None = None,
                bad_pixel_mask: np.ndarray | str | os.PathLike | None = None,
                subtract_black: bool = False, pedestal: float | None = None,
@@ -193,40 +224,33 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
     >>> round(float(ccd.uncertainty.array[0, 0]), 4)  # sqrt(1000 / 2 + (4 / 2)**2)
     22.4499
     """
-    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise InvalidSettingsError(
-            f"dtype={np.dtype(dtype).name}: frames are read as float32 or float64")
+    options = ReadOptions(unit=unit, gain=gain, read_noise=read_noise, saturation=saturation,
+                          bad_pixel_mask=bad_pixel_mask, subtract_black=subtract_black,
+                          pedestal=pedestal, frametype=frametype,
+                          require_exposure=require_exposure, dtype=dtype)
     kind = detect_format(path)
-    options = {"hdu": hdu, "frame": frame, "dataset": dataset}
-    loaded = _load(kind, path, options, dtype)
-    return _finish(loaded, path, kind, hdu=hdu, frame=frame, unit=unit, gain=gain,
-                   read_noise=read_noise, saturation=saturation,
-                   bad_pixel_mask=bad_pixel_mask, subtract_black=subtract_black,
-                   pedestal=pedestal, frametype=frametype,
-                   require_exposure=require_exposure, dtype=dtype)
+    loaded = _load(kind, path, hdu=hdu, frame=frame, dtype=options.dtype, dataset=dataset)
+    return _finish(loaded, path, kind, options)
 
 
-def _load(kind, path, options, dtype) -> Loaded:
+def _load(kind, path, *, hdu, frame, dtype, dataset=None) -> Loaded:
     loader = _loader(kind)
-    if options.get("dataset") is not None and kind != "hdf5":
+    if dataset is not None and kind != "hdf5":
         raise InvalidSettingsError(
-            f"dataset={options['dataset']!r} applies to HDF5 only, and {path} is {kind}")
+            f"dataset={dataset!r} applies to HDF5 only, and {path} is {kind}")
     if kind == "fits":
-        if options.get("frame") not in (None, 0):
-            raise InvalidSettingsError(
-                f"frame={options['frame']!r}: FITS frames are chosen with hdu=")
-        return loader(path, hdu=options.get("hdu"), dtype=dtype)
-    if options.get("hdu") is not None:
-        raise InvalidSettingsError(
-            f"hdu={options['hdu']!r} applies to FITS only, and {path} is {kind}")
+        if frame not in (None, 0):
+            raise InvalidSettingsError(f"frame={frame!r}: FITS frames are chosen with hdu=")
+        return loader(path, hdu=hdu, dtype=dtype)
+    if hdu is not None:
+        raise InvalidSettingsError(f"hdu={hdu!r} applies to FITS only, and {path} is {kind}")
     if kind == "hdf5":
-        return loader(path, frame=options.get("frame") or 0, dataset=options.get("dataset"),
-                      dtype=dtype)
+        return loader(path, frame=frame or 0, dataset=dataset, dtype=dtype)
     if kind == "raw":
-        if options.get("frame") not in (None, 0):
-            raise InvalidSettingsError(f"frame={options['frame']!r}: a camera RAW holds one frame")
+        if frame not in (None, 0):
+            raise InvalidSettingsError(f"frame={frame!r}: a camera RAW holds one frame")
         return loader(path, dtype=dtype)
-    return loader(path, frame=options.get("frame") or 0, dtype=dtype)
+    return loader(path, frame=frame or 0, dtype=dtype)
 
 
 def _normalised(header, row_order, path, frametype):
@@ -351,7 +375,7 @@ def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
 
 
 def frame_count(path: str | os.PathLike, *, dataset: str | None = None) -> int:
-    """How many frames a file holds (EDF and TIFF frames, HDF5 frames, FITS image HDUs)."""
+    """How many frames a file holds (EDF, TIFF and HDF5 frames, FITS image HDUs)."""
     kind = detect_format(path)
     if kind == "hdf5":
         from ._hdf5 import hdf5_frame_count
@@ -393,10 +417,9 @@ def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
     kind = detect_format(path)
     if kind == "hdf5":
         from ._hdf5 import iter_hdf5
-        options = _read_options(**{k: v for k, v in kwargs.items() if k != "dataset"})
-        for loaded in iter_hdf5(path, dataset=kwargs.get("dataset"), dtype=options["dtype"]):
-            yield _finish(loaded, path, kind, hdu=None, frame=loaded.location["frame"],
-                          **options)
+        options = ReadOptions(**{k: v for k, v in kwargs.items() if k != "dataset"})
+        for loaded in iter_hdf5(path, dataset=kwargs.get("dataset"), dtype=options.dtype):
+            yield _finish(loaded, path, kind, options)
         return
     if kind == "fits":
         from ._fits import image_hdus
@@ -408,23 +431,12 @@ def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
             from ._edf import iter_edf as iterate
         else:
             from ._tiff import iter_tiff as iterate
-        options = _read_options(**kwargs)
-        for loaded in iterate(path, dtype=options["dtype"]):
-            yield _finish(loaded, path, kind, hdu=None, frame=loaded.location["frame"],
-                          **options)
+        options = ReadOptions(**kwargs)
+        for loaded in iterate(path, dtype=options.dtype):
+            yield _finish(loaded, path, kind, options)
         return
     for index in range(frame_count(path)):
         yield read_frame(path, frame=index, **kwargs)
-
-
-def _read_options(*, unit=None, gain=None, read_noise=None, saturation=None,
-                  bad_pixel_mask=None, subtract_black=False, pedestal=None, frametype=None,
-                  require_exposure=False, dtype=np.float32) -> dict:
-    """The keyword arguments of read_frame other than hdu/frame, with their defaults."""
-    return {"unit": unit, "gain": gain, "read_noise": read_noise, "saturation": saturation,
-            "bad_pixel_mask": bad_pixel_mask, "subtract_black": subtract_black,
-            "pedestal": pedestal, "frametype": frametype,
-            "require_exposure": require_exposure, "dtype": dtype}
 
 
 def _subtract_tile(data: np.ndarray, tile: np.ndarray) -> None:
@@ -438,20 +450,20 @@ def _subtract_tile(data: np.ndarray, tile: np.ndarray) -> None:
             data[..., dy::ty, dx::tx] -= data.dtype.type(tile[dy, dx])
 
 
-def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, saturation,
-            bad_pixel_mask, subtract_black, pedestal, frametype, require_exposure,
-            dtype) -> CCDData:
-    meta = _normalised(loaded.header, loaded.row_order, path, frametype)
-    if require_exposure:
-        metadata.require_exposure(meta, path=path)
-    data = np.ascontiguousarray(loaded.data)
-    the_unit = _parse_unit(unit if unit is not None else
-                           (_default_unit(loaded.header) if loaded.unit is None
-                            else loaded.unit), path)
+def _frame_unit(loaded: Loaded, unit, path) -> u.UnitBase:
+    """The unit given, else the file's, else that of a file without one."""
+    if unit is None:
+        unit = _default_unit(loaded.header) if loaded.unit is None else loaded.unit
+    return _parse_unit(unit, path)
 
-    # --- masks (levels in the file's ADU, before any black subtraction)
+
+def _mask(loaded: Loaded, data: np.ndarray, meta, options: ReadOptions, path) -> np.ndarray:
+    """Saturated, non-finite, gap, BLANK and known bad pixels, counted in ``meta``.
+
+    The levels are in the file's ADU, before any black subtraction.
+    """
     mask = np.zeros(data.shape, dtype=bool) if loaded.mask is None else loaded.mask.copy()
-    level = saturation if saturation is not None else loaded.saturation
+    level = options.saturation if options.saturation is not None else loaded.saturation
     nsat, nonfinite = mask_levels(data, level, check_finite=not loaded.integer, mask=mask)
     meta["NNONFIN"] = (nonfinite, "non-finite pixels (masked)")
     if level is not None:
@@ -466,80 +478,115 @@ def _finish(loaded: Loaded, path, kind, *, hdu, frame, unit, gain, read_noise, s
     if blank is not None:
         mask |= blank
         meta["NBLANK"] = (int(blank.sum()), "FITS BLANK pixels (masked)")
-    if bad_pixel_mask is not None:
-        bpm = _bad_pixel_mask(bad_pixel_mask, data.shape, path)
+    if options.bad_pixel_mask is not None:
+        bpm = _bad_pixel_mask(options.bad_pixel_mask, data.shape, path)
         mask |= bpm
         meta["NBADPIX"] = (int(bpm.sum()), "known bad pixels (masked)")
+    return mask
 
-    # --- black level
-    ped = pedestal if pedestal is not None else loaded.pedestal
-    if subtract_black:
-        if loaded.pedestal is None and pedestal is None:
-            raise MissingMetadataError(
-                f"{path}: subtract_black=True but no black level is known for this {kind} "
-                "file; pass pedestal= or subtract a master bias instead")
-        _subtract_tile(data, as_tile(ped, data.shape))
-        ped = 0.0
-        meta["BLKSUB"] = (True, "black level subtracted when read")
 
-    # --- uncertainty
-    g = gain if gain is not None else metadata.gain(meta)[0]
-    rn = read_noise if read_noise is not None else \
+def _black_level(loaded: Loaded, data: np.ndarray, meta, options: ReadOptions, path,
+                 kind: str):
+    """Subtract the black level in place when asked; the pedestal left in the data."""
+    pedestal = options.pedestal if options.pedestal is not None else loaded.pedestal
+    if not options.subtract_black:
+        return pedestal
+    if pedestal is None:
+        raise MissingMetadataError(
+            f"{path}: subtract_black=True but no black level is known for this {kind} "
+            "file; pass pedestal= or subtract a master bias instead")
+    _subtract_tile(data, as_tile(pedestal, data.shape))
+    meta["BLKSUB"] = (True, "black level subtracted when read")
+    return 0.0
+
+
+def _noise_model(meta, options: ReadOptions) -> tuple[float | None, float | None]:
+    """Gain and read noise, as given (then written to the header) or from the header."""
+    g = options.gain if options.gain is not None else metadata.gain(meta)[0]
+    rn = options.read_noise if options.read_noise is not None else \
         metadata.read_noise(meta, gain_e_per_adu=g)[0]
-    if gain is not None:
-        meta["EGAIN"] = (float(gain), "[e-/ADU] gain (given when read)")
-    if read_noise is not None:
-        meta["RDNOISE"] = (float(read_noise), "[e-] read noise (given when read)")
+    if options.gain is not None:
+        meta["EGAIN"] = (float(options.gain), "[e-/ADU] gain (given when read)")
+    if options.read_noise is not None:
+        meta["RDNOISE"] = (float(options.read_noise), "[e-] read noise (given when read)")
+    return g, rn
+
+
+def _uncertainty(loaded: Loaded, data: np.ndarray, meta, unit: u.UnitBase, pedestal,
+                 options: ReadOptions, path) -> tuple[np.ndarray | None, str]:
+    """The standard deviation of the data (the file's, or the detector model's) and
+    where it came from; ``UNCSRC`` says which."""
+    g, rn = _noise_model(meta, options)
     uncertainty = None
     source = "none"
-    if pedestal is None and meta["FRAMETYP"] == "bias":
+    if options.pedestal is None and meta["FRAMETYP"] == "bias":
         # A bias has no photon signal: its noise is the read noise alone.
-        ped = np.inf
+        pedestal = np.inf
     if loaded.uncertainty is not None:
         uncertainty = loaded.uncertainty
         source = "file"
-    elif the_unit == u.electron and rn is not None:
+    elif unit == u.electron and rn is not None:
         uncertainty = detector_sigma(data, gain=1.0, read_noise=float(rn),
-                                     pedestal=0.0 if ped is None else ped)
+                                     pedestal=0.0 if pedestal is None else pedestal)
         source = "detector model"
-    elif the_unit == u.adu and g is not None and rn is not None:
+    elif unit == u.adu and g is not None and rn is not None:
         uncertainty = detector_sigma(data, gain=float(g), read_noise=float(rn),
-                                     pedestal=0.0 if ped is None else ped)
+                                     pedestal=0.0 if pedestal is None else pedestal)
         source = "detector model"
     else:
-        if the_unit in (u.adu, u.electron):
+        if unit in (u.adu, u.electron):
             missing = " and ".join(name for name, v in (("gain", g), ("read noise", rn))
                                    if v is None)
         else:
-            missing = f"a noise model for unit {the_unit.to_string() or 'dimensionless'!r}"
-        warn_uncertainty_unknown(path, missing, stacklevel=4)
+            missing = f"a noise model for unit {unit.to_string() or 'dimensionless'!r}"
+        # stacklevel: warn, this function, _finish, read_frame (or iter_frames), its caller
+        warn_uncertainty_unknown(path, missing, stacklevel=5)
     meta["UNCSRC"] = (source, "where the uncertainty came from")
+    return uncertainty, source
 
-    ccd = CCDData(data, unit=the_unit, meta=meta, mask=mask,
-                  uncertainty=None if uncertainty is None
-                  else StdDevUncertainty(uncertainty, copy=False))
-    if loaded.has_extras:
-        from ._fits import attach_fits_extras
-        attach_fits_extras(ccd, path)
+
+def _record_read(ccd: CCDData, loaded: Loaded, path, kind: str, options: ReadOptions,
+                 source: str) -> None:
+    """The file as an input of the frame's provenance, and a 'read' step."""
     prov = get_provenance(ccd)
+    meta = ccd.meta
     ftype = meta["FRAMETYP"]
     exptime = meta.get("EXPTIME")
     record = InputRecord.from_file(
         path, role=ftype, frametype=ftype,
         exptime=None if exptime is None else float(exptime),
-        date_obs=str(meta.get("DATE-OBS", "")), shape=data.shape)
+        date_obs=str(meta.get("DATE-OBS", "")), shape=ccd.data.shape)
     prov.add_input(record)
     # the file read (its digest, as the input table has it): two reads of one file
     # with the same parameters are one step wherever they are merged
     parameters = {"file": record.sha256[:16], "format": kind,
                   **{k: _json_value(v) for k, v in loaded.location.items()},
-                  "unit": the_unit.to_string(), "dtype": np.dtype(dtype).name,
-                  "uncertainty": source, "subtract_black": bool(subtract_black)}
-    for name, value in (("gain", gain), ("read_noise", read_noise),
-                        ("saturation", saturation), ("bad_pixel_mask", bad_pixel_mask),
-                        ("pedestal", pedestal), ("frametype", frametype)):
+                  "unit": ccd.unit.to_string(), "dtype": np.dtype(options.dtype).name,
+                  "uncertainty": source, "subtract_black": bool(options.subtract_black)}
+    for name in ("gain", "read_noise", "saturation", "bad_pixel_mask", "pedestal",
+                 "frametype"):
+        value = getattr(options, name)
         if value is not None:
             parameters[name] = _json_value(value)
     prov.add_step("read", **parameters)
-    log.debug("read %s (%s, %s, %s)", path, kind, data.shape, ftype)
+
+
+def _finish(loaded: Loaded, path, kind: str, options: ReadOptions) -> CCDData:
+    """A loaded frame as calframe hands it out: header, mask, uncertainty, provenance."""
+    meta = _normalised(loaded.header, loaded.row_order, path, options.frametype)
+    if options.require_exposure:
+        metadata.require_exposure(meta, path=path)
+    data = np.ascontiguousarray(loaded.data)
+    unit = _frame_unit(loaded, options.unit, path)
+    mask = _mask(loaded, data, meta, options, path)
+    pedestal = _black_level(loaded, data, meta, options, path, kind)
+    uncertainty, source = _uncertainty(loaded, data, meta, unit, pedestal, options, path)
+    ccd = CCDData(data, unit=unit, meta=meta, mask=mask,
+                  uncertainty=None if uncertainty is None
+                  else StdDevUncertainty(uncertainty, copy=False))
+    if loaded.has_extras:
+        from ._fits import attach_fits_extras
+        attach_fits_extras(ccd, path)
+    _record_read(ccd, loaded, path, kind, options, source)
+    log.debug("read %s (%s, %s, %s)", path, kind, data.shape, meta["FRAMETYP"])
     return ccd

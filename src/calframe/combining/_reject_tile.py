@@ -6,8 +6,9 @@ holds the N values of pixel ``p`` sorted in ascending order; the first
 contiguous range ``[lo[p], hi[p])`` of each column.
 
 :func:`reject_tile` gives, for every pixel, exactly the integers that the
-per-pixel ``_reject`` of :mod:`._kernels` gives, but it runs the pixels of
-the tile in lock-step:
+per-pixel definition of each algorithm gives (``_reject`` in the tests,
+``tests/test_combine_reject_tile.py``, checks this), but it runs the pixels
+of the tile in lock-step:
 
 * the state of each pixel (its kept range, centre, scale, whether it is
   still iterating, ...) lives in rows of small scratch arrays, one entry per
@@ -50,13 +51,32 @@ import math
 import numpy as np
 from numba import njit
 
+from .._stats import MAD_TO_SIGMA, WINSOR_MAXITER, WINSOR_SIGMA_FACTOR, WINSOR_TOLERANCE
+from ._codes import (
+    P_CENTER_MEAN,
+    P_CUTOFF,
+    P_FRACTION,
+    P_HIGH,
+    P_LOW,
+    P_MAXITERS,
+    P_NHIGH,
+    P_NLOW,
+    P_SCALE_MAD,
+    REJ_GESD,
+    REJ_LINEARFIT,
+    REJ_MINMAX,
+    REJ_PERCENTILE,
+    REJ_SIGMA,
+    REJ_WINSORIZED,
+    TILE,
+)
+
 __all__ = ["NFSTATE", "NISTATE", "reject_scratch", "reject_tile"]
 
 #: rows of the float64 and int32 per-pixel state arrays (``fs``, ``ist``)
 NFSTATE = 9
 NISTATE = 12
 
-_MAD_TO_SIGMA = 1.482602218505602
 _BIG = 1 << 30
 #: below this many slots a loop over rows costs more in overhead than it saves:
 #: sums run along each slot's column instead (same order, same numbers)
@@ -67,16 +87,16 @@ _FEW = 8
 def reject_scratch(nf):  # pragma: no cover
     """Scratch arrays of :func:`reject_tile` for tiles of ``nf`` frames.
 
-    Returns ``(tp, wt, fs, ist)``: float32 ``(nf, 256)`` (the packed copy
-    of the tile), float64 ``(nf, 256)`` (the winsorized values), float64
-    ``(NFSTATE, 256)`` and int32 ``(NISTATE, 256)`` (per-pixel state).
+    Returns ``(tp, wt, fs, ist)``: float32 ``(nf, TILE)`` (the packed copy
+    of the tile), float64 ``(nf, TILE)`` (the winsorized values), float64
+    ``(NFSTATE, TILE)`` and int32 ``(NISTATE, TILE)`` (per-pixel state).
     Allocate them once and reuse them for every tile.
     """
     n = max(nf, 1)
-    tp = np.empty((n, 256), dtype=np.float32)
-    wt = np.empty((n, 256), dtype=np.float64)
-    fs = np.empty((NFSTATE, 256), dtype=np.float64)
-    ist = np.empty((NISTATE, 256), dtype=np.int32)
+    tp = np.empty((n, TILE), dtype=np.float32)
+    wt = np.empty((n, TILE), dtype=np.float64)
+    fs = np.empty((NFSTATE, TILE), dtype=np.float64)
+    ist = np.empty((NISTATE, TILE), dtype=np.int32)
     return tp, wt, fs, ist
 
 
@@ -451,11 +471,11 @@ def _advance(src, first, tp, k, nmin, lo, hi, idx, plo, phi, nlo, nhi, act,
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 def _sigma_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no cover
-    """Sigma clipping (rejection code 1) about the median or mean, std or MAD scale."""
-    low, high = params[0], params[1]
-    center_mean = params[2] > 0.5
-    use_mad = params[3] > 0.5
-    maxiters = int(params[4])
+    """Sigma clipping (``REJ_SIGMA``) about the median or mean, std or MAD scale."""
+    low, high = params[P_LOW], params[P_HIGH]
+    center_mean = params[P_CENTER_MEAN] > 0.5
+    use_mad = params[P_SCALE_MAD] > 0.5
+    maxiters = int(params[P_MAXITERS])
     c, s, blo, bhi, mean, acc, d2 = fs[0], fs[1], fs[2], fs[3], fs[4], fs[5], fs[6]
     idx, plo, phi, act, nlo, nhi = ist[0], ist[1], ist[2], ist[3], ist[4], ist[5]
     to, frm = ist[6], ist[7]
@@ -475,7 +495,7 @@ def _sigma_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no cover
         if use_mad:
             _mad_tile(src, k, plo, phi, c, s, d2, act, ist[8])
             for q in range(k):
-                s[q] = _MAD_TO_SIGMA * s[q]
+                s[q] = MAD_TO_SIGMA * s[q]
         for q in range(k):
             blo[q] = c[q] - low * s[q]
             bhi[q] = c[q] + high * s[q]
@@ -488,13 +508,84 @@ def _sigma_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no cover
 
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _winsor_pack(n, nact, iact, to, frm, wt, imap, ilo, ihi, imed, isig):  # pragma: no cover
+    """Pack the ``nact`` slots of ``_winsor_scale`` still iterating into ``[0, nact)``."""
+    nm = _plan(n, nact, iact, to, frm)
+    _move_cols(wt, wt, to, frm, nm)
+    _move(imap, to, frm, nm)
+    _move(ilo, to, frm, nm)
+    _move(ihi, to, frm, nm)
+    _move(imed, to, frm, nm)
+    _move(isig, to, frm, nm)
+    for q in range(nact):
+        iact[q] = 1
+
+
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _winsorize_columns(wt, n, kl, kh, a0, a1, m1, m2):  # pragma: no cover
+    """``_winsorize_rows`` for fewer than ``_FEW`` slots: down each slot's column."""
+    for q in range(n):
+        x0 = a0[q]
+        x1 = a1[q]
+        acc = 0.0
+        for i in range(kl[q], kh[q]):
+            v = wt[i, q]
+            v = x0 if v < x0 else (x1 if v > x1 else v)
+            wt[i, q] = v
+            acc += v
+        mw = acc / max(kh[q] - kl[q], 1)
+        m1[q] = mw
+        acc = 0.0
+        for i in range(kl[q], kh[q]):
+            d = wt[i, q] - mw
+            acc += d * d
+        m2[q] = acc
+
+
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _winsorize_rows(wt, n, kl, kh, a0, a1, m1, m2):  # pragma: no cover
+    """Clamp the kept values of every slot to ``[a0, a1]`` in place; their mean and
+    sum of squared deviations from it to ``m1`` and ``m2`` (which start at 0)."""
+    # rows outside every slot's kept range are left alone: they are never read
+    r0, r1, r2, r3 = _row_spans(n, kl, kh)
+    for i in range(r0, r3):
+        row = wt[i, :n]
+        if r1 <= i < r2:
+            for q in range(n):
+                v = row[q]
+                v = a0[q] if v < a0[q] else (a1[q] if v > a1[q] else v)
+                row[q] = v
+                m1[q] += v
+        else:
+            for q in range(n):
+                v = row[q]
+                v = a0[q] if v < a0[q] else (a1[q] if v > a1[q] else v)
+                row[q] = v
+                keep = (i >= kl[q]) & (i < kh[q])
+                m1[q] += v if keep else 0.0
+    for q in range(n):
+        m1[q] = m1[q] / max(kh[q] - kl[q], 1)  # the winsorized mean
+    for i in range(r0, r3):
+        row = wt[i, :n]
+        if r1 <= i < r2:
+            for q in range(n):
+                d = row[q] - m1[q]
+                m2[q] += d * d
+        else:
+            for q in range(n):
+                keep = (i >= kl[q]) & (i < kh[q])
+                d = row[q] - m1[q]
+                m2[q] += d * d if keep else 0.0
+
+
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
 def _winsor_scale(src, k, plo, phi, act, med, sigma, cutoff, wt, fs, ist):  # pragma: no cover
     """The inner loop of winsorized clipping for the iterating slots: ``sigma`` in place.
 
     The values are winsorized in a float64 copy ``wt`` until the scale
-    changes by less than 0.05% (at most 100 times), every slot in lock-step;
-    slots whose scale has converged are packed away in turn (once half of
-    them has).
+    changes by at most ``WINSOR_TOLERANCE`` (at most ``WINSOR_MAXITER``
+    times), every slot in lock-step; slots whose scale has converged are
+    packed away in turn (once half of them has).
     """
     nf = src.shape[0]
     w0, w1, s1, s2, imed, isig = fs[3], fs[4], fs[5], fs[6], fs[7], fs[8]
@@ -512,20 +603,12 @@ def _winsor_scale(src, k, plo, phi, act, med, sigma, cutoff, wt, fs, ist):  # pr
         isig[q] = sigma[q]
         iact[q] = act[q]
     n = k
-    for _ in range(100):
+    for _ in range(WINSOR_MAXITER):
         nact = _count(n, iact)
         if nact == 0:
             break
         if 2 * nact <= n:
-            nm = _plan(n, nact, iact, to, frm)
-            _move_cols(wt, wt, to, frm, nm)
-            _move(imap, to, frm, nm)
-            _move(ilo, to, frm, nm)
-            _move(ihi, to, frm, nm)
-            _move(imed, to, frm, nm)
-            _move(isig, to, frm, nm)
-            for q in range(nact):
-                iact[q] = 1
+            _winsor_pack(n, nact, iact, to, frm, wt, imap, ilo, ihi, imed, isig)
             n = nact
         kl = ilo[:n]
         kh = ihi[:n]
@@ -541,69 +624,26 @@ def _winsor_scale(src, k, plo, phi, act, med, sigma, cutoff, wt, fs, ist):  # pr
             m1[q] = 0.0
             m2[q] = 0.0
         if n < _FEW:
-            for q in range(n):
-                x0 = a0[q]
-                x1 = a1[q]
-                acc = 0.0
-                for i in range(kl[q], kh[q]):
-                    v = wt[i, q]
-                    v = x0 if v < x0 else (x1 if v > x1 else v)
-                    wt[i, q] = v
-                    acc += v
-                mw = acc / max(kh[q] - kl[q], 1)
-                m1[q] = mw
-                acc = 0.0
-                for i in range(kl[q], kh[q]):
-                    d = wt[i, q] - mw
-                    acc += d * d
-                m2[q] = acc
-        # rows outside every slot's kept range are left alone: they are never read
-        r0, r1, r2, r3 = _row_spans(n if n >= _FEW else 0, kl, kh)
-        for i in range(r0, r3):
-            row = wt[i, :n]
-            if r1 <= i < r2:
-                for q in range(n):
-                    v = row[q]
-                    v = a0[q] if v < a0[q] else (a1[q] if v > a1[q] else v)
-                    row[q] = v
-                    m1[q] += v
-            else:
-                for q in range(n):
-                    v = row[q]
-                    v = a0[q] if v < a0[q] else (a1[q] if v > a1[q] else v)
-                    row[q] = v
-                    keep = (i >= kl[q]) & (i < kh[q])
-                    m1[q] += v if keep else 0.0
-        for q in range(n if n >= _FEW else 0):
-            m1[q] = m1[q] / max(kh[q] - kl[q], 1)  # the winsorized mean
-        for i in range(r0, r3):
-            row = wt[i, :n]
-            if r1 <= i < r2:
-                for q in range(n):
-                    d = row[q] - m1[q]
-                    m2[q] += d * d
-            else:
-                for q in range(n):
-                    keep = (i >= kl[q]) & (i < kh[q])
-                    d = row[q] - m1[q]
-                    m2[q] += d * d if keep else 0.0
+            _winsorize_columns(wt, n, kl, kh, a0, a1, m1, m2)
+        else:
+            _winsorize_rows(wt, n, kl, kh, a0, a1, m1, m2)
         for q in range(n):
             m = kh[q] - kl[q]
             sigma0 = sg[q]
-            snew = 1.134 * math.sqrt(m2[q] / max(m - 1, 1))
+            snew = WINSOR_SIGMA_FACTOR * math.sqrt(m2[q] / max(m - 1, 1))
             going = iact[q] != 0
             sg[q] = snew if going else sigma0
-            iact[q] = going & (not (abs(snew - sigma0) <= 0.0005 * sigma0))
+            iact[q] = going & (not (abs(snew - sigma0) <= WINSOR_TOLERANCE * sigma0))
         for q in range(n):
             sigma[imap[q]] = sg[q]
 
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 def _winsorized_tile(t, tw, nvalid, lo, hi, params, tp, wt, fs, ist):  # pragma: no cover
-    """Winsorized sigma clipping (rejection code 2); ``wt`` (float64, N x 256) is the copy."""
-    low, high = params[0], params[1]
-    maxiters = int(params[4])
-    cutoff = params[5]
+    """Winsorized sigma clipping (``REJ_WINSORIZED``); ``wt`` (float64, N x TILE) is the copy."""
+    low, high = params[P_LOW], params[P_HIGH]
+    maxiters = int(params[P_MAXITERS])
+    cutoff = params[P_CUTOFF]
     med, sigma, mean, blo, bhi, acc = fs[0], fs[1], fs[2], fs[3], fs[4], fs[5]
     idx, plo, phi, act, nlo, nhi = ist[0], ist[1], ist[2], ist[3], ist[4], ist[5]
     to, frm = ist[6], ist[7]
@@ -627,12 +667,110 @@ def _winsorized_tile(t, tw, nvalid, lo, hi, params, tp, wt, fs, ist):  # pragma:
         k = kn
 
 
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _line_sums(src, k, kl, kh, r0, kf, a1, a2):  # pragma: no cover
+    """Sums of ``y = x - r0`` and ``j y`` over the kept values ``x`` of each slot, at rank
+    ``j`` from the start of its range; ``r0`` (its first kept value) and ``kf`` (the
+    start as a float) are set here."""
+    nf = src.shape[0]
+    for q in range(k):
+        r0[q] = np.float64(src[min(kl[q], nf - 1), q])
+        kf[q] = np.float64(kl[q])
+        a1[q] = 0.0
+        a2[q] = 0.0
+    if k < _FEW:
+        for q in range(k):
+            l0 = kl[q]
+            ref = r0[q]
+            u = 0.0
+            w = 0.0
+            for i in range(l0, kh[q]):
+                y = np.float64(src[i, q]) - ref
+                u += y
+                w += (i - l0) * y
+            a1[q] = u
+            a2[q] = w
+        return
+    # the rank j = i - lo as a float: float(i) - float(lo) is the same exact integer
+    i0, i1, i2, i3 = _row_spans(k, kl, kh)
+    for i in range(i0, i3):
+        row = src[i, :k]
+        fi = np.float64(i)
+        if i1 <= i < i2:
+            for q in range(k):
+                y = np.float64(row[q]) - r0[q]
+                a1[q] += y
+                a2[q] += (fi - kf[q]) * y
+        else:
+            for q in range(k):
+                keep = (i >= kl[q]) & (i < kh[q])
+                y = np.float64(row[q]) - r0[q]
+                y = y if keep else 0.0
+                a1[q] += y
+                a2[q] += (fi - kf[q]) * y if keep else 0.0
+
+
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _line_deviation(src, k, kl, kh, kf, ca, cb, ad):  # pragma: no cover
+    """Mean absolute deviation of each slot's kept values from its line ``ca + cb j``."""
+    for q in range(k):
+        ad[q] = 0.0
+    if k < _FEW:
+        for q in range(k):
+            l0 = kl[q]
+            aq = ca[q]
+            bq = cb[q]
+            u = 0.0
+            for i in range(l0, kh[q]):
+                u += abs(np.float64(src[i, q]) - (aq + bq * (i - l0)))
+            ad[q] = u
+    else:
+        i0, i1, i2, i3 = _row_spans(k, kl, kh)
+        for i in range(i0, i3):
+            row = src[i, :k]
+            fi = np.float64(i)
+            if i1 <= i < i2:
+                for q in range(k):
+                    ad[q] += abs(np.float64(row[q]) - (ca[q] + cb[q] * (fi - kf[q])))
+            else:
+                for q in range(k):
+                    keep = (i >= kl[q]) & (i < kh[q])
+                    d = abs(np.float64(row[q]) - (ca[q] + cb[q] * (fi - kf[q])))
+                    ad[q] += d if keep else 0.0
+    for q in range(k):
+        ad[q] = ad[q] / max(kh[q] - kl[q], 1)
+
+
+@njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
+def _peel_ends(src, k, kl, kh, ca, cb, ad, low, high, act, nlo, nhi):  # pragma: no cover
+    """Peel outliers off the ends of each kept range: the first value within ``low``
+    (``high``) deviations below (above) the line stops each side.  A slot whose
+    deviation is 0 stops iterating."""
+    for q in range(k):
+        a = kl[q]
+        b = kh[q]
+        sq = ad[q]
+        if act[q] == 0 or sq <= 0:
+            act[q] = 0
+            nlo[q] = a
+            nhi[q] = b
+            continue
+        l0 = a
+        aq = ca[q]
+        bq = cb[q]
+        while a < b and (aq + bq * (a - l0) - src[a, q]) > low * sq:
+            a += 1
+        while b > a and (src[b - 1, q] - (aq + bq * (b - 1 - l0))) > high * sq:
+            b -= 1
+        nlo[q] = a
+        nhi[q] = b
+
+
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 def _linearfit_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no cover
-    """Linear fit clipping (rejection code 3): line through the sorted values vs rank."""
-    nf = t.shape[0]
-    low, high = params[0], params[1]
-    maxiters = int(params[4])
+    """Linear fit clipping (``REJ_LINEARFIT``): line through the sorted values vs rank."""
+    low, high = params[P_LOW], params[P_HIGH]
+    maxiters = int(params[P_MAXITERS])
     y0, sy, sxy, fa, fb, sig, fl = fs[0], fs[1], fs[2], fs[3], fs[4], fs[5], fs[6]
     idx, plo, phi, act, nlo, nhi = ist[0], ist[1], ist[2], ist[3], ist[4], ist[5]
     to, frm = ist[6], ist[7]
@@ -647,41 +785,8 @@ def _linearfit_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no c
         r0 = y0[:k]
         a1 = sy[:k]
         a2 = sxy[:k]
-        # the rank j = i - lo as a float: float(i) - float(lo) is the same exact integer
         kf = fl[:k]
-        for q in range(k):
-            r0[q] = np.float64(src[min(kl[q], nf - 1), q])
-            kf[q] = np.float64(kl[q])
-            a1[q] = 0.0
-            a2[q] = 0.0
-        if k < _FEW:
-            for q in range(k):
-                l0 = kl[q]
-                ref = r0[q]
-                u = 0.0
-                w = 0.0
-                for i in range(l0, kh[q]):
-                    y = np.float64(src[i, q]) - ref
-                    u += y
-                    w += (i - l0) * y
-                a1[q] = u
-                a2[q] = w
-        i0, i1, i2, i3 = _row_spans(k if k >= _FEW else 0, kl, kh)
-        for i in range(i0, i3):
-            row = src[i, :k]
-            fi = np.float64(i)
-            if i1 <= i < i2:
-                for q in range(k):
-                    y = np.float64(row[q]) - r0[q]
-                    a1[q] += y
-                    a2[q] += (fi - kf[q]) * y
-            else:
-                for q in range(k):
-                    keep = (i >= kl[q]) & (i < kh[q])
-                    y = np.float64(row[q]) - r0[q]
-                    y = y if keep else 0.0
-                    a1[q] += y
-                    a2[q] += (fi - kf[q]) * y if keep else 0.0
+        _line_sums(src, k, kl, kh, r0, kf, a1, a2)
         ca = fa[:k]
         cb = fb[:k]
         for q in range(k):
@@ -694,49 +799,8 @@ def _linearfit_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no c
             cb[q] = b
             ca[q] = (a1[q] - b * sx) / m + r0[q]
         ad = sig[:k]
-        for q in range(k):
-            ad[q] = 0.0
-        if k < _FEW:
-            for q in range(k):
-                l0 = kl[q]
-                aq = ca[q]
-                bq = cb[q]
-                u = 0.0
-                for i in range(l0, kh[q]):
-                    u += abs(np.float64(src[i, q]) - (aq + bq * (i - l0)))
-                ad[q] = u
-        for i in range(i0, i3):
-            row = src[i, :k]
-            fi = np.float64(i)
-            if i1 <= i < i2:
-                for q in range(k):
-                    ad[q] += abs(np.float64(row[q]) - (ca[q] + cb[q] * (fi - kf[q])))
-            else:
-                for q in range(k):
-                    keep = (i >= kl[q]) & (i < kh[q])
-                    d = abs(np.float64(row[q]) - (ca[q] + cb[q] * (fi - kf[q])))
-                    ad[q] += d if keep else 0.0
-        for q in range(k):
-            ad[q] = ad[q] / max(kh[q] - kl[q], 1)
-        # peel outliers off the ends: the first value that passes stops each side
-        for q in range(k):
-            a = kl[q]
-            b = kh[q]
-            sq = ad[q]
-            if act[q] == 0 or sq <= 0:
-                act[q] = 0
-                nlo[q] = a
-                nhi[q] = b
-                continue
-            l0 = a
-            aq = ca[q]
-            bq = cb[q]
-            while a < b and (aq + bq * (a - l0) - src[a, q]) > low * sq:
-                a += 1
-            while b > a and (src[b - 1, q] - (aq + bq * (b - 1 - l0))) > high * sq:
-                b -= 1
-            nlo[q] = a
-            nhi[q] = b
+        _line_deviation(src, k, kl, kh, kf, ca, cb, ad)
+        _peel_ends(src, k, kl, kh, ca, cb, ad, low, high, act, nlo, nhi)
         kn = _advance(src, first, tp, k, 3, lo, hi, idx, plo, phi, nlo, nhi, act, to, frm)
         if kn < k:
             first = False
@@ -746,14 +810,14 @@ def _linearfit_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no c
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 def _gesd_tile(t, tw, nvalid, lo, hi, params, lam, fs, ist):  # pragma: no cover
-    """Generalized ESD (rejection code 6): every pixel's step ``k`` at once.
+    """Generalized ESD (``REJ_GESD``): every pixel's step ``k`` at once.
 
     The number of outliers is the last step whose statistic exceeds its
     critical value, and the steps remove values in order, so the kept range
     is the one left after that step: it is recorded there and then.
     """
     nf = t.shape[0]
-    frac = params[0]
+    frac = params[P_FRACTION]
     mean, std, acc = fs[0], fs[1], fs[2]
     act, nr, clo, chi = ist[0], ist[1], ist[2], ist[3]
     rmax = 0
@@ -800,7 +864,7 @@ def _gesd_tile(t, tw, nvalid, lo, hi, params, lam, fs, ist):  # pragma: no cover
 
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, inline="always")
 def _percentile_tile(t, tw, lo, hi, params, fs, ist):  # pragma: no cover
-    """Percentile clipping (rejection code 4): one pass about the median."""
+    """Percentile clipping (``REJ_PERCENTILE``): one pass about the median."""
     med, blo, bhi = fs[0], fs[1], fs[2]
     _median_tile(t, tw, lo, hi, med)
     for p in range(tw):
@@ -808,8 +872,8 @@ def _percentile_tile(t, tw, lo, hi, params, fs, ist):  # pragma: no cover
         am = abs(m)
         skip = (m == 0) | (hi[p] - lo[p] == 0)
         # NaN bounds: no comparison holds, nothing is clipped
-        blo[p] = np.nan if skip else m - params[0] * am
-        bhi[p] = np.nan if skip else m + params[1] * am
+        blo[p] = np.nan if skip else m - params[P_LOW] * am
+        bhi[p] = np.nan if skip else m + params[P_HIGH] * am
     _clip_ends(t, tw, lo, hi, blo, bhi, ist[0], ist[1])
     for p in range(tw):
         lo[p] = ist[0, p]
@@ -820,9 +884,9 @@ def _percentile_tile(t, tw, lo, hi, params, fs, ist):  # pragma: no cover
 def reject_tile(t, tw, nvalid, rej, params, lam, lo, hi, tp, wt, fs, ist):  # pragma: no cover
     """Kept ranges ``[lo[p], hi[p])`` of the pixels ``p < tw`` of a sorted tile.
 
-    The same integers as ``_reject(t, p, nvalid[p], rej, params, lam,
-    scratch)`` of :mod:`._kernels` for every pixel, computed for the whole
-    tile at once.
+    For every pixel the same integers as the per-pixel definition of the
+    algorithm (see the module's docstring), computed for the whole tile at
+    once.
 
     Parameters
     ----------
@@ -830,33 +894,33 @@ def reject_tile(t, tw, nvalid, rej, params, lam, lo, hi, tp, wt, fs, ist):  # pr
         Sorted tile: every column ``t[:, p]`` ascending, its first
         ``nvalid[p]`` values valid, the rest +inf.  Not modified.
     tw : int
-        Number of pixels (columns) in use, at most 256.
+        Number of pixels (columns) in use, at most ``TILE``.
     nvalid : int (>= tw,)
         Number of valid values of each pixel.
     rej, params, lam :
-        Rejection code (0 none, 1 sigma, 2 winsorized, 3 linear fit,
-        4 percentile, 5 min/max, 6 GESD), its parameters and the GESD
-        critical values ``lam[n, k]``, as for ``_reject``.
+        Rejection code (a ``REJ_*`` of :mod:`._codes`; ``REJ_NONE`` keeps
+        every valid value), its parameters (read at the ``P_*`` indices of
+        :mod:`._codes`) and the GESD critical values ``lam[n, k]``.
     lo, hi : int64 (>= tw,)
         Output: the kept ranges.
     tp, wt, fs, ist :
-        Scratch from :func:`reject_scratch`: float32 (N, 256), float64
-        (N, 256), float64 (NFSTATE, 256), int32 (NISTATE, 256).
+        Scratch from :func:`reject_scratch`: float32 (N, TILE), float64
+        (N, TILE), float64 (NFSTATE, TILE), int32 (NISTATE, TILE).
     """
     for p in range(tw):
         lo[p] = 0
         hi[p] = nvalid[p]
-    if rej == 1:
+    if rej == REJ_SIGMA:
         _sigma_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist)
-    elif rej == 2:
+    elif rej == REJ_WINSORIZED:
         _winsorized_tile(t, tw, nvalid, lo, hi, params, tp, wt, fs, ist)
-    elif rej == 3:
+    elif rej == REJ_LINEARFIT:
         _linearfit_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist)
-    elif rej == 4:
+    elif rej == REJ_PERCENTILE:
         _percentile_tile(t, tw, lo, hi, params, fs, ist)
-    elif rej == 5:
-        nlow = int(params[0])
-        nhigh = int(params[1])
+    elif rej == REJ_MINMAX:
+        nlow = int(params[P_NLOW])
+        nhigh = int(params[P_NHIGH])
         for p in range(tw):
             n = hi[p]
             mid = (n - 1) // 2
@@ -866,5 +930,5 @@ def reject_tile(t, tw, nvalid, rej, params, lam, lo, hi, tp, wt, fs, ist):  # pr
             # no valid value: nothing to keep
             lo[p] = a if n > 0 else 0
             hi[p] = b if n > 0 else 0
-    elif rej == 6:
+    elif rej == REJ_GESD:
         _gesd_tile(t, tw, nvalid, lo, hi, params, lam, fs, ist)

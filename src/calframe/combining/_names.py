@@ -1,7 +1,7 @@
 """The rejection algorithms by name: one vocabulary for the command line and the runs.
 
 Siril's names (``minmax`` is IRAF's), each with what its two limits mean and
-the defaults of its settings class in :mod:`calframe.combine`.
+the defaults of its settings class in :mod:`calframe.combining`.
 """
 
 from __future__ import annotations

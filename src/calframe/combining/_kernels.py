@@ -7,14 +7,14 @@ sorting network orders the N values of every pixel at once (the inner loop
 runs over pixels, so the compiler vectorises it).  Rejection then works on
 the sorted values of each pixel, always keeping a contiguous range
 ``[lo, hi)`` of them (:func:`._reject_tile.reject_tile` runs the pixels of
-the tile side by side; ``_reject`` here is its per-pixel definition, which
-the tests compare it with), and the kept range is turned into value bounds
-with which the unsorted values (and their uncertainties and weights) are
-summed.
+the tile side by side; the tests hold the per-pixel definitions of the
+algorithms and compare it with them), and the kept range is turned into
+value bounds with which the unsorted values (and their uncertainties and
+weights) are summed.
 
-numba's cache is keyed on this file: after a change to ``_reject_tile.py``
-alone, touch this file (or empty the cache) so that ``combine_block`` is
-compiled again.
+numba's cache is keyed on this file: after a change to ``_reject_tile.py``,
+``_codes.py`` or ``calframe._stats`` alone, touch this file (or empty the
+cache) so that ``combine_block`` is compiled again.
 
 Masked and non-finite values enter as NaN; they are set to +inf before the
 sort, so that the ``n`` valid values of a pixel are its first ``n`` sorted
@@ -33,20 +33,21 @@ import math
 import numpy as np
 from numba import njit
 
-from ._codes import METHOD_CODES, REJECTION_CODES
+from ._codes import (
+    METHOD_MEDIAN,
+    METHOD_SUM,
+    P_CENTER_MEAN,
+    P_HIGH,
+    P_LOW,
+    P_MAXITERS,
+    P_SCALE_MAD,
+    REJ_NONE,
+    REJ_SIGMA,
+    TILE,
+)
 from ._reject_tile import reject_scratch, reject_tile
 
-__all__ = [
-    "METHOD_CODES",
-    "REJECTION_CODES",
-    "TILE",
-    "combine_block",
-    "decode_i2be",
-    "sorting_network",
-]
-
-TILE = 256
-
+__all__ = ["combine_block", "decode_i2be", "sorting_network"]
 
 
 def sorting_network(n: int) -> np.ndarray:
@@ -187,215 +188,6 @@ def _median_variance(var1, f2n, a_per_s, quant2):  # pragma: no cover
 
 
 @njit(nogil=True)
-def _mean_std(t, p, lo, hi):  # pragma: no cover
-    n = hi - lo
-    if n <= 0:
-        return np.nan, np.nan
-    ref = np.float64(t[lo, p])
-    s = 0.0
-    ss = 0.0
-    for j in range(lo, hi):
-        d = np.float64(t[j, p]) - ref
-        s += d
-        ss += d * d
-    mean = s / n
-    if n < 2:
-        return ref + mean, 0.0
-    var = (ss - s * mean) / (n - 1)
-    return ref + mean, math.sqrt(var) if var > 0 else 0.0
-
-
-@njit(nogil=True)
-def _mad_sorted(t, p, lo, hi, m):  # pragma: no cover
-    """Median absolute deviation from ``m`` of the sorted values t[lo:hi, p]."""
-    n = hi - lo
-    # split point: first index with value > m
-    k = lo
-    while k < hi and t[k, p] <= m:
-        k += 1
-    left = k - 1  # walks down: deviations m - t grow
-    right = k     # walks up: deviations t - m grow
-    ka = (n - 1) // 2
-    kb = n // 2
-    da = 0.0
-    db = 0.0
-    for step in range(kb + 1):
-        if left >= lo and (right >= hi or m - t[left, p] <= t[right, p] - m):
-            d = m - np.float64(t[left, p])
-            left -= 1
-        else:
-            d = np.float64(t[right, p]) - m
-            right += 1
-        if step == ka:
-            da = d
-        if step == kb:
-            db = d
-    return 0.5 * (da + db)
-
-
-@njit(nogil=True)
-def _clip_range(t, p, lo, hi, low_bound, high_bound):  # pragma: no cover
-    """Shrink [lo, hi) of sorted values to those within [low_bound, high_bound]."""
-    while lo < hi and t[lo, p] < low_bound:
-        lo += 1
-    while hi > lo and t[hi - 1, p] > high_bound:
-        hi -= 1
-    return lo, hi
-
-
-@njit(nogil=True)
-def _reject(t, p, n, rej, params, lam, scratch):  # pragma: no cover
-    """Kept range [lo, hi) of the n valid sorted values of pixel p."""
-    lo = 0
-    hi = n
-    if rej == 0 or n == 0:
-        return lo, hi
-    if rej == 1:  # sigma clipping
-        low, high = params[0], params[1]
-        center_mean = params[2] > 0.5
-        use_mad = params[3] > 0.5
-        maxiters = int(params[4])
-        it = 0
-        while maxiters < 0 or it < maxiters:
-            it += 1
-            if hi - lo < 2:
-                break
-            mean, std = _mean_std(t, p, lo, hi)
-            med = _median_sorted(t, p, lo, hi)
-            c = mean if center_mean else med
-            if use_mad:
-                s = 1.482602218505602 * _mad_sorted(t, p, lo, hi, c)
-            else:
-                s = std
-            nlo, nhi = _clip_range(t, p, lo, hi, c - low * s, c + high * s)
-            if nlo == lo and nhi == hi:
-                break
-            lo, hi = nlo, nhi
-        return lo, hi
-    if rej == 2:  # winsorized sigma clipping (Siril / PixInsight)
-        low, high = params[0], params[1]
-        maxiters = int(params[4])
-        cutoff = params[5]
-        it = 0
-        while maxiters < 0 or it < maxiters:
-            it += 1
-            m = hi - lo
-            if m < 3:
-                break
-            med = _median_sorted(t, p, lo, hi)
-            _, sigma = _mean_std(t, p, lo, hi)
-            for j in range(m):
-                scratch[j] = t[lo + j, p]
-            for _ in range(100):
-                w0 = med - cutoff * sigma
-                w1 = med + cutoff * sigma
-                s1 = 0.0
-                for j in range(m):
-                    v = scratch[j]
-                    v = w0 if v < w0 else (w1 if v > w1 else v)
-                    scratch[j] = v
-                    s1 += v
-                mw = s1 / m
-                s2 = 0.0
-                for j in range(m):
-                    d = scratch[j] - mw
-                    s2 += d * d
-                sigma0 = sigma
-                sigma = 1.134 * math.sqrt(s2 / (m - 1))
-                if abs(sigma - sigma0) <= 0.0005 * sigma0:
-                    break
-            nlo, nhi = _clip_range(t, p, lo, hi, med - low * sigma, med + high * sigma)
-            if nlo == lo and nhi == hi:
-                break
-            lo, hi = nlo, nhi
-        return lo, hi
-    if rej == 3:  # linear fit clipping (Siril): line through sorted values vs rank
-        low, high = params[0], params[1]
-        maxiters = int(params[4])
-        it = 0
-        while maxiters < 0 or it < maxiters:
-            it += 1
-            m = hi - lo
-            if m < 3:
-                break
-            sx = 0.0
-            sy = 0.0
-            sxx = 0.0
-            sxy = 0.0
-            y0 = np.float64(t[lo, p])
-            for j in range(m):
-                y = np.float64(t[lo + j, p]) - y0
-                sx += j
-                sy += y
-                sxx += j * j
-                sxy += j * y
-            den = m * sxx - sx * sx
-            b = (m * sxy - sx * sy) / den
-            a = (sy - b * sx) / m + y0
-            sig = 0.0
-            for j in range(m):
-                sig += abs(np.float64(t[lo + j, p]) - (a + b * j))
-            sig /= m
-            if sig <= 0:
-                break
-            nlo = lo
-            nhi = hi
-            # outliers of a sorted stack are at its ends: peel them off
-            while nlo < nhi and (a + b * (nlo - lo) - t[nlo, p]) > low * sig:
-                nlo += 1
-            while nhi > nlo and (t[nhi - 1, p] - (a + b * (nhi - 1 - lo))) > high * sig:
-                nhi -= 1
-            if nlo == lo and nhi == hi:
-                break
-            lo, hi = nlo, nhi
-        return lo, hi
-    if rej == 4:  # percentile clipping (Siril): distance from the median as a fraction of it
-        med = _median_sorted(t, p, lo, hi)
-        if med == 0:
-            return lo, hi
-        am = abs(med)
-        return _clip_range(t, p, lo, hi, med - params[0] * am, med + params[1] * am)
-    if rej == 5:  # min/max: drop nlow lowest and nhigh highest
-        nlow = int(params[0])
-        nhigh = int(params[1])
-        if n - nlow - nhigh >= 1:
-            return nlow, n - nhigh
-        mid = (n - 1) // 2
-        return mid, mid + 1
-    if rej == 6:  # generalized ESD (Rosner 1983)
-        frac = params[0]
-        r = math.floor(n * frac)
-        if r > n - 2:
-            r = n - 2
-        nout = 0
-        clo = lo
-        chi = hi
-        for k in range(r):
-            mean, std = _mean_std(t, p, clo, chi)
-            if std <= 0:
-                break
-            dlo = mean - np.float64(t[clo, p])
-            dhi = np.float64(t[chi - 1, p]) - mean
-            if dhi >= dlo:
-                stat = dhi / std
-                scratch[k] = 1.0
-                chi -= 1
-            else:
-                stat = dlo / std
-                scratch[k] = 0.0
-                clo += 1
-            if stat > lam[n, k]:
-                nout = k + 1
-        for k in range(nout):
-            if scratch[k] > 0.5:
-                hi -= 1
-            else:
-                lo += 1
-        return lo, hi
-    return lo, hi
-
-
-@njit(nogil=True)
 def _per_n_constants(nf, medfac, c4, quant2):  # pragma: no cover
     """Per-count constants of the tile statistics, so that no pixel divides by ``n``.
 
@@ -435,12 +227,12 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, ranged,
         for p in range(tw):
             lo[p] = 0
             hi[p] = nvalid[p]
-    if not ranged and need_sort and rej == 1 and params[3] < 0.5:
+    if not ranged and need_sort and rej == REJ_SIGMA and params[P_SCALE_MAD] < 0.5:
         # sigma clipping with the standard deviation: iterate the whole tile
-        low = params[0]
-        high = params[1]
-        center_mean = params[2] > 0.5
-        maxiters = int(params[4])
+        low = params[P_LOW]
+        high = params[P_HIGH]
+        center_mean = params[P_CENTER_MEAN] > 0.5
+        maxiters = int(params[P_MAXITERS])
         it = 0
         while maxiters < 0 or it < maxiters:
             it += 1
@@ -472,7 +264,7 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, ranged,
             if changed == 0:
                 break
     # with no rejection the kept values are the valid ones: no rank test needed
-    _tile_sums(t, tw, nf, lo, hi, need_sort and rej != 0, ref, s1, s2)
+    _tile_sums(t, tw, nf, lo, hi, need_sort and rej != REJ_NONE, ref, s1, s2)
     # counts, and sigma from the scatter (NaN for n < 2; kn: see _per_n_constants)
     for p in range(tw):
         n = hi[p] - lo[p]
@@ -480,14 +272,14 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, ranged,
         out_rej[r, x0 + p] = nvalid[p] - n
         var = (s2[p] - s1[p] * s1[p] * kn[0, n]) * kn[1, n]
         blo[p] = math.sqrt(var if var > 0.0 else 0.0) * kn[2, n]
-    if method == 0:
+    if method == METHOD_MEDIAN:
         for p in range(tw):
             n = hi[p] - lo[p]
             s = blo[p]
             out_unc[r, x0 + p] = math.sqrt(_median_variance(s * s, kn[4, n], kn[5, n], quant2))
             out_data[r, x0 + p] = _median_sorted(t, p, lo[p], hi[p]) if n > 0 else np.nan
     else:
-        scale = nframes_total if method == 2 else 1.0
+        scale = nframes_total if method == METHOD_SUM else 1.0
         for p in range(tw):
             n = hi[p] - lo[p]
             out_data[r, x0 + p] = (ref[p] + s1[p] * kn[0, n]) * scale
@@ -569,6 +361,196 @@ def _weighted_sums(buf, ubuf, has_unc, ivar, mul, add, fweight, r, x0, tw,
             sxx[p] += d * d
 
 
+@njit(nogil=True)
+def _load_tile(buf, ubuf, has_unc, ivar, mul, add, r, x0, tw, t, nv):  # pragma: no cover
+    """Load and normalise a tile of row ``r`` into ``t``; invalid values become +inf.
+
+    ``nv`` (int32, ``tw``) gets the number of valid values of each pixel.  The
+    loops run along 1-D row views, which the compiler vectorises (indexing
+    the 3-D block inside the loop defeats that).
+    """
+    inf = np.float32(np.inf)
+    nv[:] = 0
+    for i in range(buf.shape[0]):
+        mi = np.float32(mul[i])
+        ai = np.float32(add[i])
+        row = buf[i, r, x0:x0 + tw]
+        dst = t[i, :tw]
+        if has_unc:
+            urow = ubuf[i, r, x0:x0 + tw]
+            for p in range(tw):
+                v = row[p]
+                u = urow[p]
+                ok = (abs(v) < inf) & (abs(u) < inf) & ((u > 0) | (not ivar))
+                dst[p] = v * mi + ai if ok else inf
+                nv[p] += np.int32(ok)
+        else:
+            for p in range(tw):
+                v = row[p]
+                ok = abs(v) < inf
+                dst[p] = v * mi + ai if ok else inf
+                nv[p] += np.int32(ok)
+
+
+@njit(nogil=True)
+def _sort_tile(t, tw, pairs):  # pragma: no cover
+    """Sort every column of the tile by the compare-exchange network ``pairs``."""
+    for k in range(pairs.shape[0]):
+        ra = t[pairs[k, 0], :tw]
+        rb = t[pairs[k, 1], :tw]
+        for p in range(tw):
+            xa = ra[p]
+            xb = rb[p]
+            ra[p] = min(xa, xb)
+            rb[p] = max(xa, xb)
+
+
+@njit(nogil=True)
+def _count_equal(t, p, lo, hi, v):  # pragma: no cover
+    """How many of the sorted values t[lo:hi, p] equal ``v``."""
+    c = 0
+    for j in range(lo, hi):
+        if t[j, p] == v:
+            c += 1
+    return c
+
+
+@njit(nogil=True)
+def _kept_bounds(t, tw, nf, nvalid, need_sort, ranged, lo_i, hi_i,
+                 kept, vlo, vhi, klo, khi, med, ref):  # pragma: no cover
+    """The kept values of each pixel as value bounds, for the sums over unsorted frames.
+
+    A value is kept when it lies in ``[vlo, vhi]``; of the values equal to a
+    bound only the first ``klo`` (``khi``) count, as many as the kept range
+    holds.  Unsorted tiles keep every valid value.  ``med`` is the median of
+    the kept values (sorted tiles) and ``ref`` the reference value of the
+    sums: the median, or NaN (the first value summed becomes it).
+    """
+    inf = np.float32(np.inf)
+    for p in range(tw):
+        lo, hi = 0, nvalid[p]
+        if ranged:
+            lo, hi = lo_i[p], hi_i[p]
+        kept[p] = hi - lo
+        if hi <= lo:
+            vlo[p] = inf
+            vhi[p] = -inf
+            med[p] = np.nan
+        elif need_sort:
+            vlo[p] = t[lo, p]
+            vhi[p] = t[hi - 1, p]
+            klo[p] = _count_equal(t, p, lo, hi, vlo[p])
+            khi[p] = _count_equal(t, p, lo, hi, vhi[p])
+            med[p] = _median_sorted(t, p, lo, hi)
+        else:
+            vlo[p] = -inf
+            vhi[p] = inf
+            klo[p] = nf
+            khi[p] = nf
+            med[p] = 0.0
+        ref[p] = med[p] if need_sort and hi > lo else np.nan
+
+
+@njit(nogil=True)
+def _first_valid(t, tw, nf, ref):  # pragma: no cover
+    """Where ``ref`` is NaN, the pixel's first valid value of the tile (0.0 if none)."""
+    inf = np.float32(np.inf)
+    for p in range(tw):
+        if ref[p] != ref[p]:
+            ref[p] = 0.0
+            for i in range(nf):
+                if t[i, p] < inf:
+                    ref[p] = np.float64(t[i, p])
+                    break
+
+
+@njit(nogil=True)
+def _kept_weighted_sums(buf, ubuf, has_unc, ivar, mul, add, fweight, r, x0, tw,
+                        vlo, vhi, klo, khi, ref, sw, swx, sw2, sw2u2, su2, sx,
+                        sxx):  # pragma: no cover
+    """Weighted sums over the kept values (``_kept_bounds``) of a tile, in frame order.
+
+    ``klo``/``khi`` are used up.  Where ``ref`` is NaN the first kept value
+    becomes the reference.
+    """
+    inf = np.float32(np.inf)
+    for i in range(buf.shape[0]):
+        mi = np.float32(mul[i])
+        ai = np.float32(add[i])
+        am = abs(mul[i])
+        for p in range(tw):
+            v = buf[i, r, x0 + p]
+            ok = abs(v) < inf
+            u = 0.0
+            if has_unc:
+                u = np.float64(ubuf[i, r, x0 + p]) * am
+                ok = ok and abs(u) < np.inf and (u > 0 or not ivar)
+            if not ok:
+                continue
+            xv = v * mi + ai
+            if xv < vlo[p] or xv > vhi[p]:
+                continue
+            if xv == vlo[p]:
+                if klo[p] <= 0:
+                    continue
+                klo[p] -= 1
+                if xv == vhi[p]:
+                    khi[p] -= 1
+            elif xv == vhi[p]:
+                if khi[p] <= 0:
+                    continue
+                khi[p] -= 1
+            w = fweight[i]
+            if ivar:
+                w = w / (u * u)
+            xd = np.float64(xv)
+            if ref[p] != ref[p]:
+                ref[p] = xd
+            d = xd - ref[p]
+            sw[p] += w
+            swx[p] += w * d
+            sw2[p] += w * w
+            sw2u2[p] += w * w * u * u
+            su2[p] += u * u
+            sx[p] += d
+            sxx[p] += d * d
+
+
+@njit(nogil=True)
+def _weighted_outputs(r, x0, tw, nvalid, kept, has_unc, method, c4, kn, quant2,
+                      nframes_total, med, ref, sw, swx, sw2, sw2u2, su2, sx, sxx,
+                      out_data, out_unc, out_n, out_rej):  # pragma: no cover
+    """Counts, values and uncertainties of a tile from its weighted sums."""
+    for p in range(tw):
+        n = kept[p]
+        ox = x0 + p
+        out_n[r, ox] = n
+        out_rej[r, ox] = nvalid[p] - n
+        if n == 0:
+            out_data[r, ox] = np.nan
+            out_unc[r, ox] = np.nan
+            continue
+        s = np.nan
+        if n >= 2:
+            var = (sxx[p] - sx[p] * sx[p] / n) / (n - 1)
+            s = (math.sqrt(var) if var > 0 else 0.0) / c4[n]
+        if method == METHOD_MEDIAN:
+            val = med[p]
+            var1 = su2[p] / n if has_unc else s * s
+            unc = math.sqrt(_median_variance(var1, kn[4, n], kn[5, n], quant2))
+        else:
+            val = ref[p] + swx[p] / sw[p]
+            if has_unc:
+                unc = math.sqrt(sw2u2[p]) / sw[p]
+            else:
+                unc = s * math.sqrt(sw2[p]) / sw[p]
+            if method == METHOD_SUM:
+                val *= nframes_total
+                unc *= nframes_total
+        out_data[r, ox] = val
+        out_unc[r, ox] = unc
+
+
 @njit(nogil=True, cache=True)
 def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, params,
                   lam, pairs, medfac, c4, quant2, nframes_total, simple,
@@ -582,8 +564,9 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
     mul, add : float64 (N,); normalisation ``x' = x * mul + add``.
     fweight : float64 (N,); per-frame weights (mean and sum only).
     ivar : multiply the weights by 1/sigma^2 of each value.
-    method : 0 median, 1 mean, 2 sum.
-    rej, params, lam : rejection code, its parameters, GESD critical values.
+    method : a ``METHOD_*`` code of :mod:`._codes`.
+    rej, params, lam : rejection code (``REJ_*``), its parameters (read at
+        the ``P_*`` indices of :mod:`._codes`), GESD critical values.
     pairs : int64 (K, 2) sorting network for N values.
     medfac : float64; sqrt(n Var(median_n)) for unit Gaussians, by n.
     c4 : float64; E[s]/sigma for n Gaussian values, by n.
@@ -594,72 +577,40 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
     """
     nf = buf.shape[0]
     nx = buf.shape[2]
-    T = 256
-    t = np.empty((nf, T), dtype=np.float32)
-    nvalid = np.zeros(T, dtype=np.int32)
-    vlo = np.empty(T, dtype=np.float32)
-    vhi = np.empty(T, dtype=np.float32)
-    klo = np.zeros(T, dtype=np.int64)
-    khi = np.zeros(T, dtype=np.int64)
-    kept = np.zeros(T, dtype=np.int64)
-    lo_i = np.zeros(T, dtype=np.int64)
-    hi_i = np.zeros(T, dtype=np.int64)
-    b_lo = np.zeros(T, dtype=np.float64)
-    b_hi = np.zeros(T, dtype=np.float64)
-    med = np.empty(T, dtype=np.float64)
-    sw = np.zeros(T, dtype=np.float64)
-    swx = np.zeros(T, dtype=np.float64)
-    sw2 = np.zeros(T, dtype=np.float64)
-    sw2u2 = np.zeros(T, dtype=np.float64)
-    su2 = np.zeros(T, dtype=np.float64)
-    sx = np.zeros(T, dtype=np.float64)
-    sxx = np.zeros(T, dtype=np.float64)
-    ref = np.zeros(T, dtype=np.float64)
-    tp, wt, fs, ist = reject_scratch(nf if rej != 0 else 1)
-    need_sort = method == 0 or rej != 0
-    ranged = need_sort and rej != 0 and not (simple and rej == 1 and params[3] < 0.5)
-    inf = np.float32(np.inf)
-    npairs = pairs.shape[0]
+    t = np.empty((nf, TILE), dtype=np.float32)
+    nvalid = np.zeros(TILE, dtype=np.int32)
+    vlo = np.empty(TILE, dtype=np.float32)
+    vhi = np.empty(TILE, dtype=np.float32)
+    klo = np.zeros(TILE, dtype=np.int64)
+    khi = np.zeros(TILE, dtype=np.int64)
+    kept = np.zeros(TILE, dtype=np.int64)
+    lo_i = np.zeros(TILE, dtype=np.int64)
+    hi_i = np.zeros(TILE, dtype=np.int64)
+    b_lo = np.zeros(TILE, dtype=np.float64)
+    b_hi = np.zeros(TILE, dtype=np.float64)
+    med = np.empty(TILE, dtype=np.float64)
+    sw = np.zeros(TILE, dtype=np.float64)
+    swx = np.zeros(TILE, dtype=np.float64)
+    sw2 = np.zeros(TILE, dtype=np.float64)
+    sw2u2 = np.zeros(TILE, dtype=np.float64)
+    su2 = np.zeros(TILE, dtype=np.float64)
+    sx = np.zeros(TILE, dtype=np.float64)
+    sxx = np.zeros(TILE, dtype=np.float64)
+    ref = np.zeros(TILE, dtype=np.float64)
+    tp, wt, fs, ist = reject_scratch(nf if rej != REJ_NONE else 1)
+    need_sort = method == METHOD_MEDIAN or rej != REJ_NONE
+    # sigma clipping by the standard deviation of a simple tile: _simple_tile iterates it
+    ranged = need_sort and rej != REJ_NONE and not (
+        simple and rej == REJ_SIGMA and params[P_SCALE_MAD] < 0.5)
     kn = _per_n_constants(nf, medfac, c4, quant2)
     for r in range(nr):
-        for x0 in range(0, nx, T):
-            tw = min(T, nx - x0)
-            # 1. load and normalise; invalid -> +inf.  The loops run along 1-D
-            # row views, which the compiler vectorises (indexing the 3-D block
-            # inside the loop defeats that).
-            nv = nvalid[:tw]
-            nv[:] = 0
-            for i in range(nf):
-                mi = np.float32(mul[i])
-                ai = np.float32(add[i])
-                row = buf[i, r, x0:x0 + tw]
-                dst = t[i, :tw]
-                if has_unc:
-                    urow = ubuf[i, r, x0:x0 + tw]
-                    for p in range(tw):
-                        v = row[p]
-                        u = urow[p]
-                        ok = (abs(v) < inf) & (abs(u) < inf) & ((u > 0) | (not ivar))
-                        dst[p] = v * mi + ai if ok else inf
-                        nv[p] += np.int32(ok)
-                else:
-                    for p in range(tw):
-                        v = row[p]
-                        ok = abs(v) < inf
-                        dst[p] = v * mi + ai if ok else inf
-                        nv[p] += np.int32(ok)
-            # 2. sort across frames
+        for x0 in range(0, nx, TILE):
+            tw = min(TILE, nx - x0)
+            # 1. load and normalise; 2. sort across frames
+            _load_tile(buf, ubuf, has_unc, ivar, mul, add, r, x0, tw, t, nvalid[:tw])
             if need_sort:
-                for k in range(npairs):
-                    ra = t[pairs[k, 0], :tw]
-                    rb = t[pairs[k, 1], :tw]
-                    for p in range(tw):
-                        xa = ra[p]
-                        xb = rb[p]
-                        ra[p] = min(xa, xb)
-                        rb[p] = max(xa, xb)
-            # 3. rejection -> kept ranges, for the whole tile at once (but sigma
-            # clipping by the standard deviation, which _simple_tile iterates itself)
+                _sort_tile(t, tw, pairs)
+            # 3. rejection -> kept ranges, for the whole tile at once
             if ranged:
                 reject_tile(t, tw, nvalid, rej, params, lam, lo_i, hi_i, tp, wt, fs, ist)
             if simple:
@@ -667,123 +618,21 @@ def combine_block(buf, ubuf, nr, has_unc, mul, add, fweight, ivar, method, rej, 
                              kn, quant2, nframes_total, r, x0, lo_i, hi_i, ref,
                              sx, sxx, b_lo, b_hi, out_data, out_unc, out_n, out_rej)
                 continue
-            for p in range(tw):
-                n = nvalid[p]
-                lo, hi = 0, n
-                if ranged:
-                    lo, hi = lo_i[p], hi_i[p]
-                kept[p] = hi - lo
-                if hi > lo:
-                    if need_sort:
-                        vlo[p] = t[lo, p]
-                        vhi[p] = t[hi - 1, p]
-                        c = 0
-                        for j in range(lo, hi):
-                            if t[j, p] == vlo[p]:
-                                c += 1
-                        klo[p] = c
-                        c = 0
-                        for j in range(lo, hi):
-                            if t[j, p] == vhi[p]:
-                                c += 1
-                        khi[p] = c
-                        med[p] = _median_sorted(t, p, lo, hi)
-                    else:
-                        vlo[p] = -inf
-                        vhi[p] = inf
-                        klo[p] = nf
-                        khi[p] = nf
-                        med[p] = 0.0
-                else:
-                    vlo[p] = inf
-                    vhi[p] = -inf
-                    med[p] = np.nan
-                sw[p] = 0.0
-                swx[p] = 0.0
-                sw2[p] = 0.0
-                sw2u2[p] = 0.0
-                su2[p] = 0.0
-                sx[p] = 0.0
-                sxx[p] = 0.0
-                ref[p] = med[p] if need_sort and hi > lo else np.nan
+            _kept_bounds(t, tw, nf, nvalid, need_sort, ranged, lo_i, hi_i,
+                         kept, vlo, vhi, klo, khi, med, ref)
+            for acc in (sw, swx, sw2, sw2u2, su2, sx, sxx):
+                acc[:tw] = 0.0
             # 4. sums over kept values, in frame order
-            if rej == 0:
+            if rej == REJ_NONE:
                 # every valid value is kept: branch-free, vectorised over pixels
-                for p in range(tw):
-                    if ref[p] != ref[p]:
-                        ref[p] = 0.0
-                        for i in range(nf):
-                            if t[i, p] < inf:
-                                ref[p] = np.float64(t[i, p])
-                                break
+                _first_valid(t, tw, nf, ref)
                 _weighted_sums(buf, ubuf, has_unc, ivar, mul, add, fweight, r, x0, tw,
                                ref, sw, swx, sw2, sw2u2, su2, sx, sxx)
-            for i in range(nf if rej != 0 else 0):
-                mi = np.float32(mul[i])
-                ai = np.float32(add[i])
-                am = abs(mul[i])
-                for p in range(tw):
-                    v = buf[i, r, x0 + p]
-                    ok = abs(v) < inf
-                    u = 0.0
-                    if has_unc:
-                        u = np.float64(ubuf[i, r, x0 + p]) * am
-                        ok = ok and abs(u) < np.inf and (u > 0 or not ivar)
-                    if not ok:
-                        continue
-                    xv = v * mi + ai
-                    if xv < vlo[p] or xv > vhi[p]:
-                        continue
-                    if xv == vlo[p]:
-                        if klo[p] <= 0:
-                            continue
-                        klo[p] -= 1
-                        if xv == vhi[p]:
-                            khi[p] -= 1
-                    elif xv == vhi[p]:
-                        if khi[p] <= 0:
-                            continue
-                        khi[p] -= 1
-                    w = fweight[i]
-                    if ivar:
-                        w = w / (u * u)
-                    xd = np.float64(xv)
-                    if ref[p] != ref[p]:
-                        ref[p] = xd
-                    d = xd - ref[p]
-                    sw[p] += w
-                    swx[p] += w * d
-                    sw2[p] += w * w
-                    sw2u2[p] += w * w * u * u
-                    su2[p] += u * u
-                    sx[p] += d
-                    sxx[p] += d * d
+            else:
+                _kept_weighted_sums(buf, ubuf, has_unc, ivar, mul, add, fweight, r, x0, tw,
+                                    vlo, vhi, klo, khi, ref, sw, swx, sw2, sw2u2, su2,
+                                    sx, sxx)
             # 5. outputs
-            for p in range(tw):
-                n = kept[p]
-                ox = x0 + p
-                out_n[r, ox] = n
-                out_rej[r, ox] = nvalid[p] - n
-                if n == 0:
-                    out_data[r, ox] = np.nan
-                    out_unc[r, ox] = np.nan
-                    continue
-                s = np.nan
-                if n >= 2:
-                    var = (sxx[p] - sx[p] * sx[p] / n) / (n - 1)
-                    s = (math.sqrt(var) if var > 0 else 0.0) / c4[n]
-                if method == 0:
-                    val = med[p]
-                    var1 = su2[p] / n if has_unc else s * s
-                    unc = math.sqrt(_median_variance(var1, kn[4, n], kn[5, n], quant2))
-                else:
-                    val = ref[p] + swx[p] / sw[p]
-                    if has_unc:
-                        unc = math.sqrt(sw2u2[p]) / sw[p]
-                    else:
-                        unc = s * math.sqrt(sw2[p]) / sw[p]
-                    if method == 2:
-                        val *= nframes_total
-                        unc *= nframes_total
-                out_data[r, ox] = val
-                out_unc[r, ox] = unc
+            _weighted_outputs(r, x0, tw, nvalid, kept, has_unc, method, c4, kn, quant2,
+                              nframes_total, med, ref, sw, swx, sw2, sw2u2, su2, sx, sxx,
+                              out_data, out_unc, out_n, out_rej)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._collection import collection_paths
 from ..errors import IncompatibleFramesError, InvalidSettingsError
 from ..provenance import InputRecord, Provenance, set_provenance, sha256_file
 from . import _efficiency
@@ -185,7 +186,7 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
 
     Parameters
     ----------
-    frames : list or iterator of path, CCDData or ndarray
+    frames : list or iterator of path, CCDData or ndarray, or ImageFileCollection
         The frames, all of one shape and unit.  Paths may be anything
         :func:`calframe.read_frame` reads; uncompressed FITS is read by
         offset, other formats are decoded once into a temporary cache.
@@ -251,6 +252,7 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
     >>> bool(abs(out.data[10, 10] - 100) < 10)
     True
     """
+    frames = collection_paths(frames, "combine")
     if method not in METHOD_CODES:
         raise InvalidSettingsError(
             f"method={method!r}: use 'median', 'mean' or 'sum'")
