@@ -450,7 +450,7 @@ class Hdf5File:
             raise
         except (OSError, RuntimeError, ValueError) as err:
             text = " ".join(str(err).split()) or type(err).__name__
-            if "lock" in text.lower():
+            if re.search(r"\block\b|locking", text.lower()):
                 raise FrameReadError(path, f"the HDF5 file is locked ({text})",
                                      "another program (the detector's writer?) has it open "
                                      "for writing; wait for the acquisition to end, or set "

@@ -1,4 +1,4 @@
-"""Exposure-normalised transmission (beamline flat-field normalisation) and dark matching.
+"""Beamline flat-field normalisation: the exposure-normalised transmission, and dark matching.
 
 A projection ``data`` and an open-beam ``flat`` taken at different exposures,
 each with a dark of its own exposure, give the transmission
