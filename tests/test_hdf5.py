@@ -220,3 +220,24 @@ def test_file_locked_by_its_writer(tmp_path):
         assert "HDF5_USE_FILE_LOCKING=FALSE" in message
     finally:
         writer.communicate("")
+
+
+def test_unknown_compression_filter_and_mismatched_parts(tmp_path):
+    path = tmp_path / "odd_filter.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("entry/data/data", shape=(2, 4, 4), dtype=np.uint16,
+                              chunks=(1, 4, 4), compression=31999, allow_unknown_filter=True)
+        for k in range(2):
+            ds.id.write_direct_chunk((k, 0, 0), b"\x00" * 32)
+    assert read_header(path).nframes == 2          # the header needs no decoding
+    with pytest.raises(UnsupportedFormatError, match=r"odd_filter.h5: frame 1 of "
+                       r"/entry/data/data is compressed with a filter HDF5 cannot decode here "
+                       r".*install hdf5plugin"):
+        read_frame(path, frame=1, **OPTS)
+    master = write_eiger(tmp_path, "mixed", _frames(4), per_file=2, compression=None)
+    with h5py.File(tmp_path / "mixed_data_000002.h5", "r+") as g:
+        del g["entry/data/data"]
+        g["entry/data/data"] = np.zeros((2, 5, 5), np.uint32)
+    with pytest.raises(FrameReadError, match=r"mixed_master.h5: the datasets of "
+                       r"/entry/data/data_\* hold frames of different shapes"):
+        read_frame(master, **OPTS)

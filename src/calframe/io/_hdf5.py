@@ -506,7 +506,7 @@ class Hdf5File:
             return np.asarray(part[(*index, slice(None), slice(None))])
         except (OSError, RuntimeError, ValueError) as err:
             text = " ".join(str(err).split()) or type(err).__name__
-            if "filter" in text.lower():
+            if "filter" in text.lower() or "plugin" in text.lower():
                 raise UnsupportedFormatError(
                     self.path, f"frame {frame} of {self.stack.name} is compressed with a "
                     f"filter HDF5 cannot decode here ({text})",
