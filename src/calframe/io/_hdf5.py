@@ -167,7 +167,7 @@ def _signal(group):
     return None
 
 
-def _in_entry(path, entry, name: str) -> _Stack | None:
+def _in_entry(path, entry) -> _Stack | None:
     """The detector data of one entry by NeXus convention and the usual layouts."""
     import h5py
 
@@ -271,7 +271,7 @@ def _find(f, path, dataset: str | None) -> _Stack:
             entries += [g for g in tops if _nx_class(g) == "NXentry"]
             entries += [g for g in tops if _nx_class(g) != "NXentry"]
             for entry in entries:
-                stack = _in_entry(path, entry, entry.name)
+                stack = _in_entry(path, entry)
                 if stack is not None:
                     break
         if stack is None:
