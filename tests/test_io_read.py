@@ -429,7 +429,7 @@ def test_read_options_are_read_frame_keywords():
 
     params = inspect.signature(read_frame).parameters
     fields = {f.name: f.default for f in dataclasses.fields(ReadOptions)}
-    assert set(fields) == set(params) - {"path", "hdu", "frame"}
+    assert set(fields) == set(params) - {"path", "hdu", "frame", "dataset"}  # which frame
     for name, default in fields.items():
         assert default is params[name].default, name
     with pytest.raises(dataclasses.FrozenInstanceError):
