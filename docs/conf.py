@@ -92,6 +92,9 @@ numpydoc_xref_aliases = {
     "dask.distributed.Client": "distributed.Client",
     # calframe names used in the docstrings of other calframe modules
     "Cosmetic": "calframe.cosmetic.Cosmetic",
+    "Inventory": "calframe.inventory.Inventory",
+    "Provenance": "calframe.provenance.Provenance",
+    "Tolerances": "calframe.inventory.Tolerances",
     "DemoStep": "calframe.demo.DemoStep",
     "Night": "calframe.datasets.Night",
     "Problem": "calframe.inventory.Problem",

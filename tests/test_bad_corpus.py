@@ -394,19 +394,18 @@ def test_run_takes_a_leaked_read_error_as_a_problem_of_the_file(tmp_path, monkey
     """A reader that lets zlib.error out while reading pixels: that light fails alone."""
     import zlib
 
-    import calframe.io
-    from calframe.pipeline import PipelineConfig, run_pipeline
+    from calframe.pipeline import PipelineConfig, _checks, run_pipeline
 
     night = small_night(tmp_path / "night", n_light=3)
     lights = sorted(str(p) for p in night.files_of("light"))
-    real = calframe.io.read_frame
+    real = _checks.read_frame
 
     def leaky(path, *args, **kwargs):
         if str(path) == lights[0]:
             raise zlib.error("Error -3 while decompressing data: invalid distance too far back")
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(calframe.io, "read_frame", leaky)
+    monkeypatch.setattr(_checks, "read_frame", leaky)  # the check of every frame reads it
     seen = []
     result = run_pipeline(PipelineConfig(inputs=[str(night.path)], output=str(tmp_path / "out")),
                           on_problem=seen.append)
@@ -420,7 +419,7 @@ def test_plan_isolates_a_file_the_inventory_cannot_take(tmp_path, monkeypatch):
     """An inventory that lets an error out on one file: the others are planned."""
     import struct
 
-    import calframe.pipeline as pipeline
+    import calframe.pipeline._plan as pipeline
 
     night = small_night(tmp_path / "night", n_light=2)
     poison = sorted(str(p) for p in night.files_of("flat"))[0]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -10,19 +12,25 @@ import pytest
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty, VarianceUncertainty
+from astropy.stats import sigma_clip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
 from calframe import (
+    FrameReadError,
     IncompatibleFramesError,
     MinMaxClip,
     MissingMetadataError,
     Scale,
     SigmaClip,
+    UncertaintyUnknownWarning,
     combine,
     get_provenance,
+    running_mean,
+    write_frame,
 )
+from calframe.combining import c4, median_efficiency_factor
 from calframe.combining._kernels import sorting_network
 from calframe.errors import InvalidSettingsError, NoFramesError
 
@@ -88,7 +96,6 @@ def test_equal_to_ccdproc_on_unmasked_data():
                               sigma_clip_low_thresh=2, sigma_clip_high_thresh=2,
                               sigma_clip_func=np.ma.median, sigma_clip_dev_func=np.ma.std)
     # ccdproc clips once about the median with a ddof=0 standard deviation
-    from astropy.stats import sigma_clip
     clipped = sigma_clip(stack.astype(np.float64), sigma=2, maxiters=1, axis=0,
                          cenfunc="median", stdfunc="std")
     assert_allclose(ref.data, clipped.mean(axis=0).filled(np.nan), rtol=1e-5)
@@ -207,7 +214,6 @@ def test_input_uncertainties_are_propagated():
     assert_allclose(ivar.uncertainty.array, 1 / np.sqrt(iw.sum()), rtol=1e-6)
     total = combine(ccds, method="sum")
     assert_allclose(total.uncertainty.array, np.sqrt((sig**2).sum()), rtol=1e-6)
-    from calframe.combining import median_efficiency_factor
     med = combine(ccds, method="median")
     assert_allclose(med.uncertainty.array,
                     median_efficiency_factor(4) * np.sqrt((sig**2).sum()) / 4, rtol=1e-6)
@@ -221,7 +227,6 @@ def test_input_uncertainties_are_propagated():
 
 def test_scatter_uncertainty_small_n_exact():
     # two values a, b: mean (a+b)/2, s = |a-b|/sqrt(2), reported s/c4(2)/sqrt(2)
-    from calframe.combining import c4
     a = np.zeros((1, 1))
     b = np.full((1, 1), 2.0)
     out = combine([a, b], method="mean")
@@ -319,7 +324,6 @@ def test_errors(tmp_path):
         combine([np.zeros((2, 2)), np.ones((2, 2))], scale="median")
     with pytest.raises(TypeError, match="expected a path"):
         combine([1, 2])
-    from calframe import FrameReadError
     with pytest.raises(FrameReadError, match="no such file"):
         combine([tmp_path / "missing.fits"])
     bad = tmp_path / "short.fits"
@@ -330,8 +334,6 @@ def test_errors(tmp_path):
 
 
 def test_running_mean_matches_numpy_and_streams():
-    from calframe import running_mean
-    from calframe.errors import NoFramesError as NoFrames
 
     stack = _stack(n=6, shape=(5, 7), seed=9).astype(np.float64)
     stack[2, 1, 1] = np.nan
@@ -347,7 +349,7 @@ def test_running_mean_matches_numpy_and_streams():
         sem[n < 2] = np.nan
         assert_allclose(step.uncertainty.array, sem, rtol=1e-5, equal_nan=True)
     assert steps[-1].ncombine[1, 1] == 5
-    with pytest.raises(NoFrames, match="no frames"):
+    with pytest.raises(NoFramesError, match="no frames"):
         list(running_mean([]))
     with pytest.raises(IncompatibleFramesError, match="shape"):
         list(running_mean([np.zeros((2, 2)), np.zeros((3, 3))]))
@@ -357,7 +359,6 @@ def test_running_mean_matches_numpy_and_streams():
 
 def test_other_formats_are_decoded_once(tmp_path):
     tifffile = pytest.importorskip("tifffile")
-    from calframe import UncertaintyUnknownWarning
 
     rng = np.random.default_rng(10)
     ints = rng.integers(100, 4000, size=(4, 12, 16)).astype(np.uint16)
@@ -421,7 +422,6 @@ def test_weighted_and_uncertain_means_skip_masked_values():
 
 def test_calframe_files_with_uncertainty_and_mask(tmp_path):
     # combining calframe outputs (e.g. masters): UNCERT and MASK are read by offset
-    from calframe import write_frame
 
     rng = np.random.default_rng(13)
     ccds, paths = [], []
@@ -464,8 +464,6 @@ with open("/proc/self/status") as status:
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"),
                     reason="peak memory is read from /proc (Linux)")
 def test_memory_does_not_grow_with_the_number_of_paths(tmp_path):
-    import subprocess
-    import sys
 
     rng = np.random.default_rng(14)
     for i in range(300):

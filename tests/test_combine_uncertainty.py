@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from calframe import SigmaClip, combine
+from calframe.combining import _efficiency, _kernels, c4, median_efficiency_factor
 
 SHAPE = (64, 64)
 REPEATS = 4
@@ -78,7 +80,6 @@ def test_ccdproc_style_estimates_would_fail():
     # the plain estimates (s/sqrt(n) for the mean; pi/2 for the median at small
     # n) are measurably off where ours are right: the test can tell them apart
     n = 5
-    from calframe.combining import c4, median_efficiency_factor
     assert 1 - c4(n) > 0.05
     assert np.sqrt(np.pi / 2) / median_efficiency_factor(n) - 1 > 0.04
     measured, reported = _run(n, {"method": "mean"}, np.full(n, 7.0), with_unc=False, seed=9)
@@ -87,7 +88,6 @@ def test_ccdproc_style_estimates_would_fail():
 
 
 def test_median_factor_table_is_the_integral():
-    from calframe.combining import _efficiency
 
     table = _efficiency._F_TABLE
     for n in (1, 2, 3, 4, 7, 10, 31, 64, 200):
@@ -102,7 +102,6 @@ def test_median_factor_table_is_the_integral():
 @pytest.mark.slow
 @pytest.mark.parametrize("n", [3, 4, 6])
 def test_median_factor_against_sampling(n):
-    from calframe.combining import median_efficiency_factor
 
     rng = np.random.default_rng(n)
     x = rng.standard_normal((n, 400_000))
@@ -113,7 +112,6 @@ def test_median_factor_against_sampling(n):
 
 def _run_rounded(n, settings, sigma, *, kind, seed, tmp_path=None):
     """Like ``_run``, with values rounded to whole ADU (as a detector delivers them)."""
-    from astropy.io import fits
 
     rng = np.random.default_rng(seed)
     values, reported = [], []
@@ -151,7 +149,6 @@ def test_median_of_whole_adu(n, sigma, kind, tmp_path):
 
 @pytest.mark.slow
 def test_median_rounding_term_is_needed():
-    from calframe.combining import c4, median_efficiency_factor
 
     n, sigma = 30, 2.5
     measured, reported = _run_rounded(n, {"method": "median"}, sigma, kind="uint16", seed=3)
@@ -165,7 +162,6 @@ def test_median_rounding_term_is_needed():
 def test_rounding_term_in_every_median_path(propagated):
     # the same frames as whole numbers, and shifted by 1e-3 ADU (no longer on a
     # grid): the reported sigma of a median grows by the expected rounding term
-    from calframe.combining import median_efficiency_factor
 
     n, sigma = 31, 1.5
     rng = np.random.default_rng(5)
@@ -189,7 +185,6 @@ def test_rounding_term_in_every_median_path(propagated):
 def test_rounding_weight_table_matches_the_closed_form():
     # the kernel interpolates w = (1 + rho)/2 from a table; rho's closed form is
     # checked against extended precision, where that precision is enough
-    from calframe.combining import _kernels
 
     a = np.concatenate([[0.0, 0.3, 1.0, 2.6, 1e3, np.inf], np.geomspace(1e-8, 1e8, 4001)])
     exact = 0.5 * (1.0 + _kernels._rounding_correlation(a))

@@ -6,6 +6,8 @@ import threading
 
 import numpy as np
 import pytest
+import tifffile
+from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData
 from PIL import Image
@@ -23,7 +25,7 @@ from calframe.errors import (
     UnitMismatchError,
     WrongFrameTypeError,
 )
-from calframe.inventory import take_inventory
+from calframe.inventory import scan_paths, take_inventory
 from calframe.io import FORMATS, FRAME_SUFFIXES, read_frame, read_header, write_frame
 from calframe.masters import make_master_bias, make_master_dark, make_master_flat
 from calframe.provenance import get_provenance
@@ -120,8 +122,6 @@ def test_an_8bit_jpeg_is_not_a_bias(tmp_path, capsys):
 
 def test_an_rgb_tiff_and_an_8bit_fits_are_not_flats(tmp_path):
     rgb = tmp_path / "flat.tif"
-    import tifffile
-
     tifffile.imwrite(rgb, np.full((8, 8, 3), 3000, np.uint16), photometric="rgb")
     with pytest.raises(WrongFrameTypeError, match="display-encoded"):
         check_master_frames([str(rgb)], "flat")
@@ -206,8 +206,6 @@ def test_a_light_is_not_a_master(masters):
 
 
 def test_a_unit_mismatch_is_a_calframe_error_and_a_units_error(masters):
-    from astropy import units as u
-
     bias = read_frame(masters["bias"])
     electrons = CCDData(bias.data, unit="electron", meta={"FRAMETYP": "bias"})
     with pytest.raises(UnitMismatchError, match="unit 'electron' does not match") as info:
@@ -261,8 +259,6 @@ def test_per_second_without_a_bias_is_a_calframe_error(tmp_path, capsys):
 
 
 def test_every_raw_suffix_read_frame_takes_is_scanned_by_the_inventory():
-    from calframe.inventory import scan_paths
-
     for fmt in FORMATS.values():
         for suffix in fmt.suffixes:
             assert (suffix in FRAME_SUFFIXES) == fmt.calibration, suffix

@@ -1,24 +1,33 @@
 """read_frame / iter_frames on synthetic files written here with a known content."""
 
+import dataclasses
+import inspect
 import json
 import warnings
 
+import fabio.edfimage
 import numpy as np
 import pytest
+import rawpy
+import tifffile
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData, StdDevUncertainty
 from numpy.testing import assert_allclose, assert_array_equal
+from PIL import Image
 
 import calframe._detector as detector
 from calframe import get_provenance, iter_frames, read_frame
+from calframe._detector import detector_sigma
 from calframe.errors import (
     FrameReadError,
     MissingMetadataError,
     UncertaintyUnknownWarning,
     UnsupportedFormatError,
 )
-from calframe.io import detect_format, frame_count
+from calframe.io import detect_format, frame_count, write_frame
+from calframe.io._kernels import mask_levels, scaled_to_float
+from calframe.io._read import ReadOptions
 
 NOISE = {"gain": 2.0, "read_noise": 4.0}
 
@@ -355,8 +364,6 @@ def test_detect_format_by_content(tmp_path):
 # ---------------------------------------------------------------- EDF
 
 def _write_edf(path, frames, headers):
-    import fabio.edfimage
-
     image = fabio.edfimage.EdfImage(data=frames[0], header=headers[0])
     for data, header in zip(frames[1:], headers[1:], strict=True):
         image.append_frame(data=data, header=header)
@@ -422,11 +429,6 @@ def test_iter_frames_reads_each_edf_frame_as_read_frame_does(tmp_path):
 def test_read_options_are_read_frame_keywords():
     # one description of the read settings: ReadOptions has read_frame's
     # keywords (other than which frame) with the same defaults, and is frozen
-    import dataclasses
-    import inspect
-
-    from calframe.io._read import ReadOptions
-
     params = inspect.signature(read_frame).parameters
     fields = {f.name: f.default for f in dataclasses.fields(ReadOptions)}
     assert set(fields) == set(params) - {"path", "hdu", "frame", "dataset"}  # which frame
@@ -451,8 +453,6 @@ def test_unknown_uncertainty_warning_names_the_caller(tmp_path):
 # ---------------------------------------------------------------- TIFF
 
 def test_tiff_mono_stack_and_rgb(tmp_path):
-    import tifffile
-
     mono = _values((9, 11), seed=8).astype(np.uint16)
     path = tmp_path / "mono.tif"
     tifffile.imwrite(path, mono)
@@ -492,8 +492,6 @@ class _FakeRaw:
     """Stands in for rawpy.RawPy to exercise the refusal rules."""
 
     def __init__(self, pattern, desc=b"RGBG", raw_type="Flat"):
-        import rawpy
-
         self.raw_pattern = pattern
         self.color_desc = desc
         self.raw_type = getattr(rawpy.RawType, raw_type)
@@ -511,8 +509,6 @@ class _FakeRaw:
      r"CFA colours are 'CMYG', not a red/green/blue Bayer pattern"),
 ])
 def test_non_bayer_raw_is_refused(tmp_path, monkeypatch, fake, message):
-    import rawpy
-
     monkeypatch.setattr(rawpy, "imread", lambda _path: fake)
     path = tmp_path / "DSCF0001.RAF"
     path.write_bytes(b"x")
@@ -521,8 +517,6 @@ def test_non_bayer_raw_is_refused(tmp_path, monkeypatch, fake, message):
 
 
 def test_round_trip_through_write_frame_keeps_counts_and_provenance(tmp_path, monkeypatch):
-    from calframe.io import write_frame
-
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(10)
     data = rng.normal(500, 5, (6, 7)).astype(np.float32)
@@ -548,8 +542,6 @@ def test_round_trip_through_write_frame_keeps_counts_and_provenance(tmp_path, mo
 
 
 def test_png_grey_and_rgb(tmp_path):
-    from PIL import Image
-
     grey = np.random.default_rng(11).integers(0, 256, (9, 13)).astype(np.uint8)
     path = tmp_path / "grid.png"
     Image.fromarray(grey).save(path)
@@ -568,9 +560,6 @@ def test_png_grey_and_rgb(tmp_path):
 
 @pytest.mark.parametrize("shape", [(7, 9), (8, 10), (3, 5, 6)])
 def test_noise_model_and_mask_kernels_against_numpy(shape):
-    from calframe._detector import detector_sigma
-    from calframe.io._kernels import mask_levels
-
     rng = np.random.default_rng(13)
     data = rng.uniform(-50, 3000, shape).astype(np.float32)
     data.flat[5] = np.nan
@@ -610,8 +599,6 @@ def test_bias_uncertainty_is_the_read_noise(tmp_path):
 @pytest.mark.parametrize("stored", [">i2", ">i4", "<i2", ">u1", ">f4", ">f8"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_scaled_to_float_matches_numpy(stored, dtype):
-    from calframe.io._kernels import scaled_to_float
-
     rng = np.random.default_rng(14)
     info = np.iinfo(stored) if np.dtype(stored).kind in "iu" else None
     low, high = (info.min, info.max) if info else (-1e6, 1e6)
@@ -655,9 +642,6 @@ def test_degenerate_cube_is_one_frame_and_colour_cube_stays(tmp_path):
                                                    ((2, 200, 7), (3, 2))])
 def test_repeating_levels_over_row_blocks(shape, tile_shape):
     """Levels given as tiles repeat exactly, across the 64-row processing blocks."""
-    from calframe._detector import detector_sigma
-    from calframe.io._kernels import mask_levels
-
     rng = np.random.default_rng(16)
     data = rng.uniform(0, 1000, shape)
     tile = rng.uniform(0, 500, tile_shape)
@@ -675,8 +659,6 @@ class _FakeBayerRaw:
     """A GRBG sensor with per-colour black and white levels, as rawpy would report."""
 
     def __init__(self, visible):
-        import rawpy
-
         # colour indices: 0 R, 1 G, 2 B, 3 G2 (color_desc 'RGBG'); GRBG at (0, 0)
         self.raw_pattern = np.array([[1, 0], [2, 3]], np.uint8)
         self.color_desc = b"RGBG"
@@ -695,8 +677,6 @@ class _FakeBayerRaw:
 
 
 def test_raw_levels_per_cfa_position(tmp_path, monkeypatch):
-    import rawpy
-
     visible = np.full((4, 6), 3950, np.uint16)
     fake = _FakeBayerRaw(visible)
     monkeypatch.setattr(rawpy, "imread", lambda _path: fake)
@@ -735,8 +715,6 @@ def test_non_standard_cards_are_fixed_or_logged(tmp_path, caplog):
 
 
 def test_monochrome_raw_has_one_black_level_and_no_pattern(tmp_path, monkeypatch):
-    import rawpy
-
     fake = _FakeBayerRaw(np.full((4, 6), 1000, np.uint16))
     fake.num_colors = 1
     fake.raw_pattern = None
@@ -754,8 +732,6 @@ def test_monochrome_raw_has_one_black_level_and_no_pattern(tmp_path, monkeypatch
 
 
 def test_dimensionless_master_flat_reads_back_dimensionless(tmp_path):
-    from calframe.io import write_frame
-
     flat = CCDData(np.full((3, 4), 1.0, np.float32), unit=u.dimensionless_unscaled,
                    uncertainty=StdDevUncertainty(np.full((3, 4), 0.01, np.float32)),
                    meta={"IMAGETYP": "FLAT"})

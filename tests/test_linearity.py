@@ -8,7 +8,7 @@ from numpy.testing import assert_allclose
 
 from calframe import bayer
 from calframe.errors import NonLinearDataError, NonLinearDataWarning
-from calframe.linearity import check_linear_pair, encode_gamma, linearity
+from calframe.linearity import check_linear_pair, encode_gamma, linearity, response_exponent
 
 SHAPE = (480, 720)
 # vignetting at the extreme corner pixel per channel (about 0.23 of the centre
@@ -164,14 +164,10 @@ def test_response_exponent_measures_the_tone_curve(gamma):
 
 
 def _response(light, flat):
-    from calframe.linearity import response_exponent
-
     return response_exponent(light, flat)
 
 
 def test_response_exponent_cannot_tell():
-    from calframe.linearity import response_exponent
-
     flat = CCDData(np.ones((64, 64)), unit="")            # no vignetting
     light = CCDData(np.full((64, 64), 100.0), unit="adu")
     assert np.isnan(response_exponent(light, flat))

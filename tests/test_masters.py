@@ -7,6 +7,7 @@ from astropy.nddata import CCDData
 from numpy.testing import assert_allclose
 
 from calframe._calutil import cfa_groups
+from calframe.bayer import standard_regions
 from calframe.calibration import calibrate, dark_includes_bias
 from calframe.combining import SigmaClip
 from calframe.datasets import SyntheticCamera, bias_frame, dark_frame, flat_frame
@@ -280,8 +281,6 @@ def test_normalisation_region(region):
     master = make_master_flat(flats, region=region, assume_linear=True)
     box = (slice(0, 8), slice(0, 8))
     if region == "centre":
-        from calframe.bayer import standard_regions
-
         box = standard_regions((32, 32))["centre"]
     assert np.median(master.data[box]) == pytest.approx(1.0, abs=1e-6)
     assert_allclose(master.data, response / np.median(response[box]), rtol=1e-3)

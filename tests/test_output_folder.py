@@ -31,9 +31,9 @@ from calframe.pipeline import (
     HASH_KEYWORD,
     PipelineConfig,
     StackSettings,
-    _check_output,
     run_pipeline,
 )
+from calframe.pipeline._resume import _check_output
 from calframe.provenance import sha256_file
 
 CAMERA = SyntheticCamera(shape=(32, 48), n_hot_pixels=4, n_dust=1)

@@ -11,6 +11,7 @@ import pytest
 from astropy.io import fits
 from numpy.testing import assert_allclose
 
+from calframe.combining import MinMaxClip, SigmaClip
 from calframe.datasets import SyntheticCamera, make_night
 from calframe.pipeline import (
     HASH_KEYWORD,
@@ -63,7 +64,7 @@ def test_config_from_toml(tmp_path):
     cfg = load_config(path)
     assert cfg.inputs == [os.path.join(str(tmp_path / "cfg"), "night")]
     assert cfg.output == os.path.join(str(tmp_path / "cfg"), "out")
-    assert (cfg.master.method, cfg.master.rejection, cfg.master.low) == ("mean", "minmax", 1)
+    assert (cfg.master.method, cfg.master.rejection) == ("mean", MinMaxClip(nlow=1, nhigh=1))
     assert (cfg.calibrate.gain, cfg.calibrate.dark_scale, cfg.calibrate.cosmetic) == (
         1.5, "optimize", True)
     assert cfg.tolerances.temperature == 0.5
@@ -95,7 +96,7 @@ def test_config_errors(tmp_path):
 def test_replace_nested():
     cfg = PipelineConfig().replace(output="o", master__method="mean", calibrate__gain=2.0)
     assert (cfg.output, cfg.master.method, cfg.calibrate.gain) == ("o", "mean", 2.0)
-    assert cfg.master.rejection == "sigma"
+    assert cfg.master.rejection == SigmaClip(low=3.0, high=3.0)
 
 
 # ---------------------------------------------------------------------- plan
@@ -152,7 +153,6 @@ def test_strict_plan_stops_at_first_problem(tmp_path):
 def test_run_outputs_match_the_library(finished, tmp_path):
     """The pipeline's light equals calibrate() with masters built by hand."""
     from calframe.calibration import calibrate
-    from calframe.combining import SigmaClip
     from calframe.io import write_frame
     from calframe.masters import make_master_bias, make_master_dark, make_master_flat
 

@@ -359,7 +359,7 @@ def test_cli_on_a_file_without_provenance(tmp_path, capsys):
 def test_long_parameters_continue_on_more_rows(monkeypatch):
     from urllib.parse import unquote
 
-    import calframe.provenance as provenance_module
+    import calframe.provenance._table as provenance_module
 
     prov = Provenance()
     prov.add_step("combine", frames=[f"dossier é/100% {i}.fits" for i in range(40)],
@@ -395,7 +395,7 @@ def test_long_parameters_continue_on_more_rows(monkeypatch):
 def test_pieces_round_trip(text, size):
     from urllib.parse import unquote
 
-    from calframe.provenance import _encode_text, _pieces
+    from calframe.provenance._cells import _encode_text, _pieces
 
     pieces = _pieces(_encode_text(text), size)
     assert all(len(p) <= size and not p.endswith(" ") for p in pieces)
@@ -428,6 +428,7 @@ def test_tree_shortens_runs_of_steps(tmp_path):
 
 def test_sha256_file_reuses_a_digest_while_the_file_is_unchanged(tmp_path, monkeypatch):
     from calframe import provenance
+    from calframe.provenance import _hashing
 
     opened = []
     real_open = open
@@ -436,7 +437,7 @@ def test_sha256_file_reuses_a_digest_while_the_file_is_unchanged(tmp_path, monke
         opened.append(str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(provenance, "open", counting_open, raising=False)
+    monkeypatch.setattr(_hashing, "open", counting_open, raising=False)
     path = tmp_path / "frame.fits"
     path.write_bytes(b"x" * 5000)
     first = provenance.sha256_file(path)

@@ -26,10 +26,10 @@ from calframe.io import _mef
 from calframe.provenance import (
     PROBLEM_KINDS,
     InputRecord,
-    _locate,
     get_provenance,
     verify_output,
 )
+from calframe.provenance._tree import _locate
 
 CAMERA = SyntheticCamera(shape=(32, 48), n_hot_pixels=4, n_dust=1)
 LIGHT = "out/lights/light_0001.fits"

@@ -21,60 +21,58 @@ def _plane(chan):
     return 0 if chan == 0 else (2 if chan == 3 else 1)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _gather(data, var, bad, index, y, x, p, w, r, has_var):
+    """Sums of the samples of plane ``p`` around ``(y, x)``, weighted by ``w[dy+r, dx+r]``.
+
+    Returns ``(num, den, vnum, touched)``: the sums of ``w * data``, ``w``
+    and ``w**2 * var`` over the good samples of non-zero weight inside the
+    frame, and whether a bad one was among them.
+    """
+    ny, nx = data.shape
+    num = 0.0
+    den = 0.0
+    vnum = 0.0
+    touched = False
+    for dy in range(-r, r + 1):
+        yy = y + dy
+        if yy < 0 or yy >= ny:
+            continue
+        for dx in range(-r, r + 1):
+            xx = x + dx
+            if xx < 0 or xx >= nx:
+                continue
+            wt = w[dy + r, dx + r]
+            if wt == 0.0 or _plane(index[yy, xx]) != p:
+                continue
+            if bad[yy, xx]:
+                touched = True
+                continue
+            num += wt * data[yy, xx]
+            den += wt
+            if has_var:
+                vnum += wt * wt * var[yy, xx]
+    return num, den, vnum, touched
+
+
 @njit(cache=True, nogil=True, parallel=True)
 def bilinear(data, var, bad, index, w_rb, w_g, w_wide, values, variances, flags, has_var):
     """Normalised-convolution bilinear demosaic.
 
     values, variances: float64 (3, ny, nx) outputs; flags: bool (3, ny, nx).
+    ``w_wide`` has no zero weight.
     """
     ny, nx = data.shape
     for y in prange(ny):
         for x in range(nx):
             for p in range(3):
                 w = w_g if p == 1 else w_rb
-                num = 0.0
-                den = 0.0
-                vnum = 0.0
-                touched = False
-                for dy in range(-1, 2):
-                    yy = y + dy
-                    if yy < 0 or yy >= ny:
-                        continue
-                    for dx in range(-1, 2):
-                        xx = x + dx
-                        if xx < 0 or xx >= nx:
-                            continue
-                        wt = w[dy + 1, dx + 1]
-                        if wt == 0.0 or _plane(index[yy, xx]) != p:
-                            continue
-                        if bad[yy, xx]:
-                            touched = True
-                            continue
-                        num += wt * data[yy, xx]
-                        den += wt
-                        if has_var:
-                            vnum += wt * wt * var[yy, xx]
+                num, den, vnum, touched = _gather(data, var, bad, index, y, x, p, w, 1,
+                                                  has_var)
                 if den <= 0.0:
                     # no valid sample in 3x3: widen to 5x5 same-colour samples
-                    num = 0.0
-                    vnum = 0.0
-                    touched = False
-                    for dy in range(-2, 3):
-                        yy = y + dy
-                        if yy < 0 or yy >= ny:
-                            continue
-                        for dx in range(-2, 3):
-                            xx = x + dx
-                            if xx < 0 or xx >= nx or _plane(index[yy, xx]) != p:
-                                continue
-                            wt = w_wide[dy + 2, dx + 2]
-                            if bad[yy, xx]:
-                                touched = True
-                                continue
-                            num += wt * data[yy, xx]
-                            den += wt
-                            if has_var:
-                                vnum += wt * wt * var[yy, xx]
+                    num, den, vnum, touched = _gather(data, var, bad, index, y, x, p,
+                                                      w_wide, 2, has_var)
                 if den > 0.0:
                     values[p, y, x] = num / den
                     if has_var:

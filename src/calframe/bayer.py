@@ -94,6 +94,18 @@ def shift_pattern(pattern: str, dx: int = 0, dy: int = 0) -> str:
 
     This is the pattern of a crop that starts at column ``dx`` and row ``dy``.
 
+    Parameters
+    ----------
+    pattern : str
+        The pattern of the mosaic (``'RGGB'``...).
+    dx, dy : int
+        Column and row of the pixel the new pattern starts at.
+
+    Returns
+    -------
+    str
+        The pattern of the crop.
+
     Examples
     --------
     >>> shift_pattern("RGGB", 1, 0)
@@ -257,6 +269,18 @@ def _pattern_for(data_source: Any, pattern: Any) -> str:
 def channel_of(pattern: str, letter_position: int) -> str:
     """Channel name (R, G1, G2, B) of position 0-3 of a 2x2 cell in reading order.
 
+    Parameters
+    ----------
+    pattern : str
+        The CFA pattern (``'RGGB'``...).
+    letter_position : int
+        Position 0-3 in the 2x2 cell: top left, top right, bottom left, bottom right.
+
+    Returns
+    -------
+    str
+        ``'R'``, ``'G1'``, ``'G2'`` or ``'B'`` (the first green in reading order is G1).
+
     Examples
     --------
     >>> [channel_of("GRBG", i) for i in range(4)]
@@ -274,6 +298,16 @@ def channel_of(pattern: str, letter_position: int) -> str:
 def channel_slices(pattern: str) -> dict[str, tuple[slice, slice]]:
     """Strided ``(row, column)`` slices that pick each channel out of a mosaic.
 
+    Parameters
+    ----------
+    pattern : str
+        The CFA pattern (``'RGGB'``...).
+
+    Returns
+    -------
+    dict of str to tuple of slice
+        ``{channel: (rows, columns)}`` for R, G1, G2 and B.
+
     Examples
     --------
     >>> channel_slices("GBRG")["R"]
@@ -290,6 +324,18 @@ def channel_views(array: np.ndarray, pattern: str) -> dict[str, np.ndarray]:
     """Views (no copies) of the four channels of a 2-D mosaic.
 
     Writing into a view writes into the mosaic.
+
+    Parameters
+    ----------
+    array : ndarray
+        A 2-D mosaic.
+    pattern : str
+        Its CFA pattern.
+
+    Returns
+    -------
+    dict of str to ndarray
+        ``{channel: view}`` for R, G1, G2 and B.
 
     Examples
     --------
@@ -311,6 +357,18 @@ def channel_views(array: np.ndarray, pattern: str) -> dict[str, np.ndarray]:
 
 def channel_index(shape: tuple[int, int], pattern: str) -> np.ndarray:
     """An int8 array of ``shape`` giving each pixel's channel (index into CHANNELS).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(ny, nx)`` of the mosaic.
+    pattern : str
+        Its CFA pattern.
+
+    Returns
+    -------
+    ndarray
+        int8 channel index of every pixel.
 
     Examples
     --------
@@ -461,6 +519,19 @@ def standard_regions(shape: tuple[int, int], *,
     Each box is ``size`` of the frame's height and width (at least 2x2 pixels),
     with even start so it holds whole 2x2 cells.  Corners are named by array
     index: ``row0-col0`` is ``data[0, 0]``, ``rowN-colN`` is ``data[-1, -1]``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(ny, nx)`` of the frame.
+    size : float
+        Side of each box as a fraction of the frame's height and width.
+
+    Returns
+    -------
+    dict of str to tuple of slice
+        ``{name: (rows, columns)}`` for ``centre``, ``row0-col0``, ``row0-colN``,
+        ``rowN-col0`` and ``rowN-colN``.
 
     Examples
     --------
@@ -757,6 +828,16 @@ def same_colour_offsets(channel: str) -> tuple[tuple[int, int], ...]:
 
     Every channel has eight at distance 2; a green also has its four diagonal
     neighbours (the other green).
+
+    Parameters
+    ----------
+    channel : str
+        ``'R'``, ``'G1'``, ``'G2'`` or ``'B'``.
+
+    Returns
+    -------
+    tuple of tuple of int
+        The ``(dy, dx)`` offsets.
 
     Examples
     --------

@@ -36,6 +36,17 @@ def _truthy(value) -> bool:
 def black_level(meta) -> np.ndarray | None:
     """The black level a frame's header records, as a 2x2 (or 1x1) tile; None if none.
 
+    Parameters
+    ----------
+    meta : mapping
+        The frame's header (BLKLEV0-3 per CFA position, or BLKLEVEL).
+
+    Returns
+    -------
+    ndarray or None
+        The level of each position of the 2x2 CFA cell (one value, 1x1, when the
+        header has a single level); None when the header records none.
+
     Examples
     --------
     >>> black_level({"BLKLEV0": 512.0, "BLKLEV1": 510.0, "BLKLEV2": 511.0,
@@ -68,6 +79,11 @@ def decide_black_level(meta, subtract: bool | None, *, removed_by: str | None) -
     removed_by : str or None
         What else removes it ('the bias', 'the dark', 'the overscan'), if
         anything.
+
+    Returns
+    -------
+    bool
+        True when the black level is to be subtracted.
 
     Raises
     ------
@@ -110,6 +126,16 @@ def subtract_black_level(frame: CCDData) -> CCDData:
 
     The uncertainty is unchanged (the black level is a known constant) and
     ``BLKSUB = T`` says it was done.
+
+    Parameters
+    ----------
+    frame : CCDData
+        A frame whose header records its black level (a camera RAW frame).
+
+    Returns
+    -------
+    CCDData
+        The frame less its black level, with ``BLKSUB = T`` and a provenance step.
 
     Raises
     ------

@@ -79,6 +79,16 @@ def dark_includes_bias(dark: CCDData) -> bool:
     ``make_master_dark`` step of its provenance.  A dark that says nothing is
     taken to be bias-subtracted (dark current only).
 
+    Parameters
+    ----------
+    dark : CCDData
+        A master dark.
+
+    Returns
+    -------
+    bool
+        True when the bias is still in the dark.
+
     Examples
     --------
     >>> import numpy as np

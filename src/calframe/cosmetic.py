@@ -50,6 +50,20 @@ class CosmicRays:
     parameters of the same names.  ``satlevel`` is in the frame's data units.
     The gain and read noise come from the frame (EGAIN, RDNOISE in e-) unless
     the frame is in electrons (gain 1).
+
+    Parameters
+    ----------
+    sigclip : float
+        Detection limit for cosmic rays, in units of the noise.
+    sigfrac : float
+        Fraction of ``sigclip`` that detects the neighbours of a cosmic-ray pixel.
+    objlim : float
+        Contrast a cosmic ray must have over the fine structure of stars.
+    niter : int
+        Number of detection passes.
+    satlevel : float
+        Saturation level, in the frame's data units (saturated stars are not
+        taken for cosmic rays).
     """
 
     sigclip: float = 4.5

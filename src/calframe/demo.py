@@ -153,6 +153,21 @@ class TypeSummary:
     mean and standard deviation; ``truth_mean_adu`` the mean of the noise-free
     expectation.  Masked and saturated pixels and pixels hit by cosmic rays are
     left out.
+
+    Attributes
+    ----------
+    camera : str
+        The camera's name.
+    frametype : str
+        The frame type.
+    exptime : float
+        Exposure time in seconds.
+    count : int
+        Number of frames.
+    mean_adu, std_adu : float
+        Mean over the frames of their pixel mean and standard deviation (ADU).
+    truth_mean_adu : float
+        Mean of the noise-free expectation (ADU).
     """
 
     camera: str

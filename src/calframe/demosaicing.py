@@ -311,6 +311,17 @@ def demosaic(frame: CCDData, *, method: str = "bilinear", pattern: str | None = 
 def split_rgb(cube: CCDData) -> dict[str, CCDData]:
     """One `CCDData` per colour plane of a demosaiced ``(3, ny, nx)`` cube.
 
+    Parameters
+    ----------
+    cube : CCDData
+        A ``(3, ny, nx)`` cube made by :func:`demosaic`.
+
+    Returns
+    -------
+    dict of str to CCDData
+        ``{'R': ..., 'G': ..., 'B': ...}``, each 2-D with its uncertainty, mask and
+        ``PLANE`` keyword.
+
     Examples
     --------
     >>> import numpy as np

@@ -150,6 +150,22 @@ def scan_paths(paths: Iterable[str | os.PathLike], *, recursive: bool = True,
     explicitly are kept, except PNG and JPEG images.  Paths keep the form the user gave (relative
     stays relative).
 
+    Parameters
+    ----------
+    paths : iterable of paths
+        Folders and files.
+    recursive : bool
+        Walk sub-folders.
+    exclude : sequence of paths
+        Folders not to walk (e.g. an output folder inside an input folder).
+    skipped : list of Problem, optional
+        Where to add the files left out, with the reason.
+
+    Returns
+    -------
+    list of str
+        The frame files, sorted.
+
     Raises
     ------
     FileNotFoundError
@@ -428,6 +444,13 @@ def match_calibration(groups: Table, *, tolerances: Tolerances | None = None) ->
     binning and CFA pattern.  Flats themselves get a bias and a dark-flat (or
     dark) of their exposure.
 
+    Parameters
+    ----------
+    groups : `~astropy.table.Table`
+        The groups (see :func:`group_frames`).
+    tolerances : Tolerances, optional
+        How close exposures and temperatures must be (default: :class:`Tolerances`).
+
     Returns
     -------
     `~astropy.table.Table`
@@ -512,6 +535,9 @@ class Inventory:
         Files under the folders that were not taken, with the reason: calframe's
         own outputs (masters, calibrated lights), display images (PNG, JPEG) and
         files of other formats.
+    named : frozenset of str
+        The paths of the skipped files that were named one by one (not found
+        in a folder); :meth:`summary` always lists them.
     """
 
     frames: Table

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from astropy.nddata import CCDData
 
+from . import bayer
 from .errors import InvalidSettingsError, NonLinearDataError, NonLinearDataWarning
 from .provenance import _ATTRIBUTE as _PROVENANCE_ATTRIBUTE
 
@@ -214,8 +215,6 @@ def response_exponent(light: CCDData, flat: CCDData, *, block: int = 16,
     >>> round(response_exponent(encode_gamma(light, white=65535.0), flat), 3)
     0.455
     """
-    from . import bayer
-
     if light.shape != flat.shape or light.ndim != 2:
         return float("nan")
     if pattern is None:
@@ -344,6 +343,17 @@ def encode_gamma(frame: CCDData, *, gamma: float = 2.2, white: float | None = No
     white : float, optional
         The level that maps to itself (default: the frame's maximum).
 
+    Returns
+    -------
+    CCDData
+        The encoded data (float, the frame's float type or float32), its unit
+        and a copy of its mask; GAMMA and CFLINEAR = F in the header.
+
+    Raises
+    ------
+    InvalidSettingsError
+        ``gamma`` or ``white`` not positive.
+
     Examples
     --------
     >>> import numpy as np
@@ -453,7 +463,15 @@ class LinearityCheck:
     assumed_linear: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dictionary (NaN becomes None), for provenance records."""
+        """A JSON-friendly dictionary (NaN becomes None), for provenance records.
+
+        Returns
+        -------
+        dict
+            ``method``, ``verdict``, ``reason``, ``exponent``,
+            ``uncertainty``, ``exponents`` and ``uncertainties`` (by
+            channel) and ``assumed_linear``; numbers rounded to 4 decimals.
+        """
         def num(value: float) -> float | None:
             return round(float(value), 4) if np.isfinite(value) else None
 
@@ -510,8 +528,6 @@ def _planes(frame: CCDData, pattern: str | None) -> dict[str, np.ndarray]:
     A large frame is measured on a regular subset of its 2x2 cells (every
     colour keeps its place in the pattern).
     """
-    from . import bayer
-
     cells = _cells(frame.shape)
     data = np.asarray(frame.data)
     mask = None if frame.mask is None else np.asarray(frame.mask, bool)
@@ -780,8 +796,6 @@ def check_light_linearity(light: CCDData, flat: CCDData, *, assume_linear: bool 
     >>> check.verdict, f"{check.exponent:.1f}", check.assumed_linear
     (False, '0.5', True)
     """
-    from . import bayer
-
     name = _frame_name(light, "light")
     if light.shape != flat.shape or light.ndim not in (2, 3):
         fits = {"mono": _Fit(problem=f"the light {light.shape} and the flat {flat.shape} "
@@ -931,8 +945,6 @@ def check_flat_linearity(flats, *, assume_linear: bool = False) -> LinearityChec
     ...
     calframe.errors.NonLinearDataError: flat: the flats look gamma-encoded (response ...
     """
-    from . import bayer
-
     frames = [f if isinstance(f, CCDData) else CCDData(np.asarray(f), unit="adu")
               for f in flats]
     name = _frame_name(frames[0], "flat") if frames else "flat"

@@ -43,12 +43,15 @@ from ._calutil import (
     data_id,
     exposure_of,
     header_of,
+    parse_section,
     std_of,
     temperature_of,
 )
 from ._collection import collection_paths
+from .bayer import standard_regions
 from .blacklevel import black_level, decide_black_level, subtract_black_level
 from .calibration import calibrate
+from .combining import combine, median_efficiency_factor
 from .contract import check_master_frames, check_role
 from .errors import (
     IncompatibleFramesError,
@@ -56,6 +59,7 @@ from .errors import (
     MissingMetadataError,
     NoFramesError,
 )
+from .linearity import check_flat_linearity
 from .provenance import Provenance, get_provenance, set_provenance
 
 __all__ = ["make_master_bias", "make_master_dark", "make_master_flat"]
@@ -63,8 +67,6 @@ __all__ = ["make_master_bias", "make_master_dark", "make_master_flat"]
 log = logging.getLogger(__name__)
 
 def _combine(frames, *, method, rejection, **options) -> CCDData:
-    from .combining import combine
-
     return combine(frames, method=method, rejection=rejection, **options)
 
 
@@ -99,8 +101,6 @@ def _overrides(checked) -> dict:
 
 def _flat_linearity(frames: list, *, assume_linear: bool) -> dict:
     """The photon-transfer check of up to four of the flats (spread over the list)."""
-    from .linearity import check_flat_linearity
-
     if len(frames) < 2:
         return {"method": "photon-transfer", "verdict": None}
     picks = sorted({round(i * (len(frames) - 1) / 3) for i in range(4)})
@@ -143,8 +143,6 @@ def _reevaluate_model_variance(plane: Plane, combined: CCDData, bias: CCDData,
     n = np.maximum(np.asarray(n, np.int64), 1)
     factor = 1.0 / n
     if method == "median":
-        from .combining import median_efficiency_factor
-
         table = {int(k): median_efficiency_factor(int(k)) ** 2 for k in np.unique(n)}
         factor = np.vectorize(table.__getitem__, otypes=[float])(n) / n
     signal = np.maximum(np.nan_to_num(plane.data - np.asarray(bias.data, np.float32)), 0)
@@ -350,12 +348,8 @@ def _regions(region, shape):
     if region is None or (isinstance(region, str) and region == "full"):
         return slice(None), slice(None)
     if isinstance(region, str) and region == "centre":
-        from .bayer import standard_regions
-
         return standard_regions(shape)["centre"]
     if isinstance(region, str):
-        from ._calutil import parse_section
-
         return parse_section(region, shape, what="region")
     try:
         y0, y1, x0, x1 = (int(v) for v in region)

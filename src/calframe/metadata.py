@@ -42,7 +42,9 @@ import logging
 import math
 import os
 import re
+import warnings
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from pathlib import PurePath
 from typing import Any
 
@@ -172,7 +174,27 @@ def _as_float(value: Any) -> float | None:
 def parse_frame_type(value: Any) -> str | None:
     """Map one header spelling of a frame type to a normalised type.
 
-    Returns None when the value is not recognised.
+    Parameters
+    ----------
+    value : str or None
+        A header value (IMAGETYP, FRAMETYP...), in any case, with spaces,
+        ``_`` or ``-`` between words.
+
+    Returns
+    -------
+    str or None
+        One of :data:`FRAME_TYPES` other than 'unknown', or None when the
+        value is not recognised.
+
+    Parameters
+    ----------
+    value : object
+        A header value (IMAGETYP, FRAMETYP...).
+
+    Returns
+    -------
+    str or None
+        One of :data:`FRAME_TYPES`, or None.
 
     Examples
     --------
@@ -220,6 +242,14 @@ def frame_type(header: Mapping, *, path: str | os.PathLike | None = None
     folders of ``path``
     (nearest first, e.g. ``Darks/``, ``bias/``, ``offset/``, ``flats/``,
     ``lights/``), then the file name (``flat_001.fits``).
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+        The header as read (FITS cards, or EDF / EXIF tags).
+    path : str or path-like, optional
+        The file the header came from; its folders and name are the last
+        resort.
 
     Returns
     -------
@@ -271,6 +301,19 @@ def exposure_time(header: Mapping) -> tuple[float | None, str]:
     EXPTIME, EXPOSURE, EXPOINUS (microseconds), EXP_TIME, EDF ``count_time``
     / ``exposure_time``, EXIF ExposureTime (``'1/125'``).
 
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+        The header as read (FITS cards, or EDF / EXIF tags).
+
+    Returns
+    -------
+    exptime : float or None
+        The exposure in seconds; None when no keyword gives a number of
+        seconds (a negative value is not one).
+    source : str
+        The keyword it came from, or 'none'.
+
     Examples
     --------
     >>> from astropy.io import fits
@@ -290,6 +333,23 @@ def exposure_time(header: Mapping) -> tuple[float | None, str]:
 
 def require_exposure(header: Mapping, *, path: str | os.PathLike | None = None) -> float:
     """The exposure in seconds; raise :class:`~calframe.errors.MissingMetadataError` if unknown.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+        The header as read (FITS cards, or EDF / EXIF tags).
+    path : str or path-like, optional
+        The file the header came from, named in the message.
+
+    Returns
+    -------
+    float
+        The exposure in seconds (see :func:`exposure_time`).
+
+    Raises
+    ------
+    MissingMetadataError
+        No keyword gives the exposure.
 
     Examples
     --------
@@ -313,6 +373,19 @@ def temperature(header: Mapping) -> tuple[float | None, str]:
     A value above 150 is taken as kelvin (no sensor is operated above 150 C;
     e.g. the SAAO STE3 headers give the cold block at 180.2 K) and converted.
 
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+        The header as read (FITS cards, or EDF / EXIF tags).
+
+    Returns
+    -------
+    temperature : float or None
+        Degrees Celsius, or None when the header gives none.
+    source : str
+        The keyword it came from (with `` (K)`` when converted from kelvin),
+        or 'none'.
+
     Examples
     --------
     >>> from astropy.io import fits
@@ -333,6 +406,20 @@ def temperature(header: Mapping) -> tuple[float | None, str]:
 
 def gain(header: Mapping) -> tuple[float | None, str]:
     """The gain in e-/ADU and the keyword it came from (see the module's rule).
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+        The header as read (FITS cards, or EDF / EXIF tags).
+
+    Returns
+    -------
+    gain : float or None
+        The gain in e-/ADU, or None when no keyword gives one that can be
+        trusted.
+    source : str
+        The keyword it came from (with `` (inverted)`` when its comment says
+        ADU/e-), or 'none'.
 
     Examples
     --------
@@ -374,6 +461,20 @@ def read_noise(header: Mapping, *, gain_e_per_adu: float | None = None
     A value whose comment says ADU is converted with ``gain_e_per_adu`` (and
     ignored when no gain is known).
 
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+        The header as read (FITS cards, or EDF / EXIF tags).
+    gain_e_per_adu : float, optional
+        The gain in e-/ADU, to convert a read noise given in ADU.
+
+    Returns
+    -------
+    read_noise : float or None
+        The read noise in electrons, or None when unknown.
+    source : str
+        The keyword it came from (with `` (ADU)`` when converted), or 'none'.
+
     Examples
     --------
     >>> from astropy.io import fits
@@ -396,7 +497,23 @@ def read_noise(header: Mapping, *, gain_e_per_adu: float | None = None
 
 
 def iso_speed(header: Mapping) -> float | None:
-    """The ISO setting of a camera (ISOSPEED, ISO, EXIF ISOSpeedRatings)."""
+    """The ISO setting of a camera (ISOSPEED, ISO, EXIF ISOSpeedRatings).
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+        The header as read (FITS cards, or EDF / EXIF tags).
+
+    Returns
+    -------
+    float or None
+        The ISO speed, or None when the header gives no positive one.
+
+    Examples
+    --------
+    >>> iso_speed({"EXIF ISOSpeedRatings": "800"})
+    800.0
+    """
     for key in _ISO_KEYS:
         value = _as_float(_get(header, key))
         if value is not None and value > 0:
@@ -406,6 +523,19 @@ def iso_speed(header: Mapping) -> float | None:
 
 def bayer_pattern(header: Mapping) -> tuple[str | None, int, int]:
     """The CFA pattern (as written) and its x, y offsets.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+        The header as read (FITS cards, or EDF / EXIF tags).
+
+    Returns
+    -------
+    pattern : str or None
+        One of :data:`BAYER_PATTERNS`, or None for a frame without one.
+    xoffset, yoffset : int
+        The pattern's offsets (XBAYROFF, YBAYROFF and aliases; 0 when not
+        given).
 
     Examples
     --------
@@ -437,7 +567,24 @@ def bayer_pattern(header: Mapping) -> tuple[str | None, int, int]:
 
 
 def row_order(header: Mapping) -> str | None:
-    """ROWORDER ('TOP-DOWN' or 'BOTTOM-UP') when the header says, else None."""
+    """ROWORDER ('TOP-DOWN' or 'BOTTOM-UP') when the header says, else None.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+        The header as read (FITS cards, or EDF / EXIF tags).
+
+    Returns
+    -------
+    str or None
+        'TOP-DOWN' or 'BOTTOM-UP' (``bottom_up`` and like spellings
+        included), or None.
+
+    Examples
+    --------
+    >>> row_order({"ROWORDER": "bottom_up"})
+    'BOTTOM-UP'
+    """
     value = _get(header, "ROWORDER")
     if value is None:
         return None
@@ -452,6 +599,16 @@ def date_obs(header: Mapping) -> str | None:
     camera's clock, converted to UTC when EXIF OffsetTimeOriginal gives its
     time zone); a date alone is completed with TIME-OBS or UT when the header
     has one.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header or mapping
+        The header as read (FITS cards, or EDF / EXIF tags).
+
+    Returns
+    -------
+    str or None
+        The date and time, or None when the header gives no date.
 
     Examples
     --------
@@ -486,8 +643,6 @@ def date_obs(header: Mapping) -> str | None:
 
 def _exif_to_utc(local: str, offset) -> str:
     """A camera's local clock time as UTC when EXIF gives its zone ('+02:00')."""
-    from datetime import datetime, timedelta
-
     match = re.fullmatch(r"([+-])(\d{2}):?(\d{2})", str(offset or "").strip())
     if not match:
         return local
@@ -621,9 +776,24 @@ def mapping_to_header(mapping: Mapping) -> fits.Header:
     Keys longer than 8 characters or with characters FITS keywords do not
     allow become HIERARCH cards; entries whose key or value cannot be a FITS
     card are left out (and logged).
-    """
-    import warnings
 
+    Parameters
+    ----------
+    mapping : mapping
+        Keys and values (bytes are decoded as Latin-1, other objects written
+        as text).
+
+    Returns
+    -------
+    astropy.io.fits.Header
+        A new header, in the order of ``mapping``.
+
+    Examples
+    --------
+    >>> header = mapping_to_header({"count_time": "0.5", "Dim_1": 640})
+    >>> list(header.items())
+    [('count_time', '0.5'), ('DIM_1', 640)]
+    """
     header = fits.Header()
     skipped = []
     for key, value in mapping.items():

@@ -65,6 +65,9 @@ class Alignment:
         Number of star or control-point pairs used (0 for translation).
     rms : float
         RMS residual of the pairs in pixels (NaN for translation).
+    info : dict
+        Further facts about the alignment (empty unless a caller adds some;
+        copied by :meth:`inverse`).
     """
 
     matrix: np.ndarray

@@ -83,6 +83,20 @@ def stretch(data: np.ndarray, *, low: float = 0.5, high: float = 99.5,
 
     Masked and non-finite pixels become NaN (drawn as blank).
 
+    Parameters
+    ----------
+    data : ndarray
+        The image.
+    low, high : float
+        Percentiles that map to 0 and 1.
+    mask : ndarray, optional
+        True where a pixel is not to be drawn.
+
+    Returns
+    -------
+    ndarray
+        The stretched image, 0 to 1, NaN where masked or not finite.
+
     Examples
     --------
     >>> out = stretch(np.arange(100.0).reshape(10, 10))
@@ -150,6 +164,18 @@ def flat_channel_table(flat, *, size: float = 0.1):
     ``median``, ``std``, ``snr`` (median / std) and ``relative`` (the
     region's median over the channel's median in the centre: the vignetting
     that the flat corrects).
+
+    Parameters
+    ----------
+    flat : CCDData
+        A master flat.
+    size : float
+        Side of the centre and corner boxes, as a fraction of the frame's.
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        One row per region and channel.
 
     Examples
     --------

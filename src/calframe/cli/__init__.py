@@ -259,6 +259,17 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``).
 
     Returns the exit code instead of exiting, so that tests can call it.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        The arguments, without the program name.
+
+    Returns
+    -------
+    int
+        The exit code: 0 success, 1 a requested output could not be made, 2 a
+        usage error, 130 interrupted.
     """
     with _PrintableStreams():
         return _main(argv)

@@ -8,6 +8,7 @@ FOLDER`` names the folder of a command that writes several files
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Collection, Iterator
@@ -15,9 +16,12 @@ from contextlib import contextmanager
 
 import click
 
+from ..combining import GESD, MinMaxClip, Rejection
+
 # The rejection algorithms by name, with their default limits: the library's table.
 from ..combining._names import ALIASES as _ALIASES
-from ..combining._names import REJECTIONS
+from ..combining._names import REJECTIONS, rejection_from_name
+from ..errors import CalframeError
 
 
 def parse_frame_types(items, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -171,10 +175,68 @@ def rejection_object(name: str, low: float | None, high: float | None):
     >>> rejection_object("none", None, None) is None
     True
     """
-    from ..combining._names import rejection_from_name
-
     low, high = rejection_limits(name, low, high)
     return rejection_from_name(name, low, high)
+
+
+#: The settings that ``--low`` and ``--high`` set, where they are not ``low``/``high``.
+_LIMIT_FIELDS: dict[type, tuple[str, str]] = {MinMaxClip: ("nlow", "nhigh"),
+                                              GESD: ("outliers_fraction", "significance")}
+
+
+def rejection_name(rejection: Rejection | None) -> str | None:
+    """The ``--reject`` name of a settings object (None: not one of the named ones).
+
+    Examples
+    --------
+    >>> from calframe.combining import SigmaClip
+    >>> rejection_name(SigmaClip(low=4, scale="mad")), rejection_name(None)
+    ('mad', 'none')
+    """
+    if rejection is None:
+        return "none"
+    for name, choice in REJECTIONS.items():
+        if choice.build is None:
+            continue
+        named = choice.build(choice.low, choice.high)
+        if type(named) is type(rejection) and \
+                getattr(named, "scale", None) == getattr(rejection, "scale", None):
+            return name
+    return None
+
+
+def rejection_override(current: Rejection | None, name: str | None, low: float | None,
+                       high: float | None) -> Rejection | None:
+    """The rejection after ``--reject``/``--low``/``--high`` change ``current`` (a config's).
+
+    ``--reject`` with another algorithm than ``current`` replaces it (with the
+    algorithm's default limits where ``--low``/``--high`` are not given);
+    otherwise ``--low``/``--high`` change the limits of ``current`` and keep
+    its other settings.
+
+    Examples
+    --------
+    >>> from calframe.combining import SigmaClip
+    >>> rejection_override(SigmaClip(low=4, maxiters=3), None, None, 2)
+    SigmaClip(low=4.0, high=2.0, center='median', scale='std', maxiters=3)
+    >>> rejection_override(SigmaClip(low=4), "linear", None, None)
+    LinearFitClip(low=5.0, high=2.5, maxiters=10)
+    """
+    named = rejection_name(current)
+    if name is not None and name != named:
+        return rejection_object(name, low, high)
+    if named is None:
+        raise click.BadParameter(f"the configuration's rejection {current!r} has no "
+                                 "--reject name; give --reject with --low/--high",
+                                 param_hint="--low/--high")
+    if current is None:
+        return rejection_object("none", low, high)
+    low, high = rejection_limits(named, low, high)
+    fields = _LIMIT_FIELDS.get(type(current), ("low", "high"))
+    whole = REJECTIONS[named].whole
+    changes = {field: int(value) if whole else value
+               for field, value in zip(fields, (low, high), strict=True) if value is not None}
+    return dataclasses.replace(current, **changes)
 
 
 # --------------------------------------------------------------------------- messages
@@ -275,8 +337,6 @@ def about(path: str | os.PathLike) -> Iterator[None]:
     (a demosaic, channel statistics) works on: ``error: no BAYERPAT keyword``
     would not say which of the user's files has none.
     """
-    from ..errors import CalframeError
-
     try:
         yield
     except CalframeError as err:

@@ -15,20 +15,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from astropy import units as u
 
 from .._collection import collection_paths
 from ..errors import IncompatibleFramesError, InvalidSettingsError
 from ..provenance import InputRecord, Provenance, set_provenance, sha256_file
 from . import _efficiency
-from ._codes import METHOD_CODES, REJECTION_CODES
-from ._rejection import Rejection, gesd_critical_values
+from ._codes import METHOD_CODES, NPARAMS, REJ_GESD, REJ_NONE, REJECTION_CODES
+from ._dask import run_dask
+from ._rejection import Rejection, as_rejection, gesd_critical_values
 from ._scaling import Scale, as_scale, frame_scales, frame_weights
 
 # astropy.nddata, astropy.io.fits and the compiled kernels (numba) take most of a
-# second to import: combine() imports them only after it has set the hashing of
-# its input files going, so that the two overlap
+# second to import (measured: about 0.6 s, 0.1 s and 0.5 s on top of this module):
+# combine() imports them only after it has set the hashing of its input files
+# going, so that the two overlap, and importing calframe does not pay for them
 if TYPE_CHECKING:
-    from astropy import units as u
     from astropy.nddata import CCDData
 
     from ._sources import FrameSource
@@ -110,6 +112,7 @@ class Plan:
 
     def run_block(self, r0: int, r1: int, out_data, out_unc, out_n, out_rej) -> None:
         """Read rows ``r0:r1`` of every frame and combine them into the ``out_*`` rows."""
+        # deferred: numba and the compiled kernels take about 0.5 s to import
         from ._kernels import combine_block
 
         buf, ubuf = self.buffers()
@@ -133,8 +136,6 @@ def _default_workers() -> int:
 
 
 def _common_unit(sources) -> u.UnitBase:
-    from astropy import units as u
-
     units = {src.unit for src in sources if src.unit is not None}
     if len(units) > 1:
         found = ", ".join(sorted(str(x) for x in units))
@@ -196,7 +197,9 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         mean times the number of frames (so a masked or rejected value does
         not leave a hole; equal to a plain sum when nothing is left out).
     rejection : SigmaClip, WinsorizedSigmaClip, LinearFitClip, PercentileClip, MinMaxClip, GESD
-        Outlier rejection applied per pixel before combining (None: none).
+        Outlier rejection applied per pixel before combining (None: none).  An
+        :class:`astropy.stats.SigmaClip` is taken too (see
+        :meth:`SigmaClip.from_astropy`).
     scale : None, "median", "mean", array, callable or Scale
         Normalisation of each frame before rejection.  Strings, arrays and
         callables are multiplicative; use ``Scale(..., mode="additive")`` for
@@ -253,18 +256,10 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
     True
     """
     frames = collection_paths(frames, "combine")
-    if method not in METHOD_CODES:
-        raise InvalidSettingsError(
-            f"method={method!r}: use 'median', 'mean' or 'sum'")
-    if rejection is not None and not isinstance(rejection, Rejection):
-        raise InvalidSettingsError(
-            f"rejection={rejection!r}: pass a settings object such as SigmaClip(low=3, high=3) "
-            "or None")
+    rejection = as_rejection(rejection)   # astropy's SigmaClip converted, or refused
+    _check_method(method, rejection)
     limit = parse_memory(memory_limit)
-    if workers is None:
-        workers = _default_workers()
-    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
-        raise InvalidSettingsError(f"workers={workers!r}: must be a whole number >= 1")
+    workers = _check_workers(workers)
     scale_obj = as_scale(scale)
 
     tmp: list[str] = []
@@ -282,6 +277,8 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
                                 thread_name_prefix="calframe-hash")
     try:
         hashes = _hash_listed_files(frames, hasher)
+        # deferred (see the top of this module): numba and the compiled kernels
+        # take about 0.5 s to import, which overlaps the hashing here
         from ._kernels import sorting_network
         from ._sources import parse_frames
 
@@ -292,17 +289,8 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         shape = _check_shapes(sources)
         unit = _common_unit(sources)
         fweight, ivar, weights_json = frame_weights(weights, sources, method)
-        keep = fweight > 0
         all_sources = sources
-        if not np.all(keep):
-            sources = [s for s, k in zip(sources, keep, strict=True) if k]
-            fweight = fweight[keep]
-            if scale_obj is not None and isinstance(scale_obj.statistic, tuple):
-                if len(scale_obj.statistic) != len(all_sources):
-                    raise InvalidSettingsError(
-                        f"scale has {len(scale_obj.statistic)} values for "
-                        f"{len(all_sources)} frames; give one per frame")
-                scale_obj = Scale(np.asarray(scale_obj.statistic)[keep], mode=scale_obj.mode)
+        sources, fweight, scale_obj = _drop_unweighted(sources, fweight, scale_obj)
         mul, add = frame_scales(scale_obj, sources)
         has_unc = all(s.has_unc for s in sources)
         if not has_unc and any(s.has_unc for s in sources):
@@ -314,12 +302,7 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
                 f"{nf} frames: the per-pixel counts are int16, so at most 32767 frames can "
                 "be combined at once; combine in groups and combine the results")
         ny, nx = shape
-        rej_code = REJECTION_CODES[rejection._code] if rejection is not None else 0
-        params = rejection._params() if rejection is not None else np.zeros(6)
-        if rej_code == REJECTION_CODES["gesd"]:
-            lam = gesd_critical_values(nf, rejection.significance)
-        else:
-            lam = np.zeros((1, 1))
+        rej_code, params, lam = _kernel_rejection(rejection, nf)
         medfac, c4 = _efficiency.tables(nf)
         quant2 = _rounding_step2(sources, mul) if method == "median" else 0.0
         out_bytes = ny * nx * 12
@@ -339,8 +322,6 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
         if scheduler is None:
             _run_local(plan, workers, out_data, out_unc, out_n, out_rej)
         else:
-            from ._dask import run_dask
-
             run_dask(plan, scheduler, out_data, out_unc, out_n, out_rej)
         return _result(all_sources, sources, unit, method, rejection, scale_obj, weights_json,
                        memory_limit, hashes, out_data, out_unc, out_n, out_rej)
@@ -350,6 +331,51 @@ def combine(frames, *, method: str = "median", rejection: Rejection | None = Non
             src.close()
         if tmp:
             shutil.rmtree(tmp[0], ignore_errors=True)
+
+
+def _check_method(method, rejection) -> None:
+    if method not in METHOD_CODES:
+        raise InvalidSettingsError(
+            f"method={method!r}: use 'median', 'mean' or 'sum'")
+    if rejection is not None and not isinstance(rejection, Rejection):
+        raise InvalidSettingsError(
+            f"rejection={rejection!r}: pass a settings object such as SigmaClip(low=3, high=3) "
+            "or None")
+
+
+def _check_workers(workers) -> int:
+    """The number of worker threads: ``workers``, or the cores available for None."""
+    if workers is None:
+        workers = _default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int | np.integer) or workers < 1:
+        raise InvalidSettingsError(f"workers={workers!r}: must be a whole number >= 1")
+    return workers
+
+
+def _drop_unweighted(sources, fweight, scale_obj: Scale | None):
+    """Leave out the frames of weight 0 (and their values of a per-frame scale)."""
+    keep = fweight > 0
+    if np.all(keep):
+        return sources, fweight, scale_obj
+    if scale_obj is not None and isinstance(scale_obj.statistic, tuple):
+        if len(scale_obj.statistic) != len(sources):
+            raise InvalidSettingsError(
+                f"scale has {len(scale_obj.statistic)} values for "
+                f"{len(sources)} frames; give one per frame")
+        scale_obj = Scale(np.asarray(scale_obj.statistic)[keep], mode=scale_obj.mode)
+    return [s for s, k in zip(sources, keep, strict=True) if k], fweight[keep], scale_obj
+
+
+def _kernel_rejection(rejection: Rejection | None, nf: int):
+    """The kernels' rejection code, parameter array and GESD critical values."""
+    if rejection is None:
+        return REJ_NONE, np.zeros(NPARAMS), np.zeros((1, 1))
+    code = REJECTION_CODES[rejection._code]
+    if code == REJ_GESD:
+        lam = gesd_critical_values(nf, rejection.significance)
+    else:
+        lam = np.zeros((1, 1))
+    return code, rejection._params(), lam
 
 
 def _hash_listed_files(frames, hasher) -> dict:
@@ -414,6 +440,8 @@ def _scale_card(scale_obj: Scale | None) -> str:
 def _result(all_sources, sources, unit, method, rejection, scale_obj: Scale | None,
             weights_json, memory_limit, hashes, out_data, out_unc, out_n,
             out_rej) -> CCDData:
+    # deferred (see the top of this module): astropy.io.fits and astropy.nddata take
+    # about 0.1 s and 0.6 s to import; _run_local imports the latter while the kernels run
     from astropy.io import fits
     from astropy.nddata import CCDData, StdDevUncertainty
 

@@ -90,6 +90,8 @@ def _trapz_cumulative_from_top(y: np.ndarray, x: np.ndarray) -> np.ndarray:
 @cache
 def _median_variance(n: int) -> float:
     """Variance of the median of ``n`` standard normal values."""
+    # deferred: scipy.stats takes about 1.8 s to import, and only the tests call
+    # this function (to recompute _F_TABLE)
     from scipy import special, stats
 
     if n <= 2:
@@ -123,6 +125,16 @@ def median_efficiency_factor(n: int) -> float:
     The standard error of the median of ``n`` Gaussian values is
     ``f(n) * sigma / sqrt(n)``.
 
+    Parameters
+    ----------
+    n : int
+        Number of values.
+
+    Returns
+    -------
+    float
+        ``f(n)`` (1 for ``n`` of 1 and 2, about ``sqrt(pi / 2)`` for large ``n``).
+
     Examples
     --------
     >>> round(median_efficiency_factor(3) ** 2, 4)
@@ -140,6 +152,16 @@ def median_efficiency_factor(n: int) -> float:
 
 def c4(n: int) -> float:
     """``E[s] / sigma`` for the sample standard deviation of ``n`` Gaussian values.
+
+    Parameters
+    ----------
+    n : int
+        Number of values (at least 2).
+
+    Returns
+    -------
+    float
+        The bias factor ``c4(n)``.
 
     Examples
     --------

@@ -187,13 +187,24 @@ def _median_variance(var1, f2n, a_per_s, quant2):  # pragma: no cover
     return f2n * cont + r * w
 
 
+#: rows of the table of :func:`_per_n_constants`
+_K_INV_N = 0
+_K_INV_N1 = 1
+_K_INV_C4 = 2
+_K_INV_SQRT_N = 3
+_K_MEDIAN_F2N = 4
+_K_ROUNDING_A = 5
+
+
 @njit(nogil=True)
 def _per_n_constants(nf, medfac, c4, quant2):  # pragma: no cover
     """Per-count constants of the tile statistics, so that no pixel divides by ``n``.
 
-    Rows, for ``n = 0 .. nf``: ``1/n``, ``1/(n-1)``, ``1/c4(n)``, ``1/sqrt(n)``,
-    ``f(n)**2/n`` (the median's variance factor) and, for the rounding weight
-    of an even-``n`` median, ``a/s = _A_SCALE/(n q)`` (-1 for odd ``n``: the
+    Rows, for ``n = 0 .. nf``: ``1/n`` (``_K_INV_N``), ``1/(n-1)``
+    (``_K_INV_N1``), ``1/c4(n)`` (``_K_INV_C4``), ``1/sqrt(n)``
+    (``_K_INV_SQRT_N``), ``f(n)**2/n`` (``_K_MEDIAN_F2N``, the median's
+    variance factor) and, for the rounding weight of an even-``n`` median,
+    ``a/s = _A_SCALE/(n q)`` (``_K_ROUNDING_A``; -1 for odd ``n``: the
     weight is 1).  NaN where a statistic has too few values (``1/(n-1)``
     and ``1/c4`` for ``n < 2``, the others for ``n = 0``), so that NaN
     reaches the outputs with no test per pixel.
@@ -201,13 +212,13 @@ def _per_n_constants(nf, medfac, c4, quant2):  # pragma: no cover
     k = np.full((6, nf + 1), np.nan)
     q = math.sqrt(quant2)
     for n in range(1, nf + 1):
-        k[0, n] = 1.0 / n
-        k[3, n] = 1.0 / math.sqrt(n)
-        k[4, n] = medfac[n] * medfac[n] / n
-        k[5, n] = _A_SCALE / (n * q) if n % 2 == 0 and q > 0.0 else -1.0
+        k[_K_INV_N, n] = 1.0 / n
+        k[_K_INV_SQRT_N, n] = 1.0 / math.sqrt(n)
+        k[_K_MEDIAN_F2N, n] = medfac[n] * medfac[n] / n
+        k[_K_ROUNDING_A, n] = _A_SCALE / (n * q) if n % 2 == 0 and q > 0.0 else -1.0
         if n >= 2:
-            k[1, n] = 1.0 / (n - 1)
-            k[2, n] = 1.0 / c4[n]
+            k[_K_INV_N1, n] = 1.0 / (n - 1)
+            k[_K_INV_C4, n] = 1.0 / c4[n]
     return k
 
 
@@ -270,20 +281,21 @@ def _simple_tile(t, tw, nf, nvalid, need_sort, method, rej, params, ranged,
         n = hi[p] - lo[p]
         out_n[r, x0 + p] = n
         out_rej[r, x0 + p] = nvalid[p] - n
-        var = (s2[p] - s1[p] * s1[p] * kn[0, n]) * kn[1, n]
-        blo[p] = math.sqrt(var if var > 0.0 else 0.0) * kn[2, n]
+        var = (s2[p] - s1[p] * s1[p] * kn[_K_INV_N, n]) * kn[_K_INV_N1, n]
+        blo[p] = math.sqrt(var if var > 0.0 else 0.0) * kn[_K_INV_C4, n]
     if method == METHOD_MEDIAN:
         for p in range(tw):
             n = hi[p] - lo[p]
             s = blo[p]
-            out_unc[r, x0 + p] = math.sqrt(_median_variance(s * s, kn[4, n], kn[5, n], quant2))
+            out_unc[r, x0 + p] = math.sqrt(_median_variance(
+                s * s, kn[_K_MEDIAN_F2N, n], kn[_K_ROUNDING_A, n], quant2))
             out_data[r, x0 + p] = _median_sorted(t, p, lo[p], hi[p]) if n > 0 else np.nan
     else:
         scale = nframes_total if method == METHOD_SUM else 1.0
         for p in range(tw):
             n = hi[p] - lo[p]
-            out_data[r, x0 + p] = (ref[p] + s1[p] * kn[0, n]) * scale
-            out_unc[r, x0 + p] = blo[p] * kn[3, n] * scale
+            out_data[r, x0 + p] = (ref[p] + s1[p] * kn[_K_INV_N, n]) * scale
+            out_unc[r, x0 + p] = blo[p] * kn[_K_INV_SQRT_N, n] * scale
 
 
 @njit(nogil=True)
@@ -537,7 +549,8 @@ def _weighted_outputs(r, x0, tw, nvalid, kept, has_unc, method, c4, kn, quant2,
         if method == METHOD_MEDIAN:
             val = med[p]
             var1 = su2[p] / n if has_unc else s * s
-            unc = math.sqrt(_median_variance(var1, kn[4, n], kn[5, n], quant2))
+            unc = math.sqrt(_median_variance(var1, kn[_K_MEDIAN_F2N, n], kn[_K_ROUNDING_A, n],
+                                             quant2))
         else:
             val = ref[p] + swx[p] / sw[p]
             if has_unc:

@@ -89,6 +89,11 @@ def rejection_from_name(name: str, low: float | None = None, high: float | None 
     low, high : float, optional
         The limits (default: the algorithm's own).
 
+    Returns
+    -------
+    Rejection or None
+        The settings object, None for ``'none'``.
+
     Raises
     ------
     InvalidSettingsError

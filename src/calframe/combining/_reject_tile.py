@@ -6,9 +6,9 @@ holds the N values of pixel ``p`` sorted in ascending order; the first
 contiguous range ``[lo[p], hi[p])`` of each column.
 
 :func:`reject_tile` gives, for every pixel, exactly the integers that the
-per-pixel definition of each algorithm gives (``_reject`` in the tests,
-``tests/test_combine_reject_tile.py``, checks this), but it runs the pixels
-of the tile in lock-step:
+per-pixel definition of each algorithm gives (``_reject`` in
+``tests/test_combine_reject_tile.py``, which the tests compare it with),
+but it runs the pixels of the tile in lock-step:
 
 * the state of each pixel (its kept range, centre, scale, whether it is
   still iterating, ...) lives in rows of small scratch arrays, one entry per

@@ -33,8 +33,15 @@ from astropy import units as u
 from astropy.io import fits
 
 from ..errors import FrameReadError, IncompatibleFramesError, NoFramesError
+from ..io._fits import _sanitised
+from ..io._formats import check_regular_file, format_from_name
+from ..metadata import normalize_header
+from ..provenance import get_provenance
 from ._kernels import decode_i2be
 
+# astropy.nddata takes about 0.6 s to import: it is imported only where frames in
+# memory are read (their caller has imported it then) or wrapped, so that
+# combine() can import it while the kernels run (see _combine._run_local)
 if TYPE_CHECKING:
     from astropy.nddata import CCDData, NDData
 
@@ -253,9 +260,6 @@ class FitsSource(FrameSource):
 def _normalised_header(header: fits.Header, path) -> fits.Header:
     """The header :func:`calframe.read_frame` gives (cards that cannot be read are
     fixed or left out, as its FITS reader does), without the structural cards."""
-    from ..io._fits import _sanitised
-    from ..metadata import normalize_header
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         out = normalize_header(_sanitised(header, path), path=path)
@@ -344,7 +348,6 @@ class ArraySource(FrameSource):
             self.header = _slim(_as_header(obj.meta), keep_header)
             self._mask = None if obj.mask is None else np.asarray(obj.mask, dtype=bool)
             self._unc = _uncertainty_array(obj)
-            from ..provenance import get_provenance
             self.provenance = get_provenance(obj)
         else:
             data = np.asarray(obj)
@@ -429,8 +432,6 @@ def _is_plain_fits(path: Path) -> bool:
     Anything that is not a regular file (a FIFO, a socket) is refused by the
     format registry before it is opened.
     """
-    from ..io._formats import check_regular_file, format_from_name
-
     check_regular_file(path)
     if format_from_name(path) != "fits" or path.name.lower().endswith((".gz", ".bz2",
                                                                        ".fz")):
@@ -480,10 +481,9 @@ def _fits_source(path, label, keep_header=True):
 
 
 def _decoded(path, label, folder, keep_header=True):
-    try:
-        from ..io import read_frame
-    except ImportError as err:  # pragma: no cover - io module absent
-        raise FrameReadError(path, "calframe.io is not available to decode this file") from err
+    # deferred: calframe.io's reader imports astropy.nddata (see the top of this module)
+    from ..io import read_frame
+
     ccd = read_frame(path)
     return CacheSource(ccd, label, folder, path=str(path), keep_header=keep_header)
 

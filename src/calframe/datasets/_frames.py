@@ -106,6 +106,20 @@ def render_stars(shape: tuple[int, int], stars: np.ndarray, field: StarField) ->
     integrated on a 5x5 sub-grid.  The image of a star is cut at about 5 (Gaussian)
     or 10 (Moffat) FWHM from its centre, so very faint wings are lost.
 
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(ny, nx)`` of the image.
+    stars : ndarray
+        Structured array with fields ``x``, ``y`` and ``flux``.
+    field : StarField
+        The PSF.
+
+    Returns
+    -------
+    ndarray
+        float64 image of the flux per pixel.
+
     Examples
     --------
     >>> stars = np.array([(10.0, 12.0, 1000.0)], dtype=[("x", float), ("y", float),
@@ -384,8 +398,28 @@ def dark_frame(camera: SyntheticCamera, exptime: float, *, seed=None,
                frametype: Literal["dark", "darkflat"] = "dark") -> SyntheticFrame:
     """A dark frame of ``exptime`` seconds: bias, dark current (with hot pixels) and noise.
 
-    Parameters are those of :func:`bias_frame`, plus ``exptime`` (seconds) and
-    ``frametype`` ('dark', or 'darkflat' for the darks that go with flats).
+    Parameters
+    ----------
+    camera : SyntheticCamera
+        The detector.
+    exptime : float
+        Exposure time in seconds.
+    seed : int, numpy.random.SeedSequence or None
+        Seed of the frame's noise (same seed, same frame).
+    temperature : float, optional
+        Sensor temperature (default: the camera's).
+    cosmic_rays : int
+        Number of cosmic-ray hits.
+    date_obs : str, optional
+        DATE-OBS to write in the header.
+    imagetyp : dict, optional
+        IMAGETYP spellings overriding :data:`IMAGETYP_MAXIM`.
+    frametype : {'dark', 'darkflat'}
+        'darkflat' for the darks that go with flats.
+
+    Returns
+    -------
+    SyntheticFrame
 
     Examples
     --------
@@ -409,13 +443,27 @@ def flat_frame(camera: SyntheticCamera, level: float = 20000.0, exptime: float =
 
     Parameters
     ----------
+    camera : SyntheticCamera
+        The detector.
     level : float
         Signal above the bias, in ADU, of a pixel whose response is 1 (a green
         or mono pixel on the optical axis without dust).
     exptime : float
         Exposure time in seconds (only the dark current depends on it).
+    seed : int, numpy.random.SeedSequence or None
+        Seed of the frame's noise (same seed, same frame).
+    temperature : float, optional
+        Sensor temperature (default: the camera's).
+    cosmic_rays : int
+        Number of cosmic-ray hits.
+    date_obs : str, optional
+        DATE-OBS to write in the header.
+    imagetyp : dict, optional
+        IMAGETYP spellings overriding :data:`IMAGETYP_MAXIM`.
 
-    Other parameters are those of :func:`bias_frame`.
+    Returns
+    -------
+    SyntheticFrame
 
     Examples
     --------
@@ -442,6 +490,8 @@ def light_frame(camera: SyntheticCamera, exptime: float = 60.0, *,
 
     Parameters
     ----------
+    camera : SyntheticCamera
+        The detector.
     exptime : float
         Exposure time in seconds.
     field : StarField, optional
@@ -452,8 +502,20 @@ def light_frame(camera: SyntheticCamera, exptime: float = 60.0, *,
     shift : tuple of float
         ``(dy, dx)`` added to the star positions (a dither); the truth holds the
         shifted positions.
+    seed : int, numpy.random.SeedSequence or None
+        Seed of the frame's noise (same seed, same frame).
+    temperature : float, optional
+        Sensor temperature (default: the camera's).
+    cosmic_rays : int
+        Number of cosmic-ray hits.
+    date_obs : str, optional
+        DATE-OBS to write in the header.
+    imagetyp : dict, optional
+        IMAGETYP spellings overriding :data:`IMAGETYP_MAXIM`.
 
-    Other parameters are those of :func:`bias_frame`.
+    Returns
+    -------
+    SyntheticFrame
 
     Examples
     --------

@@ -213,6 +213,27 @@ class DistortionModel:
     and shear), so that the corrected image overlays the raw one.
 
     Build one with :meth:`fit` or :meth:`from_fits`.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(ny, nx)`` of the detector.
+    centre : array_like
+        ``(x, y)`` centre of the radial term, in pixels.
+    scale : float
+        Radius (pixels) that the radial polynomial's variable is divided by.
+    k : array_like
+        Coefficients of the radial polynomial.
+    tx, ty : array_like
+        Knots of the B-spline term along x and y.
+    coef_x, coef_y : array_like
+        B-spline coefficients of the x and y displacement.
+    T : array_like
+        The 2x3 affine map that removes the affine part of the field.
+    spots : `~astropy.table.Table`
+        The spots the model was fitted to, with their lattice indices.
+    meta : dict
+        Fit statistics and settings (``nspots``, ``pitch_px``, ``settings``...).
     """
 
     def __init__(self, shape, centre, scale, k, tx, ty, coef_x, coef_y, T, spots, meta):

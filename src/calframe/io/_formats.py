@@ -129,6 +129,16 @@ def _suffix(path: Path) -> str:
 def format_from_name(path: str | os.PathLike) -> str | None:
     """The format a file's name announces, or None (no file is opened).
 
+    Parameters
+    ----------
+    path : str or path-like
+        The file's name or path.
+
+    Returns
+    -------
+    str or None
+        'fits', 'raw', 'edf', 'tiff' or 'image'; None for a name no format claims.
+
     Examples
     --------
     >>> format_from_name("night/flat_001.FIT"), format_from_name("bias.fits.gz")
@@ -191,6 +201,16 @@ def detect_format(path: str | os.PathLike) -> str:
 
     The name's ending decides, checked against the first bytes for FITS;
     files with another ending are recognised from their first bytes.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+
+    Returns
+    -------
+    str
+        The format's name.
 
     Raises
     ------

@@ -955,6 +955,18 @@ def read_provenance(path: str | os.PathLike, *, verify_checksum: bool = True
     warns (:class:`~calframe.errors.ChecksumMismatchWarning`) when a checksum
     fails.
 
+    Parameters
+    ----------
+    path : str or path-like
+        A FITS file.
+    verify_checksum : bool, optional
+        Check the CHECKSUM and DATASUM keywords.
+
+    Returns
+    -------
+    Provenance
+        Its inputs and steps.
+
     Examples
     --------
     >>> import tempfile, pathlib, numpy as np

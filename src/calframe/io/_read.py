@@ -14,6 +14,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 
 from .. import metadata
 from .._detector import as_tile, detector_sigma, warn_uncertainty_unknown
+from ..contract import calframe_output
 from ..errors import (
     FrameReadError,
     IncompatibleFramesError,
@@ -22,8 +23,12 @@ from ..errors import (
 )
 from ..provenance import InputRecord, get_provenance
 from ._common import Loaded
+from ._edf import edf_frame_count, iter_edf
+from ._fits import attach_fits_extras, image_hdus
 from ._formats import FORMATS, HeaderRead, detect_format
+from ._hdf5 import hdf5_frame_count, iter_hdf5
 from ._kernels import mask_levels
+from ._tiff import iter_tiff, tiff_frame_count
 
 __all__ = ["FrameInfo", "detect_format", "frame_count", "iter_frames", "read_frame",
            "read_header"]
@@ -40,8 +45,6 @@ def _default_unit(header) -> str:
     """The unit of a file whose header gives none: a camera's ADU, except for a file
     calframe wrote, which leaves ``BUNIT`` out only for dimensionless data (a
     normalised flat), as astropy does."""
-    from ..contract import calframe_output
-
     return "" if calframe_output(header) is not None else "adu"
 
 
@@ -375,19 +378,46 @@ def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
 
 
 def frame_count(path: str | os.PathLike, *, dataset: str | None = None) -> int:
-    """How many frames a file holds (EDF, TIFF and HDF5 frames, FITS image HDUs)."""
+    """How many frames a file holds (EDF, TIFF and HDF5 frames, FITS image HDUs).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    dataset : str, optional
+        HDF5: the path of the detector data (as in :func:`read_frame`).
+
+    Returns
+    -------
+    int
+        EDF frames, TIFF pages, HDF5 frames or FITS image HDUs; 1 for a
+        camera RAW or an image.
+
+    Raises
+    ------
+    FileNotFoundError, FrameReadError, UnsupportedFormatError
+        As :func:`read_frame`, for a file that cannot be read.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "three.fits"
+    >>> fits.HDUList([fits.PrimaryHDU(np.zeros((2, 2), np.float32))]
+    ...              + [fits.ImageHDU(np.ones((2, 2), np.float32)) for _ in range(2)]
+    ...              ).writeto(path)
+    >>> frame_count(path)
+    3
+    """
     kind = detect_format(path)
     if kind == "hdf5":
-        from ._hdf5 import hdf5_frame_count
         return hdf5_frame_count(path, dataset=dataset)
     if kind == "edf":
-        from ._edf import edf_frame_count
         return edf_frame_count(path)
     if kind == "tiff":
-        from ._tiff import tiff_frame_count
         return tiff_frame_count(path)
     if kind == "fits":
-        from ._fits import image_hdus
         return len(image_hdus(path))
     return 1
 
@@ -398,6 +428,25 @@ def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
     Keyword arguments are those of :func:`read_frame` (except ``frame`` and
     ``hdu``).  A single-frame file yields one frame.  Frames are read one at
     a time, so memory does not grow with the number of frames.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    **kwargs
+        The keyword arguments of :func:`read_frame` other than ``hdu`` and
+        ``frame``, applied to every frame.
+
+    Yields
+    ------
+    CCDData
+        Each frame in the file's order, as :func:`read_frame` reads it.
+
+    Raises
+    ------
+    TypeError
+        ``hdu=`` or ``frame=`` given, or a keyword :func:`read_frame` does
+        not take.
 
     Examples
     --------
@@ -416,21 +465,16 @@ def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
             raise TypeError(f"iter_frames() got {key}=; it yields every frame")
     kind = detect_format(path)
     if kind == "hdf5":
-        from ._hdf5 import iter_hdf5
         options = ReadOptions(**{k: v for k, v in kwargs.items() if k != "dataset"})
         for loaded in iter_hdf5(path, dataset=kwargs.get("dataset"), dtype=options.dtype):
             yield _finish(loaded, path, kind, options)
         return
     if kind == "fits":
-        from ._fits import image_hdus
         for index in image_hdus(path):
             yield read_frame(path, hdu=index, **kwargs)
         return
     if kind in ("edf", "tiff"):
-        if kind == "edf":
-            from ._edf import iter_edf as iterate
-        else:
-            from ._tiff import iter_tiff as iterate
+        iterate = iter_edf if kind == "edf" else iter_tiff
         options = ReadOptions(**kwargs)
         for loaded in iterate(path, dtype=options.dtype):
             yield _finish(loaded, path, kind, options)
@@ -585,7 +629,6 @@ def _finish(loaded: Loaded, path, kind: str, options: ReadOptions) -> CCDData:
                   uncertainty=None if uncertainty is None
                   else StdDevUncertainty(uncertainty, copy=False))
     if loaded.has_extras:
-        from ._fits import attach_fits_extras
         attach_fits_extras(ccd, path)
     _record_read(ccd, loaded, path, kind, options, source)
     log.debug("read %s (%s, %s, %s)", path, kind, data.shape, meta["FRAMETYP"])
