@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ._stats import MAD_TO_SIGMA
 from .datasets import Night, StarField, SyntheticCamera, SyntheticFrame, make_night
 from .errors import OutputExistsError
 
@@ -370,7 +371,7 @@ def _exptime_of(night: Night, frametype: str) -> float:
 
 
 def _robust_std(values: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+    return float(MAD_TO_SIGMA * np.median(np.abs(values - np.median(values))))
 
 
 def _pair_variance(cube: np.ndarray) -> tuple[float, int]:

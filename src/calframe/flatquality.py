@@ -30,6 +30,7 @@ from astropy.nddata import CCDData
 from astropy.table import Table
 
 from . import bayer
+from ._stats import MAD_TO_SIGMA
 from .errors import IncompatibleFramesError, InvalidSettingsError
 
 __all__ = ["FlatQuality", "flat_quality"]
@@ -161,7 +162,7 @@ def _compare(sub: np.ndarray, rest: np.ndarray, block: int = 16) -> tuple:
     design = np.stack([np.ones(values.size), u[good], v[good]], axis=1)
     coef, *_ = np.linalg.lstsq(design, values, rcond=None)
     resid = values - design @ coef
-    pix_rms = 1.4826 * np.median(np.abs(resid - np.median(resid))) / coef[0]
+    pix_rms = MAD_TO_SIGMA * np.median(np.abs(resid - np.median(resid))) / coef[0]
     by, bx = ny // block, nx // block
     if by and bx:
         blocks = np.nanmean(ratio[:by * block, :bx * block].reshape(by, block, bx, block),

@@ -40,6 +40,7 @@ import numpy as np
 from astropy.nddata import CCDData
 
 from . import bayer
+from ._stats import MAD_TO_SIGMA
 from .errors import InvalidSettingsError, NonLinearDataError, NonLinearDataWarning
 from .provenance import _ATTRIBUTE as _PROVENANCE_ATTRIBUTE
 
@@ -248,7 +249,7 @@ def response_exponent(light: CCDData, flat: CCDData, *, block: int = 16,
     slope = np.polyfit(x, y, 1)[0]
     # one pass of outlier rejection (a bright nebula, a satellite trail...)
     resid = y - np.polyval(np.polyfit(x, y, 1), x)
-    keep = np.abs(resid) < 3 * 1.4826 * np.median(np.abs(resid)) + 1e-12
+    keep = np.abs(resid) < 3 * MAD_TO_SIGMA * np.median(np.abs(resid)) + 1e-12
     if keep.sum() >= 9:
         slope = np.polyfit(x[keep], y[keep], 1)[0]
     return float(slope)
@@ -619,7 +620,7 @@ def _robust_fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray, tiles: np.ndar
             return np.nan, np.nan, np.nan, keep
         coef = np.linalg.lstsq(design[keep], y[keep], rcond=None)[0]
         resid = y - design @ coef
-        scatter = 1.4826 * np.median(np.abs(resid[keep] - np.median(resid[keep])))
+        scatter = MAD_TO_SIGMA * np.median(np.abs(resid[keep] - np.median(resid[keep])))
         new = np.abs(resid) <= 3.0 * max(scatter, 1e-9)
         if np.array_equal(new, keep):
             break

@@ -186,16 +186,6 @@ def parse_frame_type(value: Any) -> str | None:
         One of :data:`FRAME_TYPES` other than 'unknown', or None when the
         value is not recognised.
 
-    Parameters
-    ----------
-    value : object
-        A header value (IMAGETYP, FRAMETYP...).
-
-    Returns
-    -------
-    str or None
-        One of :data:`FRAME_TYPES`, or None.
-
     Examples
     --------
     >>> parse_frame_type("Bias Frame"), parse_frame_type("zero")

@@ -36,6 +36,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from ._calutil import as_frame
 from ._collection import collection_paths
 from ._register_kernels import warp_kernel
+from ._stats import MAD_TO_SIGMA
 from .errors import CalframeError, IncompatibleFramesError, InvalidSettingsError
 from .provenance import get_provenance, set_provenance
 
@@ -229,7 +230,7 @@ def _detect_stars(data: np.ndarray, valid: np.ndarray, *, fwhm: float, nstars: i
     if sample.size < 16:
         return np.empty((0, 2))
     background = float(np.median(sample))
-    noise = 1.4826 * float(np.median(np.abs(sample - background)))
+    noise = MAD_TO_SIGMA * float(np.median(np.abs(sample - background)))
     if not noise > 0:
         return np.empty((0, 2))
     clean = np.where(valid, data - background, 0.0)
@@ -308,7 +309,7 @@ def _stars(ref_xy: np.ndarray, img_xy: np.ndarray, *, model: str, tolerance: flo
             raise AlignmentError("fewer than 3 stars match after the pattern match")
         matrix = _fit_points(ref_xy[pairs], img_xy[idx[pairs]], model)
         res = _residuals(matrix, ref_xy[pairs], img_xy[idx[pairs]])
-        keep = res < max(3.0 * 1.4826 * np.median(res), 0.05)
+        keep = res < max(3.0 * MAD_TO_SIGMA * np.median(res), 0.05)
         if keep.sum() >= 3 and not keep.all():
             sel = np.flatnonzero(pairs)[keep]
             matrix = _fit_points(ref_xy[sel], img_xy[idx[sel]], model)

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ._atomic import temporary_path
+from ._stats import MAD_TO_SIGMA
 from .errors import CalframeError, UncertaintyUnknownWarning
 from .provenance import _printable
 
@@ -408,10 +409,10 @@ def _auto_stretch(plane: np.ndarray) -> np.ndarray:
     if good.size == 0:
         return np.full(plane.shape, np.nan)
     lo, med, hi = np.percentile(good, [0.5, 50, 99.5])
-    sigma = 1.4826 * float(np.median(np.abs(good - med)))
+    sigma = MAD_TO_SIGMA * float(np.median(np.abs(good - med)))
     steps = np.diff(plane, axis=-1)
     steps = steps[np.isfinite(steps)]
-    noise = 1.4826 / math.sqrt(2) * float(np.median(np.abs(steps))) if steps.size else 0.0
+    noise = MAD_TO_SIGMA / math.sqrt(2) * float(np.median(np.abs(steps))) if steps.size else 0.0
     if sigma > 0:
         lo, hi = max(lo, med - 3 * sigma), min(hi, med + 25 * sigma)
     hi = max(hi, med + 20 * noise)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from astropy.table import Table
 
+from .._stats import MAD_TO_SIGMA
 from ..io import read_frame
 from ._failures import _FILE_FAILURES, _oneline, _oneline_of
 
@@ -38,7 +39,7 @@ def _frame_stats(ccd) -> dict[str, float]:
                 "finite": 0, "saturated": saturated}
     sample = good if good.size <= 1_000_000 else good[:: good.size // 1_000_000 + 1]
     med = float(np.median(sample))
-    sigma = float(1.4826 * np.median(np.abs(sample - med)))
+    sigma = float(MAD_TO_SIGMA * np.median(np.abs(sample - med)))
     tail = float(np.mean(sample > med + 10 * max(sigma, 1e-12)))
     return {"median": med, "sigma": sigma, "masked": float(mask.mean()), "tail": tail,
             "finite": int(finite), "saturated": saturated}
@@ -148,7 +149,7 @@ def flag_outliers(rows: list[dict], k: float) -> None:
         for stat, floor in floors.items():
             values = np.array([r[stat] for r in rows], dtype=float)
             centre = np.nanmedian(values)
-            spread = max(1.4826 * np.nanmedian(np.abs(values - centre)), floor)
+            spread = max(MAD_TO_SIGMA * np.nanmedian(np.abs(values - centre)), floor)
             for r, v in zip(rows, values, strict=True):
                 z = (v - centre) / spread
                 if math.isfinite(z) and abs(z) > k:

@@ -22,6 +22,11 @@ def source_date() -> datetime | None:
     ------
     InvalidSettingsError
         ``SOURCE_DATE_EPOCH`` is set but is not a whole number of seconds.
+
+    Returns
+    -------
+    datetime.datetime or None
+        The fixed time (UTC), or None when ``SOURCE_DATE_EPOCH`` is not set.
     """
     value = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
     if not value:
@@ -35,7 +40,13 @@ def source_date() -> datetime | None:
 
 
 def utc_now() -> datetime:
-    """Now, in UTC, or the time ``SOURCE_DATE_EPOCH`` fixes (see :func:`source_date`)."""
+    """Now, in UTC, or the time ``SOURCE_DATE_EPOCH`` fixes (see :func:`source_date`).
+
+    Returns
+    -------
+    datetime.datetime
+        A time-zone-aware UTC time.
+    """
     return source_date() or datetime.now(UTC)
 
 

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 import numpy as np
-from astropy.io import fits
 
 from ._cells import _decode_text, _encode_text, _pieces
 from ._json import _to_json
@@ -18,6 +17,8 @@ from ._records import InputRecord, StepRecord
 from ._versions import _versions_from_json
 
 if TYPE_CHECKING:  # pragma: no cover
+    from astropy.io import fits
+
     from ._provenance import Provenance
 
 __all__ = ["PARAMS_CHUNK", "TABLE_VERSION"]
@@ -76,6 +77,11 @@ def _heap_texts(data, names: list[str], name: str) -> list[str] | None:
 def table_hdu(prov: Provenance, *, out_dir: str | os.PathLike = ".",
               absolute_paths: bool = False) -> fits.BinTableHDU:
     """The ``PROVENANCE`` table HDU of ``prov`` (see :meth:`Provenance.to_fits_table`)."""
+    # Deferred: astropy.io.fits takes about 50 ms to import, and ``from calframe
+    # import combine`` (which needs this package for its records) starts hashing
+    # its inputs without it.
+    from astropy.io import fits
+
     rows: list[dict[str, Any]] = []
     for r in prov.inputs:
         rows.append({
