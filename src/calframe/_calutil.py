@@ -77,13 +77,14 @@ def _float_or_none(value) -> float | None:
     return out if np.isfinite(out) else None
 
 
-def exposure_of(ccd: CCDData, *, name: str, required: bool = True) -> float | None:
-    """EXPTIME (seconds) of a frame."""
+def exposure_of(ccd: CCDData, *, name: str, required: bool = True,
+                fix: str = "or use dark_scale=None") -> float | None:
+    """EXPTIME (seconds) of a frame; ``fix`` ends the message when it is missing."""
     value = _float_or_none(ccd.meta.get("EXPTIME"))
     if value is None and required:
         raise MissingMetadataError(
             f"{name}: no exposure time (EXPTIME) in its header; set "
-            f"{name}.meta['EXPTIME'] in seconds, or use dark_scale=None")
+            f"{name}.meta['EXPTIME'] in seconds, {fix}")
     return value
 
 

@@ -24,7 +24,7 @@ _ROWS = (
     ("instrument", "INSTRUME", None),
 )
 _COUNTS = (("saturated", "NSATUR"), ("non-finite", "NNONFIN"), ("gap markers", "NGAPPIX"),
-           ("FITS BLANK", "NBLANK"))
+           ("FITS BLANK", "NBLANK"), ("detector mask", "NPIXMASK"))
 
 
 def describe(ccd, label: str) -> str:
