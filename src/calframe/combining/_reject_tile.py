@@ -510,7 +510,7 @@ def _sigma_tile(t, tw, nvalid, lo, hi, params, tp, fs, ist):  # pragma: no cover
 # one function, above the complexity limit: with its loops in helper functions
 # (even ones numba inlines) winsorized clipping measured about 5% slower
 @njit(nogil=True, error_model="numpy", no_cpython_wrapper=True)
-def _winsor_scale(src, k, plo, phi, act, med, sigma, cutoff, wt, fs,  # noqa: C901, RUF100
+def _winsor_scale(src, k, plo, phi, act, med, sigma, cutoff, wt, fs,  # noqa: C901
                   ist):  # pragma: no cover
     """The inner loop of winsorized clipping for the iterating slots: ``sigma`` in place.
 
