@@ -119,6 +119,18 @@ def dark_holds_offset(dark: CCDData) -> bool:
     offset too.  A dark made in memory that says nothing is taken to be dark
     current only, as :func:`dark_includes_bias` does.
 
+    Parameters
+    ----------
+    dark : CCDData
+        The dark, with its header (and provenance, when it was read or combined
+        by calframe).
+
+    Returns
+    -------
+    bool
+        True for a raw dark (offset plus dark current), False for dark current
+        only.
+
     Examples
     --------
     >>> import tempfile, pathlib

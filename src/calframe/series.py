@@ -178,7 +178,18 @@ class _LazyFrames:
 class FrameSeries:
     """A series of 2-D frames read on demand from one or more files.
 
-    Made by :func:`open_series`.
+    Made by :func:`open_series`, which finds the parts of the files.
+
+    Parameters
+    ----------
+    parts : list
+        Where each frame is: a file, and the frame's place in it.
+    frame_shape : tuple of int
+        ``(ny, nx)`` of every frame.
+    dtype : numpy.dtype
+        The type of the values given (float32 unless asked otherwise).
+    header, mask, saturation
+        As the attributes below.
 
     Attributes
     ----------
