@@ -177,7 +177,9 @@ def test_failed_fit_reports_what_was_found(tmp_path, capsys):
     assert code == 1
     line = _one_error_line(err, path)
     assert "candidate spot" in line and "fitted" in line and "indexed" in line
-    assert "detected automatically" in line and "--polarity" in line
+    # no polarity found a lattice: both are reported, and the fix is not a polarity
+    assert "both polarities tried" in line and "with polarity bright" in line
+    assert "with polarity dark" in line and "--spot-radius" in line
     code, _, err = _run(capsys, "fit", path, "-o", tmp_path / "m.fits", "--polarity", "bright")
     line = _one_error_line(err, path)
     assert code == 1 and "polarity bright, as requested" in line
@@ -185,7 +187,9 @@ def test_failed_fit_reports_what_was_found(tmp_path, capsys):
     result = DistortionModel.fit(rng.normal(100, 1, (64, 64)))
     assert not result and result.ncandidates is not None and result.nindexed == 0
     assert "candidate spot" in result.reason and result.polarity in ("bright", "dark")
-    assert result.auto_polarity and "polarity=" in result.suggestion()
+    assert result.auto_polarity and "both polarities" in result.suggestion()
+    assert [t["polarity"] for t in result.tried] == [
+        {"bright": "dark", "dark": "bright"}[result.polarity]]
 
 
 @pytest.mark.parametrize("case", ["blank", "noise", "tiny", "allnan", "fewnan"])

@@ -183,7 +183,8 @@ def make_grid_image(shape: tuple[int, int] = (512, 512), *, pitch: float = 24.0,
                     offset: tuple[float, float] = (0.0, 0.0), vignetting: float = 0.0,
                     gradient: float = 0.0, read_noise: float = 3.0, poisson: bool = True,
                     missing: float = 0.0, spurious: int = 0, edge: float = 0.6,
-                    supersample: int = 4, seed: int = 0) -> tuple[np.ndarray, GridTruth]:
+                    supersample: int = 4, field_stop: float | None = None,
+                    seed: int = 0) -> tuple[np.ndarray, GridTruth]:
     """Render a grid target through a known distortion.
 
     Parameters
@@ -225,6 +226,12 @@ def make_grid_image(shape: tuple[int, int] = (512, 512), *, pitch: float = 24.0,
         Gaussian softness of the spot edge (pixels).
     supersample : int
         Sub-samples per pixel and axis for the pixel-area integration.
+    field_stop : float, optional
+        Radius of a circular field of view, as a fraction of half the
+        diagonal: outside it the image is dark (``background`` of a bright
+        grid, 5 % of the field level of a dark one), as with a lens image
+        circle or a target smaller than the view.  A soft edge of 2 %.
+        None (the default) fills the whole image.
     seed : int
         Seed of everything random (noise, missing and spurious spots).
 
@@ -282,6 +289,12 @@ def make_grid_image(shape: tuple[int, int] = (512, 512), *, pitch: float = 24.0,
         img = illum * (background + amplitude * spots_img)
     else:
         img = illum * (background + amplitude * (1.0 - spots_img))
+    if field_stop is not None:
+        # smooth step from 1 inside to 0 outside the circle, 2 % of the radius wide
+        rr = np.sqrt(rr2)
+        stop = 0.5 * erfc((rr - field_stop) / (np.sqrt(2.0) * 0.02 * field_stop))
+        dark = background if polarity == "bright" else 0.05 * (background + amplitude)
+        img = dark + (img - dark) * stop
     if poisson:
         img = rng.poisson(np.clip(img, 0, None)).astype(np.float64)
     if read_noise:

@@ -16,9 +16,9 @@ from ._detect import (
     LINE_FIX,
     LINE_PROBLEM,
     _check_args,
-    _find_spots,
     _polarity_fix,
     _summary,
+    find_indexed,
 )
 from ._lattice import index_lattice
 
@@ -85,6 +85,10 @@ class FailedDistortionFit:
         The polarity was detected from the image, not requested.
     line_pattern : bool
         The image looks like a pattern of lines rather than dots.
+    tried : list of dict, optional
+        With an automatic polarity, when both were tried: the counts
+        (``polarity``, ``ncandidates``, ``nfitted``, ``nindexed``) and the
+        ``problem`` of the other polarity.
 
     Examples
     --------
@@ -96,7 +100,8 @@ class FailedDistortionFit:
     def __init__(self, reason: str, *, problem: str | None = None, fix: str | None = None,
                  ncandidates: int | None = None, nfitted: int | None = None,
                  nindexed: int | None = None, polarity: str | None = None,
-                 auto_polarity: bool = False, line_pattern: bool = False):
+                 auto_polarity: bool = False, line_pattern: bool = False,
+                 tried: list | None = None):
         self.reason = reason
         self.problem = reason if problem is None else problem
         self.fix = fix
@@ -106,6 +111,9 @@ class FailedDistortionFit:
         self.polarity = polarity
         self.auto_polarity = auto_polarity
         self.line_pattern = line_pattern
+        self.tried = [] if tried is None else [
+            {k: t.get(k) for k in ("polarity", "ncandidates", "nfitted", "nindexed", "problem")}
+            for t in tried]
 
     def __bool__(self) -> bool:
         return False
@@ -117,8 +125,8 @@ class FailedDistortionFit:
         """How to fix the failure (options spelt for the command line with ``cli=True``)."""
         if self.fix:
             return self.fix
-        return _polarity_fix({"polarity": self.polarity, "auto_polarity": self.auto_polarity},
-                             cli=cli)
+        return _polarity_fix({"polarity": self.polarity, "auto_polarity": self.auto_polarity,
+                              "tried": self.tried}, cli=cli)
 
 
 def _failure(info, problem, fix=None, nindexed=0):
@@ -130,7 +138,8 @@ def _failure(info, problem, fix=None, nindexed=0):
     return FailedDistortionFit(f"{_summary(info)}; {problem}", problem=problem, fix=fix,
                                ncandidates=info["ncandidates"], nfitted=info["nfitted"],
                                nindexed=nindexed, polarity=info["polarity"],
-                               auto_polarity=info["auto_polarity"], line_pattern=line)
+                               auto_polarity=info["auto_polarity"], line_pattern=line,
+                               tried=info.get("tried"))
 
 
 def _knots(lo, hi, spacing):
@@ -286,6 +295,7 @@ class DistortionModel:
         if pitch is not None and not pitch > 0:
             raise InvalidSettingsError(f"pitch must be positive, got {pitch!r}")
         info = None
+        index = None
         if isinstance(spots_or_image, Table):
             spots = spots_or_image
             if "x" not in spots.colnames or "y" not in spots.colnames:
@@ -297,7 +307,8 @@ class DistortionModel:
         else:
             data, bad = _check_args(spots_or_image, polarity, spot_radius, mask, channel)
             shape = data.shape
-            spots, info = _find_spots(data, bad, polarity, spot_radius)
+            spots, info, index = find_indexed(data, bad, polarity, spot_radius, pitch=pitch,
+                                              tolerance=settings.tolerance)
             if spots is None:
                 return _failure(info, info["problem"], info["fix"])
         spots = Table(spots, copy=True)
@@ -305,7 +316,9 @@ class DistortionModel:
         y = np.asarray(spots["y"], float)
         if pitch is None:
             pitch = spots.meta.get("pitch")
-        i, j, nconflict = index_lattice(x, y, pitch=pitch, tolerance=settings.tolerance)
+        if index is None:
+            index = index_lattice(x, y, pitch=pitch, tolerance=settings.tolerance)
+        i, j, nconflict = index
         good = i != _NONE
         if good.sum() < 16:
             problem = f"only {int(good.sum())} spots indexed (need 16)"
