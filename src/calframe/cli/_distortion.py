@@ -9,8 +9,8 @@ import click
 
 from . import cli
 
-_FIT_CHANNELS = ("luminance", "r", "g", "b")
-_APPLY_CHANNELS = ("all", "luminance", "r", "g", "b")
+_FIT_CHANNELS = ("luminance", "luma", "r", "g", "b")
+_APPLY_CHANNELS = ("all", "luminance", "luma", "r", "g", "b")
 # names that make -o a file (anything else is a folder, as in earlier versions)
 _FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz")
 
@@ -20,7 +20,8 @@ def distortion() -> None:
     """Geometric distortion from an image of a grid target.
 
     The grid must be of dots or holes (not lines).  A colour (RGB) image is
-    reduced to one plane with --channel.
+    reduced to one plane with --channel; a camera RAW (CFA) target is fitted
+    on its green sites.
     """
 
 
@@ -53,11 +54,16 @@ def _same_file(a, b) -> bool:
 
 def _plane_for_fit(ccd, grid_image, channel):
     """The grey image to detect spots in: the frame itself or the chosen colour plane."""
-    from ..distortion._channel import is_colour, select_channel
+    from ..distortion._channel import _check, cfa_pattern, is_colour, select_channel
     from ..errors import InvalidSettingsError, UnsupportedFormatError
+
+    channel = _check(channel)
 
     if is_colour(ccd.shape):
         return select_channel(ccd, channel or "luminance")
+    if cfa_pattern(ccd) is not None:
+        # a CFA mosaic (camera RAW): its green sites unless a colour is chosen
+        return select_channel(ccd, channel or "g")
     if ccd.ndim != 2:
         raise UnsupportedFormatError(
             grid_image, f"holds an array of shape {ccd.shape}, not one grid image",
@@ -77,10 +83,12 @@ def _plane_for_fit(ccd, grid_image, channel):
               help="Also write a pyFAI NeXus detector file (.h5).")
 @click.option("--polarity", type=click.Choice(["auto", "bright", "dark"]), default="auto",
               show_default=True, help="Bright holes on dark, or dark dots on bright.")
-@click.option("--channel", type=click.Choice(_FIT_CHANNELS), default=None,
-              help="Plane of a colour (RGB) image to fit: 'luminance' (the default for a "
-                   "colour image: Rec. 709 weights 0.2126 R + 0.7152 G + 0.0722 B) or one "
-                   "of r, g, b.  A grey image needs none.")
+@click.option("--channel", type=click.Choice(_FIT_CHANNELS, case_sensitive=False),
+              default=None,
+              help="Plane of a colour (RGB) image to fit: 'luminance' or 'luma' (the default "
+                   "for a colour image: Rec. 709 weights 0.2126 R + 0.7152 G + 0.0722 B) or "
+                   "one of R, G, B.  A camera RAW (CFA) target uses its green sites unless "
+                   "R or B is chosen.  A grey image needs none.")
 @click.option("--pitch", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Approximate grid pitch in pixels (measured if not given).")
 @click.option("--spot-radius", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -196,10 +204,12 @@ def _destinations(files, output, output_dir):
               help="The corrected frame (FITS) when one frame is given.")
 @click.option("-d", "--output-dir", "--outdir", "output_dir", type=click.Path(file_okay=False),
               help="Folder for the corrected frames (named after the inputs, .fits).")
-@click.option("--channel", type=click.Choice(_APPLY_CHANNELS), default="all",
-              show_default=True,
+@click.option("--channel", type=click.Choice(_APPLY_CHANNELS, case_sensitive=False),
+              default="all", show_default=True,
               help="For colour (RGB) frames: correct every plane ('all', the same model for "
-                   "each), or write only the luminance (Rec. 709) or one of r, g, b.")
+                   "each), or write only the luminance (Rec. 709) or one of R, G, B.  A CFA "
+                   "mosaic (camera RAW) stays a mosaic with 'all', each colour resampled "
+                   "from its own sites.")
 @click.option("--method", type=click.Choice(["flux-conserving", "interpolate"]),
               default="flux-conserving", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -216,7 +226,7 @@ def apply_cmd(model_path, files, output, output_dir, channel, method, overwrite)
     on; a colour frame of that shape is corrected plane by plane.
     """
     from ..distortion import DistortionModel, correct_distortion
-    from ..distortion._channel import is_colour
+    from ..distortion._channel import cfa_pattern, is_colour
     from ..errors import IncompatibleFramesError, InvalidSettingsError, UnsupportedFormatError
     from ..io import write_frame
 
@@ -243,7 +253,11 @@ def apply_cmd(model_path, files, output, output_dir, channel, method, overwrite)
                 f"{model_path} was fitted on a {nx} x {ny} image (shape {model.shape}); "
                 "fit a model on a grid image taken with this detector at this size and "
                 "binning ('calframe distortion fit')")
-        if channel != "all" and not is_colour(ccd.shape) and channel != "luminance":
+        channel = channel.lower()
+        if channel == "luma":
+            channel = "luminance"
+        if (channel != "all" and not is_colour(ccd.shape) and channel != "luminance"
+                and cfa_pattern(ccd) is None):
             raise InvalidSettingsError(
                 f"{name}: --channel {channel} picks a colour plane, but the frame is grey; "
                 "leave --channel out")

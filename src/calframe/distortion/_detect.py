@@ -13,7 +13,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from ..errors import InvalidSettingsError
-from ._channel import plane_array
+from ._channel import cfa_pattern, cfa_plane_array, plane_array
 from ._kernels import fit_disks
 from ._lattice import index_lattice
 
@@ -23,13 +23,19 @@ log = logging.getLogger(__name__)
 
 
 def _as_array(image, mask, channel=None):
+    pattern = None
     if isinstance(image, CCDData):
         data = np.asarray(image.data, dtype=np.float64)
         m = np.zeros(data.shape, bool) if image.mask is None else np.asarray(image.mask, bool)
+        pattern = cfa_pattern(image)
     else:
         data = np.asarray(image, dtype=np.float64)
         m = np.zeros(data.shape, bool)
-    data, m = plane_array(data, m, channel)
+    if pattern is not None:
+        # a CFA mosaic: its green sites (or the chosen colour) at full size
+        data, m = cfa_plane_array(data, m, pattern, channel)
+    else:
+        data, m = plane_array(data, m, channel)
     if mask is not None:
         mask = np.asarray(mask, bool)
         if mask.shape != data.shape:
@@ -206,7 +212,9 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
     Parameters
     ----------
     image : CCDData or array-like
-        The grid image: 2-D, or a ``(3, ny, nx)`` RGB cube with ``channel``.
+        The grid image: 2-D, a ``(3, ny, nx)`` RGB cube with ``channel``, or
+        a CFA mosaic (a CCDData with ``BAYERPAT``), whose green sites are
+        used unless ``channel`` says otherwise.
     polarity : {"auto", "bright", "dark"}
         Bright holes on a dark field, dark dots on a bright field, or decide
         from the image histogram.
@@ -216,9 +224,12 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
     mask : array-like of bool, optional
         Pixels to ignore (True = bad), added to the frame's own mask.
     channel : {"luminance", "r", "g", "b"}, optional
-        The plane of a colour cube to use: the Rec. 709 luminance or one
-        colour.  Required for a cube (refused without it), not needed for a
-        grey image.
+        The plane of a colour cube to use: the Rec. 709 luminance (also
+        ``"luma"``) or one colour.  Required for a cube (refused without
+        it), not needed for a grey image.  For a CFA mosaic, ``"g"`` (the
+        default) and ``"luminance"`` use the green sites (each red or blue
+        site the mean of its four green neighbours), ``"r"`` and ``"b"``
+        that colour interpolated bilinearly at every pixel.
 
     Returns
     -------
