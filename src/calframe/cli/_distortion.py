@@ -95,11 +95,32 @@ def _plane_for_fit(ccd, grid_image, channel):
               help="Spot radius in pixels.")
 @click.option("--pitch-mm", type=click.FloatRange(min=0, min_open=True), default=None,
               help="True grid pitch in mm: sets the pixel size of the pyFAI detector.")
+@click.option("--flexibility",
+              type=click.Choice(["auto", "stiff", "default", "flexible", "very-flexible"]),
+              default=None,
+              help="Stiffness of the model.  'auto' chooses the radial order and knot "
+                   "spacing by the error on held-out spots (for strong, wide-angle "
+                   "distortion; slower, see --time-budget); the others are fixed levels, "
+                   "from (radial order 3, knots every 3 pitches) to (7, 1).  The default "
+                   "is (3, 2) unless --radial-order or --knot-spacing is given.")
+@click.option("--radial-order", type=click.IntRange(1, 9), default=None,
+              help="Number of radial terms of the global part (default 3).")
+@click.option("--knot-spacing", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Knot spacing of the residual spline, in grid pitches (default 2; "
+                   "smaller follows stronger local distortion).")
+@click.option("--time-budget", type=click.FloatRange(min=0), default=None,
+              help="Seconds for trying stiffness candidates with --flexibility auto "
+                   "(default 30).")
+@click.option("--full-maps", is_flag=True,
+              help="Store full-size dx/dy images in the model file (the default stores the "
+                   "model's parameters and a coarse preview: a few MB instead of ~100 MB "
+                   "at 10 MP).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write a figure of the fit (PNG).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def fit_cmd(grid_image, output, pyfai_path, polarity, channel, pitch, spot_radius, pitch_mm,
-            plot_path, overwrite) -> int:
+            flexibility, radial_order, knot_spacing, time_budget, full_maps, plot_path,
+            overwrite) -> int:
     """Fit the distortion of GRID_IMAGE and write the model.
 
     GRID_IMAGE is an image of a grid of dots or holes (FITS, TIFF, PNG, JPEG...).
@@ -116,20 +137,28 @@ def fit_cmd(grid_image, output, pyfai_path, polarity, channel, pitch, spot_radiu
             raise InputOverwriteError(f"{out}: is the grid image; choose another output name")
     _check_new(output, overwrite, "model")
     _check_new(pyfai_path, overwrite, "pyFAI detector")
+    settings = _settings(flexibility, radial_order, knot_spacing, time_budget)
     ccd = _read(grid_image, grid=True)
     plane = _plane_for_fit(ccd, grid_image, channel)
-    model = DistortionModel.fit(plane, pitch=pitch, polarity=polarity, spot_radius=spot_radius)
+    model = DistortionModel.fit(plane, pitch=pitch, polarity=polarity, spot_radius=spot_radius,
+                                settings=settings)
     if not model:
         raise FrameReadError(grid_image, f"no distortion fit: {model.reason}",
                              model.suggestion(cli=True))
     prov = Provenance()
     prov.add_input(InputRecord.from_file(grid_image, role="grid", shape=ccd.shape))
     model.meta["provenance"] = prov
-    model.to_fits(output, overwrite=overwrite)
+    model.to_fits(output, overwrite=overwrite, maps=full_maps)
     m = model.meta
     used = f" ({plane.meta['CHANNEL']})" if "CHANNEL" in plane.meta else ""
     click.echo(f"{grid_image}{used}: {m['nspots']} spots, {m['nindexed']} indexed, "
                f"{m['nrejected']} rejected, rms {model.rms:.4f} px, pitch {m['pitch_px']:.3f} px")
+    stiff = m.get("stiffness")
+    if stiff and stiff.get("chosen"):
+        scores = ", ".join(f"({c['radial_order']}, {c['knot_spacing']:g}) "
+                           f"{c['holdout_rms']:.4f} px" for c in stiff["candidates"])
+        click.echo(f"stiffness by {stiff['nheld']} held-out spots: {scores}; chose radial "
+                   f"order {stiff['chosen'][0]}, knots every {stiff['chosen'][1]:g} pitches")
     click.echo(f"wrote {output}")
     if pyfai_path:
         _write_pyfai(model, pyfai_path, pitch_mm, overwrite)
@@ -145,6 +174,32 @@ def fit_cmd(grid_image, output, pyfai_path, polarity, channel, pitch, spot_radiu
     return 0
 
 
+def _settings(flexibility, radial_order, knot_spacing, time_budget):
+    """The FitSettings of the stiffness options (None: the defaults)."""
+    from ..distortion import FitSettings
+
+    if flexibility is None and radial_order is None and knot_spacing is None:
+        if time_budget is not None:
+            raise click.UsageError("--time-budget applies to --flexibility auto only")
+        return None
+    if flexibility == "auto" and (radial_order is not None or knot_spacing is not None):
+        raise click.UsageError("--flexibility auto chooses --radial-order and --knot-spacing; "
+                               "give either, not both")
+    if flexibility not in (None, "auto") and time_budget is not None:
+        raise click.UsageError("--time-budget applies to --flexibility auto only")
+    extra = {} if time_budget is None else {"time_budget": time_budget}
+    settings = FitSettings.flexibility(flexibility or "default", **extra)
+    if radial_order is not None or knot_spacing is not None:
+        from dataclasses import replace
+
+        settings = replace(settings,
+                           radial_order=settings.radial_order if radial_order is None
+                           else radial_order,
+                           knot_spacing=settings.knot_spacing if knot_spacing is None
+                           else knot_spacing)
+    return settings
+
+
 def _write_pyfai(model, pyfai_path, pitch_mm, overwrite):
     from ..errors import UnsupportedFormatError
 
@@ -157,9 +212,7 @@ def _write_pyfai(model, pyfai_path, pitch_mm, overwrite):
     if pitch_mm:
         sx, sy = model.pixel_size(pitch_mm)
         size = (sx * 1e-3, sy * 1e-3)
-    if Path(pyfai_path).exists() and overwrite:
-        Path(pyfai_path).unlink()
-    model.to_pyfai(pyfai_path, pixel_size=size)
+    model.to_pyfai(pyfai_path, pixel_size=size, overwrite=overwrite)
 
 
 def _is_file_name(path: str) -> bool:

@@ -40,6 +40,17 @@ class GridDistortion:
     smooth : float
         Amplitude in pixels of the random smooth component (a sum of a few
         low-frequency sinusoids).
+    radial5 : float
+        Radial displacement in pixels at the corners of a fifth-order term
+        (``r**5``), added to the third-order ``radial`` term: a wide-angle
+        lens whose distortion grows faster than ``r**3`` towards the edge
+        (or, with opposite signs, a "moustache" profile).
+    fisheye : float
+        Half-diagonal field angle in degrees of an equidistant (fisheye)
+        lens, ``r_observed = f theta``, seen as a rectilinear image,
+        ``r_ideal = f tan(theta)``: a barrel whose displacement grows
+        steeply towards the corners (0, the default, adds none).  Added to
+        the other terms.
     seed : int
         Seed of the random component.
     center : tuple of float, optional
@@ -60,6 +71,8 @@ class GridDistortion:
     radial: float = 2.0
     smooth: float = 1.5
     seed: int = 0
+    radial5: float = 0.0
+    fisheye: float = 0.0
     center: tuple[float, float] | None = None
     nwaves: int = 4
     _waves: list = field(default_factory=list, init=False, repr=False)
@@ -105,6 +118,16 @@ class GridDistortion:
         r2 = u * u + v * v
         fx = self.radial * u * r2
         fy = self.radial * v * r2
+        if self.radial5:
+            fx = fx + self.radial5 * u * r2 * r2
+            fy = fy + self.radial5 * v * r2 * r2
+        if self.fisheye:
+            # r_ideal = f tan(r / f), with f such that the corner is at the field angle
+            f = 1.0 / np.deg2rad(self.fisheye)
+            r = np.sqrt(r2)
+            grow = np.where(r > 0, f * np.tan(r / f) / np.where(r > 0, r, 1.0), 1.0) - 1.0
+            fx = fx + grow * u * rmax
+            fy = fy + grow * v * rmax
         gx, gy = self._random(x, y, self._scale)
         return fx + gx, fy + gy
 

@@ -31,6 +31,11 @@ _NONE = np.iinfo(np.int32).min
 _ORDER = "MMD_AT_PLUS_A"
 
 
+# named stiffness levels of FitSettings.flexibility: (radial_order, knot_spacing)
+_LEVELS = {"stiff": (3, 3.0), "default": (3, 2.0), "flexible": (5, 1.5),
+           "very-flexible": (7, 1.0)}
+
+
 @dataclass
 class FitSettings:
     """Settings of :meth:`DistortionModel.fit`.
@@ -51,7 +56,29 @@ class FitSettings:
     tolerance : float
         Lattice growth acceptance radius, in pitches.
     seed : int
-        Seed of the random assignment of spots to folds.
+        Seed of the random assignment of spots to folds (and to the
+        held-out set of ``select_stiffness``).
+    select_stiffness : bool
+        Choose ``radial_order`` and ``knot_spacing`` from the data: each
+        pair of ``stiffness_candidates`` is fitted without a held-out share
+        of the spots and scored by how far those spots fall from their
+        lattice points; the stiffest pair within 2 % of the best score is
+        used for the final fit (on all spots).  The scores are in the
+        model's ``meta["stiffness"]``.  For strong (wide-angle) distortion.
+    stiffness_candidates : tuple of (int, float)
+        ``(radial_order, knot_spacing)`` pairs, from stiff to flexible.
+    time_budget : float
+        Seconds for trying candidates: no new candidate is started after
+        it (the first is always tried).
+    holdout : float
+        Share of the spots held out to score the candidates.
+
+    Examples
+    --------
+    >>> FitSettings(radial_order=5, knot_spacing=1.0).radial_order
+    5
+    >>> FitSettings.flexibility("auto").select_stiffness
+    True
     """
 
     radial_order: int = 3
@@ -61,6 +88,43 @@ class FitSettings:
     clip: float = 5.0
     tolerance: float = 0.25
     seed: int = 0
+    select_stiffness: bool = False
+    stiffness_candidates: tuple[tuple[int, float], ...] = (
+        (3, 2.0), (5, 2.0), (5, 1.5), (7, 1.5), (7, 1.0))
+    time_budget: float = 30.0
+    holdout: float = 0.2
+
+    def __post_init__(self):
+        if not (isinstance(self.radial_order, (int, np.integer)) and 1 <= self.radial_order <= 9):
+            raise InvalidSettingsError(f"radial_order must be an integer from 1 to 9, got "
+                                       f"{self.radial_order!r}")
+        if not self.knot_spacing > 0:
+            raise InvalidSettingsError(f"knot_spacing must be positive (in lattice pitches), "
+                                       f"got {self.knot_spacing!r}")
+        if not 0 < self.holdout < 1:
+            raise InvalidSettingsError(f"holdout must be between 0 and 1, got {self.holdout!r}")
+        if not self.time_budget >= 0:
+            raise InvalidSettingsError(f"time_budget must be a number of seconds >= 0, got "
+                                       f"{self.time_budget!r}")
+        self.stiffness_candidates = tuple((int(o), float(k))
+                                          for o, k in self.stiffness_candidates)
+
+    @classmethod
+    def flexibility(cls, level: str, **kwargs) -> FitSettings:
+        """Settings for a named stiffness: ``"auto"``, or a fixed level.
+
+        ``"auto"`` turns on ``select_stiffness``; ``"stiff"``, ``"default"``,
+        ``"flexible"`` and ``"very-flexible"`` set ``(radial_order,
+        knot_spacing)`` to ``(3, 3.0)``, ``(3, 2.0)``, ``(5, 1.5)`` and ``(7,
+        1.0)``.  Other settings are passed on.
+        """
+        if level == "auto":
+            return cls(select_stiffness=True, **kwargs)
+        if level not in _LEVELS:
+            raise InvalidSettingsError(f"flexibility must be 'auto' or one of "
+                                       f"{', '.join(_LEVELS)}, got {level!r}")
+        order, spacing = _LEVELS[level]
+        return cls(radial_order=order, knot_spacing=spacing, **kwargs)
 
 
 class FailedDistortionFit:
@@ -328,38 +392,16 @@ class DistortionModel:
         ny, nx = shape
         scale = 0.5 * float(np.hypot(nx, ny))
         xg, yg, ig, jg = x[good], y[good], i[good].astype(float), j[good].astype(float)
-        keep = np.ones(xg.size, bool)
-        nclip = 0
-        lam = None
-        for _ in range(3):
-            glob = _fit_global(xg[keep], yg[keep], ig[keep], jg[keep], shape, scale,
-                               settings.radial_order)
-            if glob is None:
-                problem = "the global lattice fit is degenerate"
-                if info is None:
-                    return FailedDistortionFit(problem, nfitted=len(x),
-                                               nindexed=int(good.sum()))
-                return _failure(info, problem, nindexed=int(good.sum()))
-            centre, k, L = glob
-            rx, ry = _radial(xg, yg, centre, scale, k)
-            lx = L[0, 0] + L[0, 1] * ig + L[0, 2] * jg
-            ly = L[1, 0] + L[1, 1] * ig + L[1, 2] * jg
-            resx, resy = lx - xg - rx, ly - yg - ry
-            step = float(np.hypot(L[0, 1], L[1, 1]))
-            spacing = settings.knot_spacing * step
-            tx = _knots(-0.5, nx - 0.5, spacing)
-            ty = _knots(-0.5, ny - 0.5, spacing)
-            cx, cy, lam = _fit_spline(xg[keep], yg[keep], resx[keep], resy[keep], tx, ty,
-                                      settings, lam)
-            sx, sy = _eval_spline(xg, yg, tx, ty, cx, cy)
-            ex, ey = resx - sx, resy - sy
-            e = np.hypot(ex, ey)
-            sig = 1.4826 * np.median(e[keep]) / 1.1774 * 1.0  # Rayleigh median -> sigma
-            bad = e > max(settings.clip * sig, 0.1)
-            if np.array_equal(bad, ~keep):
-                break
-            keep = ~bad
-            nclip = int(bad.sum())
+        stiffness = None
+        if settings.select_stiffness:
+            settings, stiffness = _select_stiffness(xg, yg, ig, jg, shape, scale, settings)
+        core = _fit_core(xg, yg, ig, jg, shape, scale, settings)
+        if core is None:
+            problem = "the global lattice fit is degenerate"
+            if info is None:
+                return FailedDistortionFit(problem, nfitted=len(x), nindexed=int(good.sum()))
+            return _failure(info, problem, nindexed=int(good.sum()))
+        (centre, k, L, tx, ty, cx, cy, lam, keep, nclip, rx, ry, sx, sy, lx, ly) = core
         # ideal = p + R + S, in the lattice frame; choose T so that T(ideal) - p has no
         # affine part over the spots
         ux, uy = xg + rx + sx, yg + ry + sy
@@ -380,6 +422,8 @@ class DistortionModel:
                 "nclipped": nclip, "pitch_px": float(np.hypot(*basis[:, 0])),
                 "basis": basis.tolist(), "lambda": float(lam),
                 "settings": asdict(settings)}
+        if stiffness is not None:
+            meta["stiffness"] = stiffness
         model = cls(shape, centre, scale, k, tx, ty, cx, cy, T, spots, meta)
         log.info("distortion fit: %d spots, %d indexed, rms %.4f px", len(x), good.sum(),
                  model.rms)
@@ -522,16 +566,31 @@ class DistortionModel:
         return self._valid
 
     # ------------------------------------------------------------------- I/O
-    def to_fits(self, path, *, overwrite: bool = False) -> None:
-        """Write the model: dx (primary), DY, VALID images, SPOTS table, parameters.
+    def to_fits(self, path, *, overwrite: bool = False, maps: bool = False) -> None:
+        """Write the model: its parameters, the spots, and dx/dy images.
 
         The parameters (radial centre and factors, spline knots and
-        coefficients, affine frame) are stored so that :meth:`from_fits`
-        rebuilds an identical model.
+        coefficients, affine frame, in the ``DISTPAR``, ``KNOTSX``,
+        ``KNOTSY`` and ``SPLCOEF`` extensions) define the model:
+        :meth:`from_fits` rebuilds an identical one and computes the maps
+        from them.  The primary (dx) and ``DY`` images, with the valid area
+        as their mask, are a preview sampled every ``DISTSTEP`` pixels (at
+        most 256 samples a side), so a 10 MP model takes a few MB; with
+        ``maps=True`` they are full size (``DISTSTEP`` = 1).
+
+        Parameters
+        ----------
+        path : str or path-like
+            Output FITS file.
+        overwrite : bool
+            Replace an existing file.
+        maps : bool
+            Store full-size dx/dy images (for other software that reads
+            them); the default stores a coarse preview.
         """
         from ._io import write_model
 
-        write_model(self, path, overwrite=overwrite)
+        write_model(self, path, overwrite=overwrite, maps=maps)
 
     @classmethod
     def from_fits(cls, path) -> DistortionModel:
@@ -564,6 +623,116 @@ class DistortionModel:
         """The model parameters as JSON (for headers and provenance)."""
         return json.dumps({"centre": self.centre.tolist(), "scale": self.scale,
                            "k": self.k.tolist(), "T": self.T.tolist()})
+
+
+def _fit_core(xg, yg, ig, jg, shape, scale, settings):
+    """Global lattice + radial fit, then the residual spline, with outlier clipping.
+
+    Returns None for a degenerate global fit, else ``(centre, k, L, tx, ty,
+    cx, cy, lam, keep, nclip, rx, ry, sx, sy, lx, ly)``: the radial part,
+    the lattice ``L``, knots and coefficients of the spline, its smoothing
+    weight, the spots kept, and at every spot the radial and spline
+    displacements and the lattice position.
+    """
+    ny, nx = shape
+    keep = np.ones(xg.size, bool)
+    nclip = 0
+    lam = None
+    for _ in range(3):
+        glob = _fit_global(xg[keep], yg[keep], ig[keep], jg[keep], shape, scale,
+                           settings.radial_order)
+        if glob is None:
+            return None
+        centre, k, L = glob
+        rx, ry = _radial(xg, yg, centre, scale, k)
+        lx = L[0, 0] + L[0, 1] * ig + L[0, 2] * jg
+        ly = L[1, 0] + L[1, 1] * ig + L[1, 2] * jg
+        resx, resy = lx - xg - rx, ly - yg - ry
+        step = float(np.hypot(L[0, 1], L[1, 1]))
+        spacing = settings.knot_spacing * step
+        tx = _knots(-0.5, nx - 0.5, spacing)
+        ty = _knots(-0.5, ny - 0.5, spacing)
+        cx, cy, lam = _fit_spline(xg[keep], yg[keep], resx[keep], resy[keep], tx, ty,
+                                  settings, lam)
+        sx, sy = _eval_spline(xg, yg, tx, ty, cx, cy)
+        ex, ey = resx - sx, resy - sy
+        e = np.hypot(ex, ey)
+        sig = 1.4826 * np.median(e[keep]) / 1.1774 * 1.0  # Rayleigh median -> sigma
+        bad = e > max(settings.clip * sig, 0.1)
+        if np.array_equal(bad, ~keep):
+            break
+        keep = ~bad
+        nclip = int(bad.sum())
+    return centre, k, L, tx, ty, cx, cy, lam, keep, nclip, rx, ry, sx, sy, lx, ly
+
+
+def _holdout_error(core, x, y, i, j, scale):
+    """Distance (px) of held-out spots from the lattice point the model predicts."""
+    centre, k, L, tx, ty, cx, cy = core[:7]
+    rx, ry = _radial(x, y, centre, scale, k)
+    sx, sy = _eval_spline(x, y, tx, ty, cx, cy)
+    lx = L[0, 0] + L[0, 1] * i + L[0, 2] * j
+    ly = L[1, 0] + L[1, 1] * i + L[1, 2] * j
+    return np.hypot(x + rx + sx - lx, y + ry + sy - ly)
+
+
+def _select_stiffness(x, y, i, j, shape, scale, settings):
+    """Radial order and knot spacing chosen by their error on held-out spots.
+
+    A share ``settings.holdout`` of the spots (at random, seeded) is left
+    out; each candidate of ``settings.stiffness_candidates`` (from stiff to
+    flexible) is fitted on the rest and scored by the rms distance of the
+    held-out spots from their lattice points (the worst 1 % left out, so a
+    few misdetected spots do not decide).  A candidate is skipped when the
+    time spent plus its expected cost (that of the last one tried, scaled by
+    the number of spline coefficients) would pass ``settings.time_budget``
+    seconds; the first is always tried.  The stiffest candidate whose score
+    is within 2 % of the best is kept.
+    """
+    import time
+    from dataclasses import replace
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(settings.seed + 1)
+    held = rng.random(x.size) < settings.holdout
+    tried = []
+    if held.sum() < 8 or (~held).sum() < 16:
+        return settings, {"candidates": tried, "chosen": None,
+                          "reason": "too few spots to hold some out"}
+    skipped = []
+    for order, spacing in settings.stiffness_candidates:
+        if tried:
+            # the spline's cost grows about as its number of coefficients ** 1.5
+            last = tried[-1]
+            guess = last["seconds"] * (last["knot_spacing"] / spacing) ** 3
+            if time.perf_counter() - t0 + guess > settings.time_budget:
+                skipped.append([int(order), float(spacing)])
+                continue
+        t1 = time.perf_counter()
+        cand = replace(settings, radial_order=int(order), knot_spacing=float(spacing))
+        core = _fit_core(x[~held], y[~held], i[~held], j[~held], shape, scale, cand)
+        if core is None:
+            continue
+        e = np.sort(_holdout_error(core, x[held], y[held], i[held], j[held], scale))
+        e = e[:max(1, int(np.floor(0.99 * e.size)))]
+        tried.append({"radial_order": int(order), "knot_spacing": float(spacing),
+                      "holdout_rms": float(np.sqrt(np.mean(e ** 2))),
+                      "seconds": round(time.perf_counter() - t1, 3)})
+    if not tried:
+        return settings, {"candidates": tried, "chosen": None,
+                          "reason": "no candidate could be fitted"}
+    best = min(t["holdout_rms"] for t in tried)
+    pick = next(t for t in tried if t["holdout_rms"] <= 1.02 * best)
+    log.info("stiffness by held-out spots: %s; chosen radial order %d, knot spacing %g",
+             ", ".join(f"({t['radial_order']}, {t['knot_spacing']:g}): "
+                       f"{t['holdout_rms']:.4f} px" for t in tried),
+             pick["radial_order"], pick["knot_spacing"])
+    chosen = replace(settings, radial_order=pick["radial_order"],
+                     knot_spacing=pick["knot_spacing"])
+    return chosen, {"candidates": tried, "chosen": [pick["radial_order"],
+                                                     pick["knot_spacing"]],
+                    "skipped": skipped, "nheld": int(held.sum()),
+                    "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _fit_global(x, y, i, j, shape, scale, order):
