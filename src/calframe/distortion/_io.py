@@ -223,6 +223,26 @@ def _deflate_chunks(array, rows, level):
         yield from pool.map(one, range(0, array.shape[0], rows))
 
 
+def _pyfai_detector_class():
+    """``pyFAI.detectors.Detector``, imported without pyFAI's notices about optional parts.
+
+    pyFAI logs at import that OpenCL and other accelerators it does not need
+    here are missing; those lines are kept out of calframe's output.
+    """
+    import logging
+
+    quiet = [logging.getLogger(name) for name in ("pyFAI", "silx")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
+    try:
+        from pyFAI.detectors import Detector
+    finally:
+        for q, level in zip(quiet, levels, strict=True):
+            q.setLevel(level)
+    return Detector
+
+
 def write_pyfai(model, path, *, pixel_size=(1e-4, 1e-4), overwrite=False):
     """A pyFAI NeXus detector: the layout of ``Detector.save``, corners written fast.
 
@@ -233,7 +253,6 @@ def write_pyfai(model, path, *, pixel_size=(1e-4, 1e-4), overwrite=False):
     is written under a temporary name and renamed.
     """
     import h5py
-    from pyFAI.detectors import Detector
 
     from .._atomic import temporary_path
     from ._kernels import fill_corners
@@ -247,6 +266,7 @@ def write_pyfai(model, path, *, pixel_size=(1e-4, 1e-4), overwrite=False):
     corners = np.empty((ny, nx, 4, 3), np.float32)
     fill_corners(gx, gy, px, py, corners)
     del gx, gy
+    Detector = _pyfai_detector_class()
     det = Detector(pixel1=py, pixel2=px, max_shape=(ny, nx))
     det.mask = (~model.valid_mask_cached()).astype(np.int8)
     tmp = temporary_path(path)
