@@ -82,7 +82,9 @@ def _plane_for_fit(ccd, grid_image, channel):
 @click.option("--pyfai", "pyfai_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a pyFAI NeXus detector file (.h5).")
 @click.option("--polarity", type=click.Choice(["auto", "bright", "dark"]), default="auto",
-              show_default=True, help="Bright holes on dark, or dark dots on bright.")
+              show_default=True,
+              help="Bright holes on dark, or dark dots on bright; 'auto' tries the one the "
+                   "histogram suggests, then the other if its spots do not form a lattice.")
 @click.option("--channel", type=click.Choice(_FIT_CHANNELS, case_sensitive=False),
               default=None,
               help="Plane of a colour (RGB) image to fit: 'luminance' or 'luma' (the default "
