@@ -19,9 +19,9 @@ _FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fi
 def distortion() -> None:
     """Geometric distortion from an image of a grid target.
 
-    The grid must be of dots or holes (not lines).  A colour (RGB) image is
-    reduced to one plane with --channel; a camera RAW (CFA) target is fitted
-    on its green sites.
+    The grid may be of dots, holes or crossing lines.  A colour (RGB) image
+    is reduced to one plane with --channel; a camera RAW (CFA) target is
+    fitted on its green sites.
     """
 
 
@@ -125,10 +125,10 @@ def fit_cmd(grid_image, output, pyfai_path, polarity, channel, pitch, spot_radiu
             overwrite) -> int:
     """Fit the distortion of GRID_IMAGE and write the model.
 
-    GRID_IMAGE is an image of a grid of dots or holes (FITS, TIFF, PNG, JPEG...).
-    When no grid is found, the error says how many candidate spots were
-    found, fitted and indexed, and with which polarity; a grid of lines is
-    refused (calframe fits dot or hole grids).
+    GRID_IMAGE is an image of a grid of dots or holes, or of crossing lines
+    (FITS, TIFF, PNG, JPEG, camera RAW...); a grid of lines is fitted on its
+    crossings.  When no grid is found, the error says how many candidate
+    spots were found, fitted and indexed, and with which polarity.
     """
     from ..distortion import DistortionModel
     from ..errors import FrameReadError, InputOverwriteError

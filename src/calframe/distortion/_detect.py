@@ -340,9 +340,10 @@ def _line_fraction(lab, area) -> float:
     return float(area[line].sum() / area.sum())
 
 
-LINE_PROBLEM = ("this looks like a line pattern, not a dot grid: calframe fits dot or hole "
-                "grids")
-LINE_FIX = "image a grid of dots or holes (fitting line targets is not supported yet)"
+LINE_PROBLEM = ("this looks like a line pattern, not a dot grid, and no lattice of line "
+                "crossings was measured in it")
+LINE_FIX = ("check that the lines cross in a square grid (lines in both directions, "
+            "several pitches across), or image a grid of dots or holes")
 
 
 def _failed(info, problem, fix=None):

@@ -48,6 +48,8 @@ def _centre(sig, fixed, start, half, axis):
     c = start
     for _ in range(4):
         pos = np.arange(int(np.floor(c - half)) - 1, int(np.ceil(c + half)) + 2)
+        if not (np.isfinite(c) and pos[0] >= 0 and pos[-1] < sig.shape[axis]):
+            return np.nan
         w = np.clip(half + 0.5 - np.abs(pos - c), 0.0, 1.0)
         prof = sig[fixed, pos] if axis == 1 else sig[pos, fixed]
         tot = float((w * prof).sum())
@@ -58,16 +60,21 @@ def _centre(sig, fixed, start, half, axis):
 
 
 def _robust_quadratic(t, v):
-    """Quadratic fit of ``v(t)``, refitted without outliers (a broken or spoilt line)."""
+    """Quadratic fit of ``v(t)``, refitted without outliers (a broken or spoilt line).
+
+    A straight line when fewer than 6 points are usable (a small pitch);
+    None with fewer than 4.
+    """
     good = np.isfinite(v)
-    if good.sum() < 6:
+    if good.sum() < 4:
         return None
-    p = np.polyfit(t[good], v[good], 2)
+    deg = 2 if good.sum() >= 6 else 1
+    p = np.polyfit(t[good], v[good], deg)
     r = v[good] - np.polyval(p, t[good])
     keep = np.abs(r) < max(0.3, 4 * 1.4826 * np.median(np.abs(r)))
-    if keep.sum() < 6:
+    if keep.sum() < 4:
         return None
-    return np.polyfit(t[good][keep], v[good][keep], 2)
+    return np.polyfit(t[good][keep], v[good][keep], 2 if keep.sum() >= 6 else 1)
 
 
 def find_line_crossings(image, *, polarity: str = "auto", width: float | None = None,

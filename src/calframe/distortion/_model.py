@@ -198,12 +198,34 @@ def _failure(info, problem, fix=None, nindexed=0):
     line = info.get("line_fraction", 0.0) > 0.5
     if line:
         problem, fix = LINE_PROBLEM, LINE_FIX
+        if info.get("line_detail"):
+            problem = f"{problem} ({info['line_detail']})"
+        elif info.get("target") == "lines":
+            problem = f"{LINE_PROBLEM} ({problem})"
     info = dict(info, nindexed=nindexed)
     return FailedDistortionFit(f"{_summary(info)}; {problem}", problem=problem, fix=fix,
                                ncandidates=info["ncandidates"], nfitted=info["nfitted"],
                                nindexed=nindexed, polarity=info["polarity"],
                                auto_polarity=info["auto_polarity"], line_pattern=line,
                                tried=info.get("tried"))
+
+
+def _line_crossings(data, bad, polarity, info):
+    """``(table, info)`` of the crossings of a line-grid image; ``(None, info)`` if none."""
+    from ..errors import InvalidSettingsError
+    from ._lines import find_line_crossings
+
+    try:
+        table = find_line_crossings(data, polarity=polarity, mask=bad)
+    except InvalidSettingsError as err:
+        info = dict(info, line_detail=str(err).removeprefix("image: "))
+        return None, info
+    table.meta.update(auto_polarity=polarity == "auto", target="lines")
+    info = dict(info, polarity=table.meta["polarity"], ncandidates=len(table),
+                nfitted=len(table), tried=None, target="lines")
+    log.info("line grid: %d crossings (polarity %s, pitch %.2f px)", len(table),
+             table.meta["polarity"], table.meta["pitch"])
+    return table, info
 
 
 def _knots(lo, hi, spacing):
@@ -373,6 +395,9 @@ class DistortionModel:
             shape = data.shape
             spots, info, index = find_indexed(data, bad, polarity, spot_radius, pitch=pitch,
                                               tolerance=settings.tolerance)
+            if spots is None and info.get("line_fraction", 0.0) > 0.5:
+                # a line-grid target: its line crossings are the lattice points
+                spots, info = _line_crossings(data, bad, polarity, info)
             if spots is None:
                 return _failure(info, info["problem"], info["fix"])
         spots = Table(spots, copy=True)
