@@ -7,7 +7,7 @@ Run from the project root::
 Prints, for synthetic grids with a known field, the field error (rms and
 worst, px, inside the hull minus one pitch, affine gauge removed) and fit
 time of: a dark-dot grid behind a lens image circle (the histogram says
-"bright"), a CFA (RGGB) mosaic with colour gains fitted on its green, red
+"bright"), line grids, a CFA (RGGB) mosaic with colour gains fitted on its green, red
 and blue sites, a 30 px barrel and a barrel plus a fine ripple with the
 default and the automatic stiffness.  With ``--real``, the automatic
 stiffness on the real dot grids of ../shared/data/real/dot-grids (held-out
@@ -103,6 +103,18 @@ def synthetic():
     show("barrel + 0.4 px ripple of 5 pitches, default stiffness", img, field)
     show("barrel + 0.4 px ripple of 5 pitches, --flexibility auto", img, field,
          settings=FitSettings.flexibility("auto"))
+
+    from calframe.datasets._linegrid import make_line_grid
+
+    shape = (480, 640)
+    field = GridDistortion(shape, radial=8.0, smooth=1.0, seed=3)
+    for label, kw in (("line grid, blur 0.8, noise 3", {"blur": 0.8, "read_noise": 3.0}),
+                      ("line grid, blur 1.2, 60 % gradient, noise 8, 6 broken lines",
+                       {"blur": 1.2, "gradient": 0.6, "read_noise": 8.0, "broken": 6}),
+                      ("bright line grid, blur 1.0, noise 5",
+                       {"polarity": "bright", "blur": 1.0, "read_noise": 5.0})):
+        img = make_line_grid(shape, pitch=30, width=2.0, distortion=field, seed=1, **kw)
+        show(label, img, field)
 
 
 def real():
