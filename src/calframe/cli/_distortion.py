@@ -153,7 +153,8 @@ def fit_cmd(grid_image, output, pyfai_path, polarity, channel, pitch, spot_radiu
     model.to_fits(output, overwrite=overwrite, maps=full_maps)
     m = model.meta
     used = f" ({plane.meta['CHANNEL']})" if "CHANNEL" in plane.meta else ""
-    click.echo(f"{grid_image}{used}: {m['nspots']} spots, {m['nindexed']} indexed, "
+    what = "line crossings" if model.spots.meta.get("target") == "lines" else "spots"
+    click.echo(f"{grid_image}{used}: {m['nspots']} {what}, {m['nindexed']} indexed, "
                f"{m['nrejected']} rejected, rms {model.rms:.4f} px, pitch {m['pitch_px']:.3f} px")
     stiff = m.get("stiffness")
     if stiff and stiff.get("chosen"):
