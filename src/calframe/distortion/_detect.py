@@ -12,6 +12,7 @@ from photutils.detection import find_peaks
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .._stats import MAD_TO_SIGMA
 from ..errors import InvalidSettingsError
 from ._channel import cfa_pattern, cfa_plane_array, plane_array
 from ._kernels import fit_disks
@@ -94,7 +95,7 @@ def _signal(data, mask, polarity, box):
         sig = (level - data) / np.maximum(level, 1e-6 * ref) * ref
     # noise from neighbour differences: robust to the spots that fill part of each box
     diff = np.diff(sig, axis=1)[~(bad[:, 1:] | bad[:, :-1])]
-    rms = float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0))
+    rms = float(MAD_TO_SIGMA * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0))
     return sig, bad, rms
 
 

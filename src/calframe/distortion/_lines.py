@@ -12,6 +12,7 @@ from photutils.detection import find_peaks
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .._stats import MAD_TO_SIGMA
 from ..errors import InvalidSettingsError
 from ._detect import _check_args, _polarity, _signal
 
@@ -71,7 +72,7 @@ def _robust_quadratic(t, v):
     deg = 2 if good.sum() >= 6 else 1
     p = np.polyfit(t[good], v[good], deg)
     r = v[good] - np.polyval(p, t[good])
-    keep = np.abs(r) < max(0.3, 4 * 1.4826 * np.median(np.abs(r)))
+    keep = np.abs(r) < max(0.3, 4 * MAD_TO_SIGMA * np.median(np.abs(r)))
     if keep.sum() < 4:
         return None
     return np.polyfit(t[good][keep], v[good][keep], 2 if keep.sum() >= 6 else 1)
