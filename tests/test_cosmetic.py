@@ -198,3 +198,18 @@ def test_cosmic_rays_are_found_and_masked(cfa):
         assert np.all(np.abs(resid) < 10)
     assert found / total >= 0.97
     assert flagged / (2 * cam.shape[0] * cam.shape[1]) < 2e-3
+
+
+@pytest.mark.parametrize("box", [3, 5, 7])
+def test_compiled_median_filter_equals_scipy(box):
+    """find_bad_pixels' median filter gives scipy's values exactly, edges included."""
+    from scipy import ndimage
+
+    from calframe._medfilt import median_filter
+
+    rng = np.random.default_rng(box)
+    for shape in [(1, 1), (1, 7), (2, 3), (4, 4), (9, 13), (40, 57)]:
+        for values in (rng.normal(0, 1, shape), rng.integers(0, 4, shape)):  # ties too
+            plane = values.astype(np.float32)
+            expected = ndimage.median_filter(plane, size=box, mode="reflect")
+            np.testing.assert_array_equal(median_filter(plane, box), expected)

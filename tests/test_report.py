@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import warnings
 
 import numpy as np
 import pytest
@@ -154,3 +155,24 @@ def test_run_with_distortion_model(tmp_path):
         tmp_path / "plain" / "lights" / "light_0001.fits")
     assert corrected.shape == reference.shape
     assert not np.allclose(corrected, reference, equal_nan=True)
+
+
+def test_block_means_of_the_displayed_images():
+    """The compiled block means are numpy's nanmean of the masked blocks."""
+    from calframe._binning import block_nanmean
+
+    rng = np.random.default_rng(0)
+    for shape, f in [((10, 13), 2), ((37, 41), 4), ((100, 90), 6)]:
+        a = rng.normal(5, 2, shape).astype(np.float32)
+        a[:f, :f] = np.nan  # a block without a usable pixel
+        a[f, f + 1] = np.inf  # counted, as nanmean does
+        m = rng.random(shape) < 0.2
+        ny, nx = shape[0] // f * f, shape[1] // f * f
+        blocks = np.where(m, np.nan, a.astype(np.float64))[:ny, :nx]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = np.nanmean(blocks.reshape(ny // f, f, nx // f, f), axis=(1, 3))
+        got = block_nanmean(a, m, f)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+        assert np.isnan(got[0, 0])

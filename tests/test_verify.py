@@ -262,7 +262,7 @@ def test_output_written_before_the_digest(tmp_path, capsys, monkeypatch):
     get_provenance(ccd).add_input(InputRecord.from_file(raw, role="bias"))
     # calframe before the digest: the same file without the digest cards
     monkeypatch.setattr(_mef, "_digest_placeholders", lambda hdulist: None)
-    monkeypatch.setattr(_mef, "_seal", lambda tmp, handle: None)
+    monkeypatch.setattr(_mef, "_seal", lambda tmp, handle, known=None: None)
     path = write_frame(ccd, tmp_path / "old.fits")
     assert "CFDIGEST" not in fits.getheader(path)
     code, problems, tail = verify(capsys, path=path)

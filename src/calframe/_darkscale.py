@@ -12,7 +12,6 @@ import logging
 
 import numpy as np
 from astropy.nddata import CCDData
-from scipy import ndimage
 
 from ._arith import Plane
 from ._calutil import cfa_groups
@@ -49,6 +48,8 @@ class DarkScaleFit:
 
 
 def _highpass(plane: np.ndarray, good: np.ndarray) -> np.ndarray:
+    from scipy import ndimage  # imported when needed: it costs start-up time
+
     # A linear filter (value minus the mean of its 8 neighbours), so that the
     # residual of the light is exactly k times the dark's plus filtered noise;
     # a median filter would make the two filters' errors correlate with k.

@@ -19,10 +19,16 @@ from typing import Any
 
 import numpy as np
 from astropy import units as u
-from astropy.nddata import CCDData
-from scipy import ndimage
+from astropy.nddata import CCDData, StdDevUncertainty
 
-from ._arith import Plane, divide, multiply, subtract
+from ._arith import Plane, subtract
+from ._calkernel import (
+    MasterArrays,
+    detector_variance,
+    divide_and_finish,
+    master_arrays,
+    subtract_terms,
+)
 from ._calutil import (
     as_frame,
     cfa_groups,
@@ -31,7 +37,6 @@ from ._calutil import (
     exposure_of,
     header_of,
     parse_section,
-    plane_to_ccd,
     std_of,
     temperature_of,
 )
@@ -160,15 +165,6 @@ def dark_holds_offset(dark: CCDData) -> bool:
                                             "subtract_bias", "normalise_channels"}
 
 
-def _subtract_scaled(a: Plane, b: Plane, scale) -> Plane:
-    """``a - scale * b`` for a scalar or a per-pixel ``scale`` array."""
-    if np.ndim(scale) == 0:
-        return subtract(a, b, float(scale))
-    scale = np.asarray(scale, np.float32)
-    scaled = Plane(b.data * scale, None if b.var is None else b.var * scale**2, b.mask)
-    return subtract(a, scaled, 1.0)
-
-
 def _channel_values(value, pattern: str | None):
     """JSON-safe form of a scalar or a per-channel map: a float or {channel: float}."""
     if np.ndim(value) == 0:
@@ -293,23 +289,25 @@ def _estimate_variance(raw: np.ndarray, offset: np.ndarray | float, gain: float,
     (about -0.06 at 30 e-).  Where the pixel and its neighbourhood differ by
     more than 3 sigma (a star's core or wing, a hot pixel) its own value is
     used.
+
+    The arithmetic runs in one compiled pass (:func:`calframe._calkernel.detector_variance`),
+    on the four sites of a CFA mosaic apart.
     """
-    signal = np.maximum(np.nan_to_num(raw - offset), 0).astype(np.float32)
-    groups = cfa_groups(meta if meta is not None else {}, signal.shape, by_colour=False)
+    if np.ndim(raw) != 2:  # a cube: the 3x3x3 neighbourhood, as scipy gives it
+        return _estimate_variance_nd(raw, offset, gain, rdnoise_e)
+    step = 1 if cfa_pattern(meta if meta is not None else {}) is None else 2
+    return detector_variance(np.asarray(raw), offset, step=step, gain=gain,
+                             rdnoise_e=rdnoise_e)
+
+
+def _estimate_variance_nd(raw, offset, gain: float, rdnoise_e: float) -> np.ndarray:
+    """:func:`_estimate_variance` of an array that is not 2-D (no CFA sites)."""
+    from scipy import ndimage
+
+    signal = np.maximum(np.nan_to_num(raw - np.nan_to_num(offset)), 0).astype(np.float32)
     rn2 = np.float32((rdnoise_e / gain) ** 2)
     g = np.float32(gain)
-
-    def local_mean(values):
-        out = np.empty_like(values)
-        for group in groups:
-            for sl in group:
-                out[sl] = ndimage.uniform_filter(values[sl], size=3, mode="nearest")
-        return out
-
-    # the neighbourhood stands for the pixel only where the two agree within
-    # the noise; next to a star's core or a hot pixel (whose neighbours'
-    # mean it would raise) and on such peaks, the pixel's own value is used
-    smooth = local_mean(signal)
+    smooth = ndimage.uniform_filter(signal, size=3, mode="nearest")
     var_smooth = smooth / g + rn2
     differs = np.abs(signal - smooth) > 3 * np.sqrt(var_smooth)
     return np.where(differs, signal / g + rn2, var_smooth).astype(np.float32)
@@ -405,16 +403,23 @@ class _Calibration:
     bias_untrimmed: CCDData | None = None
     dark_untrimmed: CCDData | None = None
     on_nonlinear: str = "raise"
-    # the terms: black level, bias and dark planes, their coefficients
+    # the terms: black level, bias and dark arrays, their coefficients
     black: np.ndarray | None = None
-    bias_plane: Plane | None = None
-    dark_plane: Plane | None = None
+    bias_arrays: MasterArrays | None = None
+    dark_arrays: MasterArrays | None = None
     dark_is_rate: bool = False
     dark_with_bias: bool = False
     dark_offset: bool = False  # a raw dark: it holds the detector offset
     dark_scale: Any = 1.0  # a float, or a per-pixel map (per CFA channel)
     channel_fits: dict | None = None
     bias_coefficient: Any = 1.0
+    # the flat and the factors applied around it (1.0: none)
+    flat_arrays: MasterArrays | None = None
+    rate: float = 1.0
+    gain_factor: float = 1.0
+    dark_flat_covariance: bool = False
+    owned: bool = False  # the plane's arrays are this calibration's own (writable)
+    counts: tuple[int, int] | None = None  # valid and negative pixels of the result
 
     def name(self, role: str, default: str) -> str:
         """The file name of the input given for ``role``, else ``default``."""
@@ -530,10 +535,10 @@ def _signal_free_level(cal: _Calibration):
     offset (``BIASSUB = F``, or a raw dark) is that level: the pedestal,
     estimated from the dark (its dark current counted as offset).
     """
-    if cal.bias is not None:
-        return np.nan_to_num(np.asarray(cal.bias.data, np.float32))
+    if cal.bias is not None:  # NaN counts as 0 (in the variance kernel)
+        return np.asarray(cal.bias.data, np.float32)
     if cal.dark is not None and dark_includes_bias(cal.dark):
-        return np.nan_to_num(np.asarray(cal.dark.data, np.float32))
+        return np.asarray(cal.dark.data, np.float32)
     if cal.overscan_used:
         return 0.0
     if cal.black is None and cal.dark is not None and dark_holds_offset(cal.dark):
@@ -593,7 +598,7 @@ def _bias_and_dark_planes(cal: _Calibration) -> None:
     """Check the units of the bias and the dark; refuse a dark that leaves the bias in."""
     if cal.bias is not None:
         _check_unit("bias", cal.bias, cal.unit, cal.name("bias", "bias"))
-        cal.bias_plane = Plane.from_ccd(cal.bias, copy=False)
+        cal.bias_arrays = master_arrays(cal.bias, cal.shape)
     if cal.dark is None:
         return
     dark_unit = _unit(cal.dark)
@@ -601,28 +606,29 @@ def _bias_and_dark_planes(cal: _Calibration) -> None:
     if not cal.dark_is_rate:
         _check_unit("dark", cal.dark, cal.unit, cal.name("dark", "dark"))
     cal.dark_with_bias = dark_includes_bias(cal.dark)
-    _check_bias_removed(cal.dark, with_bias=cal.dark_with_bias, bias=cal.bias_plane,
+    _check_bias_removed(cal.dark, with_bias=cal.dark_with_bias, bias=cal.bias,
                         overscan=cal.overscan_used, meta=cal.meta,
                         names=(cal.name("light", "the frame"), cal.name("dark", "the dark")))
-    cal.dark_plane = Plane.from_ccd(cal.dark, copy=False)
-    cal.dark_offset = cal.bias_plane is None and not cal.overscan_used \
+    cal.dark_arrays = master_arrays(cal.dark, cal.shape)
+    cal.dark_offset = cal.bias is None and not cal.overscan_used \
         and cal.black is None and dark_holds_offset(cal.dark)
     if cal.dark_offset:
-        cal.dark_plane = _offset_dark_plane(cal.dark, cal.dark_plane)
+        cal.dark_arrays = _offset_dark_arrays(cal.dark, cal.dark_arrays)
 
 
-def _offset_dark_plane(dark: CCDData, plane: Plane) -> Plane:
-    """A raw dark's plane, its variance the read noise when the reader's model counted
-    the offset as photon signal (``UNCSRC = 'detector model'``, no pedestal given)."""
+def _offset_dark_arrays(dark: CCDData, arrays: MasterArrays) -> MasterArrays:
+    """A raw dark's arrays, its standard deviation the read noise when the reader's
+    model counted the offset as photon signal (``UNCSRC = 'detector model'``, no
+    pedestal given)."""
     meta = dark.meta
-    if plane.var is None or str(meta.get("UNCSRC", "")).strip() != "detector model" \
+    if arrays.std is None or str(meta.get("UNCSRC", "")).strip() != "detector model" \
             or _read_pedestal_given(dark):
-        return plane
+        return arrays
     g, rn = meta.get("EGAIN"), meta.get("RDNOISE")
     if g is None or rn is None or _unit(dark) != u.adu:
-        return plane
-    var = np.full(plane.data.shape, (float(rn) / float(g)) ** 2, np.float32)
-    return Plane(plane.data, var, plane.mask)
+        return arrays
+    std = np.broadcast_to(np.float32(float(rn) / float(g)), arrays.data.shape)
+    return MasterArrays(arrays.data, std, arrays.mask)
 
 
 def _decide_dark_scale(cal: _Calibration, mode) -> None:
@@ -652,15 +658,15 @@ def _decide_dark_scale(cal: _Calibration, mode) -> None:
 
 def _optimized_dark_scale(cal: _Calibration, mode: str):
     """The fitted scale of the dark current (per CFA channel: a per-pixel map)."""
-    bias = cal.bias_plane
+    bias = None if cal.bias is None else Plane.from_ccd(cal.bias, copy=False)
     if cal.dark_with_bias and bias is None:
         raise IncompatibleFramesError(
             f"dark_scale='{mode}': the dark includes the bias (BIASSUB=F) "
             "and no bias was given; pass bias= so the dark current can be "
             "separated")
-    current = cal.dark_plane
+    current = Plane.from_ccd(cal.dark, copy=False)
     if cal.dark_with_bias:
-        current = subtract(cal.dark_plane, bias)
+        current = subtract(current, bias)
     target = cal.plane if bias is None else subtract(cal.plane, bias)
     pattern = None
     if mode == "optimize-per-channel" and cfa_pattern(cal.meta) is not None:
@@ -700,7 +706,7 @@ def _decide_bias_coefficient(cal: _Calibration) -> None:
         return
     k = cal.dark_scale
     if np.any(np.abs(np.asarray(k) - 1.0) > 1e-6):
-        if cal.bias_plane is None:
+        if cal.bias is None:
             raise IncompatibleFramesError(
                 f"dark: it includes the bias (BIASSUB=F) and would be scaled by {k:.4g} "
                 "(different exposure); pass bias= as well, give a dark of the frame's "
@@ -742,31 +748,34 @@ def _record_dark(cal: _Calibration, mode) -> None:
 
 
 def _subtract_bias_and_dark(cal: _Calibration) -> None:
-    """Apply the decided terms: ``frame - k dark - c bias``."""
-    if cal.dark_plane is not None:
-        cal.plane = _subtract_scaled(cal.plane, cal.dark_plane, cal.dark_scale)
-    bias = cal.bias_plane
+    """Apply the decided terms, ``frame - k dark - c bias``, in one pass over the pixels."""
+    bias = cal.bias_arrays
+    bias_mode = 0
+    correlated = False
     if bias is not None:
         if np.any(np.asarray(cal.bias_coefficient) != 0.0):
-            cal.plane = _subtract_scaled(cal.plane, bias, cal.bias_coefficient)
+            bias_mode = 1
             if cal.dark is not None and cal.plane.var is not None \
-                    and bias.var is not None and "BIASID" in cal.dark.meta \
+                    and bias.has_var and "BIASID" in cal.dark.meta \
                     and cal.dark.meta["BIASID"] == data_id(cal.bias_untrimmed):
                 # the dark was made with this very bias: its error is in both
                 # terms of frame - bias - k (dark_raw - bias), which therefore
                 # carries (1 - k)**2 var_bias, not (1 + k**2) var_bias
-                good = bias.valid()
-                two_k = 2 * np.asarray(cal.dark_scale, np.float32)
-                cal.plane.var = np.maximum(
-                    cal.plane.var - two_k * np.where(good, bias.var, 0), 0
-                ).astype(cal.plane.var.dtype)
+                correlated = True
                 cal.params["dark_bias_correlated"] = True
         else:
-            # the bias is contained in the dark: mask its bad pixels only
-            cal.plane.mask |= ~bias.valid()
+            bias_mode = 2  # the bias is contained in the dark: mask its bad pixels only
         cal.params["bias_coefficient"] = _channel_values(
             cal.bias_coefficient, cal.params.get("dark_scale_pattern"))
         cal.calstat += "B"
+    if cal.dark_arrays is not None or bias_mode:
+        plane = cal.plane
+        data, var, mask = subtract_terms(
+            plane.data, plane.var, plane.mask, dark=cal.dark_arrays,
+            dark_scale=cal.dark_scale, bias=bias, bias_mode=bias_mode,
+            bias_coefficient=cal.bias_coefficient, correlated=correlated)
+        cal.plane = Plane(data, var, mask)
+        cal.owned = True
     cal.calstat = "".join(sorted(cal.calstat, key="OTBD".index))
 
 
@@ -801,27 +810,27 @@ def _flat_unit(flat: CCDData) -> u.UnitBase:
 
 
 def _divide_flat(cal: _Calibration) -> None:
-    """Divide by the flat (the frame's rate by a flat rate) and decide the output unit."""
+    """Decide the division by the flat (the frame's rate by a flat rate) and the output unit.
+
+    :func:`_apply_flat_and_gain` divides.
+    """
     if cal.flat is None:
         return
     ratio_unit = u.Unit(cal.unit / _flat_unit(cal.flat))
     if ratio_unit.physical_type == "time":
         t_frame = exposure_of(cal.light, name="frame", fix="or divide by a normalised flat "
                               "(make_master_flat with normalize='median'), not a flat rate")
-        cal.plane = multiply(cal.plane, 1.0 / t_frame)
+        cal.rate = 1.0 / t_frame
         ratio_unit = u.Unit(ratio_unit / u.s)
         cal.params["flat_rate"] = True
-    cal.plane = divide(cal.plane, Plane.from_ccd(cal.flat, copy=False))
+    cal.flat_arrays = master_arrays(cal.flat, cal.shape)
     if cal.dark is not None and cal.bias is None and "DARKID" in cal.flat.meta \
             and cal.plane.var is not None \
             and cal.flat.meta["DARKID"] == data_id(cal.dark_untrimmed):
         # the flat was made with this very dark: its error is in numerator
         # and denominator, T = (d - k D) / F(D), and
         # var_T gets -2 k T a var_D / F**2 (a: the dark's share of F)
-        k_eff = cal.dark_scale
-        if cal.params.get("flat_rate"):
-            k_eff = k_eff / exposure_of(cal.light, name="frame")
-        _dark_flat_covariance(cal.plane, cal.flat, cal.dark, k_eff)
+        cal.dark_flat_covariance = True
         cal.params["dark_flat_correlated"] = True
     cal.out_unit = ratio_unit.decompose() if ratio_unit.physical_type == \
         "dimensionless" else ratio_unit
@@ -830,14 +839,42 @@ def _divide_flat(cal: _Calibration) -> None:
 
 
 def _apply_gain(cal: _Calibration, gain) -> None:
-    """Multiply by the gain (e-/adu)."""
+    """Decide the gain (e-/adu) to multiply by."""
     if gain is None:
         return
     factor, cal.out_unit = _as_gain(gain, cal.light, cal.out_unit)
-    cal.plane = multiply(cal.plane, factor)
+    cal.gain_factor = factor
     cal.params["gain"] = factor
     cal.meta["GAINCORR"] = (factor, "gain applied (e-/adu)")
     cal.calstat += "G"
+
+
+def _apply_flat_and_gain(cal: _Calibration) -> CCDData:
+    """Apply the flat, the rate and the gain, and make the output frame, in one pass.
+
+    A dark shared by the frame and its flat needs the quotient before the gain
+    for its covariance term: that case takes two passes.
+    """
+    plane = cal.plane
+    rate, flat = cal.rate, cal.flat_arrays
+    if cal.dark_flat_covariance:
+        data, var, mask, _, _ = divide_and_finish(
+            plane.data, plane.var, plane.mask, rate=rate, flat=flat, gain=1.0, std=False,
+            out=(plane.data, plane.var, plane.mask) if cal.owned else None)
+        plane = Plane(data, var, mask)
+        cal.owned = True
+        k_eff = cal.dark_scale
+        if cal.params.get("flat_rate"):
+            k_eff = k_eff / exposure_of(cal.light, name="frame")
+        _dark_flat_covariance(plane, cal.flat, cal.dark, k_eff)
+        rate, flat = 1.0, None
+    data, std, mask, nvalid, nnegative = divide_and_finish(
+        plane.data, plane.var, plane.mask, rate=rate, flat=flat, gain=cal.gain_factor,
+        std=True, out=(plane.data, plane.var, plane.mask) if cal.owned else None)
+    cal.counts = (nvalid, nnegative)
+    unc = None if std is None else StdDevUncertainty(std, copy=False)
+    return CCDData(data, unit=u.Unit(cal.out_unit), uncertainty=unc, mask=mask,
+                   meta=header_of(cal.meta))
 
 
 def _cosmetic_settings(cosmetic) -> Cosmetic | None:
@@ -879,6 +916,7 @@ def _cosmetics(cal: _Calibration, out: CCDData, cosmetic) -> CCDData:
     cosmetic = _cosmetic_settings(cosmetic)
     if cosmetic is None:
         return out
+    cal.counts = None  # the values may change
     bad = _bad_pixels(cal, cosmetic)
     if bad.any():
         out = correct_bad_pixels(out, bad, unmask=cosmetic.unmask)
@@ -895,9 +933,12 @@ def _cosmetics(cal: _Calibration, out: CCDData, cosmetic) -> CCDData:
 
 def _finish(cal: _Calibration, out: CCDData) -> CCDData:
     """Warn about an over-subtracted result; write CALSTAT, HISTORY and the provenance."""
-    valid = ~out.mask & np.isfinite(out.data)
-    if valid.any() and _frame_type(cal.light) not in ("bias", "dark", "darkflat"):
-        negative = float(np.mean(out.data[valid] < 0))
+    if cal.counts is None:
+        valid = ~out.mask & np.isfinite(out.data)
+        cal.counts = (int(np.count_nonzero(valid)), int(np.count_nonzero(out.data[valid] < 0)))
+    nvalid, nnegative = cal.counts
+    if nvalid and _frame_type(cal.light) not in ("bias", "dark", "darkflat"):
+        negative = nnegative / nvalid
         if negative > NEGATIVE_FRACTION:
             warnings.warn(
                 f"calibrate: {100 * negative:.0f}% of the calibrated pixels are negative; "
@@ -1076,6 +1117,6 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     _check_flat_linearity(cal)
     _divide_flat(cal)
     _apply_gain(cal, gain)
-    out = plane_to_ccd(cal.plane, unit=cal.out_unit, meta=cal.meta)
+    out = _apply_flat_and_gain(cal)
     out = _cosmetics(cal, out, cosmetic)
     return _finish(cal, out)

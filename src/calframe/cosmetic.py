@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 from astropy import units as u
 from astropy.nddata import CCDData, StdDevUncertainty
-from scipy import ndimage
 
 from ._calutil import as_frame, cfa_groups, cfa_pattern, header_of, std_of
 from ._stats import MAD_TO_SIGMA
@@ -208,6 +207,8 @@ def find_bad_pixels(master, *, hot_sigma: float | None = 5.0,
     >>> np.argwhere(bad).tolist()
     [[5, 7]]
     """
+    from ._medfilt import median_filter
+
     if hot_sigma is None and cold_sigma is None:
         raise InvalidSettingsError("find_bad_pixels: hot_sigma and cold_sigma are both None; "
                          "give at least one threshold")
@@ -229,7 +230,8 @@ def find_bad_pixels(master, *, hot_sigma: float | None = 5.0,
             if pbad.all():
                 continue
             filled = np.where(pbad, np.median(plane[~pbad]), plane)
-            dev = filled - ndimage.median_filter(filled, size=int(box), mode="reflect")
+            # scipy.ndimage.median_filter(filled, size=box, mode="reflect"), exactly
+            dev = filled - median_filter(filled, int(box))
             good = dev[~pbad]
             step = _quantum(good, float(np.median(good)), float(np.median(np.abs(plane[~pbad]))))
             sigma = _quantised_sigma(good, step) if step > 0 else _robust_sigma(good)

@@ -36,6 +36,7 @@ from astropy import units as u
 from astropy.nddata import CCDData, StdDevUncertainty
 
 from ._arith import Plane, subtract
+from ._calkernel import normalise_flat
 from ._calutil import (
     as_frame,
     cfa_groups,
@@ -522,20 +523,24 @@ def _flat_levels(run: _MasterFlat, plane: Plane, flat: CCDData, i: int) -> list[
 
 def _scaled_flat(run: _MasterFlat, cal: CCDData, plane: Plane, levels: list[float], *,
                  k: float, c: float) -> CCDData:
-    """One corrected flat divided by its levels; the masters' shares are summed up."""
-    scale_map = np.empty(plane.data.shape, np.float32)
+    """One corrected flat divided by its levels; the masters' shares are summed up.
+
+    One compiled pass (:func:`calframe._calkernel.normalise_flat`): ``data /
+    level``, ``sqrt(var / level**2)`` and the sums of ``c / level`` and ``k /
+    level``, in the float32 arithmetic of the same numpy expressions.
+    """
+    tile = np.empty((2, 2), np.float32)  # the level of each site of the 2x2 cell
     for level, group in zip(levels, run.groups, strict=True):
         for sl in group:
-            scale_map[sl] = level
-    data = plane.data / scale_map
-    var = None if plane.var is None else plane.var / scale_map**2
+            tile[sl] = level
     if run.bias_coeff is None:
-        run.bias_coeff = np.zeros(scale_map.shape, np.float64)
-        run.dark_coeff = np.zeros(scale_map.shape, np.float64)
-    run.bias_coeff += c / scale_map
-    run.dark_coeff += k / scale_map
+        run.bias_coeff = np.zeros(plane.data.shape, np.float64)
+        run.dark_coeff = np.zeros(plane.data.shape, np.float64)
+    data, std = normalise_flat(plane.data, plane.var, tile, bias_coefficient=c,
+                               dark_coefficient=k, bias_sum=run.bias_coeff,
+                               dark_sum=run.dark_coeff)
     return CCDData(data, unit=cal.unit, mask=plane.mask, meta=header_of(cal.meta),
-                   uncertainty=None if var is None else StdDevUncertainty(np.sqrt(var)))
+                   uncertainty=None if std is None else StdDevUncertainty(std, copy=False))
 
 
 def _corrected_flats(run: _MasterFlat):
@@ -548,7 +553,7 @@ def _corrected_flats(run: _MasterFlat):
         flat = as_frame(frame, role="flat", prov=run.prov)
         _decide_groups(run, flat)
         cal, k, c = _subtract_masters(run, flat)
-        plane = Plane.from_ccd(cal)
+        plane = Plane.from_ccd(cal, copy=False)  # not written into
         levels = _flat_levels(run, plane, flat, i)
         run.levels.append(levels)
         yield _scaled_flat(run, cal, plane, levels, k=k, c=c)

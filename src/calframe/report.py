@@ -122,19 +122,18 @@ def stretch(data: np.ndarray, *, low: float = 0.5, high: float = 99.5,
 
 def _display(array: np.ndarray, mask: np.ndarray | None, cfa: bool) -> tuple:
     """Block-average to at most _MAX_DISPLAY pixels (2x2 first on a CFA mosaic)."""
+    shape = np.shape(array)
+    factor = max(1, math.ceil(max(shape) / _MAX_DISPLAY))
+    if cfa:
+        factor = max(2, factor + factor % 2)
+    if factor > 1 and shape[0] >= factor and shape[1] >= factor:
+        from ._binning import block_nanmean
+
+        # compiled: no float64 copy of the whole frame
+        return block_nanmean(array, mask, factor), factor
     a = np.asarray(array, dtype=np.float64)
     if mask is not None:
         a = np.where(np.asarray(mask, dtype=bool), np.nan, a)
-    factor = max(1, math.ceil(max(a.shape) / _MAX_DISPLAY))
-    if cfa:
-        factor = max(2, factor + factor % 2)
-    if factor > 1:
-        ny, nx = (a.shape[0] // factor) * factor, (a.shape[1] // factor) * factor
-        if ny and nx:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                a = np.nanmean(a[:ny, :nx].reshape(ny // factor, factor, nx // factor,
-                                                   factor), axis=(1, 3))
     return a, factor
 
 

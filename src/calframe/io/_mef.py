@@ -227,7 +227,7 @@ def _build_hdulist(ccd: CCDData, prov: Provenance, folder: Path, *,
                            if unit != u.dimensionless_unscaled else "dimensionless")
     _summary_keywords(header, ccd, prov)
     hdus: list[fits.hdu.base.ExtensionHDU | fits.PrimaryHDU] = [
-        fits.PrimaryHDU(_big_endian(data), header)]
+        _image_hdu(fits.PrimaryHDU, data, header=header)]
 
     if ccd.mask is not None:
         mask = np.asarray(ccd.mask)
@@ -236,7 +236,7 @@ def _build_hdulist(ccd: CCDData, prov: Provenance, folder: Path, *,
                 f"mask: shape {mask.shape} does not match the data {data.shape}; "
                 "give a mask of the data's shape (or None)")
         mhdr = fits.Header([("COMMENT", "1 = do not use this pixel, 0 = good")])
-        hdus.append(fits.ImageHDU(mask.astype(np.uint8), mhdr, name="MASK"))
+        hdus.append(_image_hdu(fits.ImageHDU, mask, np.uint8, header=mhdr, name="MASK"))
 
     if ccd.uncertainty is not None:
         hdus.append(_uncertainty_hdu(ccd, data.shape))
@@ -255,16 +255,69 @@ def _build_hdulist(ccd: CCDData, prov: Provenance, folder: Path, *,
                 f"{attribute}: counts from {counts.min()} to {counts.max()} do not fit "
                 "int16 (0..32767)")
         chdr = fits.Header([("COMMENT", f"per-pixel number of {meaning}")])
-        hdus.append(fits.ImageHDU(counts.astype(">i2"), chdr, name=name))
+        hdus.append(_image_hdu(fits.ImageHDU, counts, ">i2", header=chdr, name=name))
 
     hdus.append(prov.to_fits_table(out_dir=folder, absolute_paths=absolute_paths))
     return fits.HDUList(hdus)
 
 
-def _big_endian(array: np.ndarray) -> np.ndarray:
-    """The array in FITS byte order: astropy then writes and checksums it without
-    byte-swapping it (three times) on the way."""
-    return array.astype(array.dtype.newbyteorder(">"), copy=False)
+#: Elements per block of :func:`_stored`: 4 MiB of float32, which stays in the cache
+_BLOCK = 1 << 20
+#: Data types astropy writes as they are (no BZERO/BSCALE of its own)
+_VERBATIM = {("f", 4), ("f", 8), ("i", 2), ("i", 4), ("i", 8), ("u", 1)}
+
+
+def _image_hdu(kind, array: np.ndarray, dtype=None, *, header, name=None):
+    """An image HDU of ``array`` in FITS byte order, its DATASUM and digest made in the
+    same pass (see :func:`_stored`)."""
+    data, datasum, digest = _stored(np.asarray(array), dtype)
+    hdu = kind(data, header) if name is None else kind(data, header, name=name)
+    if digest is not None:
+        # astropy would sum the data again to write DATASUM, and the digest would
+        # read the file back: both are known already
+        hdu._calculate_datasum = lambda datasum=datasum: datasum
+        hdu._calframe_digest = digest
+    return hdu
+
+
+def _stored(array: np.ndarray, dtype=None) -> tuple[np.ndarray, int | None, str | None]:
+    """``array`` as stored in FITS (``dtype``, big-endian), with its DATASUM and SHA-256.
+
+    One pass over blocks that stay in the CPU cache: each block is converted to
+    FITS byte order (so astropy neither byte-swaps the array to checksum it nor
+    to write it), summed (the FITS ones' complement sum) and hashed (the bytes
+    as stored, zero padding included, as :func:`_measure` reads them).  Data
+    types that astropy stores otherwise (unsigned integers with BZERO) give
+    ``(array, None, None)``: astropy sums them itself and the digest reads them
+    back.
+    """
+    target = np.dtype(dtype if dtype is not None else array.dtype).newbyteorder(">")
+    if (target.kind, target.itemsize) not in _VERBATIM or array.dtype.kind not in "biuf":
+        return array.astype(target, copy=False), None, None
+    if array.dtype == target and array.flags.c_contiguous:
+        out = array
+    else:
+        out = np.empty(array.shape, target)
+        if not array.flags.c_contiguous:
+            np.copyto(out, array, casting="unsafe")
+            array = out
+    source = array.reshape(-1)
+    flat = out.reshape(-1)
+    digest = hashlib.sha256()
+    total = 0
+    for start in range(0, flat.size, _BLOCK):
+        block = flat[start:start + _BLOCK]
+        if source is not flat:
+            np.copyto(block, source[start:start + _BLOCK], casting="unsafe")
+        raw = block.view(np.uint8)
+        digest.update(raw)
+        whole = raw.size // 4 * 4
+        total = _ones_sum(raw[:whole], total)
+        if whole < raw.size:  # the last bytes, padded with zeros to a 32-bit word
+            total = _ones_sum(raw[whole:].tobytes().ljust(4, b"\0"), total)
+    nbytes = flat.size * target.itemsize
+    digest.update(bytes(-nbytes % 2880))
+    return out, total, digest.hexdigest()
 
 
 def _uncertainty_hdu(ccd: CCDData, shape) -> fits.ImageHDU:
@@ -296,7 +349,7 @@ def _uncertainty_hdu(ccd: CCDData, shape) -> fits.ImageHDU:
     uhdr["UTYPE"] = (kind, "kind of uncertainty (astropy class name)")
     if ccd.unit is not None and kind == "StdDevUncertainty":
         uhdr["BUNIT"] = (ccd.unit.to_string(), "physical unit of the uncertainty")
-    return fits.ImageHDU(_big_endian(array), uhdr, name="UNCERT")
+    return _image_hdu(fits.ImageHDU, array, header=uhdr, name="UNCERT")
 
 
 def _summary_keywords(header: fits.Header, ccd: CCDData, prov: Provenance) -> None:
@@ -338,7 +391,9 @@ def _atomic_write(hdulist: fits.HDUList, path: Path, *, overwrite: bool,
             _digest_placeholders(hdulist)
             hdulist.writeto(handle, checksum=checksum, output_verify="exception")
             handle.flush()
-            _seal(tmp, handle)
+            known = {index: hdu._calframe_digest for index, hdu in enumerate(hdulist)
+                     if getattr(hdu, "_calframe_digest", None)}
+            _seal(tmp, handle, known)
             os.fsync(handle.fileno())
         if overwrite or not _link_no_clobber(tmp, path):
             os.replace(tmp, path)
@@ -516,8 +571,11 @@ class _Part:
     datasum: int | None  # of the data bytes; None when not computed
 
 
-def _measure(path, *, sums: bool) -> list[_Part]:
+def _measure(path, *, sums: bool, known: Mapping[int, str] | None = None) -> list[_Part]:
     """The digest parts of every HDU of a FITS file (``sums``: also the data sums).
+
+    ``known`` gives the data digests of HDUs (by index) computed while writing
+    them: their data are not read again (only with ``sums`` False).
 
     Raises FrameReadError when the data of an HDU end before the file says.
     """
@@ -541,6 +599,9 @@ def _measure(path, *, sums: bool) -> list[_Part]:
             datasum = 0
             handle.seek(info["datLoc"])
             left = info["datSpan"]
+            stored = None if sums or known is None else known.get(index)
+            if stored is not None:
+                left = 0
             while left:
                 size = handle.readinto(view[:min(left, _CHUNK)])
                 if not size:
@@ -555,7 +616,7 @@ def _measure(path, *, sums: bool) -> list[_Part]:
                 name=name, header=header,
                 header_digest=hashlib.sha256(
                     _canonical_header(header, primary=index == 0)).hexdigest(),
-                data_digest=digest.hexdigest(), header_bytes=header_bytes,
+                data_digest=stored or digest.hexdigest(), header_bytes=header_bytes,
                 datasum=datasum if sums else None))
     return parts
 
@@ -581,9 +642,12 @@ def _file_digest(parts: list[_Part]) -> str:
     return digest.hexdigest()
 
 
-def _seal(tmp: Path, handle) -> None:
-    """Fill the digest cards of a file just written (open for writing as ``handle``)."""
-    parts = _measure(tmp, sums=False)
+def _seal(tmp: Path, handle, known: Mapping[int, str] | None = None) -> None:
+    """Fill the digest cards of a file just written (open for writing as ``handle``).
+
+    ``known``: the data digests computed while writing (see :func:`_measure`).
+    """
+    parts = _measure(tmp, sums=False, known=known)
     primary = parts[0]
     values = {_DIGEST: _file_digest(parts)}
     for index, part in enumerate(parts[:_DIGEST_PARTS_MAX]):

@@ -97,6 +97,10 @@ class _Runner:
         self.quality_rows: list[dict] = []
         self.masters: dict[str, Any] = {}  # task name -> CCDData, current light group only
         self.failed_names: set[str] = set()  # tasks whose output could not be made
+        # the light being written in the background while the next one is calibrated:
+        # (task, the written paths, the future of the write), and the writer
+        self.pending: tuple[Task, list[Path], Any] | None = None
+        self.writer: Any = None
 
     # -- problems -------------------------------------------------------
     def problem(self, path: str, what: str, fix: str = "") -> None:
@@ -200,6 +204,48 @@ class _Runner:
         self.result.failed.append(str(self.out / task.output))
         self.problem(str(self.out / task.output), what, fix)
 
+    def write_lights(self, task: Task, outputs: list[tuple[Any, Path]], key: str) -> None:
+        """Write a calibrated light (and its colour planes): in the background when a
+        writer runs, so that the next light is read and calibrated meanwhile."""
+        written: list[Path] = []
+
+        def write_all():
+            for ccd, out in outputs:
+                self.write(ccd, out, key)
+                written.append(out)
+
+        if self.writer is not None:
+            self.pending = (task, written, self.writer.submit(write_all))
+            return
+        from concurrent.futures import Future
+
+        done: Future = Future()
+        try:
+            write_all()
+            done.set_result(None)
+        except Exception as err:  # raised again by finish_pending
+            done.set_exception(err)
+        self.pending = (task, written, done)
+        self.finish_pending()
+
+    def finish_pending(self) -> None:
+        """Wait for the light written in the background and record what became of it:
+        its colour planes written, then the light, or its failure."""
+        if self.pending is None:
+            return
+        task, written, future = self.pending
+        self.pending = None
+        try:
+            future.result()
+        except _FILE_FAILURES as err:
+            self.result.made.extend(str(out) for out in written[1:])
+            self.fail(task, f"not calibrated ({_oneline_of(err)})",
+                      "check the light and the masters it uses")
+            return
+        self.result.made.extend(str(out) for out in written[1:])
+        if written:
+            self.result.made.append(str(written[0]))
+
     def run_light(self, task: Task, distortion_model) -> None:
         restart_step_clock()   # SOURCE_DATE_EPOCH: stamps that depend on this output only
         from ..calibration import calibrate
@@ -207,11 +253,16 @@ class _Runner:
         path = self.out / task.output
         source = task.inputs[0]
         if source in self.excluded:
+            self.finish_pending()
+            self.fail(task, f"not calibrated: the light {self.excluded[source]}",
+                      "see the problem listed for the input")
+            return
             self.fail(task, f"not calibrated: the light {self.excluded[source]}",
                       "see the problem listed for the input")
             return
         missing = [r for r, n in task.uses.items() if n in self.failed_names]
         if missing:
+            self.finish_pending()
             self.fail(task, f"not calibrated: its {', '.join(missing)} master could not "
                       "be made", "see the problems above")
             return
@@ -220,6 +271,7 @@ class _Runner:
         splits = [path.with_name(f"{path.stem}_{name}.fits") for name in "RGB"]
         if self.up_to_date(path, key) and (not c.split_rgb or all(
                 self.up_to_date(p, key) for p in splits) or not self.is_colour(path)):
+            self.finish_pending()
             self.result.skipped.append(str(path))
             return
         dark_scale = task.parameters.get("dark_scale", c.dark_scale)
@@ -248,16 +300,15 @@ class _Runner:
 
                     ccd = correct_distortion(ccd, distortion_model)
                 planes = self.split_planes(ccd) if c.split_rgb else {}
-            self.write(ccd, path, key)
-            for name, plane in planes.items():
-                split = path.with_name(f"{path.stem}_{name}.fits")
-                self.write(plane, split, key)
-                self.result.made.append(str(split))
         except _FILE_FAILURES as err:
+            self.finish_pending()
             self.fail(task, f"not calibrated ({_oneline_of(err)})",
                       "check the light and the masters it uses")
             return
-        self.result.made.append(str(path))
+        self.finish_pending()
+        outputs = [(ccd, path)] + [(plane, path.with_name(f"{path.stem}_{name}.fits"))
+                                   for name, plane in planes.items()]
+        self.write_lights(task, outputs, key)
 
     def split_planes(self, ccd) -> dict:
         """The R, G, B planes of a calibrated colour light ({} for a mono one)."""
@@ -335,11 +386,23 @@ class _Runner:
                               "see the problem above")
                 lights = []
         current = None
-        for task in self.progress(lights, desc="calibrating lights", total=len(lights)):
-            if task.uses != current:  # memory: only the masters of one group at a time
-                self.masters.clear()
-                current = task.uses
-            self.run_light(task, model)
+        from concurrent.futures import ThreadPoolExecutor
+
+        # each light is written (converted, summed, hashed, written, synced) by
+        # another thread while the next one is read and calibrated; one light waits
+        # at most, so memory holds two calibrated lights
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="calframe-write") as pool:
+            self.writer = pool
+            try:
+                for task in self.progress(lights, desc="calibrating lights",
+                                          total=len(lights)):
+                    if task.uses != current:  # memory: the masters of one group at a time
+                        self.masters.clear()
+                        current = task.uses
+                    self.run_light(task, model)
+            finally:
+                self.writer = None
+                self.finish_pending()
         self.masters.clear()
         for task in self.progress(stacks, desc="stacking", total=len(stacks),
                                   unit="stack"):
