@@ -35,6 +35,7 @@ from ._collection import collection_paths
 from .contract import calframe_output
 from .errors import CalframeError
 from .io._formats import FRAME_SUFFIXES, format_from_name
+from .metadata import parse_frame_type
 
 __all__ = [
     "CALIBRATION_TYPES",
@@ -732,8 +733,6 @@ _OUTPUT_PREFIX = "a calframe output"
 
 
 def _parse_frame_types(frame_types: Mapping[str, str]) -> list[tuple[str, str]]:
-    from .metadata import parse_frame_type  # deferred, as in contract.frame_facts
-
     out = []
     for pattern, ftype in frame_types.items():
         parsed = parse_frame_type(ftype)
