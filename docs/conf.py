@@ -143,11 +143,10 @@ numpydoc_xref_ignore = {
 # Every cross-reference must resolve: a broken one fails the -W build.
 nitpicky = True
 # Targets that no inventory here documents, so a reference to them cannot
-# resolve: photutils (no copy of its inventory could be had), matplotlib,
-# prov, fabio and ccdproc (not among the inventories kept in _intersphinx/).
+# resolve: matplotlib, prov, fabio and ccdproc (not among the inventories kept
+# in _intersphinx/).
 nitpick_ignore_regex = [
     (r"py:.*", r"ccdproc(\..*)?"),
-    (r"py:.*", r"photutils(\..*)?"),
     (r"py:.*", r"matplotlib(\..*)?"),
     (r"py:.*", r"prov(\..*)?"),
     (r"py:.*", r"fabio(\..*)?"),
@@ -158,9 +157,9 @@ nitpick_ignore_regex = [
 # Each is the objects.inv of one release of that project's documentation:
 # Python 3.14, NumPy 2.4, SciPy 1.17, astropy 8.0, scikit-image 0.26, dask and
 # dask.distributed 2024.12, pyFAI 2026.02.  Replace a file by a newer
-# release's objects.inv when a dependency's documentation moves.  photutils is not
-# among them: no copy of its inventory was to be had, so references to photutils
-# stay plain text (see nitpick_ignore_regex).
+# release's objects.inv when a dependency's documentation moves.  photutils'
+# inventory (3.0) is written from the installed package's public API by
+# scripts/photutils_inventory.py, with the page layout of its documentation.
 intersphinx_mapping = {
     "python": ("https://docs.python.org/3.14/", "_intersphinx/python.inv"),
     "numpy": ("https://numpy.org/doc/stable/", "_intersphinx/numpy.inv"),
@@ -173,6 +172,7 @@ intersphinx_mapping = {
         "_intersphinx/distributed.inv",
     ),
     "pyfai": ("https://pyfai.readthedocs.io/en/stable/", "_intersphinx/pyfai.inv"),
+    "photutils": ("https://photutils.readthedocs.io/en/stable/", "_intersphinx/photutils.inv"),
 }
 
 html_theme = "pydata_sphinx_theme"

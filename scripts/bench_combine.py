@@ -169,7 +169,7 @@ def _measure(cmd: list[str], env=None) -> tuple[float, float, int, float]:
     return wall, usage.ru_maxrss / 1024.0, proc.returncode, usage.ru_utime + usage.ru_stime
 
 
-def main(argv=None) -> int:
+def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=30, help="number of frames (default 30)")
     parser.add_argument("--shape", type=int, nargs=2, default=(2848, 4256),
@@ -188,9 +188,11 @@ def main(argv=None) -> int:
                         help="calframe: compile the kernels afresh (empty NUMBA_CACHE_DIR)")
     parser.add_argument("--child", choices=TOOLS + REJECTION_TOOLS, help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        return _child_main(args)
+    return parser.parse_args(argv)
+
+
+def _prepare(args) -> tuple[int, list[Path], list[str]]:
+    """The frames (generated once, then read into the page cache) and the tools to run."""
     n, shape = args.n, tuple(args.shape)
     if args.quick:
         n, shape = 10, (512, 768)
@@ -206,66 +208,89 @@ def main(argv=None) -> int:
                 pass
     tools = args.only or [t for t in TOOLS + (REJECTION_TOOLS if args.rejections else ())
                           if not t.startswith("siril") or shutil.which("siril-cli")]
-    print(f"load average before: {os.getloadavg()}")
-    results: dict[str, dict] = {}
-    scratch = Path(tempfile.mkdtemp(prefix="calframe-bench-run-"))
-    try:
-        # round robin: every tool's runs sample the same stretches of time, so that a
-        # machine whose speed drifts favours no tool
-        for rep in range(args.repeat):
-            for tool in tools:
-                result = scratch / f"{tool}.json"
-                if tool.startswith("siril"):
-                    work = scratch / f"siril-{tool}"
-                    shutil.rmtree(work, ignore_errors=True)
-                    work.mkdir()
-                    script = scratch / f"{tool}.ssf"
-                    script.write_text(_siril_script(folder, work, tool.split("-", 1)[1]))
-                    wall, rss, code, cpu = _measure(["siril-cli", "-s", str(script)])
-                    info = {}
-                    shutil.rmtree(work, ignore_errors=True)
-                else:
-                    cmd = [sys.executable, __file__, "--child", tool, "--dir", str(folder),
-                           "--memory-limit", args.memory_limit, "--result", str(result)]
-                    env = None
-                    if tool.startswith("calframe"):
-                        cmd += ["--warm"] if args.warm else []
-                        if args.cold_cache:
-                            env = {**os.environ,
-                                   "NUMBA_CACHE_DIR": tempfile.mkdtemp(dir=scratch)}
-                    wall, rss, code, cpu = _measure(cmd, env=env)
-                    info = json.loads(result.read_text()) if code == 0 else {}
-                run = {"wall_s": wall, "rss_mb": rss, "code": code, "cpu_s": cpu, **info}
-                print(f"  run {rep + 1}: {tool:18s} wall {wall:7.2f} s", flush=True)
-                best = results.get(tool)
-                if best is None or run["wall_s"] < best["wall_s"]:
-                    results[tool] = run
-        for tool in tools:
-            best = results[tool]
-            extra = f", combine call {best['combine_s']:.2f} s" if "combine_s" in best else ""
-            if "warm_s" in best:
-                extra += f" (second call in the process {best['warm_s']:.2f} s)"
-            print(f"{tool:18s} wall {best['wall_s']:7.2f} s{extra}, CPU {best['cpu_s']:6.2f} s, "
-                  f"peak RSS "
-                  f"{best['rss_mb']:7.0f} MB" + ("" if best["code"] == 0 else "  FAILED"),
-                  flush=True)
-        # correctness: calframe median against numpy on the first 64 rows
-        med = scratch / "calframe-median.npy"
-        if med.exists():
-            from astropy.io import fits
+    return n, paths, tools
 
-            rows = np.stack([fits.getdata(p)[:64].astype(np.float64) for p in paths])
-            ref = np.median(rows, axis=0)
-            ours = np.load(med)
-            print(f"calframe median vs numpy (64 rows): max |diff| = "
-                  f"{np.nanmax(np.abs(ours - ref)):.3g}")
-            ccd = scratch / "ccdproc-median.npy"
-            if ccd.exists():
-                print(f"calframe median vs ccdproc (64 rows): max |diff| = "
-                      f"{np.nanmax(np.abs(ours - np.load(ccd))):.3g}")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    print(f"load average after: {os.getloadavg()}")
+
+def _run_one(tool: str, args, folder: Path, scratch: Path) -> dict:
+    """One process of one tool: wall, peak RSS, exit code, CPU and what it reported."""
+    result = scratch / f"{tool}.json"
+    if tool.startswith("siril"):
+        work = scratch / f"siril-{tool}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        script = scratch / f"{tool}.ssf"
+        script.write_text(_siril_script(folder, work, tool.split("-", 1)[1]))
+        wall, rss, code, cpu = _measure(["siril-cli", "-s", str(script)])
+        info = {}
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        cmd = [sys.executable, __file__, "--child", tool, "--dir", str(folder),
+               "--memory-limit", args.memory_limit, "--result", str(result)]
+        env = None
+        if tool.startswith("calframe"):
+            cmd += ["--warm"] if args.warm else []
+            if args.cold_cache:
+                env = {**os.environ, "NUMBA_CACHE_DIR": tempfile.mkdtemp(dir=scratch)}
+        wall, rss, code, cpu = _measure(cmd, env=env)
+        info = json.loads(result.read_text()) if code == 0 else {}
+    return {"wall_s": wall, "rss_mb": rss, "code": code, "cpu_s": cpu, **info}
+
+
+def _run_tools(tools, args, folder: Path, scratch: Path) -> dict[str, dict]:
+    """The fastest of ``args.repeat`` runs of each tool, taken round robin.
+
+    Round robin: every tool's runs sample the same stretches of time, so that a
+    machine whose speed drifts favours no tool.
+    """
+    results: dict[str, dict] = {}
+    for rep in range(args.repeat):
+        for tool in tools:
+            run = _run_one(tool, args, folder, scratch)
+            print(f"  run {rep + 1}: {tool:18s} wall {run['wall_s']:7.2f} s", flush=True)
+            best = results.get(tool)
+            if best is None or run["wall_s"] < best["wall_s"]:
+                results[tool] = run
+    for tool in tools:
+        best = results[tool]
+        extra = f", combine call {best['combine_s']:.2f} s" if "combine_s" in best else ""
+        if "warm_s" in best:
+            extra += f" (second call in the process {best['warm_s']:.2f} s)"
+        print(f"{tool:18s} wall {best['wall_s']:7.2f} s{extra}, CPU {best['cpu_s']:6.2f} s, "
+              f"peak RSS "
+              f"{best['rss_mb']:7.0f} MB" + ("" if best["code"] == 0 else "  FAILED"),
+              flush=True)
+    return results
+
+
+def _check_median(paths, scratch: Path) -> None:
+    """calframe's median against numpy (and ccdproc's) on the first 64 rows."""
+    med = scratch / "calframe-median.npy"
+    if not med.exists():
+        return
+    from astropy.io import fits
+
+    rows = np.stack([fits.getdata(p)[:64].astype(np.float64) for p in paths])
+    ref = np.median(rows, axis=0)
+    ours = np.load(med)
+    print(f"calframe median vs numpy (64 rows): max |diff| = "
+          f"{np.nanmax(np.abs(ours - ref)):.3g}")
+    ccd = scratch / "ccdproc-median.npy"
+    if ccd.exists():
+        print(f"calframe median vs ccdproc (64 rows): max |diff| = "
+              f"{np.nanmax(np.abs(ours - np.load(ccd))):.3g}")
+
+
+def _wall(r) -> float:
+    """A process's wall time, less its second (warm) call when there was one."""
+    return r["wall_s"] - r.get("warm_s", 0.0)
+
+
+def _process_cell(r) -> str:
+    return "-" if not r else (f"{_wall(r):.2f} s ({r['cpu_s']:.1f} s CPU), "
+                              f"{r['rss_mb']:.0f} MB")
+
+
+def _print_table(results: dict[str, dict], n: int) -> None:
     print()
     print("Process wall time (imports and start-up included; with --warm, the second call is")
     print("subtracted; CPU = user + system time of the process, all threads, both calls with")
@@ -285,22 +310,31 @@ def main(argv=None) -> int:
         c = results.get(f"calframe-{kind}")
         p = results.get(f"ccdproc-{kind}")
         s = results.get(f"siril-{kind}")
-
-        def one(r):
-            return r["wall_s"] - r.get("warm_s", 0.0)
-
-        def proc(r):
-            return "-" if not r else (f"{one(r):.2f} s ({r['cpu_s']:.1f} s CPU), "
-                                      f"{r['rss_mb']:.0f} MB")
-
         call = "-" if not c else f"{c['combine_s']:.2f} s" + (
             f" ({c['warm_s']:.2f} s)" if "warm_s" in c else "")
         pcall = "-" if not p else f"{p['combine_s']:.2f} s"
-        r1 = (f"{one(p) / one(c):.1f}x, {p['combine_s'] / c['combine_s']:.1f}x"
+        r1 = (f"{_wall(p) / _wall(c):.1f}x, {p['combine_s'] / c['combine_s']:.1f}x"
               if c and p else "-")
-        r2 = f"{one(c) / one(s):.2f}x" if c and s else "-"
-        print(f"| {label} of {n} | {proc(c)} | {call} | {proc(p)} | {pcall} | {proc(s)} "
-              f"| {r1} | {r2} |")
+        r2 = f"{_wall(c) / _wall(s):.2f}x" if c and s else "-"
+        print(f"| {label} of {n} | {_process_cell(c)} | {call} | {_process_cell(p)} "
+              f"| {pcall} | {_process_cell(s)} | {r1} | {r2} |")
+
+
+def main(argv=None) -> int:
+    args = _parse(argv)
+    if args.child:
+        return _child_main(args)
+    n, paths, tools = _prepare(args)
+    folder = paths[0].parent
+    print(f"load average before: {os.getloadavg()}")
+    scratch = Path(tempfile.mkdtemp(prefix="calframe-bench-run-"))
+    try:
+        results = _run_tools(tools, args, folder, scratch)
+        _check_median(paths, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"load average after: {os.getloadavg()}")
+    _print_table(results, n)
     return 0
 
 

@@ -227,57 +227,53 @@ def _row(label, counts, exps):
             f"| {counts['cannot tell']} | {exp} |")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
-                        help="folder of the real files (default ../shared/data/real)")
-    parser.add_argument("--seeds", type=int, default=20, help="seeds per synthetic case")
-    parser.add_argument("--shape", type=int, nargs=2, default=(3000, 4000),
-                        help="frame shape for the timing (default 12 MP)")
-    args = parser.parse_args(argv)
-    seeds = range(args.seeds)
-    header = ("| data | n | refused | linear | cannot tell | median exponent |\n"
-              "|---|---|---|---|---|---|")
+HEADER = ("| data | n | refused | linear | cannot tell | median exponent |\n"
+          "|---|---|---|---|---|---|")
+
+
+def _tally(label, light, flat, white, encoded, reasons):
+    """Check one linear light and its encoded versions: its outcome and check."""
+    outcome, check = run_light(light, flat)
+    if outcome == "cannot tell":
+        reasons[check.reason.split(":")[1].split("(")[0].strip()] += 1
+    for kind in ENCODINGS:
+        counts, exps = encoded.setdefault(f"{label}, {kind}", (Counter(), []))
+        enc_outcome, enc_check = run_light(encode(light.data, kind, white, meta=light.meta),
+                                           flat)
+        counts[enc_outcome] += 1
+        exps.append(enc_check.exponent)
+    return outcome, check
+
+
+def lights_section(data: Path, seeds) -> tuple[int, dict]:
+    """Linear lights (real and synthetic): the table, and the encoded outcomes."""
+    print("## Lights: linear (a refusal is a false alarm)\n")
+    print(HEADER)
     false_alarms = 0
     reasons = Counter()
-
-    print("## Lights: linear (a refusal is a false alarm)\n")
-    print(header)
-    real = real_pairs(args.data)
     by_label: dict[str, tuple[Counter, list]] = {}
     encoded: dict[str, tuple[Counter, list]] = {}
-    t0 = time.perf_counter()
-    for name, light, flat, white in real:
-        outcome, check = run_light(light, flat)
+    for name, light, flat, white in real_pairs(data):
+        outcome, check = _tally(f"real: {name}", light, flat, white, encoded, reasons)
         print(_row(f"real: {name}", Counter([outcome]), [check.exponent]))
         false_alarms += outcome == "refused"
-        if outcome == "cannot tell":
-            reasons[check.reason.split(":")[1].split("(")[0].strip()] += 1
-        for kind in ENCODINGS:
-            counts, exps = encoded.setdefault(f"real: {name}, {kind}", (Counter(), []))
-            outcome, check = run_light(encode(light.data, kind, white, meta=light.meta), flat)
-            counts[outcome] += 1
-            exps.append(check.exponent)
     for label, _seed, (light, flat, white) in synthetic_light_cases(seeds):
         counts, exps = by_label.setdefault(label, (Counter(), []))
-        outcome, check = run_light(light, flat)
+        outcome, check = _tally(f"synthetic: {label}", light, flat, white, encoded, reasons)
         counts[outcome] += 1
         exps.append(check.exponent)
-        if outcome == "cannot tell":
-            reasons[check.reason.split(":")[1].split("(")[0].strip()] += 1
         false_alarms += outcome == "refused"
-        for kind in ENCODINGS:
-            counts, exps = encoded.setdefault(f"synthetic: {label}, {kind}", (Counter(), []))
-            outcome, check = run_light(encode(light.data, kind, white, meta=light.meta), flat)
-            counts[outcome] += 1
-            exps.append(check.exponent)
     for label, (counts, exps) in by_label.items():
         print(_row(f"synthetic: {label}", counts, exps))
     print(f"\nfalse alarms on linear lights: {false_alarms}")
     print("reasons for 'cannot tell': " + ", ".join(f"{k} ({v})" for k, v in reasons.items()))
+    return false_alarms, encoded
 
+
+def encoded_section(encoded: dict) -> None:
+    """Encoded lights with no keyword: how many are refused."""
     print("\n## Lights: encoded, no keyword (a refusal is a detection)\n")
-    print(header)
+    print(HEADER)
     totals = Counter()
     for label, (counts, exps) in encoded.items():
         print(_row(label, counts, exps))
@@ -286,22 +282,26 @@ def main(argv=None) -> int:
         totals[kind, "refused"] += counts["refused"]
     for kind in ENCODINGS:
         print(f"refused {kind}: {totals[kind, 'refused']} of {totals[kind, 'n']}")
-    print(f"(light checks: {time.perf_counter() - t0:.0f} s in all)")
 
+
+FLAT_CASES = {
+    "2 raw flats, 20000 ADU, vignetting 30%": {},
+    "5 raw flats, 20000 ADU, vignetting 30%": {"n": 5},
+    "2 flats, bias removed": {"bias": False},
+    "2 flats, strong vignetting (60%)": {"vig": 0.6},
+    "2 flats, almost no vignetting (2%)": {"vig": 0.02},
+    "2 flats, 1000 ADU, read noise 15 e-": {"level": 1000.0, "read_noise": 15.0},
+    "2 flats, 150 ADU, read noise 15 e-": {"level": 150.0, "read_noise": 15.0},
+    "2 flats, monochrome": {"cfa": None},
+}
+
+
+def flats_section(data: Path, seeds) -> int:
+    """Photon-transfer checks of flats; the number of false alarms."""
     print("\n## Flats (photon transfer)\n")
-    print(header)
-    flat_cases = {
-        "2 raw flats, 20000 ADU, vignetting 30%": {},
-        "5 raw flats, 20000 ADU, vignetting 30%": {"n": 5},
-        "2 flats, bias removed": {"bias": False},
-        "2 flats, strong vignetting (60%)": {"vig": 0.6},
-        "2 flats, almost no vignetting (2%)": {"vig": 0.02},
-        "2 flats, 1000 ADU, read noise 15 e-": {"level": 1000.0, "read_noise": 15.0},
-        "2 flats, 150 ADU, read noise 15 e-": {"level": 150.0, "read_noise": 15.0},
-        "2 flats, monochrome": {"cfa": None},
-    }
+    print(HEADER)
     flat_false = 0
-    for label, kw in flat_cases.items():
+    for label, kw in FLAT_CASES.items():
         lin, enc = (Counter(), []), {k: (Counter(), []) for k in ENCODINGS}
         for seed in seeds:
             flats, encodable, sat = synthetic_flats(seed, **kw)
@@ -317,22 +317,32 @@ def main(argv=None) -> int:
         print(_row(f"synthetic: {label}, linear", *lin))
         for kind in ENCODINGS:
             print(_row(f"synthetic: {label}, {kind}", *enc[kind]))
-    esrf = args.data / "esrf-id16b" / "ID16B_diatomee.edf"
-    if esrf.exists():
-        frames = [_quiet_read(esrf, frame=i) for i in range(6)]
-        outcome, check = run_flats(frames)
-        flat_false += outcome == "refused"
-        print(_row("real: ESRF ID16B 6 projections (open-beam background), linear",
-                   Counter([outcome]), [check.exponent]))
-        for kind in ENCODINGS:
-            outcome, check = run_flats([encode(f.data, kind, 65535.0) for f in frames])
-            print(_row(f"real: ESRF ID16B 6 projections, {kind}", Counter([outcome]),
-                       [check.exponent]))
+    flat_false += real_flats_rows(data)
     print(f"\nfalse alarms on linear flats: {flat_false}")
+    return flat_false
 
-    print(f"\n## Time per frame ({args.shape[0]}x{args.shape[1]} Bayer mosaic)\n")
-    light, flat, _ = synthetic_pair(0, shape=tuple(args.shape))
-    flats, _, _ = synthetic_flats(0, shape=tuple(args.shape), n=2)
+
+def real_flats_rows(data: Path) -> int:
+    """The ESRF projections as flats (when the real files are there); false alarms."""
+    esrf = data / "esrf-id16b" / "ID16B_diatomee.edf"
+    if not esrf.exists():
+        return 0
+    frames = [_quiet_read(esrf, frame=i) for i in range(6)]
+    outcome, check = run_flats(frames)
+    print(_row("real: ESRF ID16B 6 projections (open-beam background), linear",
+               Counter([outcome]), [check.exponent]))
+    for kind in ENCODINGS:
+        enc_outcome, enc_check = run_flats([encode(f.data, kind, 65535.0) for f in frames])
+        print(_row(f"real: ESRF ID16B 6 projections, {kind}", Counter([enc_outcome]),
+                   [enc_check.exponent]))
+    return int(outcome == "refused")
+
+
+def timing_section(shape) -> None:
+    """Best of three wall times of each check on one frame of ``shape``."""
+    print(f"\n## Time per frame ({shape[0]}x{shape[1]} Bayer mosaic)\n")
+    light, flat, _ = synthetic_pair(0, shape=tuple(shape))
+    flats, _, _ = synthetic_flats(0, shape=tuple(shape), n=2)
     for label, func in (("check_light_linearity (light + flat)",
                          lambda: check_light_linearity(light, flat)),
                         ("check_flat_linearity (2 flats)", lambda: check_flat_linearity(flats))):
@@ -342,6 +352,23 @@ def main(argv=None) -> int:
             func()
             best = min(best, time.perf_counter() - t)
         print(f"{label}: {best:.2f} s")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="folder of the real files (default ../shared/data/real)")
+    parser.add_argument("--seeds", type=int, default=20, help="seeds per synthetic case")
+    parser.add_argument("--shape", type=int, nargs=2, default=(3000, 4000),
+                        help="frame shape for the timing (default 12 MP)")
+    args = parser.parse_args(argv)
+    seeds = range(args.seeds)
+    t0 = time.perf_counter()
+    false_alarms, encoded = lights_section(args.data, seeds)
+    encoded_section(encoded)
+    print(f"(light checks: {time.perf_counter() - t0:.0f} s in all)")
+    flat_false = flats_section(args.data, seeds)
+    timing_section(args.shape)
     return 0 if false_alarms == 0 and flat_false == 0 else 1
 
 

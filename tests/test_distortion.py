@@ -199,9 +199,20 @@ def test_fits_round_trip(tmp_path, barrel):
     assert_allclose(back(x, y), model(x, y), atol=1e-10)
     assert back.rms == pytest.approx(model.rms)
     assert_allclose(back.maps()[0], model.maps()[0])
+    # the compact file: a preview of the field every DISTSTEP pixels, the valid area as mask
     ccd = CCDData.read(path)
+    step = ccd.meta["DISTSTEP"]
+    assert step == 2 and ccd.shape == (256, 256)
+    assert_allclose(ccd.data, model.maps()[0][::step, ::step], atol=1e-5)
+    assert (ccd.mask == ~model.valid_mask[::step, ::step]).all()
+    # full-size maps on request
+    full = tmp_path / "full.fits"
+    model.to_fits(full, maps=True)
+    ccd = CCDData.read(full)
+    assert ccd.meta["DISTSTEP"] == 1
     assert_allclose(ccd.data, model.maps()[0])
     assert (ccd.mask == ~model.valid_mask).all()
+    assert_allclose(DistortionModel.from_fits(full)(x, y), model(x, y), atol=1e-10)
     from calframe.errors import OutputExistsError
 
     with pytest.raises(OutputExistsError, match="exists"):

@@ -153,21 +153,30 @@ def test_correct_distortion_cube_library(grey_model):
 
 
 # ------------------------------------------------------------- not a dot grid
-def test_line_grid_is_refused(tmp_path, capsys):
+def test_line_grid_is_fitted_and_stripes_refused(tmp_path, capsys):
     y, x = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
     rng = np.random.default_rng(0)
     lines = np.where((x % 16 < 2) | (y % 16 < 2), 40.0, 210.0) + rng.normal(0, 2, SHAPE)
-    path = _save(tmp_path / "lines.png", np.clip(lines, 0, 255).astype(np.uint8))
-    code, _, err = _run(capsys, "fit", path, "-o", tmp_path / "m.fits")
+    # an undistorted square grid of lines: fitted on its crossings, a field of ~0
+    for name, img in (("lines.png", lines), ("lines-bright.png", 250 - lines)):
+        path = _save(tmp_path / name, np.clip(img, 0, 255).astype(np.uint8))
+        code, out, err = _run(capsys, "fit", path, "-o", tmp_path / "m.fits", "--overwrite")
+        assert code == 0, err
+        assert "line crossings" in out
+        model = DistortionModel.from_fits(tmp_path / "m.fits")
+        assert model.meta["nindexed"] >= 30 and model.rms < 0.05
+        xx, yy = np.meshgrid([40.0, 64.0, 88.0], [30.0, 48.0, 66.0])
+        dx, dy = model(xx, yy)
+        assert np.abs(dx - dx.mean()).max() < 0.05 and np.abs(dy - dy.mean()).max() < 0.05
+    # lines in one direction only: no crossings, refused with what was found
+    stripes = np.where(x % 16 < 2, 40.0, 210.0) + rng.normal(0, 2, SHAPE)
+    path = _save(tmp_path / "stripes.png", np.clip(stripes, 0, 255).astype(np.uint8))
+    code, _, err = _run(capsys, "fit", path, "-o", tmp_path / "s.fits")
     assert code == 1
     line = _one_error_line(err, path)
-    assert "line pattern, not a dot grid" in line
+    assert "line pattern, not a dot grid" in line and "line crossings" in line
     assert "candidate spot" in line and "fitted" in line and "indexed" in line
-    assert not (tmp_path / "m.fits").exists()
-    # bright lines on dark too
-    path = _save(tmp_path / "lines-bright.png", (250 - lines).clip(0, 255).astype(np.uint8))
-    code, _, err = _run(capsys, "fit", path, "-o", tmp_path / "m.fits")
-    assert code == 1 and "line pattern" in _one_error_line(err, path)
+    assert not (tmp_path / "s.fits").exists()
 
 
 def test_failed_fit_reports_what_was_found(tmp_path, capsys):
@@ -177,7 +186,9 @@ def test_failed_fit_reports_what_was_found(tmp_path, capsys):
     assert code == 1
     line = _one_error_line(err, path)
     assert "candidate spot" in line and "fitted" in line and "indexed" in line
-    assert "detected automatically" in line and "--polarity" in line
+    # no polarity found a lattice: both are reported, and the fix is not a polarity
+    assert "both polarities tried" in line and "with polarity bright" in line
+    assert "with polarity dark" in line and "--spot-radius" in line
     code, _, err = _run(capsys, "fit", path, "-o", tmp_path / "m.fits", "--polarity", "bright")
     line = _one_error_line(err, path)
     assert code == 1 and "polarity bright, as requested" in line
@@ -185,7 +196,9 @@ def test_failed_fit_reports_what_was_found(tmp_path, capsys):
     result = DistortionModel.fit(rng.normal(100, 1, (64, 64)))
     assert not result and result.ncandidates is not None and result.nindexed == 0
     assert "candidate spot" in result.reason and result.polarity in ("bright", "dark")
-    assert result.auto_polarity and "polarity=" in result.suggestion()
+    assert result.auto_polarity and "both polarities" in result.suggestion()
+    assert [t["polarity"] for t in result.tried] == [
+        {"bright": "dark", "dark": "bright"}[result.polarity]]
 
 
 @pytest.mark.parametrize("case", ["blank", "noise", "tiny", "allnan", "fewnan"])

@@ -431,7 +431,7 @@ def test_read_options_are_read_frame_keywords():
     # keywords (other than which frame) with the same defaults, and is frozen
     params = inspect.signature(read_frame).parameters
     fields = {f.name: f.default for f in dataclasses.fields(ReadOptions)}
-    assert set(fields) == set(params) - {"path", "hdu", "frame"}
+    assert set(fields) == set(params) - {"path", "hdu", "frame", "dataset"}  # which frame
     for name, default in fields.items():
         assert default is params[name].default, name
     with pytest.raises(dataclasses.FrozenInstanceError):

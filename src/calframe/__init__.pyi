@@ -68,6 +68,8 @@ from .linearity import check_linear_pair as check_linear_pair
 from .masters import make_master_bias as make_master_bias
 from .masters import make_master_dark as make_master_dark
 from .masters import make_master_flat as make_master_flat
+from .normalisation import select_dark as select_dark
+from .normalisation import transmission as transmission
 from .pipeline import PipelineConfig as PipelineConfig
 from .pipeline import load_config as load_config
 from .pipeline import make_plan as make_plan
@@ -82,3 +84,5 @@ from .register import align as align
 from .register import stack as stack
 from .register import warp as warp
 from .report import write_report as write_report
+from .series import FrameSeries as FrameSeries
+from .series import open_series as open_series

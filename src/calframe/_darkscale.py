@@ -15,6 +15,7 @@ from astropy.nddata import CCDData
 
 from ._arith import Plane
 from ._calutil import cfa_groups
+from ._stats import MAD_TO_SIGMA
 from .errors import IncompatibleFramesError, MissingMetadataError
 
 __all__ = ["DarkScaleFit", "fit_dark_scale", "fit_dark_scale_per_channel"]
@@ -138,7 +139,7 @@ def fit_dark_scale(light, dark, *, meta=None, clip: float = 5.0,
         scale = float(np.sum(hl[use] * hd[use]) / den)
         resid = hl - scale * hd
         med = np.median(resid[use])
-        sigma = 1.482602218505602 * np.median(np.abs(resid[use] - med))
+        sigma = MAD_TO_SIGMA * np.median(np.abs(resid[use] - med))
         new_use = good & (np.abs(resid - med) <= clip * sigma)
         if np.array_equal(new_use, use):
             break

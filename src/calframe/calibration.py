@@ -61,8 +61,8 @@ from .errors import (
 from .linearity import check_light_linearity, check_linear_pair, linearity
 from .provenance import Provenance, get_provenance, set_provenance
 
-__all__ = ["DarkScaleFit", "calibrate", "dark_includes_bias", "fit_dark_scale",
-           "fit_dark_scale_per_channel"]
+__all__ = ["DarkScaleFit", "calibrate", "dark_holds_offset", "dark_includes_bias",
+           "fit_dark_scale", "fit_dark_scale_per_channel"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,58 @@ def dark_includes_bias(dark: CCDData) -> bool:
         if step.step == "make_master_dark":
             return not step.parameters.get("bias_subtracted", True)
     return False
+
+
+def dark_holds_offset(dark: CCDData) -> bool:
+    """True if ``dark`` is a frame as the detector gave it, so it holds the offset.
+
+    A dark read from a file (or combined from darks read from files) that
+    says nothing about a bias (no ``BIASSUB``, no ``DARKRATE``, no bias, black
+    level or calibration step in its provenance) and is not a rate is a raw
+    dark: detector offset plus dark current.  Subtracted as it is from a
+    frame of the same exposure, it removes both; scaled, it would scale the
+    offset too.  A dark made in memory that says nothing is taken to be dark
+    current only, as :func:`dark_includes_bias` does.
+
+    Parameters
+    ----------
+    dark : CCDData
+        The dark, with its header (and provenance, when it was read or combined
+        by calframe).
+
+    Returns
+    -------
+    bool
+        True for a raw dark (offset plus dark current), False for dark current
+        only.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from astropy.io import fits
+    >>> from calframe import read_frame
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "dark_3s.fits"
+    >>> header = fits.Header({"EXPTIME": 3.0, "EGAIN": 1.0, "RDNOISE": 2.0})
+    >>> fits.PrimaryHDU(np.full((4, 4), 100, np.uint16), header=header).writeto(path)
+    >>> dark_holds_offset(read_frame(path))
+    True
+    >>> from astropy.nddata import CCDData
+    >>> dark_holds_offset(CCDData(np.full((4, 4), 5.0), unit="adu"))  # made in memory
+    False
+    """
+    meta = dark.meta
+    if any(key in meta for key in ("BIASSUB", "DARKRATE")) or _truthy(meta.get("BLKSUB")):
+        return False
+    if "B" in str(meta.get("CALSTAT", "")) or "O" in str(meta.get("CALSTAT", "")):
+        return False
+    unit = _unit(dark)
+    if any(base == u.s and power < 0 for base, power in zip(unit.bases, unit.powers,
+                                                             strict=True)):
+        return False  # a rate (adu/s)
+    steps = {step.step for step in get_provenance(dark).steps}
+    return "read" in steps and not steps & {"make_master_dark", "make_master_bias", "calibrate",
+                                            "subtract_bias", "normalise_channels"}
 
 
 def _channel_values(value, pattern: str | None):
@@ -357,6 +409,7 @@ class _Calibration:
     dark_arrays: MasterArrays | None = None
     dark_is_rate: bool = False
     dark_with_bias: bool = False
+    dark_offset: bool = False  # a raw dark: it holds the detector offset
     dark_scale: Any = 1.0  # a float, or a per-pixel map (per CFA channel)
     channel_fits: dict | None = None
     bias_coefficient: Any = 1.0
@@ -476,14 +529,37 @@ def _black_level(cal: _Calibration, subtract_black: bool | None) -> None:
 
 
 def _signal_free_level(cal: _Calibration):
-    """The level of the raw values that carries no photon noise, or None if unknown."""
+    """The level of the raw values that carries no photon noise, or None if unknown.
+
+    Without a bias, an overscan or a black level, a dark that holds the
+    offset (``BIASSUB = F``, or a raw dark) is that level: the pedestal,
+    estimated from the dark (its dark current counted as offset).
+    """
     if cal.bias is not None:  # NaN counts as 0 (in the variance kernel)
         return np.asarray(cal.bias.data, np.float32)
     if cal.dark is not None and dark_includes_bias(cal.dark):
         return np.asarray(cal.dark.data, np.float32)
     if cal.overscan_used:
         return 0.0
+    if cal.black is None and cal.dark is not None and dark_holds_offset(cal.dark):
+        return np.nan_to_num(np.asarray(cal.dark.data, np.float32))
     return cal.black
+
+
+def _record_pedestal(cal: _Calibration, level: np.ndarray) -> None:
+    """Say that the pedestal (the level without photon noise) comes from the dark."""
+    median = float(np.median(level))
+    cal.meta["PEDESTAL"] = (round(median, 4), "[adu] median level without photon noise")
+    cal.meta["PEDSRC"] = ("dark", "PEDESTAL from the dark (it holds the offset)")
+    cal.params["pedestal"] = {"source": "dark", "median": round(median, 6)}
+    log.info("calibrate: %s: the photon noise is counted above the dark (it holds the "
+             "offset; median pedestal %.6g adu)", cal.name("light", "the frame"), median)
+
+
+def _read_pedestal_given(light: CCDData) -> bool:
+    """Whether the frame was read with ``pedestal=`` (its photon term is then right)."""
+    return any(step.step == "read" and "pedestal" in step.parameters
+               for step in get_provenance(light).steps)
 
 
 def _uncertainty(cal: _Calibration) -> None:
@@ -494,7 +570,7 @@ def _uncertainty(cal: _Calibration) -> None:
     """
     meta = cal.meta
     from_model = str(meta.get("UNCSRC", "")).strip() == "detector model"
-    if cal.plane.var is not None and not from_model:
+    if cal.plane.var is not None and (not from_model or _read_pedestal_given(cal.light)):
         return
     g = meta.get("EGAIN")
     rn = meta.get("RDNOISE")
@@ -504,6 +580,9 @@ def _uncertainty(cal: _Calibration) -> None:
         # the same way) are relative to the overscan level
         values = cal.plane.data if cal.overscan_used else cal.raw_data
         cal.plane.var = _estimate_variance(values, offset, float(g), float(rn), meta=meta)
+        if cal.bias is None and not cal.overscan_used and cal.dark is not None \
+                and np.ndim(offset) > 0 and offset is not cal.black:
+            _record_pedestal(cal, offset)
         if cal.overscan_used:
             cal.plane.var = (cal.plane.var + cal.overscan_var).astype(np.float32)
         cal.params["uncertainty"] = ("detector model (EGAIN, RDNOISE) with the bias as the "
@@ -531,6 +610,25 @@ def _bias_and_dark_planes(cal: _Calibration) -> None:
                         overscan=cal.overscan_used, meta=cal.meta,
                         names=(cal.name("light", "the frame"), cal.name("dark", "the dark")))
     cal.dark_arrays = master_arrays(cal.dark, cal.shape)
+    cal.dark_offset = cal.bias is None and not cal.overscan_used \
+        and cal.black is None and dark_holds_offset(cal.dark)
+    if cal.dark_offset:
+        cal.dark_arrays = _offset_dark_arrays(cal.dark, cal.dark_arrays)
+
+
+def _offset_dark_arrays(dark: CCDData, arrays: MasterArrays) -> MasterArrays:
+    """A raw dark's arrays, its standard deviation the read noise when the reader's
+    model counted the offset as photon signal (``UNCSRC = 'detector model'``, no
+    pedestal given)."""
+    meta = dark.meta
+    if arrays.std is None or str(meta.get("UNCSRC", "")).strip() != "detector model" \
+            or _read_pedestal_given(dark):
+        return arrays
+    g, rn = meta.get("EGAIN"), meta.get("RDNOISE")
+    if g is None or rn is None or _unit(dark) != u.adu:
+        return arrays
+    std = np.broadcast_to(np.float32(float(rn) / float(g)), arrays.data.shape)
+    return MasterArrays(arrays.data, std, arrays.mask)
 
 
 def _decide_dark_scale(cal: _Calibration, mode) -> None:
@@ -581,6 +679,25 @@ def _optimized_dark_scale(cal: _Calibration, mode: str):
         target, current, meta=cal.meta, per_channel=mode == "optimize-per-channel",
         pattern=pattern, params=cal.params)
     return k
+
+
+def _check_offset_scaling(cal: _Calibration, mode) -> None:
+    """Refuse to scale a dark that holds the detector offset (it would scale the offset)."""
+    if cal.dark is None or not cal.dark_offset or cal.dark_with_bias or cal.dark_is_rate:
+        return
+    k = cal.dark_scale
+    if not isinstance(mode, str) or not np.any(np.abs(np.asarray(k) - 1.0) > 1e-6):
+        return  # a number given is an explicit choice, and recorded
+    how = f"dark_scale={mode!r}"
+    t_frame, t_dark = cal.light.meta.get("EXPTIME"), cal.dark.meta.get("EXPTIME")
+    times = f" ({t_frame} s / {t_dark} s)" if mode == "exposure" else ""
+    raise IncompatibleFramesError(
+        f"{cal.name('light', 'the frame')}: {cal.name('dark', 'the dark')} is a raw dark "
+        "(no BIASSUB, no bias given), so it holds the detector's offset, and "
+        f"{how} would multiply the offset too by {float(np.mean(k)):.4g}{times}; use a dark "
+        "of the frame's exposure (calframe.select_dark), pass the bias (bias=), or "
+        "dark_scale=None to subtract the dark as it is (if the dark holds dark current "
+        "only, write BIASSUB = T in its header)")
 
 
 def _decide_bias_coefficient(cal: _Calibration) -> None:
@@ -701,7 +818,8 @@ def _divide_flat(cal: _Calibration) -> None:
         return
     ratio_unit = u.Unit(cal.unit / _flat_unit(cal.flat))
     if ratio_unit.physical_type == "time":
-        t_frame = exposure_of(cal.light, name="frame")
+        t_frame = exposure_of(cal.light, name="frame", fix="or divide by a normalised flat "
+                              "(make_master_flat with normalize='median'), not a flat rate")
         cal.rate = 1.0 / t_frame
         ratio_unit = u.Unit(ratio_unit / u.s)
         cal.params["flat_rate"] = True
@@ -991,6 +1109,7 @@ def calibrate(frame, *, bias=None, dark=None, flat=None, gain=None,
     _uncertainty(cal)
     _bias_and_dark_planes(cal)
     _decide_dark_scale(cal, dark_scale)
+    _check_offset_scaling(cal, dark_scale)
     _decide_bias_coefficient(cal)
     _check_dark_temperature(cal, temperature_tolerance)
     _record_dark(cal, dark_scale)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import astroscrappy
 import numpy as np
 from astropy import units as u
 from astropy.nddata import CCDData, StdDevUncertainty
@@ -391,8 +392,6 @@ def remove_cosmic_rays(frame, settings: CosmicRays | None = None) -> CCDData:
     -------
     CCDData
     """
-    import astroscrappy
-
     settings = settings or CosmicRays()
     prov = Provenance()
     ccd = as_frame(frame, role="light", prov=prov)

@@ -48,6 +48,9 @@ from .bayer import _pattern_for, channel_index
 from .errors import IncompatibleFramesError, InvalidSettingsError
 from .provenance import get_provenance, set_provenance
 
+# The numba kernels (calframe._demosaic_kernels) are imported by the functions that
+# run them: 0.3 s that ``import calframe.demosaicing`` and split_rgb do not need.
+
 __all__ = ["METHODS", "demosaic", "split_rgb"]
 
 log = logging.getLogger(__name__)
@@ -156,6 +159,8 @@ def _footprint_flags(bad, index, dilate=0):
 
 
 def _import_colour_demosaicing():
+    # imported here, not at the top: it takes 1.7 s and only malvar2004 and
+    # menon2007 need it.
     # colour-science sets numpy's print options to legacy '1.13' when imported, which
     # would change how every array prints in the caller's process: restore them.
     printoptions = np.get_printoptions()

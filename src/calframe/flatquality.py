@@ -92,7 +92,7 @@ class FlatQuality:
         centre per channel; and, with subsets, the pixel RMS and the tilt of
         each subset against the others, per channel.
         """
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # deferred: only plots need it (0.6 s)
 
         npanel = 2 if self.subsets is None else 4
         fig = Figure(figsize=(4.2 * npanel, 3.6), layout="constrained")

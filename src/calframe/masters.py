@@ -510,7 +510,7 @@ def _flat_levels(run: _MasterFlat, plane: Plane, flat: CCDData, i: int) -> list[
     if run.normalize in ("median", "mean"):
         levels, _ = _levels(plane.data, good, groups, run.region, run.normalize)
     elif run.normalize == "exposure":
-        t = exposure_of(flat, name=f"flat {i}")
+        t = exposure_of(flat, name=f"flat {i}", fix="or use normalize=None")
         levels = [t] * len(groups)
     else:
         levels = [1.0] * len(groups)

@@ -16,7 +16,9 @@ with the options of the command that was run (``--pattern RGGB``).
 
 from __future__ import annotations
 
+import importlib
 import logging
+import os
 import sys
 import warnings
 from typing import ClassVar
@@ -24,7 +26,9 @@ from typing import ClassVar
 import click
 
 from .. import __version__
+from .._progress import echo, enable_progress
 from ..errors import CalframeError
+from ._options import cli_message
 
 __all__ = ["cli", "main"]
 
@@ -43,8 +47,6 @@ class _State:
 
 
 def _say(line: str) -> None:
-    from .._progress import echo
-
     if line not in _State.said:
         _State.said.add(line)
         echo(line)
@@ -87,8 +89,6 @@ def error_line(exc: BaseException, where: str | None = None) -> str:
     ``where`` (a file) is named when the exception is a calframe bug; calframe
     errors name their file themselves.
     """
-    from ._options import cli_message
-
     if isinstance(exc, CalframeError | OSError):
         return f"error: {cli_message(str(exc), command_options())}"
     where = where or getattr(exc, "filename", None) or _label()
@@ -99,8 +99,6 @@ def error_line(exc: BaseException, where: str | None = None) -> str:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """``warnings.showwarning`` of the command: one ``warning: ...`` line, no source."""
-    from ._options import cli_message
-
     _say(f"warning: {cli_message(str(message), command_options())}")
 
 
@@ -109,8 +107,6 @@ class _Handler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            from ._options import cli_message
-
             text = cli_message(record.getMessage(), command_options())
             level = record.levelname.lower()
             if record.levelno < logging.WARNING:
@@ -150,8 +146,6 @@ def cli(ctx: click.Context, quiet: bool, verbose: int, debug: bool) -> None:
 def _register() -> None:
     # Each sub-command lives in its own module (cli/_<name>.py) that defines
     # a click command decorated with ``@cli.command``; importing registers it.
-    import importlib
-
     for name in _COMMANDS:
         importlib.import_module(f"{__name__}._{name}")
 
@@ -192,8 +186,6 @@ class _Output:
         return self
 
     def __exit__(self, *exc) -> None:
-        from .._progress import enable_progress
-
         enable_progress(False)
         warnings.showwarning = self.showwarning
         astropy_log = logging.getLogger("astropy")
@@ -246,8 +238,6 @@ class _PrintableStreams:
 
 def _silence_stdout() -> None:
     """After a broken pipe: send what is left of standard output nowhere."""
-    import os
-
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

@@ -9,8 +9,8 @@ import click
 
 from . import cli
 
-_FIT_CHANNELS = ("luminance", "r", "g", "b")
-_APPLY_CHANNELS = ("all", "luminance", "r", "g", "b")
+_FIT_CHANNELS = ("luminance", "luma", "r", "g", "b")
+_APPLY_CHANNELS = ("all", "luminance", "luma", "r", "g", "b")
 # names that make -o a file (anything else is a folder, as in earlier versions)
 _FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz")
 
@@ -19,8 +19,9 @@ _FITS_ENDINGS = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fi
 def distortion() -> None:
     """Geometric distortion from an image of a grid target.
 
-    The grid must be of dots or holes (not lines).  A colour (RGB) image is
-    reduced to one plane with --channel.
+    The grid may be of dots, holes or crossing lines.  A colour (RGB) image
+    is reduced to one plane with --channel; a camera RAW (CFA) target is
+    fitted on its green sites.
     """
 
 
@@ -53,11 +54,16 @@ def _same_file(a, b) -> bool:
 
 def _plane_for_fit(ccd, grid_image, channel):
     """The grey image to detect spots in: the frame itself or the chosen colour plane."""
-    from ..distortion._channel import is_colour, select_channel
+    from ..distortion._channel import _check, cfa_pattern, is_colour, select_channel
     from ..errors import InvalidSettingsError, UnsupportedFormatError
+
+    channel = _check(channel)
 
     if is_colour(ccd.shape):
         return select_channel(ccd, channel or "luminance")
+    if cfa_pattern(ccd) is not None:
+        # a CFA mosaic (camera RAW): its green sites unless a colour is chosen
+        return select_channel(ccd, channel or "g")
     if ccd.ndim != 2:
         raise UnsupportedFormatError(
             grid_image, f"holds an array of shape {ccd.shape}, not one grid image",
@@ -76,28 +82,53 @@ def _plane_for_fit(ccd, grid_image, channel):
 @click.option("--pyfai", "pyfai_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a pyFAI NeXus detector file (.h5).")
 @click.option("--polarity", type=click.Choice(["auto", "bright", "dark"]), default="auto",
-              show_default=True, help="Bright holes on dark, or dark dots on bright.")
-@click.option("--channel", type=click.Choice(_FIT_CHANNELS), default=None,
-              help="Plane of a colour (RGB) image to fit: 'luminance' (the default for a "
-                   "colour image: Rec. 709 weights 0.2126 R + 0.7152 G + 0.0722 B) or one "
-                   "of r, g, b.  A grey image needs none.")
+              show_default=True,
+              help="Bright holes on dark, or dark dots on bright; 'auto' tries the one the "
+                   "histogram suggests, then the other if its spots do not form a lattice.")
+@click.option("--channel", type=click.Choice(_FIT_CHANNELS, case_sensitive=False),
+              default=None,
+              help="Plane of a colour (RGB) image to fit: 'luminance' or 'luma' (the default "
+                   "for a colour image: Rec. 709 weights 0.2126 R + 0.7152 G + 0.0722 B) or "
+                   "one of R, G, B.  A camera RAW (CFA) target uses its green sites unless "
+                   "R or B is chosen.  A grey image needs none.")
 @click.option("--pitch", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Approximate grid pitch in pixels (measured if not given).")
 @click.option("--spot-radius", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Spot radius in pixels.")
 @click.option("--pitch-mm", type=click.FloatRange(min=0, min_open=True), default=None,
               help="True grid pitch in mm: sets the pixel size of the pyFAI detector.")
+@click.option("--flexibility",
+              type=click.Choice(["auto", "stiff", "default", "flexible", "very-flexible"]),
+              default=None,
+              help="Stiffness of the model.  'auto' chooses the radial order and knot "
+                   "spacing by the error on held-out spots (for strong, wide-angle "
+                   "distortion; slower, see --time-budget); the others are fixed levels, "
+                   "from (radial order 3, knots every 3 pitches) to (7, 1).  The default "
+                   "is (3, 2) unless --radial-order or --knot-spacing is given.")
+@click.option("--radial-order", type=click.IntRange(1, 9), default=None,
+              help="Number of radial terms of the global part (default 3).")
+@click.option("--knot-spacing", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Knot spacing of the residual spline, in grid pitches (default 2; "
+                   "smaller follows stronger local distortion).")
+@click.option("--time-budget", type=click.FloatRange(min=0), default=None,
+              help="Seconds for trying stiffness candidates with --flexibility auto "
+                   "(default 30).")
+@click.option("--full-maps", is_flag=True,
+              help="Store full-size dx/dy images in the model file (the default stores the "
+                   "model's parameters and a coarse preview: a few MB instead of ~100 MB "
+                   "at 10 MP).")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Write a figure of the fit (PNG).")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def fit_cmd(grid_image, output, pyfai_path, polarity, channel, pitch, spot_radius, pitch_mm,
-            plot_path, overwrite) -> int:
+            flexibility, radial_order, knot_spacing, time_budget, full_maps, plot_path,
+            overwrite) -> int:
     """Fit the distortion of GRID_IMAGE and write the model.
 
-    GRID_IMAGE is an image of a grid of dots or holes (FITS, TIFF, PNG, JPEG...).
-    When no grid is found, the error says how many candidate spots were
-    found, fitted and indexed, and with which polarity; a grid of lines is
-    refused (calframe fits dot or hole grids).
+    GRID_IMAGE is an image of a grid of dots or holes, or of crossing lines
+    (FITS, TIFF, PNG, JPEG, camera RAW...); a grid of lines is fitted on its
+    crossings.  When no grid is found, the error says how many candidate
+    spots were found, fitted and indexed, and with which polarity.
     """
     from ..distortion import DistortionModel
     from ..errors import FrameReadError, InputOverwriteError
@@ -108,20 +139,29 @@ def fit_cmd(grid_image, output, pyfai_path, polarity, channel, pitch, spot_radiu
             raise InputOverwriteError(f"{out}: is the grid image; choose another output name")
     _check_new(output, overwrite, "model")
     _check_new(pyfai_path, overwrite, "pyFAI detector")
+    settings = _settings(flexibility, radial_order, knot_spacing, time_budget)
     ccd = _read(grid_image, grid=True)
     plane = _plane_for_fit(ccd, grid_image, channel)
-    model = DistortionModel.fit(plane, pitch=pitch, polarity=polarity, spot_radius=spot_radius)
+    model = DistortionModel.fit(plane, pitch=pitch, polarity=polarity, spot_radius=spot_radius,
+                                settings=settings)
     if not model:
         raise FrameReadError(grid_image, f"no distortion fit: {model.reason}",
                              model.suggestion(cli=True))
     prov = Provenance()
     prov.add_input(InputRecord.from_file(grid_image, role="grid", shape=ccd.shape))
     model.meta["provenance"] = prov
-    model.to_fits(output, overwrite=overwrite)
+    model.to_fits(output, overwrite=overwrite, maps=full_maps)
     m = model.meta
     used = f" ({plane.meta['CHANNEL']})" if "CHANNEL" in plane.meta else ""
-    click.echo(f"{grid_image}{used}: {m['nspots']} spots, {m['nindexed']} indexed, "
+    what = "line crossings" if model.spots.meta.get("target") == "lines" else "spots"
+    click.echo(f"{grid_image}{used}: {m['nspots']} {what}, {m['nindexed']} indexed, "
                f"{m['nrejected']} rejected, rms {model.rms:.4f} px, pitch {m['pitch_px']:.3f} px")
+    stiff = m.get("stiffness")
+    if stiff and stiff.get("chosen"):
+        scores = ", ".join(f"({c['radial_order']}, {c['knot_spacing']:g}) "
+                           f"{c['holdout_rms']:.4f} px" for c in stiff["candidates"])
+        click.echo(f"stiffness by {stiff['nheld']} held-out spots: {scores}; chose radial "
+                   f"order {stiff['chosen'][0]}, knots every {stiff['chosen'][1]:g} pitches")
     click.echo(f"wrote {output}")
     if pyfai_path:
         _write_pyfai(model, pyfai_path, pitch_mm, overwrite)
@@ -137,6 +177,32 @@ def fit_cmd(grid_image, output, pyfai_path, polarity, channel, pitch, spot_radiu
     return 0
 
 
+def _settings(flexibility, radial_order, knot_spacing, time_budget):
+    """The FitSettings of the stiffness options (None: the defaults)."""
+    from ..distortion import FitSettings
+
+    if flexibility is None and radial_order is None and knot_spacing is None:
+        if time_budget is not None:
+            raise click.UsageError("--time-budget applies to --flexibility auto only")
+        return None
+    if flexibility == "auto" and (radial_order is not None or knot_spacing is not None):
+        raise click.UsageError("--flexibility auto chooses --radial-order and --knot-spacing; "
+                               "give either, not both")
+    if flexibility not in (None, "auto") and time_budget is not None:
+        raise click.UsageError("--time-budget applies to --flexibility auto only")
+    extra = {} if time_budget is None else {"time_budget": time_budget}
+    settings = FitSettings.flexibility(flexibility or "default", **extra)
+    if radial_order is not None or knot_spacing is not None:
+        from dataclasses import replace
+
+        settings = replace(settings,
+                           radial_order=settings.radial_order if radial_order is None
+                           else radial_order,
+                           knot_spacing=settings.knot_spacing if knot_spacing is None
+                           else knot_spacing)
+    return settings
+
+
 def _write_pyfai(model, pyfai_path, pitch_mm, overwrite):
     from ..errors import UnsupportedFormatError
 
@@ -149,9 +215,7 @@ def _write_pyfai(model, pyfai_path, pitch_mm, overwrite):
     if pitch_mm:
         sx, sy = model.pixel_size(pitch_mm)
         size = (sx * 1e-3, sy * 1e-3)
-    if Path(pyfai_path).exists() and overwrite:
-        Path(pyfai_path).unlink()
-    model.to_pyfai(pyfai_path, pixel_size=size)
+    model.to_pyfai(pyfai_path, pixel_size=size, overwrite=overwrite)
 
 
 def _is_file_name(path: str) -> bool:
@@ -196,10 +260,12 @@ def _destinations(files, output, output_dir):
               help="The corrected frame (FITS) when one frame is given.")
 @click.option("-d", "--output-dir", "--outdir", "output_dir", type=click.Path(file_okay=False),
               help="Folder for the corrected frames (named after the inputs, .fits).")
-@click.option("--channel", type=click.Choice(_APPLY_CHANNELS), default="all",
-              show_default=True,
+@click.option("--channel", type=click.Choice(_APPLY_CHANNELS, case_sensitive=False),
+              default="all", show_default=True,
               help="For colour (RGB) frames: correct every plane ('all', the same model for "
-                   "each), or write only the luminance (Rec. 709) or one of r, g, b.")
+                   "each), or write only the luminance (Rec. 709) or one of R, G, B.  A CFA "
+                   "mosaic (camera RAW) stays a mosaic with 'all', each colour resampled "
+                   "from its own sites.")
 @click.option("--method", type=click.Choice(["flux-conserving", "interpolate"]),
               default="flux-conserving", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -216,7 +282,7 @@ def apply_cmd(model_path, files, output, output_dir, channel, method, overwrite)
     on; a colour frame of that shape is corrected plane by plane.
     """
     from ..distortion import DistortionModel, correct_distortion
-    from ..distortion._channel import is_colour
+    from ..distortion._channel import cfa_pattern, is_colour
     from ..errors import IncompatibleFramesError, InvalidSettingsError, UnsupportedFormatError
     from ..io import write_frame
 
@@ -243,7 +309,11 @@ def apply_cmd(model_path, files, output, output_dir, channel, method, overwrite)
                 f"{model_path} was fitted on a {nx} x {ny} image (shape {model.shape}); "
                 "fit a model on a grid image taken with this detector at this size and "
                 "binning ('calframe distortion fit')")
-        if channel != "all" and not is_colour(ccd.shape) and channel != "luminance":
+        channel = channel.lower()
+        if channel == "luma":
+            channel = "luminance"
+        if (channel != "all" and not is_colour(ccd.shape) and channel != "luminance"
+                and cfa_pattern(ccd) is None):
             raise InvalidSettingsError(
                 f"{name}: --channel {channel} picks a colour plane, but the frame is grey; "
                 "leave --channel out")

@@ -6,7 +6,8 @@ import warnings
 
 import click
 
-from . import cli
+from ..errors import UncertaintyUnknownWarning
+from . import _State, cli, error_line
 from ._options import gain_option, read_noise_option
 
 _ROWS = (
@@ -24,7 +25,11 @@ _ROWS = (
     ("instrument", "INSTRUME", None),
 )
 _COUNTS = (("saturated", "NSATUR"), ("non-finite", "NNONFIN"), ("gap markers", "NGAPPIX"),
-           ("FITS BLANK", "NBLANK"))
+           ("FITS BLANK", "NBLANK"), ("detector mask", "NPIXMASK"))
+
+# The library is imported inside the command, when it runs: every call of the
+# command line imports this module, and with the library `calframe --help` would
+# take about 1.2 s instead of 0.5 s (python -X importtime, a busy machine).
 
 
 def describe(ccd, label: str) -> str:
@@ -66,9 +71,7 @@ def info_command(ctx: click.Context, files: tuple[str, ...], all_frames: bool,
 
     A file that cannot be read gets one error line and the others go on; the
     exit code is then 1."""
-    from ..errors import UncertaintyUnknownWarning
     from ..io import iter_frames, read_frame
-    from . import _State, error_line
 
     options = {"gain": gain, "read_noise": read_noise}
     failed = 0

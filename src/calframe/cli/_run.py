@@ -59,6 +59,11 @@ def _check_scheduler(ctx, param, value):
                    f"{rejection_help(REJECTIONS)}.")
 @click.option("--high", type=click.FloatRange(min=0), default=None, metavar="FLOAT",
               help="Upper rejection limit of the masters (default: the algorithm's).")
+@click.option("--flat-normalize", type=click.Choice(["median", "mean", "exposure"]),
+              default=None,
+              help="Normalise the master flats by their median or mean [default: median], "
+                   "or by their exposure time: the calibrated lights are then the "
+                   "exposure-normalised transmission (data - dark)/t / ((flat - dark)/t_flat).")
 @gain_option("Gain in e-/ADU (output in e-; replaces EGAIN in the lights' noise model).")
 @read_noise_option("Read noise in e- (replaces RDNOISE in the lights' noise model).")
 @click.option("--dark-scale",
@@ -101,7 +106,8 @@ def _check_scheduler(ctx, param, value):
                    "host (make sure that run has ended).")
 @click.pass_context
 def run_command(ctx: click.Context, paths, output, output_alias, config_path, dry_run,
-                strict, method, rejection, low, high, gain, read_noise, dark_scale, cosmetic,
+                strict, method, rejection, low, high, flat_normalize, gain, read_noise,
+                dark_scale, cosmetic,
                 demosaic, distortion, stack, stack_align, memory_limit, frame_types, no_report,
                 subtract_black, split_rgb, absolute_paths, allow_mixed, assume_linear,
                 scheduler, break_lock) -> int:
@@ -124,7 +130,7 @@ def run_command(ctx: click.Context, paths, output, output_alias, config_path, dr
         rejection=(rejection, low, high),
         top={"strict": strict, "memory_limit": memory_limit, "allow_mixed": allow_mixed,
              "absolute_paths": absolute_paths, "scheduler": scheduler},
-        master={"method": method},
+        master={"method": method, "flat_normalize": flat_normalize},
         calibrate={"gain": gain, "read_noise": read_noise, "subtract_black": subtract_black,
                    "split_rgb": split_rgb, "assume_linear": assume_linear,
                    "dark_scale": dark_scale, "cosmetic": cosmetic, "demosaic": demosaic,

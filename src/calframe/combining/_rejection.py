@@ -20,6 +20,18 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidSettingsError
+from ._codes import (
+    NPARAMS,
+    P_CENTER_MEAN,
+    P_CUTOFF,
+    P_FRACTION,
+    P_HIGH,
+    P_LOW,
+    P_MAXITERS,
+    P_NHIGH,
+    P_NLOW,
+    P_SCALE_MAD,
+)
 
 __all__ = [
     "GESD",
@@ -53,6 +65,18 @@ def _maxiters(cls: str, value) -> int:
             f"{cls}(maxiters={value!r}): must be a whole number >= 1, or None to iterate "
             "until nothing more is rejected")
     return int(value)
+
+
+def _param_array(values: dict[int, float]) -> np.ndarray:
+    """The kernels' parameter array: ``values`` at their named indices (see ``_codes``).
+
+    Unnamed entries are 0, and ``P_MAXITERS`` is 1 (one pass) unless given.
+    """
+    params = np.zeros(NPARAMS, dtype=np.float64)
+    params[P_MAXITERS] = 1.0
+    for index, value in values.items():
+        params[index] = value
+    return params
 
 
 class Rejection:
@@ -201,8 +225,10 @@ class SigmaClip(Rejection):
         _maxiters("SigmaClip", self.maxiters)
 
     def _params(self) -> np.ndarray:
-        return np.array([self.low, self.high, self.center == "mean", self.scale == "mad",
-                         _maxiters("SigmaClip", self.maxiters), 0.0], dtype=np.float64)
+        return _param_array({P_LOW: self.low, P_HIGH: self.high,
+                             P_CENTER_MEAN: self.center == "mean",
+                             P_SCALE_MAD: self.scale == "mad",
+                             P_MAXITERS: _maxiters("SigmaClip", self.maxiters)})
 
     @classmethod
     def from_astropy(cls, clip) -> SigmaClip:
@@ -331,8 +357,9 @@ class WinsorizedSigmaClip(Rejection):
         _maxiters("WinsorizedSigmaClip", self.maxiters)
 
     def _params(self) -> np.ndarray:
-        return np.array([self.low, self.high, 0.0, 0.0,
-                         _maxiters("WinsorizedSigmaClip", self.maxiters), self.cutoff])
+        return _param_array({P_LOW: self.low, P_HIGH: self.high,
+                             P_MAXITERS: _maxiters("WinsorizedSigmaClip", self.maxiters),
+                             P_CUTOFF: self.cutoff})
 
 
 @dataclass(frozen=True)
@@ -372,8 +399,8 @@ class LinearFitClip(Rejection):
         _maxiters("LinearFitClip", self.maxiters)
 
     def _params(self) -> np.ndarray:
-        return np.array([self.low, self.high, 0.0, 0.0,
-                         _maxiters("LinearFitClip", self.maxiters), 0.0])
+        return _param_array({P_LOW: self.low, P_HIGH: self.high,
+                             P_MAXITERS: _maxiters("LinearFitClip", self.maxiters)})
 
 
 @dataclass(frozen=True)
@@ -406,7 +433,7 @@ class PercentileClip(Rejection):
             object.__setattr__(self, name, _positive(name, "PercentileClip", getattr(self, name)))
 
     def _params(self) -> np.ndarray:
-        return np.array([self.low, self.high, 0.0, 0.0, 1.0, 0.0])
+        return _param_array({P_LOW: self.low, P_HIGH: self.high})
 
 
 @dataclass(frozen=True)
@@ -445,7 +472,7 @@ class MinMaxClip(Rejection):
                 "MinMaxClip(nlow=0, nhigh=0) rejects nothing; pass rejection=None instead")
 
     def _params(self) -> np.ndarray:
-        return np.array([self.nlow, self.nhigh, 0.0, 0.0, 1.0, 0.0])
+        return _param_array({P_NLOW: self.nlow, P_NHIGH: self.nhigh})
 
 
 @dataclass(frozen=True)
@@ -485,7 +512,8 @@ class GESD(Rejection):
             object.__setattr__(self, name, value)
 
     def _params(self) -> np.ndarray:
-        return np.array([self.outliers_fraction, self.significance, 0.0, 0.0, 1.0, 0.0])
+        # the significance enters through the critical values (see combine)
+        return _param_array({P_FRACTION: self.outliers_fraction})
 
 
 def _algorithms() -> dict[str, type[Rejection]]:

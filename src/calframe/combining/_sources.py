@@ -314,6 +314,7 @@ def _is_nddata(obj) -> bool:
 
 
 def _uncertainty_array(ccd: NDData) -> np.ndarray | None:
+    # deferred: see the top of this module
     from astropy.nddata import InverseVariance, StdDevUncertainty, VarianceUncertainty
 
     unc = ccd.uncertainty
@@ -518,7 +519,7 @@ def parse_frames(frames, folder_factory) -> list[FrameSource]:
             keep = not sources
             if streaming:
                 if not _is_nddata(item):
-                    from astropy.nddata import CCDData
+                    from astropy.nddata import CCDData  # (see the top of this module)
 
                     item = CCDData(np.asarray(item), unit=u.dimensionless_unscaled)
                     src = CacheSource(item, label, folder_factory(), keep_header=keep)

@@ -40,7 +40,7 @@ def running_mean(frames: Iterable, *, dtype=np.float64) -> Iterator[CCDData]:
         The mean so far (float32), with the standard error of the mean
         ``s / sqrt(n)`` (``s`` the sample standard deviation, ``ddof=1``) as
         :class:`~astropy.nddata.StdDevUncertainty` (NaN where fewer than two
-        values), mask True where no value yet, ``ncombine`` per pixel and
+        values), mask True where no value yet, ``ncombine`` per pixel (int32) and
         ``meta["NCOMBINE"]`` the number of frames so far.
 
     Raises
@@ -113,7 +113,7 @@ def running_mean(frames: Iterable, *, dtype=np.float64) -> Iterator[CCDData]:
                           uncertainty=StdDevUncertainty(sem.astype(np.float32)),
                           mask=count == 0)
             out.meta["NCOMBINE"] = nseen
-            out.ncombine = count.astype(np.int16)
+            out.ncombine = count.astype(np.int32)  # a stream may exceed 32767 frames
             yield out
         if nseen == 0:
             raise NoFramesError("running_mean was given no frames")

@@ -271,6 +271,7 @@ class SyntheticFrame:
         The mask is the saturated pixels (what a reader can know); the cosmic
         rays stay in :attr:`truth`.
         """
+        # deferred: astropy.nddata adds 0.1 s to ``import calframe.datasets``
         from astropy.nddata import CCDData, StdDevUncertainty
 
         unc = StdDevUncertainty(self.truth.sigma.astype(np.float32)) if uncertainty else None

@@ -40,6 +40,17 @@ class GridDistortion:
     smooth : float
         Amplitude in pixels of the random smooth component (a sum of a few
         low-frequency sinusoids).
+    radial5 : float
+        Radial displacement in pixels at the corners of a fifth-order term
+        (``r**5``), added to the third-order ``radial`` term: a wide-angle
+        lens whose distortion grows faster than ``r**3`` towards the edge
+        (or, with opposite signs, a "moustache" profile).
+    fisheye : float
+        Half-diagonal field angle in degrees of an equidistant (fisheye)
+        lens, ``r_observed = f theta``, seen as a rectilinear image,
+        ``r_ideal = f tan(theta)``: a barrel whose displacement grows
+        steeply towards the corners (0, the default, adds none).  Added to
+        the other terms.
     seed : int
         Seed of the random component.
     center : tuple of float, optional
@@ -60,6 +71,8 @@ class GridDistortion:
     radial: float = 2.0
     smooth: float = 1.5
     seed: int = 0
+    radial5: float = 0.0
+    fisheye: float = 0.0
     center: tuple[float, float] | None = None
     nwaves: int = 4
     _waves: list = field(default_factory=list, init=False, repr=False)
@@ -105,6 +118,16 @@ class GridDistortion:
         r2 = u * u + v * v
         fx = self.radial * u * r2
         fy = self.radial * v * r2
+        if self.radial5:
+            fx = fx + self.radial5 * u * r2 * r2
+            fy = fy + self.radial5 * v * r2 * r2
+        if self.fisheye:
+            # r_ideal = f tan(r / f), with f such that the corner is at the field angle
+            f = 1.0 / np.deg2rad(self.fisheye)
+            r = np.sqrt(r2)
+            grow = np.where(r > 0, f * np.tan(r / f) / np.where(r > 0, r, 1.0), 1.0) - 1.0
+            fx = fx + grow * u * rmax
+            fy = fy + grow * v * rmax
         gx, gy = self._random(x, y, self._scale)
         return fx + gx, fy + gy
 
@@ -183,7 +206,8 @@ def make_grid_image(shape: tuple[int, int] = (512, 512), *, pitch: float = 24.0,
                     offset: tuple[float, float] = (0.0, 0.0), vignetting: float = 0.0,
                     gradient: float = 0.0, read_noise: float = 3.0, poisson: bool = True,
                     missing: float = 0.0, spurious: int = 0, edge: float = 0.6,
-                    supersample: int = 4, seed: int = 0) -> tuple[np.ndarray, GridTruth]:
+                    supersample: int = 4, field_stop: float | None = None,
+                    seed: int = 0) -> tuple[np.ndarray, GridTruth]:
     """Render a grid target through a known distortion.
 
     Parameters
@@ -225,6 +249,12 @@ def make_grid_image(shape: tuple[int, int] = (512, 512), *, pitch: float = 24.0,
         Gaussian softness of the spot edge (pixels).
     supersample : int
         Sub-samples per pixel and axis for the pixel-area integration.
+    field_stop : float, optional
+        Radius of a circular field of view, as a fraction of half the
+        diagonal: outside it the image is dark (``background`` of a bright
+        grid, 5 % of the field level of a dark one), as with a lens image
+        circle or a target smaller than the view.  A soft edge of 2 %.
+        None (the default) fills the whole image.
     seed : int
         Seed of everything random (noise, missing and spurious spots).
 
@@ -282,6 +312,12 @@ def make_grid_image(shape: tuple[int, int] = (512, 512), *, pitch: float = 24.0,
         img = illum * (background + amplitude * spots_img)
     else:
         img = illum * (background + amplitude * (1.0 - spots_img))
+    if field_stop is not None:
+        # smooth step from 1 inside to 0 outside the circle, 2 % of the radius wide
+        rr = np.sqrt(rr2)
+        stop = 0.5 * erfc((rr - field_stop) / (np.sqrt(2.0) * 0.02 * field_stop))
+        dark = background if polarity == "bright" else 0.05 * (background + amplitude)
+        img = dark + (img - dark) * stop
     if poisson:
         img = rng.poisson(np.clip(img, 0, None)).astype(np.float64)
     if read_noise:

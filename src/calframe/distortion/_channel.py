@@ -9,18 +9,82 @@ from astropy.nddata import CCDData, StdDevUncertainty
 from ..errors import InvalidSettingsError
 from ..provenance import get_provenance, set_provenance
 
-__all__ = ["CHANNELS", "select_channel"]
+__all__ = ["CHANNELS", "cfa_pattern", "select_channel"]
 
-#: Values of the ``channel`` keyword: Rec. 709 luminance, or one colour plane.
+#: Values of the ``channel`` keyword: Rec. 709 luminance, or one colour plane
+#: (``"luma"`` is another name of ``"luminance"``; upper case is accepted).
 CHANNELS = ("luminance", "r", "g", "b")
+_ALIASES = {"luma": "luminance"}
 # Rec. 709 luma weights of R, G, B
 _REC709 = np.array([0.2126, 0.7152, 0.0722])
 
 
 def _check(channel):
-    if channel is not None and channel not in CHANNELS:
-        raise InvalidSettingsError(f"channel must be one of {', '.join(CHANNELS)}, "
-                                   f"got {channel!r}")
+    """The channel in its canonical spelling (``"luma"``, ``"G"`` are accepted)."""
+    if channel is None:
+        return None
+    name = _ALIASES.get(str(channel).lower(), str(channel).lower())
+    if name not in CHANNELS:
+        raise InvalidSettingsError(f"channel must be one of {', '.join(CHANNELS)} (or "
+                                   f"'luma'), got {channel!r}")
+    return name
+
+
+def cfa_pattern(ccd):
+    """The Bayer pattern at pixel ``[0, 0]`` of a 2-D CFA frame, or None.
+
+    A frame is a CFA mosaic when it is 2-D and its header has ``BAYERPAT``.
+    """
+    from ..bayer import effective_pattern
+
+    if not isinstance(ccd, CCDData) or ccd.ndim != 2 or not ccd.meta.get("BAYERPAT"):
+        return None
+    return effective_pattern(ccd)
+
+
+def cfa_sites(pattern, letter):
+    """``(row, column)`` offsets in the 2x2 cell of the sites of ``letter`` (R, G or B)."""
+    return [(k // 2, k % 2) for k in range(4) if pattern[k] == letter]
+
+
+def cfa_plane_array(data, mask, pattern, channel):
+    """A full-size grey plane of one colour of a CFA mosaic, for finding a grid in it.
+
+    ``"g"`` (and ``"luminance"`` or None, since green carries most of the
+    luminance): the green sites as they are, each red or blue site the mean
+    of its four green neighbours (masked ones left out).  ``"r"``, ``"b"``:
+    the quarter-size plane of that colour interpolated bilinearly at every
+    pixel.  The sites keep their place, so positions in the plane are
+    positions on the mosaic.
+    """
+    from scipy import ndimage
+
+    channel = _check(channel) or "g"
+    data = np.asarray(data, np.float64)
+    mask = np.asarray(mask, bool)
+    ny, nx = data.shape
+    if channel in ("g", "luminance"):
+        green = np.zeros((ny, nx), bool)
+        for oy, ox in cfa_sites(pattern, "G"):
+            green[oy::2, ox::2] = True
+        good = (~mask & np.isfinite(data)).astype(np.float64)
+        val = np.where(good > 0, data, 0.0)
+        vp = np.pad(val, 1, mode="reflect")
+        gp = np.pad(good, 1, mode="reflect")
+        tot = vp[:-2, 1:-1] + vp[2:, 1:-1] + vp[1:-1, :-2] + vp[1:-1, 2:]
+        cnt = gp[:-2, 1:-1] + gp[2:, 1:-1] + gp[1:-1, :-2] + gp[1:-1, 2:]
+        out = np.where(green, data, tot / np.maximum(cnt, 1.0))
+        omask = np.where(green, mask, cnt == 0)
+        return out, omask
+    (oy, ox), = cfa_sites(pattern, channel.upper())
+    q = data[oy::2, ox::2]
+    qm = mask[oy::2, ox::2] | ~np.isfinite(q)
+    yy = (np.arange(ny, dtype=float) - oy) / 2.0
+    xx = (np.arange(nx, dtype=float) - ox) / 2.0
+    coords = np.meshgrid(yy, xx, indexing="ij")
+    out = ndimage.map_coordinates(np.where(qm, 0.0, q), coords, order=1, mode="nearest")
+    bad = ndimage.map_coordinates(qm.astype(float), coords, order=1, mode="nearest") > 0
+    return out, bad
 
 
 def is_colour(shape) -> bool:
@@ -34,7 +98,7 @@ def plane_array(data, mask, channel, *, name="image"):
     A grey (2-D) image is returned as it is (``channel`` may then be None or
     ``"luminance"``); a ``(3, ny, nx)`` cube needs a ``channel``.
     """
-    _check(channel)
+    channel = _check(channel)
     if is_colour(data.shape):
         if channel is None:
             raise InvalidSettingsError(
@@ -62,12 +126,18 @@ def select_channel(ccd, channel: str | None) -> CCDData:
     Parameters
     ----------
     ccd : CCDData or array-like
-        A grey (2-D) frame or a ``(3, ny, nx)`` RGB cube.
+        A grey (2-D) frame, a ``(3, ny, nx)`` RGB cube, or a CFA mosaic (2-D
+        with ``BAYERPAT`` in its header).
     channel : {"luminance", "r", "g", "b"} or None
-        ``"luminance"`` is the Rec. 709 weighted sum ``0.2126 R + 0.7152 G +
-        0.0722 B`` (the uncertainty is propagated, a pixel masked in any
-        plane is masked); ``"r"``, ``"g"``, ``"b"`` pick one plane.  None
-        returns the frame unchanged (a cube stays a cube).
+        ``"luminance"`` (or ``"luma"``) is the Rec. 709 weighted sum ``0.2126
+        R + 0.7152 G + 0.0722 B`` (the uncertainty is propagated, a pixel
+        masked in any plane is masked); ``"r"``, ``"g"``, ``"b"`` pick one
+        plane.  None returns the frame unchanged (a cube stays a cube).  For
+        a CFA mosaic ``"g"`` and ``"luminance"`` give the green sites, with
+        each red or blue site the mean of its four green neighbours, and
+        ``"r"``, ``"b"`` that colour interpolated bilinearly at every pixel:
+        a full-size grey image in which positions are mosaic positions (no
+        uncertainty is carried).
 
     Returns
     -------
@@ -89,9 +159,27 @@ def select_channel(ccd, channel: str | None) -> CCDData:
     >>> round(float(select_channel(cube, "luminance").data[0, 0]), 3)
     18.596
     """
-    _check(channel)
+    channel = _check(channel)
     if not isinstance(ccd, CCDData):
         ccd = CCDData(np.asarray(ccd, dtype=np.float32), unit="adu")
+    pattern = cfa_pattern(ccd)
+    if pattern is not None and channel is not None:
+        mask = np.zeros(ccd.shape, bool) if ccd.mask is None else np.asarray(ccd.mask, bool)
+        out, omask = cfa_plane_array(ccd.data, mask, pattern, channel)
+        meta = ccd.meta.copy()
+        for key in ("BAYERPAT", "XBAYROFF", "YBAYROFF"):
+            meta.pop(key, None)
+        name = "g" if channel == "luminance" else channel
+        how = "green sites" if name == "g" else f"{name.upper()} sites, bilinear"
+        if isinstance(meta, fits.Header):
+            meta["CHANNEL"] = (name, f"CFA plane used ({how})")
+        else:
+            meta["CHANNEL"] = name
+        result = CCDData(np.asarray(out, np.float32), unit=ccd.unit, mask=omask, meta=meta)
+        prov = get_provenance(ccd).copy()
+        prov.add_step("select_channel", channel=name, cfa=pattern)
+        set_provenance(result, prov)
+        return result
     if channel is None:
         if not (ccd.ndim == 2 or is_colour(ccd.shape)):
             plane_array(np.asarray(ccd.data), np.zeros(ccd.shape, bool), None, name="frame")

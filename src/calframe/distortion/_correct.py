@@ -8,7 +8,7 @@ from astropy.nddata import CCDData, StdDevUncertainty
 
 from ..errors import IncompatibleFramesError, InvalidSettingsError
 from ..provenance import InputRecord, Provenance, get_provenance, set_provenance
-from ._channel import select_channel
+from ._channel import cfa_pattern, select_channel
 from ._kernels import resample_bilinear
 
 __all__ = ["correct_distortion"]
@@ -23,6 +23,30 @@ def _jacobian(ix, iy):
     dyx = np.gradient(iy, axis=1)
     dyy = np.gradient(iy, axis=0)
     return np.abs((1 + dxx) * (1 + dyy) - dxy * dyx).astype(np.float32)
+
+
+def _correct_mosaic(data, var, mask, valid, ix, iy, jac, use_var, flux):
+    """Correct a CFA mosaic, keeping it a mosaic: each of the four site classes apart.
+
+    The sites ``(oy + 2m, ox + 2n)`` of one class form a half-resolution
+    image; its output pixel ``(m, n)`` takes the value of that image at the
+    observed position of the ideal point ``(ox + 2n, oy + 2m)``, i.e. the
+    full-resolution inverse displacement halved.  Colours are never mixed.
+    """
+    out = np.empty(data.shape, np.float32)
+    ovar = np.empty(data.shape, np.float32) if use_var else None
+    omask = np.empty(data.shape, bool)
+    for oy in (0, 1):
+        for ox in (0, 1):
+            sl = (slice(oy, None, 2), slice(ox, None, 2))
+            c = np.ascontiguousarray
+            o, v, m = resample_bilinear(
+                c(data[sl]), c(var[sl]) if use_var else var, c(mask[sl]), c(valid[sl]),
+                c(0.5 * ix[sl]), c(0.5 * iy[sl]), c(jac[sl]) if flux else jac, use_var, flux)
+            out[sl], omask[sl] = o, m
+            if use_var:
+                ovar[sl] = v
+    return out, ovar, omask
 
 
 def correct_distortion(ccd, model, *, method: str = "flux-conserving",
@@ -42,13 +66,16 @@ def correct_distortion(ccd, model, *, method: str = "flux-conserving",
 
     A colour frame, a ``(3, ny, nx)`` cube, is corrected plane by plane with
     the same model (fitted on a grey or luminance image of the same
-    detector), unless ``channel`` picks one plane.
+    detector), unless ``channel`` picks one plane.  A CFA mosaic (2-D, with
+    ``BAYERPAT`` in its header) stays a mosaic: each colour's sites are
+    resampled from the sites of the same colour, through the model at the
+    mosaic's full resolution, so it can be demosaiced afterwards.
 
     Parameters
     ----------
     ccd : CCDData or array-like
-        The frame: ``(ny, nx)`` of the model's shape, or a ``(3, ny, nx)``
-        colour cube.
+        The frame: ``(ny, nx)`` of the model's shape, a ``(3, ny, nx)``
+        colour cube, or a CFA mosaic.
     model : DistortionModel
         The fitted distortion.
     method : {"flux-conserving", "interpolate"}
@@ -107,7 +134,10 @@ def correct_distortion(ccd, model, *, method: str = "flux-conserving",
         cache = model._jac = _jacobian(ix, iy)
     jac = cache if flux else np.ones((1, 1), np.float32)
     valid = np.ascontiguousarray(model.valid_mask_cached())
-    if not planes:
+    pattern = cfa_pattern(ccd) if not planes else None
+    if pattern is not None:
+        out, ovar, omask = _correct_mosaic(data, var, mask, valid, ix, iy, jac, use_var, flux)
+    elif not planes:
         out, ovar, omask = resample_bilinear(data, var, mask, valid, ix, iy, jac, use_var, flux)
     else:
         # a colour cube: the same correction for each plane
@@ -122,7 +152,8 @@ def correct_distortion(ccd, model, *, method: str = "flux-conserving",
                 ovar[k] = v
     meta = fits.Header(ccd.meta) if not isinstance(ccd.meta, fits.Header) else ccd.meta.copy()
     meta["DISTCORR"] = (method, "geometric distortion corrected")
-    meta.add_history(f"calframe: geometric distortion corrected ({method}, bilinear)")
+    how = "bilinear" if pattern is None else "bilinear within each CFA colour, mosaic kept"
+    meta.add_history(f"calframe: geometric distortion corrected ({method}, {how})")
     result = CCDData(out, unit=ccd.unit, mask=omask, meta=meta,
                      uncertainty=StdDevUncertainty(np.sqrt(ovar)) if use_var else None)
     prov = Provenance()

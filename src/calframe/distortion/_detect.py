@@ -12,9 +12,11 @@ from photutils.detection import find_peaks
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from .._stats import MAD_TO_SIGMA
 from ..errors import InvalidSettingsError
-from ._channel import plane_array
+from ._channel import cfa_pattern, cfa_plane_array, plane_array
 from ._kernels import fit_disks
+from ._lattice import index_lattice
 
 __all__ = ["detect_grid_spots"]
 
@@ -22,13 +24,19 @@ log = logging.getLogger(__name__)
 
 
 def _as_array(image, mask, channel=None):
+    pattern = None
     if isinstance(image, CCDData):
         data = np.asarray(image.data, dtype=np.float64)
         m = np.zeros(data.shape, bool) if image.mask is None else np.asarray(image.mask, bool)
+        pattern = cfa_pattern(image)
     else:
         data = np.asarray(image, dtype=np.float64)
         m = np.zeros(data.shape, bool)
-    data, m = plane_array(data, m, channel)
+    if pattern is not None:
+        # a CFA mosaic: its green sites (or the chosen colour) at full size
+        data, m = cfa_plane_array(data, m, pattern, channel)
+    else:
+        data, m = plane_array(data, m, channel)
     if mask is not None:
         mask = np.asarray(mask, bool)
         if mask.shape != data.shape:
@@ -78,11 +86,16 @@ def _signal(data, mask, polarity, box):
         bad = mask
     else:
         ref = np.nanmedian(level[~mask])
+        top = float(np.nanpercentile(level[~mask], 95))
+        if ref < 0.5 * top:
+            # most of the image is dark (a lens image circle, a target smaller than the
+            # view): the bright field is the reference, the dark surround is left out
+            ref = top
         bad = mask | (level < 0.2 * ref)
         sig = (level - data) / np.maximum(level, 1e-6 * ref) * ref
     # noise from neighbour differences: robust to the spots that fill part of each box
     diff = np.diff(sig, axis=1)[~(bad[:, 1:] | bad[:, :-1])]
-    rms = float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0))
+    rms = float(MAD_TO_SIGMA * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0))
     return sig, bad, rms
 
 
@@ -200,7 +213,9 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
     Parameters
     ----------
     image : CCDData or array-like
-        The grid image: 2-D, or a ``(3, ny, nx)`` RGB cube with ``channel``.
+        The grid image: 2-D, a ``(3, ny, nx)`` RGB cube with ``channel``, or
+        a CFA mosaic (a CCDData with ``BAYERPAT``), whose green sites are
+        used unless ``channel`` says otherwise.
     polarity : {"auto", "bright", "dark"}
         Bright holes on a dark field, dark dots on a bright field, or decide
         from the image histogram.
@@ -210,9 +225,12 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
     mask : array-like of bool, optional
         Pixels to ignore (True = bad), added to the frame's own mask.
     channel : {"luminance", "r", "g", "b"}, optional
-        The plane of a colour cube to use: the Rec. 709 luminance or one
-        colour.  Required for a cube (refused without it), not needed for a
-        grey image.
+        The plane of a colour cube to use: the Rec. 709 luminance (also
+        ``"luma"``) or one colour.  Required for a cube (refused without
+        it), not needed for a grey image.  For a CFA mosaic, ``"g"`` (the
+        default) and ``"luminance"`` use the green sites (each red or blue
+        site the mean of its four green neighbours), ``"r"`` and ``"b"``
+        that colour interpolated bilinearly at every pixel.
 
     Returns
     -------
@@ -240,7 +258,7 @@ def detect_grid_spots(image, *, polarity: str = "auto", spot_radius: float | Non
     ('bright', True)
     """
     data, bad = _check_args(image, polarity, spot_radius, mask, channel)
-    out, info = _find_spots(data, bad, polarity, spot_radius)
+    out, info, _ = find_indexed(data, bad, polarity, spot_radius)
     if out is None:
         fix = info["fix"] or _polarity_fix(info)
         raise InvalidSettingsError(f"image: {_summary(info)}; {info['problem']}; {fix}")
@@ -256,19 +274,37 @@ def _check_args(image, polarity, spot_radius, mask, channel):
     return _as_array(image, mask, channel)
 
 
-def _summary(info) -> str:
-    """``found N candidate spots, M fitted, K indexed (polarity ...)``."""
-    how = "detected automatically" if info["auto_polarity"] else "as requested"
-    pol = f" (polarity {info['polarity']}, {how})" if info.get("polarity") else ""
+def _counts(info) -> str:
     n = info["ncandidates"]
     return (f"found {n} candidate spot{'' if n == 1 else 's'}, {info['nfitted']} fitted, "
-            f"{info.get('nindexed', 0)} indexed{pol}")
+            f"{info.get('nindexed', 0)} indexed")
+
+
+def _summary(info) -> str:
+    """``found N candidate spots, M fitted, K indexed (polarity ...)``.
+
+    When both polarities were tried (``info["tried"]`` holds the other
+    attempt), the counts of the other one follow.
+    """
+    if info.get("tried"):
+        head = f"{_counts(info)} with polarity {info['polarity']}"
+        rest = "; ".join(f"{_counts(t)} with polarity {t['polarity']}"
+                         + (f" ({t['problem']})" if t.get("problem") else "")
+                         for t in info["tried"])
+        return f"both polarities tried: {head}; {rest}"
+    how = "detected automatically" if info["auto_polarity"] else "as requested"
+    pol = f" (polarity {info['polarity']}, {how})" if info.get("polarity") else ""
+    return f"{_counts(info)}{pol}"
 
 
 def _polarity_fix(info, *, cli=False) -> str:
     """How to retry, by the polarity that was tried."""
     pol = info.get("polarity")
     other = {"dark": "bright", "bright": "dark"}.get(pol)
+    if info.get("tried"):
+        opts = "--spot-radius and --pitch" if cli else "spot_radius and pitch"
+        return ("check that the image shows a grid of dots or holes (both polarities found "
+                f"too few spots on a lattice), and give {opts}")
     if info["auto_polarity"] and other:
         opt = f"--polarity {other}" if cli else f"polarity={other!r}"
         kind = "dark dots on a bright field" if other == "dark" else "bright holes on a dark field"
@@ -305,9 +341,10 @@ def _line_fraction(lab, area) -> float:
     return float(area[line].sum() / area.sum())
 
 
-LINE_PROBLEM = ("this looks like a line pattern, not a dot grid: calframe fits dot or hole "
-                "grids")
-LINE_FIX = "image a grid of dots or holes (fitting line targets is not supported yet)"
+LINE_PROBLEM = ("this looks like a line pattern, not a dot grid, and no lattice of line "
+                "crossings was measured in it")
+LINE_FIX = ("check that the lines cross in a square grid (lines in both directions, "
+            "several pitches across), or image a grid of dots or holes")
 
 
 def _failed(info, problem, fix=None):
@@ -319,6 +356,68 @@ def _failed(info, problem, fix=None):
         problem, fix = LINE_PROBLEM, LINE_FIX
     info.update(problem=problem, fix=fix)
     return None, info
+
+
+# a detection is accepted without trying the other polarity when at least this many
+# spots, and this share of the fitted spots, are indexed on one lattice
+_MIN_INDEXED = 16
+_MIN_INDEXED_SHARE = 0.5
+
+
+def find_indexed(data, bad, polarity, spot_radius, *, pitch=None, tolerance=0.25):
+    """Detection with the polarity chosen by evidence, and the lattice indices.
+
+    With ``polarity="auto"`` the polarity the histogram suggests is tried
+    first; when its spots do not index on a lattice (fewer than 16, or
+    fewer than half of those fitted), the other polarity is tried too and
+    the one that indexes more spots is kept.  A requested polarity is used
+    alone.
+
+    Returns
+    -------
+    spots : Table or None
+        As from :func:`detect_grid_spots` (None when no polarity gave 4
+        fitted spots).
+    info : dict
+        As from :func:`_find_spots`, with ``nindexed``; ``tried`` lists the
+        counts (and problem) of the other polarity when both were tried.
+    index : tuple or None
+        ``(i, j, nconflict)`` of :func:`index_lattice` for ``spots``.
+    """
+    first = polarity
+    if polarity == "auto":
+        # an image with no usable pixel fails in _find_spots whatever the polarity
+        first = "bright" if bad.all() else _polarity(data, bad)
+    order = [first] if polarity != "auto" else [first, {"dark": "bright",
+                                                        "bright": "dark"}[first]]
+    attempts = []
+    for pol in order:
+        spots, info = _find_spots(data, bad, pol, spot_radius)
+        info["auto_polarity"] = polarity == "auto"
+        index = None
+        if spots is not None:
+            spots.meta["auto_polarity"] = polarity == "auto"
+            index = index_lattice(np.asarray(spots["x"], float), np.asarray(spots["y"], float),
+                                  pitch=spots.meta.get("pitch") if pitch is None else pitch,
+                                  tolerance=tolerance)
+            info["nindexed"] = int(np.sum(index[0] != np.iinfo(np.int32).min))
+        attempts.append((spots, info, index))
+        n = info["nindexed"]
+        if n >= _MIN_INDEXED and n >= _MIN_INDEXED_SHARE * info["nfitted"]:
+            break
+        if info.get("problem") and info.get("fix") and info["line_fraction"] <= 0.5:
+            break  # a problem of the image itself (blank, too small, all masked)
+    # the attempt with most indexed spots (then most fitted); the first on a tie
+    best = max(range(len(attempts)), key=lambda k: (attempts[k][1]["nindexed"],
+                                                    attempts[k][1]["nfitted"], -k))
+    spots, info, index = attempts[best]
+    if len(attempts) > 1:
+        info = dict(info, tried=[dict(a[1]) for k, a in enumerate(attempts) if k != best])
+        if spots is not None:
+            spots.meta["polarities_tried"] = [a[1]["polarity"] for a in attempts]
+        log.info("polarity by evidence: %s", "; ".join(
+            f"{a[1]['polarity']}: {a[1]['nindexed']} indexed" for a in attempts))
+    return spots, info, index
 
 
 def _find_spots(data, bad, polarity, spot_radius):

@@ -314,3 +314,74 @@ def inverse_field(xi, yi, cx, cy, scale, k, tx, ty, coef_x, coef_y, T, iteration
         ox[i] = px - qx
         oy[i] = py - qy
     return ox, oy
+
+
+@numba.njit(parallel=True, cache=True)
+def grid_ideal(xs, ys, cx, cy, scale, k, tx, ty, coef_x, coef_y, T):
+    """Ideal positions ``T(p + R(p) + S(p))`` on the grid of columns ``xs`` x rows ``ys``.
+
+    The same model as :func:`inverse_field` evaluates, once per grid point;
+    the spline basis of each column and row is computed once.  Returns two
+    ``(ys.size, xs.size)`` float64 arrays.
+    """
+    nx = xs.size
+    ny = ys.size
+    bxs = np.empty((nx, 4))
+    axs = np.empty(nx, np.int64)
+    for c in range(nx):
+        axs[c] = _cubic_basis(xs[c], tx, bxs[c])
+    bys = np.empty((ny, 4))
+    ays = np.empty(ny, np.int64)
+    for r in range(ny):
+        ays[r] = _cubic_basis(ys[r], ty, bys[r])
+    gx = np.empty((ny, nx))
+    gy = np.empty((ny, nx))
+    for r in numba.prange(ny):
+        py = ys[r]
+        b0 = ays[r]
+        v = (py - cy) / scale
+        for c in range(nx):
+            px = xs[c]
+            u = (px - cx) / scale
+            rad = np.sqrt(u * u + v * v)
+            f = 0.0
+            rn = 1.0
+            for m in range(k.size):
+                rn *= rad
+                f += k[m] * rn
+            a0 = axs[c]
+            sx = 0.0
+            sy = 0.0
+            for b in range(4):
+                rx = 0.0
+                ry = 0.0
+                for a in range(4):
+                    rx += coef_x[b0 + b, a0 + a] * bxs[c, a]
+                    ry += coef_y[b0 + b, a0 + a] * bxs[c, a]
+                sx += bys[r, b] * rx
+                sy += bys[r, b] * ry
+            ux = px + u * f * scale + sx
+            uy = py + v * f * scale + sy
+            gx[r, c] = T[0, 0] + T[0, 1] * ux + T[0, 2] * uy
+            gy[r, c] = T[1, 0] + T[1, 1] * ux + T[1, 2] * uy
+    return gx, gy
+
+
+@numba.njit(parallel=True, cache=True)
+def fill_corners(gx, gy, px, py, out):
+    """pyFAI pixel corners ``(ny, nx, 4, 3)`` (z, y, x in metres) from corner positions.
+
+    ``gx``, ``gy`` are the ideal positions of the ``(ny + 1, nx + 1)`` pixel
+    corners (calframe pixel coordinates); pyFAI puts the corner of pixel 0 at
+    0, so its position is ``(calframe position + 0.5) * size``.  Corner order
+    A (r, c), B (r + 1, c), C (r + 1, c + 1), D (r, c + 1).
+    """
+    ny, nx = out.shape[0], out.shape[1]
+    for r in numba.prange(ny):
+        for c in range(nx):
+            for n in range(4):
+                a = 1 if (n == 1 or n == 2) else 0
+                b = 1 if (n == 2 or n == 3) else 0
+                out[r, c, n, 0] = 0.0
+                out[r, c, n, 1] = (gy[r + a, c + b] + 0.5) * py
+                out[r, c, n, 2] = (gx[r + a, c + b] + 0.5) * px

@@ -7,6 +7,8 @@ import heapq
 import numpy as np
 from scipy.spatial import cKDTree
 
+from ..errors import InvalidSettingsError
+
 __all__ = ["index_lattice"]
 
 
@@ -19,12 +21,16 @@ def _basis(points, tree, pitch):
     if pitch is None:
         pitch = float(np.median(d[:, 1]))
     vec = vec[np.abs(dist - pitch) < 0.3 * pitch]
+    if len(vec) == 0:
+        return None
     ang = np.mod(np.arctan2(vec[:, 1], vec[:, 0]), np.pi)
     hist, edges = np.histogram(ang, bins=180, range=(0, np.pi))
     a1 = edges[np.argmax(hist)] + 0.5 * (edges[1] - edges[0])
     diff = np.abs(np.angle(np.exp(2j * (ang - a1)))) / 2  # distance modulo pi
     g1 = vec[diff < np.deg2rad(15)]
     g2 = vec[diff > np.deg2rad(60)]
+    if len(g1) == 0 or len(g2) == 0:
+        return None  # no second lattice direction: not a 2-D lattice
     def mean_dir(g, ref):
         g = np.where((g @ ref)[:, None] < 0, -g, g)
         return np.median(g, axis=0)
@@ -85,8 +91,13 @@ def index_lattice(x, y, *, pitch: float | None = None, tolerance: float = 0.25):
     jj = np.full(n, none, dtype=np.int64)
     if n < 4:
         return ii, jj, 0
+    if not np.all(np.isfinite(pts)):
+        raise InvalidSettingsError("x, y: the spot positions must be finite numbers")
     tree = cKDTree(pts)
-    e1, e2, pitch = _basis(pts, tree, pitch)
+    basis = _basis(pts, tree, pitch)
+    if basis is None:
+        return ii, jj, 0  # no pair of lattice steps among the neighbours
+    e1, e2, pitch = basis
     tol = tolerance * pitch
     centre = pts.mean(axis=0)
     start = int(np.argmin(np.hypot(*(pts - centre).T)))

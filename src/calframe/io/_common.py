@@ -78,3 +78,33 @@ def open_for_reading(path) -> BinaryIO:
         else:
             fix = "check that the file is accessible"
         raise FrameReadError(os.fsdecode(path), f"cannot be opened ({reason})", fix) from err
+
+
+#: Integers above this magnitude are not all exact in float32 (24-bit significand).
+FLOAT32_EXACT = 2 ** 24
+
+
+def exact_float_dtype(raw: np.ndarray, dtype, header: fits.Header | None = None,
+                      bzero: float = 0.0, bscale: float = 1.0):
+    """``dtype``, or float64 when float32 would round the integers of ``raw``.
+
+    A float32 holds every integer up to 2**24 = 16777216 exactly; summed
+    frames of a counting detector (int32, uint32) go beyond, and 16777217
+    would be read as 16777216.  Such a frame is read as float64 and the
+    header says so (``RDDTYPE``).  The integer type's largest value is left
+    out of the test: detectors write it as a marker of gaps and bad pixels.
+    """
+    if np.dtype(dtype) != np.float32 or raw.dtype.kind not in "iu" \
+            or raw.dtype.itemsize < 4 or raw.size == 0:
+        return dtype
+    top = np.iinfo(raw.dtype).max
+    high, low = raw.max(), raw.min()
+    if high == top:
+        below = raw[raw != top]
+        high = below.max() if below.size else low
+    big = max(abs(float(high) * bscale + bzero), abs(float(low) * bscale + bzero))
+    if big <= FLOAT32_EXACT:
+        return dtype
+    if header is not None:
+        header["RDDTYPE"] = ("float64", "integers above 2**24: read as float64 (exact)")
+    return np.float64

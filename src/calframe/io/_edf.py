@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import FrameReadError, UnsupportedFormatError
 from ..metadata import mapping_to_header
-from ._common import Loaded, integer_full_scale, open_for_reading
+from ._common import Loaded, exact_float_dtype, integer_full_scale, open_for_reading
 
 log = logging.getLogger(__name__)
 
@@ -227,9 +227,10 @@ def _frame(image, path, frame: int, nframes: int, dtype) -> Loaded:
         raise FrameReadError(path, f"frame {frame} has {raw.ndim} axes, not 2",
                              "calframe reads 2-D EDF frames")
     header = mapping_to_header(header_dict)
+    _add_date_obs(header, header_dict)
     header["EDFFRAME"] = (frame, "frame index in the EDF file")
     header["EDFNFRAM"] = (nframes, "frames in the EDF file")
-    data = raw.astype(dtype)
+    data = raw.astype(exact_float_dtype(raw, dtype, header))
     loaded = Loaded(data=data, header=header, location={"frame": frame},
                     row_order="TOP-DOWN", saturation=integer_full_scale(raw.dtype),
                     integer=raw.dtype.kind in "iu")
@@ -243,6 +244,41 @@ def _frame(image, path, frame: int, nframes: int, dtype) -> Loaded:
     if gaps.any():
         loaded.masks["gap"] = gaps
     return loaded
+
+
+def edf_date(value) -> str | None:
+    """ISO 8601 text of an EDF ``date`` (SPEC's ``'Mon Jun 13 09:29:46 2016'``, or ISO).
+
+    Examples
+    --------
+    >>> edf_date("Mon Jun 13 09:29:46 2016"), edf_date("2024-03-13 15:02:45.5")
+    ('2016-06-13T09:29:46', '2024-03-13T15:02:45.5')
+    >>> edf_date("yesterday") is None
+    True
+    """
+    from datetime import datetime
+
+    text = " ".join(str(value).split())
+    for pattern in ("%a %b %d %H:%M:%S %Y", "%b %d %H:%M:%S %Y", "%d-%b-%Y %H:%M"):
+        try:
+            return datetime.strptime(text, pattern).isoformat()
+        except ValueError:
+            pass
+    match = re.fullmatch(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2}(?:\.\d+)?)"
+                         r"([+-]\d{2}:?\d{2}|Z)?", text)
+    if match:
+        return f"{match.group(1)}T{match.group(2)}{match.group(3) or ''}"
+    return None
+
+
+def _add_date_obs(header, header_dict: dict) -> None:
+    """DATE-OBS from the EDF ``date`` (the detector computer's local time)."""
+    if "DATE-OBS" in header:
+        return
+    value = _get(header_dict, "date")
+    date = edf_date(value) if value is not None else None
+    if date is not None:
+        header["DATE-OBS"] = (date, "from the EDF date (local time of the writer)")
 
 
 def _number(value):
@@ -265,6 +301,7 @@ def edf_header(path, *, frame: int = 0):
         _check_frame(image, path, frame)
         edf = image._frames[frame]
         header = mapping_to_header(dict(edf.header))
+        _add_date_obs(header, dict(edf.header))
         shape = tuple(int(n) for n in edf.shape)
         dtype = np.dtype(edf.dtype)
     finally:

@@ -13,7 +13,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import FrameReadError, UnsupportedFormatError
-from ._common import Loaded, integer_full_scale, open_for_reading
+from ._common import Loaded, exact_float_dtype, integer_full_scale, open_for_reading
 from ._kernels import scaled_to_float
 
 log = logging.getLogger(__name__)
@@ -303,98 +303,202 @@ def _extension_array(hdul, name):
         return None
 
 
+def _checked_image(hdul: fits.HDUList, hdu, path):
+    """The index and HDU of the image to read, refused when it cannot hold a frame."""
+    index = _pick_hdu(hdul, hdu, path)
+    image = hdul[index]
+    problem = _structure_problem(image.header, f"the header of HDU {index}")
+    if problem is not None:
+        raise FrameReadError(path, f"not a valid FITS image: {problem}",
+                             "the header is damaged; check what wrote the file")
+    if 0 in image.shape:
+        raise UnsupportedFormatError(path, f"HDU {index} is an image of shape "
+                                     f"{image.shape}, which holds no pixels",
+                                     "this file holds no frame; pass a file with an image")
+    return index, image
+
+
+def _stored_array(image, index: int, path) -> np.ndarray:
+    """The HDU's stored values (memory-mapped when the file allows), as a frame or cube."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            raw = image.data
+    except (TypeError, ValueError, OSError, KeyError, EOFError, zlib.error) as err:
+        raise FrameReadError(path, f"the data of HDU {index} cannot be read ({err})",
+                             "the file is probably truncated; copy it again") from err
+    for item in caught:
+        if "truncated" in str(item.message):
+            raise FrameReadError(path, "the FITS file is truncated",
+                                 "copy or download the file again")
+    if raw is None:
+        raise UnsupportedFormatError(path, f"HDU {index} has no data",
+                                     "pass hdu= of an image HDU")
+    while raw.ndim > 2 and raw.shape[0] == 1:
+        raw = raw[0]  # (1, ny, nx) cubes written by some programs: one frame
+    if raw.ndim > 3:
+        raise UnsupportedFormatError(path, f"HDU {index} is an image of {raw.ndim} axes "
+                                     f"{raw.shape}", "calframe reads 2-D frames and "
+                                     "(planes, ny, nx) cubes")
+    return raw
+
+
+def _stored_uncertainty(hdul, index: int, dtype, shape, path):
+    """The UNCERT extension of a calframe MEF as standard deviations, and its unit."""
+    uncert = _extension_array(hdul, "UNCERT")
+    if uncert is None or index != 0 or uncert.data is None:
+        return None, None
+    utype = str(uncert.header.get("UTYPE", "StdDevUncertainty"))
+    values = np.asarray(uncert.data, dtype=dtype)
+    if utype == "VarianceUncertainty":
+        values = np.sqrt(values)
+    elif utype == "InverseVariance":
+        with np.errstate(divide="ignore"):
+            values = 1.0 / np.sqrt(values)
+    elif utype != "StdDevUncertainty":
+        raise UnsupportedFormatError(path, f"UNCERT extension of type UTYPE={utype!r}",
+                                     "calframe reads StdDev, Variance and "
+                                     "InverseVariance uncertainties")
+    if values.shape != shape:
+        raise FrameReadError(path, f"UNCERT extension shape {values.shape} differs "
+                             f"from the image {shape}", "the file is inconsistent; rewrite it")
+    # calframe writes no BUNIT for dimensionless data (as astropy does); its
+    # uncertainty, in the data's unit, says '' then
+    unit = str(uncert.header["BUNIT"]) if "BUNIT" in uncert.header else None
+    return values, unit
+
+
+def _stored_mask(hdul, index: int, shape, path):
+    """The MASK extension of a calframe MEF, or None."""
+    mask = _extension_array(hdul, "MASK")
+    if mask is None or index != 0 or mask.data is None:
+        return None
+    values = np.asarray(mask.data).astype(bool)
+    if values.shape != shape:
+        raise FrameReadError(path, f"MASK extension shape {values.shape} differs "
+                             f"from the image {shape}", "the file is inconsistent; rewrite it")
+    return values
+
+
+def _loaded_image(image, raw, index: int, header: fits.Header, dtype, path) -> Loaded:
+    """The physical values, BLANK pixels, saturation and unit of one image HDU."""
+    if isinstance(image, fits.CompImageHDU):
+        # The compressed table's own header keywords describe the table.
+        header.remove("ZBLANK", ignore_missing=True)
+    bscale, bzero = _scaling(header, path)
+    target = exact_float_dtype(raw, dtype, header, bzero=bzero, bscale=bscale)
+    data, blank = _physical(raw, header, np.dtype(target).type, path)
+    full_scale = integer_full_scale(raw.dtype, bzero, bscale)
+    for key in _SCALE_KEYS:
+        header.remove(key, ignore_missing=True, remove_all=True)
+    loaded = Loaded(data=data, header=header, location={"hdu": index},
+                    integer=raw.dtype.kind in "iu")
+    if blank is not None:
+        loaded.masks["blank"] = blank
+    saturate = header.get("SATURATE")
+    if isinstance(saturate, int | float) and not isinstance(saturate, bool):
+        loaded.saturation = float(saturate)
+    elif full_scale is not None:
+        loaded.saturation = full_scale
+    loaded.unit = header.get("BUNIT")
+    return loaded
+
+
 def load_fits(path, *, hdu=None, dtype=np.float32) -> Loaded:
     """Read one image HDU of a FITS file (see :func:`calframe.read_frame`)."""
     dtype = np.dtype(dtype).type
     hdul = _open(path)
     try:
-        index = _pick_hdu(hdul, hdu, path)
-        image = hdul[index]
-        problem = _structure_problem(image.header, f"the header of HDU {index}")
-        if problem is not None:
-            raise FrameReadError(path, f"not a valid FITS image: {problem}",
-                                 "the header is damaged; check what wrote the file")
-        if 0 in image.shape:
-            raise UnsupportedFormatError(path, f"HDU {index} is an image of shape "
-                                         f"{image.shape}, which holds no pixels",
-                                         "this file holds no frame; pass a file with an image")
+        index, image = _checked_image(hdul, hdu, path)
         header = _sanitised(image.header, path)
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                raw = image.data
-        except (TypeError, ValueError, OSError, KeyError, EOFError, zlib.error) as err:
-            raise FrameReadError(path, f"the data of HDU {index} cannot be read ({err})",
-                                 "the file is probably truncated; copy it again") from err
-        for item in caught:
-            if "truncated" in str(item.message):
-                raise FrameReadError(path, "the FITS file is truncated",
-                                     "copy or download the file again")
-        if raw is None:
-            raise UnsupportedFormatError(path, f"HDU {index} has no data",
-                                         "pass hdu= of an image HDU")
-        if isinstance(image, fits.CompImageHDU):
-            # The compressed table's own header keywords describe the table.
-            for key in ("ZBLANK",):
-                header.remove(key, ignore_missing=True)
-        while raw.ndim > 2 and raw.shape[0] == 1:
-            raw = raw[0]  # (1, ny, nx) cubes written by some programs: one frame
-        if raw.ndim > 3:
-            raise UnsupportedFormatError(path, f"HDU {index} is an image of {raw.ndim} axes "
-                                         f"{raw.shape}", "calframe reads 2-D frames and "
-                                         "(planes, ny, nx) cubes")
-        data, blank = _physical(raw, header, dtype, path)
-        bscale, bzero = _scaling(header, path)
-        full_scale = integer_full_scale(raw.dtype, bzero, bscale)
-        for key in _SCALE_KEYS:
-            header.remove(key, ignore_missing=True, remove_all=True)
-        loaded = Loaded(data=data, header=header, location={"hdu": index},
-                        integer=raw.dtype.kind in "iu")
-        if blank is not None:
-            loaded.masks["blank"] = blank
-        saturate = header.get("SATURATE")
-        if isinstance(saturate, int | float) and not isinstance(saturate, bool):
-            loaded.saturation = float(saturate)
-        elif full_scale is not None:
-            loaded.saturation = full_scale
-        loaded.unit = header.get("BUNIT")
-
+        raw = _stored_array(image, index, path)
+        loaded = _loaded_image(image, raw, index, header, dtype, path)
         # calframe's own MEF layout (astropy CCDData conventions).
-        uncert = _extension_array(hdul, "UNCERT")
-        if uncert is not None and index == 0 and uncert.data is not None:
-            utype = str(uncert.header.get("UTYPE", "StdDevUncertainty"))
-            values = np.asarray(uncert.data, dtype=dtype)
-            if utype == "VarianceUncertainty":
-                values = np.sqrt(values)
-            elif utype == "InverseVariance":
-                with np.errstate(divide="ignore"):
-                    values = 1.0 / np.sqrt(values)
-            elif utype != "StdDevUncertainty":
-                raise UnsupportedFormatError(path, f"UNCERT extension of type UTYPE={utype!r}",
-                                             "calframe reads StdDev, Variance and "
-                                             "InverseVariance uncertainties")
-            if values.shape != data.shape:
-                raise FrameReadError(path, f"UNCERT extension shape {values.shape} differs "
-                                     f"from the image {data.shape}",
-                                     "the file is inconsistent; rewrite it")
-            loaded.uncertainty = values
-            if loaded.unit is None and "BUNIT" in uncert.header:
-                # calframe writes no BUNIT for dimensionless data (as astropy
-                # does); its uncertainty, in the data's unit, says '' then.
-                loaded.unit = str(uncert.header["BUNIT"])
-        mask = _extension_array(hdul, "MASK")
-        if mask is not None and index == 0 and mask.data is not None:
-            values = np.asarray(mask.data).astype(bool)
-            if values.shape != data.shape:
-                raise FrameReadError(path, f"MASK extension shape {values.shape} differs "
-                                     f"from the image {data.shape}",
-                                     "the file is inconsistent; rewrite it")
-            loaded.mask = values
+        loaded.uncertainty, unit = _stored_uncertainty(hdul, index, loaded.data.dtype,
+                                                       loaded.data.shape, path)
+        if loaded.uncertainty is not None and loaded.unit is None and unit is not None:
+            loaded.unit = unit
+        loaded.mask = _stored_mask(hdul, index, loaded.data.shape, path)
         loaded.has_extras = index == 0 and any(
             _extension_array(hdul, name) is not None for name in _EXTRA_NAMES)
         return loaded
     finally:
         hdul.close()
+
+
+class FitsCube:
+    """The planes of a FITS image cube ``(n, ny, nx)``, read one at a time.
+
+    Each plane is read through astropy's ``section`` (from the memory map of
+    an uncompressed file, tile by tile for a compressed one), so a cube larger
+    than memory can be streamed.  A 2-D image is a cube of one plane.
+    """
+
+    def __init__(self, path, *, hdu=None):
+        self.path = path
+        self.hdul = _open(path)
+        try:
+            self.index, image = _checked_image(self.hdul, hdu, path)
+            self.image = image
+            self.header = _sanitised(image.header, path)
+            self.bscale, self.bzero = _scaling(self.header, path)
+            shape = tuple(int(n) for n in image.shape)
+            while len(shape) > 2 and shape[0] == 1:
+                shape = shape[1:]
+            if len(shape) > 3:
+                raise UnsupportedFormatError(path, f"HDU {self.index} is an image of "
+                                             f"{len(shape)} axes {shape}",
+                                             "calframe streams 2-D frames and (n, ny, nx) cubes")
+            self.nframes = shape[0] if len(shape) == 3 else 1
+            self.frame_shape = shape[-2:]
+            self.dtype = _stored_dtype(image.header)
+        except BaseException:
+            self.hdul.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Close the file."""
+        self.hdul.close()
+
+    def raw(self, frame: int) -> np.ndarray:
+        """Plane ``frame`` as stored (BZERO/BSCALE not applied)."""
+        if not 0 <= frame < self.nframes:
+            raise ValueError(f"frame={frame}: {self.path} has {self.nframes} plane(s)")
+        ndim = self.image.header.get("NAXIS", 2)
+        lead = (0,) * (ndim - 3) + (frame,) if ndim >= 3 else ()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return np.asarray(self.image.section[lead])
+        except (TypeError, ValueError, OSError, KeyError, EOFError, zlib.error) as err:
+            raise FrameReadError(self.path, f"plane {frame} of HDU {self.index} cannot be "
+                                 f"read ({err})", "the file is probably truncated; copy it "
+                                 "again") from err
+
+    def values(self, frame: int, dtype=np.float32) -> np.ndarray:
+        """Plane ``frame`` as physical values (BZERO/BSCALE applied), NaN at BLANK."""
+        raw = self.raw(frame)
+        data, blank = _physical(raw, self.header, np.dtype(dtype).type, self.path)
+        if blank is not None:
+            data[blank] = np.nan
+        return data
+
+    @property
+    def saturation(self) -> float | None:
+        """SATURATE, else the full scale of an integer cube."""
+        saturate = self.header.get("SATURATE")
+        if isinstance(saturate, int | float) and not isinstance(saturate, bool):
+            return float(saturate)
+        bitpix = int(self.image.header.get("ZBITPIX", self.image.header["BITPIX"]))
+        stored = {8: np.uint8, 16: np.int16, 32: np.int32, 64: np.int64}.get(bitpix)
+        return None if stored is None else \
+            integer_full_scale(np.dtype(stored), self.bzero, self.bscale)
 
 
 def attach_fits_extras(ccd, path) -> None:

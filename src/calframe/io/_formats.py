@@ -52,7 +52,7 @@ class FileFormat:
     Attributes
     ----------
     name : str
-        Short name ('fits', 'raw', 'edf', 'tiff', 'image').
+        Short name ('fits', 'raw', 'edf', 'tiff', 'hdf5', 'image').
     description : str
         What it is, for messages and documentation.
     suffixes : tuple of str
@@ -100,6 +100,9 @@ FORMATS: dict[str, FileFormat] = {f.name: f for f in (
                "._edf", "load_edf", "edf_header"),
     FileFormat("tiff", "TIFF (through tifffile)", (".tif", ".tiff"),
                "._tiff", "load_tiff", "tiff_header"),
+    FileFormat("hdf5", "HDF5 / NeXus detector data (through h5py and hdf5plugin)",
+               (".h5", ".hdf5", ".hdf", ".nxs", ".nx5", ".cxi"), "._hdf5", "load_hdf5",
+               "hdf5_header"),
     FileFormat("image", "PNG or JPEG display image (through Pillow)",
                (".png", ".jpg", ".jpeg"), "._image", "load_image", "image_header",
                calibration=False),
@@ -113,6 +116,7 @@ FRAME_SUFFIXES: frozenset[str] = frozenset(
     s for f in FORMATS.values() if f.calibration for s in f.suffixes)
 
 _FITS_MAGIC = b"SIMPLE  ="
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def _suffix(path: Path) -> str:
@@ -193,7 +197,7 @@ def check_regular_file(path: str | os.PathLike) -> int:
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """The format of a file: 'fits', 'raw', 'edf', 'tiff' or 'image' (PNG/JPEG).
+    """The format of a file: 'fits', 'raw', 'edf', 'tiff', 'hdf5' or 'image' (PNG/JPEG).
 
     The name's ending decides, checked against the first bytes for FITS;
     files with another ending are recognised from their first bytes.
@@ -251,6 +255,8 @@ def detect_format(path: str | os.PathLike) -> str:
         return named
     if head.lstrip().startswith(b"{") and b"=" in head:
         return "edf"
+    if head.startswith(_HDF5_MAGIC):
+        return "hdf5"
     if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
         return "tiff"
     if head.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")):
@@ -258,4 +264,5 @@ def detect_format(path: str | os.PathLike) -> str:
     raise UnsupportedFormatError(
         path, f"not a format calframe reads (name ending {suffix or 'none'!r}, "
         f"first bytes {head[:8]!r})",
-        "calframe reads FITS, camera RAW (through LibRaw), EDF, TIFF, PNG and JPEG")
+        "calframe reads FITS, camera RAW (through LibRaw), EDF, TIFF, HDF5/NeXus, PNG "
+        "and JPEG")

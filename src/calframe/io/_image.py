@@ -15,9 +15,12 @@ import warnings
 import zlib
 
 import numpy as np
+from astropy.io import fits
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import FrameReadError, UnsupportedFormatError
 from ._common import Loaded, integer_full_scale, open_for_reading
+from ._formats import HeaderRead
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,6 @@ def _read_checked(path, frame: int) -> bytes:
 
 def load_image(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
     """Read a PNG or JPEG file."""
-    from astropy.io import fits
-    from PIL import Image, UnidentifiedImageError
-
     content = _read_checked(path, frame)
     try:
         with warnings.catch_warnings():
@@ -119,11 +119,6 @@ def load_image(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
 
 def image_header(path, *, frame: int = 0):
     """The header and shape :func:`load_image` gives, without decoding the pixels."""
-    from astropy.io import fits
-    from PIL import Image, UnidentifiedImageError
-
-    from ._formats import HeaderRead
-
     _read_checked(path, frame)
     try:
         with Image.open(path) as image:

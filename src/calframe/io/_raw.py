@@ -28,11 +28,14 @@ from __future__ import annotations
 import logging
 import struct
 
+import exifread
 import numpy as np
+import rawpy
 
 from ..errors import FrameReadError, UnsupportedFormatError
 from ..metadata import mapping_to_header
 from ._common import Loaded, open_for_reading
+from ._formats import HeaderRead
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,6 @@ _EXIF_KEYS = (
 
 
 def _exif(path) -> dict[str, str]:
-    import exifread
-
     try:
         with open(path, "rb") as handle:
             tags = exifread.process_file(handle, details=True, extract_thumbnail=False)
@@ -74,8 +75,6 @@ def _cfa_name(raw) -> tuple[str, np.ndarray]:
 
 def _open(path, *, unpack: bool):
     """A rawpy object for ``path``: opened only (header) or with its data unpacked."""
-    import rawpy
-
     raw = None
     try:
         if unpack:
@@ -98,8 +97,6 @@ def _open(path, *, unpack: bool):
 
 def _describe(raw, path):
     """Header, black and white levels of an opened RAW (its pixels are not read)."""
-    import rawpy
-
     try:
         raw_type = raw.raw_type
         pattern = raw.raw_pattern
@@ -170,8 +167,6 @@ def _describe(raw, path):
 
 def raw_header(path):
     """The header and shape :func:`load_raw` gives, without decoding the pixels."""
-    from ._formats import HeaderRead
-
     _check_tiff_layout(path)
     raw = _open(path, unpack=False)
     try:
@@ -219,7 +214,7 @@ def _check_tiff_layout(path) -> None:
     with open_for_reading(path) as handle:
         if not handle.read(4).startswith(_TIFF_MAGIC):
             return
-    import tifffile
+    import tifffile  # only TIFF-based RAW files need it (30 ms to import)
 
     silence = _Silence()
     tiff_log = logging.getLogger("tifffile")
@@ -241,8 +236,6 @@ def _check_tiff_layout(path) -> None:
 
 def load_raw(path, *, dtype=np.float32) -> Loaded:
     """Read the CFA mosaic of a camera RAW file (see the module notes)."""
-    import rawpy
-
     _check_tiff_layout(path)
     raw = _open(path, unpack=True)
     try:

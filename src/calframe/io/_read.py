@@ -26,6 +26,7 @@ from ._common import Loaded
 from ._edf import edf_frame_count, iter_edf
 from ._fits import attach_fits_extras, image_hdus
 from ._formats import FORMATS, HeaderRead, detect_format
+from ._hdf5 import hdf5_frame_count, iter_hdf5
 from ._kernels import mask_levels
 from ._tiff import iter_tiff, tiff_frame_count
 
@@ -126,7 +127,8 @@ class ReadOptions:
 
 
 def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
-               frame: int | None = None, unit: str | u.UnitBase | None = None,
+               frame: int | None = None, dataset: str | None = None,
+               unit: str | u.UnitBase | None = None,
                gain: float | None = None, read_noise: float | None = None,
                saturation: float | None = None,
                bad_pixel_mask: np.ndarray | str | os.PathLike | None = None,
@@ -144,7 +146,11 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
         FITS only: the image HDU to read (default: the first image HDU with
         two or more axes).
     frame : int, optional
-        EDF and multi-page TIFF: the frame to read (default 0).
+        EDF, multi-page TIFF and HDF5: the frame to read (default 0).  Only
+        that frame is decoded.
+    dataset : str, optional
+        HDF5 only: the path of the detector data in the file (default: found
+        by NeXus convention, see :doc:`/guide/beamline`).
     unit : str or `~astropy.units.UnitBase`, optional
         The data unit (default: BUNIT of a FITS header, an empty BUNIT being
         dimensionless; for a calframe file without BUNIT, the unit of its
@@ -226,18 +232,23 @@ def read_frame(path: str | os.PathLike, *, hdu: int | str | None = None,
                           pedestal=pedestal, frametype=frametype,
                           require_exposure=require_exposure, dtype=dtype)
     kind = detect_format(path)
-    loaded = _load(kind, path, hdu=hdu, frame=frame, dtype=options.dtype)
+    loaded = _load(kind, path, hdu=hdu, frame=frame, dtype=options.dtype, dataset=dataset)
     return _finish(loaded, path, kind, options)
 
 
-def _load(kind, path, *, hdu, frame, dtype) -> Loaded:
+def _load(kind, path, *, hdu, frame, dtype, dataset=None) -> Loaded:
     loader = _loader(kind)
+    if dataset is not None and kind != "hdf5":
+        raise InvalidSettingsError(
+            f"dataset={dataset!r} applies to HDF5 only, and {path} is {kind}")
     if kind == "fits":
         if frame not in (None, 0):
             raise InvalidSettingsError(f"frame={frame!r}: FITS frames are chosen with hdu=")
         return loader(path, hdu=hdu, dtype=dtype)
     if hdu is not None:
         raise InvalidSettingsError(f"hdu={hdu!r} applies to FITS only, and {path} is {kind}")
+    if kind == "hdf5":
+        return loader(path, frame=frame or 0, dataset=dataset, dtype=dtype)
     if kind == "raw":
         if frame not in (None, 0):
             raise InvalidSettingsError(f"frame={frame!r}: a camera RAW holds one frame")
@@ -305,7 +316,8 @@ class FrameInfo:
 
 
 def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
-                frame: int | None = None, frametype: str | None = None) -> FrameInfo:
+                frame: int | None = None, frametype: str | None = None,
+                dataset: str | None = None) -> FrameInfo:
     """The header, shape and sample type of a frame, without decoding its pixels.
 
     The same readers as :func:`read_frame` read the header, so both agree on
@@ -315,7 +327,7 @@ def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
     ----------
     path : str or path-like
         The file.
-    hdu, frame : optional
+    hdu, frame, dataset : optional
         Which frame, as in :func:`read_frame`.
     frametype : str, optional
         Frame type to record instead of inferring it (FTSOURCE = 'user').
@@ -350,8 +362,12 @@ def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
     else:
         if hdu is not None:
             raise InvalidSettingsError(f"hdu={hdu!r} applies to FITS only, and {path} is {kind}")
+        if dataset is not None and kind != "hdf5":
+            raise InvalidSettingsError(f"dataset={dataset!r} applies to HDF5 only, and "
+                                       f"{path} is {kind}")
         read = fmt.read_header(path) if kind == "raw" else \
-            fmt.read_header(path, frame=frame or 0)
+            fmt.read_header(path, frame=frame or 0, dataset=dataset) if kind == "hdf5" \
+            else fmt.read_header(path, frame=frame or 0)
     if len(read.shape) < 2 or min(read.shape) <= 0:
         raise FrameReadError(path, f"the file announces an image of shape {read.shape}",
                              "the header is damaged or holds no image; rewrite the file")
@@ -361,19 +377,21 @@ def read_header(path: str | os.PathLike, *, hdu: int | str | None = None,
                      nframes=int(read.nframes), location=dict(read.location))
 
 
-def frame_count(path: str | os.PathLike) -> int:
-    """How many frames a file holds (EDF and TIFF frames, FITS image HDUs).
+def frame_count(path: str | os.PathLike, *, dataset: str | None = None) -> int:
+    """How many frames a file holds (EDF, TIFF and HDF5 frames, FITS image HDUs).
 
     Parameters
     ----------
     path : str or path-like
         The file.
+    dataset : str, optional
+        HDF5: the path of the detector data (as in :func:`read_frame`).
 
     Returns
     -------
     int
-        EDF frames, TIFF pages or FITS image HDUs; 1 for a camera RAW or an
-        image.
+        EDF frames, TIFF pages, HDF5 frames or FITS image HDUs; 1 for a
+        camera RAW or an image.
 
     Raises
     ------
@@ -393,6 +411,8 @@ def frame_count(path: str | os.PathLike) -> int:
     3
     """
     kind = detect_format(path)
+    if kind == "hdf5":
+        return hdf5_frame_count(path, dataset=dataset)
     if kind == "edf":
         return edf_frame_count(path)
     if kind == "tiff":
@@ -403,10 +423,11 @@ def frame_count(path: str | os.PathLike) -> int:
 
 
 def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
-    """Yield every frame of a file: EDF and TIFF frames, FITS image HDUs.
+    """Yield every frame of a file: EDF, TIFF and HDF5 frames, FITS image HDUs.
 
     Keyword arguments are those of :func:`read_frame` (except ``frame`` and
-    ``hdu``).  A single-frame file yields one frame.
+    ``hdu``).  A single-frame file yields one frame.  Frames are read one at
+    a time, so memory does not grow with the number of frames.
 
     Parameters
     ----------
@@ -443,6 +464,11 @@ def iter_frames(path: str | os.PathLike, **kwargs) -> Iterator[CCDData]:
         if key in kwargs:
             raise TypeError(f"iter_frames() got {key}=; it yields every frame")
     kind = detect_format(path)
+    if kind == "hdf5":
+        options = ReadOptions(**{k: v for k, v in kwargs.items() if k != "dataset"})
+        for loaded in iter_hdf5(path, dataset=kwargs.get("dataset"), dtype=options.dtype):
+            yield _finish(loaded, path, kind, options)
+        return
     if kind == "fits":
         for index in image_hdus(path):
             yield read_frame(path, hdu=index, **kwargs)

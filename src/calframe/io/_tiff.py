@@ -17,57 +17,148 @@ import numpy as np
 
 from ..errors import FrameReadError, UnsupportedFormatError
 from ..metadata import mapping_to_header
-from ._common import Loaded, integer_full_scale
+from ._common import Loaded, exact_float_dtype, integer_full_scale
+
+
+def _errors() -> tuple[type[Exception], ...]:
+    import tifffile
+
+    return (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError,
+            ZeroDivisionError, zlib.error, NotImplementedError)
+
 
 #: The TIFF tags kept in the header.
 _TAGS = ("ImageDescription", "Make", "Model", "DateTime", "Software", "Artist")
 
 
-def _read(path) -> tuple[np.ndarray, str, dict]:
+class TiffStack:
+    """An open TIFF file, checked once, whose frames are decoded one at a time.
 
-    return _inspect(path, decode=True)
+    A mono stack of pages gives one frame per page, and only that page is
+    decoded (``TiffFile.asarray(key=k)``); an RGB image or a stack stored as
+    one page is decoded whole.  ``page`` (a frame index) limits the check of
+    the strips or tiles to that page's (the others are checked when read).
+    """
 
+    def __init__(self, path, *, page: int | None = None):
+        import tifffile
 
-def _inspect(path, *, decode: bool):
-    """Check a TIFF's layout; its pixels (or only their shape and type), photometric
-    interpretation and tags.  The header reader and the pixel reader share it."""
-    import tifffile
-
-    try:
-        with tifffile.TiffFile(path) as tif:
-            if len(tif.pages) == 0:
-                raise FrameReadError(path, "the TIFF file holds no image (no page)",
-                                     "the file is damaged or empty; copy it again")
-            page = tif.pages.first
-            _check_page_layout(page, 0, path)
-            series = tif.series[0]
-            _check_decodable(series, path)
-            for index, one in enumerate(series.pages):
-                if one is None:
-                    raise FrameReadError(path, f"page {index} of the image is missing",
-                                         "the file is damaged; copy it again")
-                _check_segments(one, series.keyframe, index, tif.filehandle.size, path)
-            _check_series(series, tif.filehandle.size, path)
-            data = series.asarray() if decode else (tuple(series.shape),
-                                                    np.dtype(series.dtype))
-            photometric = getattr(page.photometric, "name", str(page.photometric))
-            tags = {}
-            for tag in page.tags.values():
-                if tag.name in _TAGS:
-                    tags[tag.name] = tag.value
-            axes = series.axes
-    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError,
-            ZeroDivisionError, zlib.error) as err:
-        if isinstance(err, FrameReadError):
+        self.path = path
+        self._page = page
+        try:
+            self.tif = tifffile.TiffFile(path)
+        except FrameReadError:
             raise
-        text = " ".join(str(err).split()) or type(err).__name__
-        raise FrameReadError(path, f"not a readable TIFF file ({text})",
-                             "check that the file is complete and really is TIFF") from err
-    except NotImplementedError as err:   # e.g. 12-bit packed samples without imagecodecs
-        raise UnsupportedFormatError(path, f"a TIFF that tifffile cannot decode ({err})",
-                                     "install imagecodecs, or save the image as 8 or 16-bit "
-                                     "uncompressed TIFF") from err
-    return data, photometric, {"axes": axes, **tags}
+        except _errors() as err:
+            raise _tiff_error(path, err) from err
+        try:
+            self._inspect()
+        except FrameReadError:
+            self.tif.close()
+            raise
+        except _errors() as err:
+            self.tif.close()
+            raise _tiff_error(path, err) from err
+        except BaseException:
+            self.tif.close()
+            raise
+
+    def _inspect(self) -> None:
+        tif, path = self.tif, self.path
+        if len(tif.pages) == 0:
+            raise FrameReadError(path, "the TIFF file holds no image (no page)",
+                                 "the file is damaged or empty; copy it again")
+        page = tif.pages.first
+        _check_page_layout(page, 0, path)
+        series = tif.series[0]
+        _check_decodable(series, path)
+        self.series = series
+        pages = series.pages
+        indices = range(len(pages)) if self._page is None or len(pages) == 1 \
+            else [self._page] if 0 <= self._page < len(pages) else []
+        for index in indices:
+            self._check_page(index)
+        self._checked = set(indices)
+        _check_series(series, tif.filehandle.size, path)
+        self.shape = tuple(series.shape)
+        self.dtype = np.dtype(series.dtype)
+        self.photometric = getattr(page.photometric, "name", str(page.photometric))
+        self.tags = {tag.name: tag.value for tag in page.tags.values() if tag.name in _TAGS}
+        self.axes = series.axes
+        # the frames' layout, from a stand-in of the data that holds no bytes
+        stand_in = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), self.shape,
+                                                   (0,) * len(self.shape))
+        layout = _frames(stand_in, self.photometric, self.axes, path)
+        self.nframes = layout.shape[0]
+        self.frame_shape = tuple(layout.shape[1:])
+        self.by_page = self.photometric != "RGB" and self.nframes > 1 \
+            and len(series.pages) == self.nframes
+        self._whole = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        """Close the file."""
+        self.tif.close()
+
+    def check_frame(self, frame: int) -> None:
+        """Refuse a frame index the file does not have."""
+        if not 0 <= frame < self.nframes:
+            raise ValueError(f"frame={frame}: {self.path} has {self.nframes} frame(s)")
+
+    def _check_page(self, index: int) -> None:
+        series = self.series
+        one = series.pages[index]
+        if one is None:
+            raise FrameReadError(self.path, f"page {index} of the image is missing",
+                                 "the file is damaged; copy it again")
+        _check_segments(one, series.keyframe, index, self.tif.filehandle.size, self.path)
+
+    def raw(self, frame: int) -> np.ndarray:
+        """Frame ``frame`` as stored."""
+        self.check_frame(frame)
+        try:
+            if self.by_page:
+                if frame not in self._checked:
+                    self._check_page(frame)
+                    self._checked.add(frame)
+                return self.tif.asarray(key=frame, series=0)
+            if self._whole is None:
+                self._whole = _frames(self.series.asarray(), self.photometric, self.axes,
+                                      self.path)
+            return self._whole[frame]
+        except FrameReadError:
+            raise
+        except _errors() as err:
+            raise _tiff_error(self.path, err) from err
+
+    def header(self, frame: int):
+        """The header of frame ``frame``."""
+        return _header(dict(self.tags), self.photometric, self.nframes, frame)
+
+    def loaded(self, frame: int, dtype=np.float32) -> Loaded:
+        """Frame ``frame`` as :func:`calframe.read_frame` finishes it."""
+        raw = self.raw(frame)
+        header = self.header(frame)
+        target = exact_float_dtype(raw, dtype, header)
+        return Loaded(data=raw.astype(target), header=header, location={"frame": frame},
+                      row_order="TOP-DOWN", saturation=integer_full_scale(raw.dtype),
+                      integer=raw.dtype.kind in "iu")
+
+
+def _tiff_error(path, err: Exception) -> Exception:
+    """The calframe error for what tifffile raised."""
+    if isinstance(err, NotImplementedError):   # e.g. 12-bit packed samples, no imagecodecs
+        return UnsupportedFormatError(path, f"a TIFF that tifffile cannot decode ({err})",
+                                      "install imagecodecs, or save the image as 8 or 16-bit "
+                                      "uncompressed TIFF")
+    text = " ".join(str(err).split()) or type(err).__name__
+    return FrameReadError(path, f"not a readable TIFF file ({text})",
+                          "check that the file is complete and really is TIFF")
 
 
 def _check_page_layout(page, index: int, path) -> None:
@@ -179,25 +270,21 @@ def _frames(data: np.ndarray, photometric: str, axes: str, path) -> np.ndarray:
 
 def tiff_frame_count(path) -> int:
     """Number of frames in a TIFF file (pages of a mono stack)."""
-    data, photometric, info = _read(path)
-    return _frames(data, photometric, info["axes"], path).shape[0]
+    with TiffStack(path) as stack:
+        return stack.nframes
 
 
 def load_tiff(path, *, frame: int = 0, dtype=np.float32) -> Loaded:
-    """Read frame ``frame`` of a TIFF file."""
-    data, photometric, info = _read(path)
-    frames = _frames(data, photometric, info.pop("axes"), path)
-    if not 0 <= frame < frames.shape[0]:
-        raise ValueError(f"frame={frame}: {path} has {frames.shape[0]} frame(s)")
-    return _loaded(frames, frame, photometric, info, dtype)
+    """Read frame ``frame`` of a TIFF file (only its page is decoded)."""
+    with TiffStack(path, page=frame) as stack:
+        return stack.loaded(frame, dtype)
 
 
 def iter_tiff(path, *, dtype=np.float32):
-    """Yield every frame of a TIFF file, reading it once."""
-    data, photometric, info = _read(path)
-    frames = _frames(data, photometric, info.pop("axes"), path)
-    for frame in range(frames.shape[0]):
-        yield _loaded(frames, frame, photometric, info, dtype)
+    """Yield every frame of a TIFF file, one page at a time."""
+    with TiffStack(path) as stack:
+        for frame in range(stack.nframes):
+            yield stack.loaded(frame, dtype)
 
 
 def _header(info, photometric, nframes, frame):
@@ -210,26 +297,12 @@ def _header(info, photometric, nframes, frame):
     return header
 
 
-def _loaded(frames, frame, photometric, info, dtype) -> Loaded:
-    header = _header(info, photometric, frames.shape[0], frame)
-    raw = frames[frame]
-    return Loaded(data=raw.astype(dtype), header=header, location={"frame": frame},
-                  row_order="TOP-DOWN", saturation=integer_full_scale(raw.dtype),
-                  integer=raw.dtype.kind in "iu")
-
-
 def tiff_header(path, *, frame: int = 0):
     """The header and shape :func:`load_tiff` gives, without decoding the pixels."""
     from ._formats import HeaderRead
 
-    (shape, dtype), photometric, info = _inspect(path, decode=False)
-    # The frames' layout, from a stand-in of the data that holds no bytes.
-    stand_in = np.lib.stride_tricks.as_strided(np.zeros(1, np.uint8), shape,
-                                               (0,) * len(shape))
-    frames = _frames(stand_in, photometric, info.pop("axes"), path)
-    if not 0 <= frame < frames.shape[0]:
-        raise ValueError(f"frame={frame}: {path} has {frames.shape[0]} frame(s)")
-    header = _header(info, photometric, frames.shape[0], frame)
-    return HeaderRead(header=header, shape=tuple(frames.shape[1:]), dtype=dtype,
-                      nframes=frames.shape[0], location={"frame": frame},
-                      row_order="TOP-DOWN")
+    with TiffStack(path, page=frame) as stack:
+        stack.check_frame(frame)
+        return HeaderRead(header=stack.header(frame), shape=stack.frame_shape,
+                          dtype=stack.dtype, nframes=stack.nframes,
+                          location={"frame": frame}, row_order="TOP-DOWN")

@@ -76,6 +76,10 @@ def _rejection_dict(rejection: Rejection | None) -> dict[str, Any] | str:
     return "none" if rejection is None else rejection.to_dict()
 
 
+#: how a run may normalise its master flats (MasterSettings.flat_normalize)
+FLAT_NORMALIZATIONS = ("median", "mean", "exposure")
+
+
 @dataclass
 class MasterSettings:
     """How masters are combined.
@@ -97,24 +101,36 @@ class MasterSettings:
         With a name only: its limits; default: the algorithm's own (3 and 3
         sigma, 5 and 2.5 for the linear fit, 0.2 and 0.1 of the median, 1
         and 1 values for minmax, 0.3 and 0.05 for the generalized ESD test).
+    flat_normalize : {'median', 'mean', 'exposure'}
+        How the master flats are normalised (``normalize`` of
+        :func:`calframe.make_master_flat`): by their median or mean level
+        (dimensionless flats), or by their exposure time (flats in adu/s).
+        With 'exposure', each calibrated light is the exposure-normalised
+        transmission ``((data - dark_d)/t_d) / ((flat - dark_f)/t_f)`` of a
+        beamline or lab detector, light and flat at their own exposures, each
+        with its own dark (see :func:`calframe.transmission`).
 
     Examples
     --------
     >>> MasterSettings(rejection="winsorized", low=4).rejection
     WinsorizedSigmaClip(low=4.0, high=3.0, maxiters=10, cutoff=1.5)
     >>> MasterSettings(method="mean", rejection=None).to_dict()
-    {'method': 'mean', 'rejection': 'none'}
+    {'method': 'mean', 'rejection': 'none', 'flat_normalize': 'median'}
     """
 
     method: str = "median"
     rejection: Rejection | None = field(default_factory=SigmaClip)
     low: InitVar[float | None] = None
     high: InitVar[float | None] = None
+    flat_normalize: str = "median"
 
     def __post_init__(self, low: float | None, high: float | None) -> None:
         if self.method not in _METHODS:
             raise ValueError(f"master method={self.method!r} is not known; use one of "
                              f"{', '.join(_METHODS)}")
+        if self.flat_normalize not in FLAT_NORMALIZATIONS:
+            raise ValueError(f"master flat_normalize={self.flat_normalize!r} is not known; use "
+                             f"one of {', '.join(FLAT_NORMALIZATIONS)}")
         self.rejection = rejection_setting(self.rejection, low, high, section="master")
 
     def rejection_object(self) -> Rejection | None:
@@ -123,7 +139,8 @@ class MasterSettings:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain form (TOML and JSON): the rejection as its ``to_dict``, or ``'none'``."""
-        return {"method": self.method, "rejection": _rejection_dict(self.rejection)}
+        return {"method": self.method, "rejection": _rejection_dict(self.rejection),
+                "flat_normalize": self.flat_normalize}
 
 
 @dataclass

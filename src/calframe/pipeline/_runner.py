@@ -190,7 +190,7 @@ class _Runner:
                                            dark_scale=None if scale == "none" else scale,
                                            subtract_black=self.config.calibrate.subtract_black,
                                            assume_linear=self.config.calibrate.assume_linear,
-                                           **options)
+                                           normalize=m.flat_normalize, **options)
             self.write(ccd, path, key)
         except _FILE_FAILURES as err:
             self.fail(task, f"could not be made ({_oneline_of(err)})",
