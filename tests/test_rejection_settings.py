@@ -232,7 +232,8 @@ def test_every_form_of_the_rejection_setting():
         low = 4 if isinstance(value, str) else None
         assert MasterSettings(rejection=value, low=low).rejection == expected, value
     assert MasterSettings(rejection="none").rejection is None
-    assert MasterSettings(rejection=None).to_dict() == {"method": "median", "rejection": "none"}
+    assert MasterSettings(rejection=None).to_dict() == {"method": "median", "rejection": "none",
+                                                        "flat_normalize": "median"}
     assert MasterSettings().rejection == SigmaClip()
     with pytest.raises(InvalidSettingsError, match="low and high go with a rejection name"):
         MasterSettings(rejection=expected, low=2)
