@@ -88,6 +88,12 @@ def test_colour_and_mask_inputs(barrel):
     half = grid_straightness(img, mask=mask)
     assert half.nspots < grid_straightness(img).nspots
     assert np.all(np.asarray(half.spots["x"]) > 155)
+    # with a model the mask is in the raw frame, applied before the correction
+    half = grid_straightness(img, model, mask=mask)
+    assert half.nspots < grid_straightness(img, model).nspots
+    assert np.all(np.asarray(half.spots["x"]) > 150) and half.p99 < 0.1
+    with pytest.raises(InvalidSettingsError, match="mask"):
+        grid_straightness(img, model, mask=mask[:10])
 
 
 def test_no_grid_raises():

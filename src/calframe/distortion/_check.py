@@ -222,7 +222,8 @@ def grid_straightness(image, model=None, *, polarity: str = "auto",
         The plane of a colour cube to measure (default ``"luminance"``), or
         the colour of a CFA mosaic's sites (default green).
     mask : array-like of bool, optional
-        Pixels to ignore (of the image's ``(ny, nx)`` shape).
+        Pixels to ignore, of the image's ``(ny, nx)`` shape (with a model,
+        applied before the correction).
 
     Returns
     -------
@@ -254,17 +255,23 @@ def grid_straightness(image, model=None, *, polarity: str = "auto",
     if model is not None:
         from ._correct import correct_distortion
 
-        if is_colour(np.shape(getattr(image, "data", image))):
+        if mask is not None:
+            # the mask is in the frame of the image: applied before the correction
+            base = image if isinstance(image, CCDData) else CCDData(
+                np.asarray(image, float), unit="adu")
+            extra = np.asarray(mask, bool)
+            if extra.shape != base.shape[-2:]:
+                raise InvalidSettingsError(f"mask: shape {extra.shape} differs from the image "
+                                           f"{base.shape[-2:]}; give a mask of the image's "
+                                           "shape")
+            extra = np.array(np.broadcast_to(extra, base.shape))
+            image = CCDData(base.data, unit=base.unit, meta=base.meta,
+                            mask=extra if base.mask is None else base.mask | extra)
+            mask = None
+        if is_colour(np.shape(image)):
             image = correct_distortion(image, model, method="interpolate", channel=channel)
             channel = None
         else:
-            if mask is not None:
-                base = image if isinstance(image, CCDData) else CCDData(
-                    np.asarray(image, float), unit="adu")
-                extra = np.asarray(mask, bool)
-                image = CCDData(base.data, unit=base.unit, meta=base.meta,
-                                mask=extra if base.mask is None else base.mask | extra)
-                mask = None
             image = correct_distortion(image, model, method="interpolate")
     data, bad = _check_args(image, polarity, spot_radius, mask, channel)
     if pitch is not None and not pitch > 0:
