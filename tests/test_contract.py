@@ -23,6 +23,7 @@ from calframe.errors import (
     InvalidSettingsError,
     MixedFramesError,
     TemperatureMismatchWarning,
+    UncertaintyUnknownWarning,
     UnitMismatchError,
     WrongFrameTypeError,
 )
@@ -367,9 +368,10 @@ def test_a_file_of_several_frames_is_not_taken_for_one(tmp_path):
     with pytest.raises(MixedFramesError, match=r"several frames \(3 frames: .*biases.tif\).*"
                                                r"iter_frames"):
         make_master_bias([str(series)])
-    frames = list(iter_frames(series))
+    frames = list(iter_frames(series, gain=1.0, read_noise=5.0))
     assert len(frames) == 3
     master = make_master_bias(frames, method="mean", rejection=None)
     assert_allclose(master.data, stack.mean(axis=0), rtol=1e-6)
-    first = make_master_bias([str(series)], allow_mixed=True, rejection=None)
+    with pytest.warns(UncertaintyUnknownWarning):
+        first = make_master_bias([str(series)], allow_mixed=True, rejection=None)
     assert_allclose(first.data, stack[0], rtol=1e-6)
