@@ -10,6 +10,7 @@ import tifffile
 from astropy import units as u
 from astropy.io import fits
 from astropy.nddata import CCDData
+from numpy.testing import assert_allclose
 from PIL import Image
 
 from calframe.calibration import calibrate
@@ -22,11 +23,12 @@ from calframe.errors import (
     InvalidSettingsError,
     MixedFramesError,
     TemperatureMismatchWarning,
+    UncertaintyUnknownWarning,
     UnitMismatchError,
     WrongFrameTypeError,
 )
 from calframe.inventory import scan_paths, take_inventory
-from calframe.io import FORMATS, FRAME_SUFFIXES, read_frame, read_header, write_frame
+from calframe.io import FORMATS, FRAME_SUFFIXES, iter_frames, read_frame, read_header, write_frame
 from calframe.masters import make_master_bias, make_master_dark, make_master_flat
 from calframe.provenance import get_provenance
 
@@ -354,3 +356,22 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     assert not thread.is_alive(), "a FIFO blocked the reader"
     assert all("named pipe (FIFO), not a regular file" in m for m in result.values())
     assert len(result) == 3
+
+
+def test_a_file_of_several_frames_is_not_taken_for_one(tmp_path):
+    """A master reads one frame per file: a series in one file is refused with
+    the fix, not silently reduced to its first frame."""
+    rng = np.random.default_rng(5)
+    stack = rng.normal(100, 5, (3, 8, 10)).astype(np.float32)
+    series = tmp_path / "biases.tif"
+    tifffile.imwrite(series, stack, photometric="minisblack")
+    with pytest.raises(MixedFramesError, match=r"several frames \(3 frames: .*biases.tif\).*"
+                                               r"iter_frames"):
+        make_master_bias([str(series)])
+    frames = list(iter_frames(series, gain=1.0, read_noise=5.0))
+    assert len(frames) == 3
+    master = make_master_bias(frames, method="mean", rejection=None)
+    assert_allclose(master.data, stack.mean(axis=0), rtol=1e-6)
+    with pytest.warns(UncertaintyUnknownWarning):
+        first = make_master_bias([str(series)], allow_mixed=True, rejection=None)
+    assert_allclose(first.data, stack[0], rtol=1e-6)

@@ -121,6 +121,9 @@ class FrameFacts:
         :func:`calframe.linearity.header_linearity`'s verdict.
     why : str
         The reason for that verdict, in words.
+    nframes : int
+        Frames in the file (1 for an in-memory frame): a master takes the
+        first frame of each file.
     """
 
     label: str
@@ -139,6 +142,7 @@ class FrameFacts:
     output: str | None
     linear: bool | None
     why: str
+    nframes: int = 1
 
 
 def _float(value) -> float | None:
@@ -197,11 +201,13 @@ def frame_facts(frame, index: int = 0) -> FrameFacts:
 
     fmt = None
     bits = None
+    nframes = 1
     if isinstance(frame, str | os.PathLike):
         from .io import read_header  # deferred: calframe.io._read imports this module
 
         info = read_header(frame)
         header, shape, label, fmt = info.header, info.shape, os.fsdecode(frame), info.format
+        nframes = int(info.nframes)
         if info.dtype.kind in "iu":
             bits = info.bits
     elif isinstance(frame, np.ndarray):
@@ -236,6 +242,7 @@ def frame_facts(frame, index: int = 0) -> FrameFacts:
         output=calframe_output(header),
         linear=linear,
         why=why,
+        nframes=nframes,
     )
 
 
@@ -458,11 +465,25 @@ def _check_shapes(facts: list[FrameFacts], where: str) -> None:
             "of one detector readout mode (same size, binning and region) only")
 
 
+def _series_problems(facts: list[FrameFacts], kind: str) -> list[tuple[type, str, str]]:
+    """Files that hold several frames (an HDF5 or EDF series, a multi-page TIFF, a
+    FITS cube): a master reads the first frame of each file, not the series."""
+    series = [f for f in facts if f.nframes > 1]
+    if not series:
+        return []
+    what = _listing(_groups(series, lambda f: f.nframes), lambda n: f"{n} frames")
+    return [(MixedFramesError,
+             f"{_are(len(series))} {'a file' if len(series) == 1 else 'files'} of several "
+             f"frames ({what}), of which a master would take only the first",
+             f"pass the frames themselves (in Python: list(calframe.iter_frames(path))), "
+             f"one file per frame, {_OVERRIDE} (the first frame of each file)")]
+
+
 def _setting_problems(facts: list[FrameFacts], kind: str,
                       tolerances) -> list[tuple[type, str, str]]:
     """Camera settings that differ: exposure (darks), binning, CFA pattern, ISO, gain
     setting, offset.  Each is (error, what, fix)."""
-    problems: list[tuple[type, str, str]] = []
+    problems = _series_problems(facts, kind)
     if kind == "dark":
         exposures = _exposure_groups(facts, tolerances)
         if len(exposures) > 1:

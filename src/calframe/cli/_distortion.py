@@ -322,3 +322,93 @@ def apply_cmd(model_path, files, output, output_dir, channel, method, overwrite)
         write_frame(out, dest, overwrite=overwrite)
         click.echo(f"{name} -> {dest}")
     return 0
+
+
+@distortion.command("check")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False))
+@click.option("--model", "model_path", type=click.Path(exists=True, dir_okay=False),
+              default=None,
+              help="Model file written by 'calframe distortion fit': IMAGE is corrected with "
+                   "it before it is measured.  Without it IMAGE is measured as it is (a raw "
+                   "grid image, or one already corrected).")
+@click.option("--polarity", type=click.Choice(["auto", "bright", "dark"]), default="auto",
+              show_default=True,
+              help="Bright holes on dark, or dark dots on bright ('auto': as for 'fit').")
+@click.option("--channel", type=click.Choice(_FIT_CHANNELS, case_sensitive=False),
+              default=None,
+              help="Plane of a colour (RGB) image to measure (as for 'fit'; luminance by "
+                   "default).  A camera RAW (CFA) target uses its green sites unless R or B "
+                   "is chosen.")
+@click.option("--pitch", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Approximate grid pitch in pixels (measured if not given).")
+@click.option("--spot-radius", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Spot radius in pixels.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write a residual map (PNG): each spot's offset from its row and column "
+                   "lines, and their histogram.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing residual map.")
+def check_cmd(image, model_path, polarity, channel, pitch, spot_radius, output,
+              overwrite) -> int:
+    """Measure how straight the rows and columns of spots of IMAGE are.
+
+    The spots of the grid image IMAGE are detected and indexed on the
+    lattice, a straight line is fitted to each row and each column of at
+    least 4 spots (total least squares), and the perpendicular distances of
+    the spots from their lines are summarised: number of lines and spots,
+    mean, 99th percentile and maximum in pixels.  With --model, IMAGE is
+    first corrected by the model (bilinear resampling), so that the numbers
+    show what the correction leaves.  The measure needs no model, so a grid
+    image corrected by any tool can be compared.
+    """
+    from ..distortion import DistortionModel
+    from ..distortion._check import _failure_text, _measure
+    from ..distortion._correct import correct_distortion
+    from ..distortion._detect import _check_args
+    from ..errors import FrameReadError, IncompatibleFramesError, InputOverwriteError
+
+    if output and _same_file(output, image):
+        raise InputOverwriteError(f"{output}: is the grid image; choose another output name")
+    if output and model_path and _same_file(output, model_path):
+        raise InputOverwriteError(f"{output}: is the model file; choose another output name")
+    _check_new(output, overwrite, "residual map")
+    model = DistortionModel.from_fits(model_path) if model_path else None
+    ccd = _read(image, grid=True)
+    plane = _plane_for_fit(ccd, image, channel)
+    if model is not None:
+        if plane.shape[-2:] != model.shape:
+            ny, nx = model.shape
+            got = " x ".join(str(n) for n in plane.shape[::-1][:2])
+            raise IncompatibleFramesError(
+                f"{image}: image of {got} pixels, but the model {model_path} was fitted on "
+                f"a {nx} x {ny} image; check the image with a model fitted on a grid image "
+                "of this detector at this size and binning")
+        plane = correct_distortion(plane, model, method="interpolate")
+    data, bad = _check_args(plane, polarity, spot_radius, None, None)
+    result, info = _measure(data, bad, polarity, spot_radius, pitch)
+    if result is None:
+        what, _, fix = _failure_text(info, cli=True).rpartition("; ")
+        raise FrameReadError(image, what, fix)
+    used = f" ({plane.meta['CHANNEL']})" if "CHANNEL" in plane.meta else ""
+    how = f"corrected by {model_path}" if model_path else "as it is"
+    click.echo(f"{image}{used}, {how}: straightness of the rows and columns of spots")
+    click.echo(result.summary())
+    if output:
+        _write_figure(result.plot(plane), output, overwrite)
+        click.echo(f"wrote {output}")
+    return 0
+
+
+def _write_figure(fig, path, overwrite):
+    """Write a PNG under a temporary name beside ``path``, then rename it over ``path``."""
+    import os
+
+    from .._atomic import temporary_path
+
+    tmp = temporary_path(path)
+    try:
+        fig.savefig(tmp, format="png")
+        _check_new(path, overwrite, "residual map")  # appeared meanwhile: keep it
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

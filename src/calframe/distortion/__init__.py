@@ -7,6 +7,7 @@ the ideal pixel grid, and the model saves itself as FITS or as a pyFAI
 detector.
 """
 
+from ._check import Straightness, grid_straightness
 from ._correct import correct_distortion
 from ._detect import detect_grid_spots
 from ._lattice import index_lattice
@@ -18,9 +19,11 @@ __all__ = [
     "DistortionModel",
     "FailedDistortionFit",
     "FitSettings",
+    "Straightness",
     "correct_distortion",
     "detect_grid_spots",
     "field_error",
+    "grid_straightness",
     "index_lattice",
     "plot_distortion",
 ]

@@ -134,8 +134,11 @@ class Plan:
                          f"{_printable(t.output)}  "
                          f"(align {st.align}, {st.method}, rejection {st.rejection!r})")
         m = self.config.master
+        flats = {"exposure": ", flats normalised by their exposure (each light becomes its "
+                             "exposure-normalised transmission)",
+                 "mean": ", flats normalised by their mean"}.get(m.flat_normalize, "")
         lines.append(f"  masters: {m.method}, rejection {m.rejection!r}, memory limit "
-                     f"{self.config.memory_limit}")
+                     f"{self.config.memory_limit}{flats}")
         skipped = self.skipped_files()
         if skipped:
             lines.append(f"not taken ({len(skipped)} file{'s' * (len(skipped) != 1)} of "
