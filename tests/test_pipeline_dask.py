@@ -199,6 +199,18 @@ def test_cluster_run_reports_the_same_problems(cluster, tmp_path):
 
 
 @pytest.mark.slow
+def _wait_gone(pids, timeout: float = 30.0) -> None:
+    """Wait until none of the processes ``pids`` is running any more."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+
+
 def test_worker_killed_mid_run(tmp_path, monkeypatch):
     """kill -9 of a worker process while it runs a task: Dask runs the task again on
     a worker, the outputs are those of a run in this process, and no partial file is
@@ -238,6 +250,8 @@ def test_worker_killed_mid_run(tmp_path, monkeypatch):
         assert killed is not None, "no light task was seen running"
         assert killed not in client.scheduler_info()["workers"] or \
             client.run(os.getpid).get(killed) != pids[killed]
+        workers = set(pids.values()) | set(client.run(os.getpid).values())
+    _wait_gone(workers)  # the cluster is closed: its worker processes have ended
     result = outcome["result"]
     # a light the killed worker had written whole before it died is found up to date
     # when Dask runs its task again
@@ -251,7 +265,8 @@ def test_worker_killed_mid_run(tmp_path, monkeypatch):
     assert again.ok and not again.made
     left = [p for p in (tmp_path / "remote").rglob("*") if ".calframe-" in p.name]
     assert not left
-    assert not list((tmp_path / "remote" / ".calframe").glob("journal-*"))
+    journals = list((tmp_path / "remote" / ".calframe").glob("journal-*"))
+    assert not journals, [(j.name, j.read_text()) for j in journals]
 
 
 def test_temporaries_of_a_killed_worker_are_removed(tmp_path):
