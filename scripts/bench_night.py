@@ -120,7 +120,16 @@ def main(argv=None) -> int:
         folder = args.folder
         folder.mkdir(parents=True, exist_ok=True)
     try:
-        night = make(folder, tuple(args.size), args.frames, args.seed)
+        # made in a process of its own: Linux counts the memory a child had when it
+        # was forked (a copy of this process) in its peak RSS, so this process stays small
+        subprocess.run([sys.executable, "-c",
+                        "import sys; sys.path.insert(0, sys.argv[1]); import bench_night; "
+                        "bench_night.make(bench_night.Path(sys.argv[2]), "
+                        "(int(sys.argv[3]), int(sys.argv[4])), int(sys.argv[5]), "
+                        "int(sys.argv[6]))",
+                        str(Path(__file__).parent), str(folder), *map(str, args.size),
+                        str(args.frames), str(args.seed)], check=True)
+        night = folder / "night"
         mp = args.size[0] * args.size[1] / 1e6
         print(f"night: {args.frames} biases, {args.frames} darks of {EXPTIME:g} s, "
               f"{args.frames} flats, {args.frames} lights of {EXPTIME:g} s; "
